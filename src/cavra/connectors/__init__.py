@@ -1,0 +1,1 @@
+"""Connectors: pure translators from (event, settings, context) to HTTP requests and verdicts."""

@@ -1,0 +1,234 @@
+"""The connector contract.
+
+A connector is pure: :meth:`Connector.prepare` turns (event, settings, state) into a
+:class:`PreparedRequest`, and :meth:`Connector.interpret` turns the provider's :class:`Response` into a
+:data:`Verdict`. It never sends, sleeps, logs or stores; the delivery engine does all of that.
+
+Multi-step flows (token fetch, search-then-create, create-then-assign, launch-then-poll) are written as a
+small state machine: ``interpret`` answers :class:`Next` with the next state, and the engine calls
+``prepare`` again with it. Every HTTP exchange is one recorded attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cavra.secrets import Secret
+
+CATEGORIES = ("siem", "chatops", "itsm", "endpoint")
+
+
+class ConnectorSettings(BaseModel):
+    """Settings every connector understands. Provider modules subclass it with their own keys.
+
+    Secret-bearing keys (``url``, ``token``, ``api_key``, ``authorization`` and provider-specific ones such
+    as ``client_secret``) are given in the file as ``<key>_env`` (an environment variable name) or
+    ``<key>_file`` (a mounted secret file); the loader resolves them into :class:`Secret` values.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    url: Secret | None = None
+    token: Secret | None = None
+    api_key: Secret | None = None
+    authorization: Secret | None = None
+    api_key_header: str | None = None
+    authorization_scheme: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    allow_http: bool = False
+    allow_link_local: bool = False
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    enabled: bool = True
+    max_response_bytes: int = Field(default=1_048_576, gt=0)
+
+    def secrets(self) -> list[Secret]:
+        """Every secret this connector holds, for the redactor."""
+        found: list[Secret] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Secret):
+                found.append(value)
+        return found
+
+    def extra_credential_headers(self) -> list[str]:
+        return [self.api_key_header] if self.api_key_header else []
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One HTTP request, ready for the transport. Header values that are credentials are :class:`Secret`."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str | Secret] = field(default_factory=dict)
+    body: bytes = b""
+    step: str = "send"
+    #: secrets minted during this delivery (a fetched token) that the redactor must learn
+    new_secrets: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True)
+class Response:
+    """The provider's answer. Header names are lower-case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float = 0.0
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body.decode("utf-8"))
+
+    def json_or_none(self) -> Any:
+        try:
+            return self.json()
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
+# -- verdicts ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Delivered:
+    """The provider accepted (and, where the connector verifies, proved) the delivery."""
+
+    remote_id: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    proof: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A transient failure: try the same step again after ``after`` seconds (or the policy's backoff)."""
+
+    reason: str
+    after: float | None = None
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A permanent failure: do not retry."""
+
+    reason: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Next:
+    """Go on with the next step of a multi-step flow. ``token`` is cached by the engine when given."""
+
+    state: Any
+    token: CachedToken | None = None
+    after: float = 0.0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The provider accepted the work but its completion could not be proven before the deadline."""
+
+    reason: str
+    remote_id: str | None = None
+
+
+Verdict = Delivered | Retry | Reject | Next | Pending
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    """An OAuth access token with its expiry (monotonic seconds)."""
+
+    key: str
+    value: Secret
+    expires_at: float
+
+    def valid(self, now: float | None = None, *, margin: float = 30.0) -> bool:
+        current = time.monotonic() if now is None else now
+        return current < self.expires_at - margin
+
+
+class TokenCache:
+    """Access tokens cached per credential (key = token URL + client id + scope). Owned by the engine."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, CachedToken] = {}
+
+    def get(self, key: str) -> CachedToken | None:
+        tok = self._tokens.get(key)
+        if tok is not None and tok.valid():
+            return tok
+        return None
+
+    def put(self, token: CachedToken) -> None:
+        self._tokens[token.key] = token
+
+    def drop(self, key: str) -> None:
+        self._tokens.pop(key, None)
+
+
+@dataclass
+class Context:
+    """What a connector may read besides the event and its settings."""
+
+    delivery_key: str
+    tokens: TokenCache = field(default_factory=TokenCache)
+    now: float = field(default_factory=time.time)
+    attempt: int = 1
+
+
+S = TypeVar("S", bound=ConnectorSettings)
+
+
+class Connector(Protocol):
+    """What the engine needs of a connector. ``settings`` is the connector's own ``settings_model``."""
+
+    provider: ClassVar[str]
+    category: ClassVar[str]
+    settings_model: ClassVar[type[ConnectorSettings]]
+    #: the URL path is itself a credential (Slack, Teams webhook URLs)
+    secret_url_path: ClassVar[bool]
+
+    def prepare(self, event: Mapping[str, Any], settings: Any, ctx: Context, state: Any) -> PreparedRequest: ...
+
+    def interpret(
+        self, request: PreparedRequest, response: Response, settings: Any, ctx: Context, state: Any
+    ) -> Verdict: ...
+
+
+class PayloadTooLarge(ValueError):
+    """A payload exceeds the provider's limit: the delivery is rejected before anything is sent."""
+
+
+class BaseConnector(Generic[S]):
+    """Convenience base: single-step connectors override :meth:`build` and optionally :meth:`judge`."""
+
+    provider: ClassVar[str] = ""
+    category: ClassVar[str] = ""
+    settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    secret_url_path: ClassVar[bool] = False
+
+    def prepare(self, event: Mapping[str, Any], settings: S, ctx: Context, state: Any) -> PreparedRequest:
+        return self.build(event, settings, ctx)
+
+    def build(self, event: Mapping[str, Any], settings: S, ctx: Context) -> PreparedRequest:
+        raise NotImplementedError
+
+    def interpret(
+        self, request: PreparedRequest, response: Response, settings: S, ctx: Context, state: Any
+    ) -> Verdict:
+        return self.judge(response, settings)
+
+    def judge(self, response: Response, settings: S) -> Verdict:
+        from cavra.connectors.classify import classify
+
+        return classify(response)

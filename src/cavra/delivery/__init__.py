@@ -1,0 +1,1 @@
+"""The delivery engine: it alone sends, times, retries and records evidence."""

@@ -1,0 +1,190 @@
+"""What every emulator shares: request recording and scripted faults, applied by one middleware.
+
+Each provider is an aiohttp sub-application mounted under ``/<provider>`` (``/splunk``, ``/slack``, …).
+Provider modules only implement the provider's behaviour; this module records every request and applies
+scripted faults before the provider sees the request:
+
+* ``POST /_emulator/faults``  ``{"provider": "splunk", "status": 503, "count": 2, "body": "...",
+  "headers": {"Retry-After": "1"}, "delay": 0.0, "drop": false}``: the next ``count`` requests to that
+  provider get this answer instead (``drop`` closes the connection without answering; ``delay`` waits
+  first and, with no ``status``, then lets the provider answer; ``after_handler`` with ``drop`` lets
+  the provider act, then drops the answer, the "lost response" case).
+* ``GET /_emulator/requests?provider=splunk``: what was received (method, path, query, headers, body, status).
+* ``POST /_emulator/reset``: forget requests and faults, and reset provider state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Fault:
+    status: int | None = None
+    count: int = 1
+    body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+    after_handler: bool = False
+    content_type: str = "application/json"
+
+
+@dataclass
+class ReceivedRequest:
+    provider: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    status: int | None = None
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        try:
+            text: str | None = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        return {
+            "provider": self.provider,
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": text,
+            "body_base64": None if text is not None else base64.b64encode(self.body).decode(),
+            "status": self.status,
+            "at": self.at,
+        }
+
+
+class EmulatorHub:
+    """Recorded requests, scripted faults and reset hooks shared by all mounted emulators."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self.faults: dict[str, list[Fault]] = {}
+        self.reset_hooks: list[Callable[[], None]] = []
+
+    def add_fault(self, provider: str, fault: Fault) -> None:
+        self.faults.setdefault(provider, []).append(fault)
+
+    def take_fault(self, provider: str) -> Fault | None:
+        queue = self.faults.get(provider)
+        if not queue:
+            return None
+        fault = queue[0]
+        fault.count -= 1
+        if fault.count <= 0:
+            queue.pop(0)
+        return fault
+
+    def received(self, provider: str | None = None) -> list[ReceivedRequest]:
+        return [r for r in self.requests if provider is None or r.provider == provider]
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.faults.clear()
+        for hook in self.reset_hooks:
+            hook()
+
+
+HUB_KEY: web.AppKey[EmulatorHub] = web.AppKey("cavra_emulator_hub", EmulatorHub)
+
+
+def _provider_of(path: str) -> str:
+    parts = path.split("/", 2)
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    # aiohttp still wants a response object; the connection is already gone.
+    raise asyncio.CancelledError
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    hub = request.config_dict[HUB_KEY]
+    provider = _provider_of(request.path)
+    if provider in ("", "_emulator"):
+        return await handler(request)
+    body = await request.read()
+    record = ReceivedRequest(
+        provider=provider,
+        method=request.method,
+        path=request.path,
+        query=request.query_string,
+        headers={k: v for k, v in request.headers.items()},
+        body=body,
+    )
+    hub.requests.append(record)
+    fault = hub.take_fault(provider)
+    if fault is not None:
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.drop and not fault.after_handler:
+            record.status = None
+            return _drop(request)
+        if fault.status is not None:
+            record.status = fault.status
+            return web.Response(
+                status=fault.status,
+                text=fault.body if fault.body is not None else "",
+                headers=fault.headers,
+                content_type=fault.content_type,
+            )
+    response = await handler(request)
+    record.status = response.status
+    if fault is not None and fault.drop and fault.after_handler:
+        record.status = None
+        return _drop(request)
+    return response
+
+
+async def _faults(request: web.Request) -> web.Response:
+    hub = request.config_dict[HUB_KEY]
+    try:
+        data = await request.json()
+        provider = str(data.pop("provider"))
+        fault = Fault(**data)
+    except (ValueError, KeyError, TypeError) as exc:
+        return web.json_response({"error": f"bad fault: {exc}"}, status=400)
+    hub.add_fault(provider, fault)
+    return web.json_response({"ok": True, "provider": provider})
+
+
+async def _requests(request: web.Request) -> web.Response:
+    hub = request.config_dict[HUB_KEY]
+    provider = request.query.get("provider")
+    return web.json_response([r.to_dict() for r in hub.received(provider)])
+
+
+async def _reset(request: web.Request) -> web.Response:
+    request.config_dict[HUB_KEY].reset()
+    return web.json_response({"ok": True})
+
+
+def control_routes(app: web.Application) -> None:
+    app.router.add_post("/_emulator/faults", _faults)
+    app.router.add_get("/_emulator/requests", _requests)
+    app.router.add_post("/_emulator/reset", _reset)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(data), content_type="application/json", headers=headers or {}
+    )

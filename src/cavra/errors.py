@@ -1,0 +1,27 @@
+"""Errors that faces turn into clear messages (CLI: one line and exit 2; API: a 4xx JSON answer)."""
+
+from __future__ import annotations
+
+
+class CavraError(Exception):
+    """Base class of every error the project raises on purpose. Its message is safe to show."""
+
+
+class ConfigError(CavraError):
+    """The connector configuration is invalid; the message names the file and the key path."""
+
+
+class InputError(CavraError):
+    """An input file or request body is invalid; the message names the file or field."""
+
+
+class NotFoundError(CavraError):
+    """A record id is unknown."""
+
+
+class ConflictError(CavraError):
+    """The request conflicts with the current state (for example an inactive integration)."""
+
+
+class StoreError(CavraError):
+    """The evidence store cannot be opened or written."""

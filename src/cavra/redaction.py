@@ -1,0 +1,192 @@
+"""The one redactor.
+
+Everything that leaves the delivery engine as evidence, error text or log line passes through a
+:class:`Redactor`. It knows every secret of its target (and their encoded forms) and applies fixed rules:
+credential headers, URL query values, URL user-info, and secret URL paths (Slack and Teams webhook URLs).
+
+:class:`Redacted` strings can only be built here, so a field typed ``Redacted`` cannot receive raw text by
+mistake; mypy catches the bypass.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+
+from cavra.secrets import REDACTED, Secret
+
+_TOKEN = object()
+
+#: Headers whose value is a credential whatever the provider.
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "dd-api-key",
+        "dd-application-key",
+        "x-auth-token",
+        "x-splunk-token",
+        "x-functions-key",
+        "x-ms-shared-key",
+        "private-token",
+    }
+)
+
+#: The shortest secret that is scrubbed as a substring; shorter ones are refused by the config loader.
+MIN_SECRET_LENGTH = 4
+
+# Defence in depth: shapes that are credentials even when nobody told us the value.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer|basic|splunk|sharedkey|token)\s+[A-Za-z0-9._~+/=:-]{8,}"), r"\1 " + REDACTED),
+    (re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+"), "https://hooks.slack.com/" + REDACTED),
+    (re.compile(r"(?i)([?&](?:sig|signature|code|token|api_key|apikey|key|access_token)=)[^&\s\"']+"),
+     r"\1" + REDACTED),
+    (re.compile(r"whsec_[A-Za-z0-9+/=]{8,}"), REDACTED),
+    (re.compile(r"(?i)(\"(?:access_token|refresh_token|client_secret|password|token)\"\s*:\s*\")[^\"]*(\")"),
+     r"\1" + REDACTED + r"\2"),
+)
+
+
+class Redacted(str):
+    """Text that has been through the redactor. Build it with :class:`Redactor`, never directly."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str, _token: object = None) -> Redacted:
+        if _token is not _TOKEN:
+            raise TypeError("Redacted text can only be built by cavra.redaction.Redactor")
+        return super().__new__(cls, value)
+
+
+@dataclass(frozen=True)
+class RedactedRequest:
+    """What an auditor may see of a request: method, redacted URL, redacted headers."""
+
+    method: str
+    url: Redacted
+    headers: dict[str, Redacted]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"method": self.method, "url": str(self.url), "headers": {k: str(v) for k, v in self.headers.items()}}
+
+
+def _forms(value: str) -> set[str]:
+    """The encoded forms a secret may take on the wire or in text."""
+    raw = value.encode("utf-8")
+    forms = {
+        value,
+        quote(value, safe=""),
+        quote_plus(value),
+        base64.b64encode(raw).decode("ascii"),
+        base64.urlsafe_b64encode(raw).decode("ascii"),
+        base64.b64encode(raw).decode("ascii").rstrip("="),
+        json.dumps(value)[1:-1],
+    }
+    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
+
+
+class Redactor:
+    """Redacts text, URLs, headers and requests for one target (or several, merged)."""
+
+    def __init__(
+        self,
+        secrets: Iterable[Secret | str] = (),
+        *,
+        secret_url_path: bool = False,
+        extra_credential_headers: Iterable[str] = (),
+    ) -> None:
+        values: set[str] = set()
+        for s in secrets:
+            plain = s.reveal() if isinstance(s, Secret) else s
+            if plain and len(plain) >= MIN_SECRET_LENGTH:
+                values |= _forms(plain)
+                # a secret inside Basic auth appears only as base64("user:secret"); those are added by
+                # the connector as a Secret header value, which lands here too.
+        # longest first, so a secret containing another is replaced whole
+        self._values = sorted(values, key=len, reverse=True)
+        self._secret_url_path = secret_url_path
+        self._credential_headers = CREDENTIAL_HEADERS | {h.lower() for h in extra_credential_headers}
+
+    def with_secrets(self, secrets: Iterable[Secret | str]) -> Redactor:
+        """A redactor that also knows these secrets (for example a token fetched during delivery)."""
+        merged = Redactor(
+            [*self._values, *secrets],
+            secret_url_path=self._secret_url_path,
+            extra_credential_headers=self._credential_headers,
+        )
+        return merged
+
+    # -- text -----------------------------------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        for pattern, repl in _PATTERNS:
+            text = pattern.sub(repl, text)
+        return text
+
+    def text(self, text: str) -> Redacted:
+        return Redacted(self.scrub(text), _TOKEN)
+
+    def excerpt(self, body: bytes, limit: int = 512) -> Redacted:
+        """A redacted, bounded excerpt of a response body, for evidence."""
+        snippet = body[: limit * 2].decode("utf-8", errors="replace")
+        cleaned = self.scrub(snippet)
+        if len(cleaned) > limit:
+            cleaned = cleaned[:limit] + "…"
+        return Redacted(cleaned, _TOKEN)
+
+    # -- URLs -----------------------------------------------------------------------------------------
+    def url(self, url: str) -> Redacted:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return Redacted(REDACTED, _TOKEN)
+        netloc = parts.hostname or ""
+        if ":" in netloc:  # IPv6 literal
+            netloc = f"[{netloc}]"
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is not None:
+            netloc = f"{netloc}:{port}"
+        if parts.username is not None or parts.password is not None:
+            netloc = f"{REDACTED}@{netloc}"
+        path = parts.path
+        if self._secret_url_path and path not in ("", "/"):
+            path = "/" + REDACTED
+        query = ""
+        if parts.query:
+            pairs = []
+            for pair in parts.query.split("&"):
+                key = pair.split("=", 1)[0]
+                pairs.append(f"{key}={REDACTED}" if key else REDACTED)
+            query = "&".join(pairs)
+        rebuilt = urlunsplit((parts.scheme, netloc, path, query, ""))
+        return Redacted(self.scrub(rebuilt), _TOKEN)
+
+    # -- headers and requests -------------------------------------------------------------------------
+    def header(self, name: str, value: str | Secret) -> Redacted:
+        lname = name.lower()
+        if isinstance(value, Secret) or lname in self._credential_headers:
+            plain = value.reveal() if isinstance(value, Secret) else value
+            scheme, sep, _rest = plain.partition(" ")
+            if sep and scheme.isalpha() and len(scheme) <= 20:
+                return Redacted(f"{scheme} {REDACTED}", _TOKEN)
+            return Redacted(REDACTED, _TOKEN)
+        return Redacted(self.scrub(value), _TOKEN)
+
+    def headers(self, headers: Mapping[str, str | Secret]) -> dict[str, Redacted]:
+        return {name: self.header(name, value) for name, value in headers.items()}
+
+    def request(self, method: str, url: str, headers: Mapping[str, str | Secret]) -> RedactedRequest:
+        return RedactedRequest(method=method.upper(), url=self.url(url), headers=self.headers(headers))
