@@ -46,12 +46,21 @@ MIN_SECRET_LENGTH = 4
 # Defence in depth: shapes that are credentials even when nobody told us the value.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer|basic|splunk|sharedkey|token)\s+[A-Za-z0-9._~+/=:-]{8,}"), r"\1 " + REDACTED),
-    (re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+"), "https://hooks.slack.com/" + REDACTED),
-    (re.compile(r"(?i)([?&](?:sig|signature|code|token|api_key|apikey|key|access_token)=)[^&\s\"']+"),
-     r"\1" + REDACTED),
+    (
+        re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+"),
+        "https://hooks.slack.com/" + REDACTED,
+    ),
+    (
+        re.compile(r"(?i)([?&](?:sig|signature|code|token|api_key|apikey|key|access_token)=)[^&\s\"']+"),
+        r"\1" + REDACTED,
+    ),
     (re.compile(r"whsec_[A-Za-z0-9+/=]{8,}"), REDACTED),
-    (re.compile(r"(?i)(\"(?:access_token|refresh_token|client_secret|password|token)\"\s*:\s*\")[^\"]*(\")"),
-     r"\1" + REDACTED + r"\2"),
+    (
+        re.compile(
+            r"(?i)(\"(?:access_token|refresh_token|client_secret|password|token)\"\s*:\s*\")[^\"]*(\")"
+        ),
+        r"\1" + REDACTED + r"\2",
+    ),
 )
 
 
@@ -75,7 +84,11 @@ class RedactedRequest:
     headers: dict[str, Redacted]
 
     def to_dict(self) -> dict[str, object]:
-        return {"method": self.method, "url": str(self.url), "headers": {k: str(v) for k, v in self.headers.items()}}
+        return {
+            "method": self.method,
+            "url": str(self.url),
+            "headers": {k: str(v) for k, v in self.headers.items()},
+        }
 
 
 def _forms(value: str) -> set[str]:

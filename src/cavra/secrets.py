@@ -74,7 +74,7 @@ class Secret:
 
 
 def from_env(name: str, *, owner: str, environ: dict[str, str] | None = None) -> Secret:
-    """Read a secret from an environment variable; a missing or empty variable names the owner and variable."""
+    """Read a secret from an environment variable; a missing or empty one names owner and variable."""
     env = os.environ if environ is None else environ
     value = env.get(name)
     if value is None:

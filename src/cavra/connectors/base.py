@@ -198,7 +198,9 @@ class Connector(Protocol):
     #: the URL path is itself a credential (Slack, Teams webhook URLs)
     secret_url_path: ClassVar[bool]
 
-    def prepare(self, event: Mapping[str, Any], settings: Any, ctx: Context, state: Any) -> PreparedRequest: ...
+    def prepare(
+        self, event: Mapping[str, Any], settings: Any, ctx: Context, state: Any
+    ) -> PreparedRequest: ...
 
     def interpret(
         self, request: PreparedRequest, response: Response, settings: Any, ctx: Context, state: Any

@@ -20,7 +20,9 @@ class RetryPolicy:
     def attempts(self) -> int:
         return self.retries + 1
 
-    def next_delay(self, retry_number: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    def next_delay(
+        self, retry_number: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Delay before retry ``retry_number`` (1-based).
 
         Full jitter (AWS architecture blog): uniform in [0, min(cap, base·2^(n-1))]. A ``Retry-After`` from

@@ -69,13 +69,25 @@ class ReceivedRequest:
         }
 
 
+@dataclass
+class IssuedToken:
+    """An access token issued by an emulated identity provider (Entra ID, Jamf), for the resource servers."""
+
+    value: str
+    client_id: str
+    audience: str
+    roles: tuple[str, ...]
+    expires_at: float
+
+
 class EmulatorHub:
-    """Recorded requests, scripted faults and reset hooks shared by all mounted emulators."""
+    """Recorded requests, scripted faults, issued tokens and reset hooks shared by all mounted emulators."""
 
     def __init__(self) -> None:
         self.requests: list[ReceivedRequest] = []
         self.faults: dict[str, list[Fault]] = {}
         self.reset_hooks: list[Callable[[], None]] = []
+        self.tokens: dict[str, IssuedToken] = {}
 
     def add_fault(self, provider: str, fault: Fault) -> None:
         self.faults.setdefault(provider, []).append(fault)
@@ -96,6 +108,7 @@ class EmulatorHub:
     def reset(self) -> None:
         self.requests.clear()
         self.faults.clear()
+        self.tokens.clear()
         for hook in self.reset_hooks:
             hook()
 

@@ -1,0 +1,1 @@
+"""The ``cavra`` command line."""

@@ -1,0 +1,45 @@
+"""The ``cavra`` command: one Typer app with a sub-app per command group."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from cavra import __version__
+from cavra.cli import emulate as emulate_mod
+from cavra.cli import integration
+
+app = typer.Typer(
+    name="cavra",
+    help="CAVRA Connectors: deliver governance evidence to SIEM, ChatOps, ITSM and endpoint management.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(integration.app, name="integration")
+app.command("emulate")(emulate_mod.emulate)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cavra {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """CAVRA Connectors."""
+    logging.basicConfig(
+        level=os.environ.get("CAVRA_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,225 @@
+"""The connectors file (JSON or YAML) → typed, resolved per-provider targets.
+
+Secrets are resolved here from ``<key>_env`` (environment variable) or ``<key>_file`` (mounted file) into
+:class:`~cavra.secrets.Secret` values. A problem with one connector (an unset variable, an invalid key)
+stops only that connector: :class:`LoadedConfig` keeps the error beside the targets that did load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from cavra.connectors.base import Connector, ConnectorSettings
+from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
+from cavra.errors import ConfigError
+from cavra.redaction import MIN_SECRET_LENGTH, Redactor
+from cavra.secrets import Secret, from_env, from_file
+from cavra.transport import SendOptions
+
+CONFIG_ENV = "CAVRA_CONNECTOR_CONFIG"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One configured provider, ready to deliver: connector, resolved settings, redactor, send options."""
+
+    provider: str
+    connector: Connector
+    settings: ConnectorSettings
+    redactor: Redactor
+    options: SendOptions
+
+    @property
+    def category(self) -> str:
+        return self.connector.category
+
+    def delivery_key(self, event_id: str) -> str:
+        """A stable key for (event, target): the idempotency key providers receive."""
+        url = self.settings.url.reveal() if self.settings.url is not None else ""
+        digest = hashlib.sha256(f"{event_id}\0{self.provider}\0{url}".encode()).hexdigest()
+        return f"dk_{digest[:32]}"
+
+
+@dataclass
+class LoadedConfig:
+    """Targets that loaded, and a one-line error for each provider that did not."""
+
+    source: str
+    targets: dict[str, Target] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def providers(self) -> list[str]:
+        return [*self.targets, *self.errors]
+
+
+def _secret_fields(model: type[ConnectorSettings]) -> set[str]:
+    names = set()
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        args = typing.get_args(ann) if isinstance(ann, types.UnionType) or typing.get_origin(ann) else ()
+        if ann is Secret or Secret in args:
+            names.add(name)
+    return names
+
+
+def _format_validation(prefix: str, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append(f"{prefix}.{loc}: {msg}" if loc else f"{prefix}: {msg}")
+    return "; ".join(problems)
+
+
+def target_from_mapping(
+    provider: str,
+    raw: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    *,
+    where: str | None = None,
+) -> Target:
+    """Build one target. ``where`` names the key path in messages (default ``connectors.<provider>``)."""
+    path = where or f"connectors.{provider}"
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{path}: {unknown_provider_message(provider)}")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: must be a mapping of settings")
+    connector = get_connector(provider)
+    model = connector.settings_model
+    secret_names = _secret_fields(model)
+    env = dict(os.environ) if environ is None else dict(environ)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: keys must be strings")
+        for suffix in ("_env", "_file"):
+            if key.endswith(suffix) and key[: -len(suffix)] in secret_names:
+                base = key[: -len(suffix)]
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"{path}.{key}: must be a non-empty string")
+                if base in values:
+                    raise ConfigError(f"{path}: {base} is given more than once")
+                owner = f"connector {provider} ({path}.{key})"
+                if suffix == "_env":
+                    values[base] = from_env(value.strip(), owner=owner, environ=env)
+                else:
+                    values[base] = from_file(value.strip(), owner=owner, base_dir=base_dir)
+                break
+        else:
+            if key in values:
+                raise ConfigError(f"{path}: {key} is given more than once")
+            if key in secret_names and value is not None and not isinstance(value, (str, Secret)):
+                raise ConfigError(f"{path}.{key}: must be a string")
+            values[key] = value
+    for name in secret_names:
+        secret = values.get(name)
+        if isinstance(secret, str):
+            secret = Secret(secret)
+            values[name] = secret
+        if isinstance(secret, Secret) and len(secret.reveal()) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{path}.{name}: too short to be a credential (at least {MIN_SECRET_LENGTH} characters)"
+            )
+    try:
+        settings = model.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(path, exc)) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    redactor = Redactor(
+        settings.secrets(),
+        secret_url_path=connector.secret_url_path,
+        extra_credential_headers=settings.extra_credential_headers(),
+    )
+    options = SendOptions(
+        timeout=settings.timeout_seconds,
+        max_response_bytes=settings.max_response_bytes,
+        allow_http=settings.allow_http,
+        allow_link_local=settings.allow_link_local,
+        verify_tls=settings.verify_tls,
+        ca_bundle=settings.ca_bundle,
+    )
+    return Target(
+        provider=provider, connector=connector, settings=settings, redactor=redactor, options=options
+    )
+
+
+def parse_config_text(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) if source.endswith((".yaml", ".yml")) else json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{source}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: must be a mapping with a 'connectors' key")
+    connectors = data.get("connectors")
+    if not isinstance(connectors, dict):
+        raise ConfigError(f"{source}: key 'connectors' is required and must map provider names to settings")
+    unknown = set(data) - {"connectors", "version", "defaults"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
+    return data
+
+
+def resolve_config_path(path: str | None, environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    chosen = path or env.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(f"no connector config: pass --config FILE or set {CONFIG_ENV}")
+    return chosen
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Load the connectors file; per-provider problems are kept in ``errors``, file problems raise."""
+    source = resolve_config_path(path, environ)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, expected a JSON or YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot be read ({exc.strerror})") from None
+    return config_from_data(parse_config_text(text, source), source, environ, base_dir=Path(source).parent)
+
+
+def config_from_data(
+    data: Mapping[str, Any],
+    source: str,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> LoadedConfig:
+    loaded = LoadedConfig(source=source)
+    for provider, raw in data["connectors"].items():
+        try:
+            target = target_from_mapping(str(provider), raw or {}, environ, base_dir)
+        except ConfigError as exc:
+            loaded.errors[str(provider)] = str(exc)
+            continue
+        if target.settings.enabled:
+            loaded.targets[str(provider)] = target
+    return loaded

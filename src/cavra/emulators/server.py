@@ -1,0 +1,155 @@
+"""Compose the provider emulators into one aiohttp application and serve it on loopback.
+
+Every provider module ``cavra.emulators.<name>`` exposes:
+
+* ``Settings``: a dataclass of the emulator's demo credentials and switches, all with defaults;
+* ``create_app(hub, settings) -> web.Application``: the provider's routes, mounted at ``/<name>``;
+* ``demo_config(base_url, settings) -> (connector_entry, env)``: the connector config entry (using the
+  ``*_env`` keys) and the environment variables that point a connector at this emulator.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from aiohttp import web
+
+from cavra.emulators.framework import HUB_KEY, EmulatorHub, control_routes, fault_middleware
+
+#: mount prefix -> module. Order is the order of ``cavra emulate``'s listing.
+EMULATORS: dict[str, str] = {
+    "entra": "cavra.emulators.entra",
+    "splunk": "cavra.emulators.splunk",
+    "sentinel": "cavra.emulators.sentinel",
+    "datadog": "cavra.emulators.datadog",
+    "webhook": "cavra.emulators.webhook",
+    "slack": "cavra.emulators.slack",
+    "teams": "cavra.emulators.teams",
+    "jira": "cavra.emulators.jira",
+    "servicenow": "cavra.emulators.servicenow",
+    "jamf": "cavra.emulators.jamf",
+    "graph": "cavra.emulators.graph",
+    "awx": "cavra.emulators.awx",
+}
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(EMULATORS[name])
+
+
+def build_app(
+    providers: Iterable[str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[web.Application, EmulatorHub, dict[str, Any]]:
+    """The composed application, its hub, and each mounted emulator's settings object."""
+    hub = EmulatorHub()
+    app = web.Application(middlewares=[fault_middleware], client_max_size=64 * 1024 * 1024)
+    app[HUB_KEY] = hub
+    control_routes(app)
+    names = list(EMULATORS) if providers is None else list(providers)
+    settings_by_name: dict[str, Any] = {}
+    for name in names:
+        mod = _module(name)
+        settings = mod.Settings(**dict((overrides or {}).get(name, {})))
+        settings_by_name[name] = settings
+        app.add_subapp(f"/{name}", mod.create_app(hub, settings))
+    return app, hub, settings_by_name
+
+
+def demo_environment(
+    base_url: str, settings_by_name: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The connector config and environment that point every connector at these emulators."""
+    connectors: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    for name, settings in settings_by_name.items():
+        mod = _module(name)
+        if not hasattr(mod, "demo_config"):
+            continue
+        entry, entry_env = mod.demo_config(base_url, settings)
+        if entry is not None:
+            provider = entry.pop("provider", name)
+            connectors[provider] = entry
+        env.update(entry_env)
+    return {"connectors": connectors}, env
+
+
+def write_demo_config(
+    directory: Path, base_url: str, settings_by_name: Mapping[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``DIR/connectors.json`` and ``DIR/emulators.env`` (``export NAME=value`` lines), atomically."""
+    config, env = demo_environment(base_url, settings_by_name)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "connectors.json"
+    env_path = directory / "emulators.env"
+    _atomic_write(config_path, json.dumps(config, indent=2) + "\n")
+    lines = [f"export {k}={_shell_quote(v)}" for k, v in sorted(env.items())]
+    _atomic_write(env_path, "\n".join(lines) + "\n", mode=0o600)
+    return config_path, env_path
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class EmulatorServer:
+    """Serve the emulators on a loopback port (``port=0`` picks a free one). An async context manager."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        providers: Iterable[str] | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.app, self.hub, self.settings = build_app(providers, overrides)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> EmulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def demo_environment(self) -> tuple[dict[str, Any], dict[str, str]]:
+        return demo_environment(self.base_url, self.settings)
