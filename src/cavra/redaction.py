@@ -51,7 +51,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "https://hooks.slack.com/" + REDACTED,
     ),
     (
-        re.compile(r"(?i)([?&](?:sig|signature|code|token|api_key|apikey|key|access_token)=)[^&\s\"']+"),
+        re.compile(
+            r"(?i)((?:^|[?&\s;,])(?:sig|signature|code|token|api_key|apikey|key|access_token)=)[^&\s\"']+"
+        ),
         r"\1" + REDACTED,
     ),
     (re.compile(r"whsec_[A-Za-z0-9+/=]{8,}"), REDACTED),
@@ -102,6 +104,7 @@ def _forms(value: str) -> set[str]:
         base64.urlsafe_b64encode(raw).decode("ascii"),
         base64.b64encode(raw).decode("ascii").rstrip("="),
         json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
     }
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 

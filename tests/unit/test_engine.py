@@ -1,0 +1,330 @@
+"""The delivery engine against a real loopback server, with a small test connector."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, ClassVar
+
+import jsonschema
+import pytest
+from aiohttp import web
+
+from cavra.config import Target
+from cavra.connectors.base import (
+    BaseConnector,
+    CachedToken,
+    ConnectorSettings,
+    Context,
+    Delivered,
+    Next,
+    PayloadTooLarge,
+    PreparedRequest,
+    Response,
+    TokenCache,
+    Verdict,
+)
+from cavra.connectors.classify import classify
+from cavra.delivery.engine import deliver_many, deliver_one
+from cavra.delivery.policy import RetryPolicy
+from cavra.redaction import Redactor
+from cavra.secrets import Secret
+from cavra.transport import AiohttpTransport, SendOptions
+
+SECRET = "tok-Zq8xv3-very-distinctive"
+SCHEMA = json.loads(resources.files("cavra").joinpath("schemas/connector-delivery.v1.json").read_text())
+
+
+@dataclass
+class Script:
+    """Answers the test server gives, in order; the last one repeats."""
+
+    answers: list[tuple[int, dict[str, str], bytes, float]] = field(default_factory=list)
+    hits: list[web.Request] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+
+    def next(self) -> tuple[int, dict[str, str], bytes, float]:
+        if len(self.answers) > 1:
+            return self.answers.pop(0)
+        return self.answers[0] if self.answers else (200, {}, b"ok", 0.0)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, Script]]:
+    script = Script()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        script.hits.append(request)
+        script.bodies.append(await request.read())
+        status, headers, body, delay = script.next()
+        if delay:
+            await asyncio.sleep(delay)
+        return web.Response(status=status, headers=headers, body=body)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", script
+    finally:
+        await runner.cleanup()
+
+
+class EchoConnector(BaseConnector[ConnectorSettings]):
+    provider: ClassVar[str] = "test"
+    category: ClassVar[str] = "siem"
+
+    def build(self, event: Mapping[str, Any], settings: ConnectorSettings, ctx: Context) -> PreparedRequest:
+        if event.get("too_big"):
+            raise PayloadTooLarge("body of 2 MB is over the 1 MB limit")
+        assert settings.url is not None and settings.token is not None
+        return PreparedRequest(
+            method="POST",
+            url=settings.url.reveal() + "/ingest?key=" + settings.token.reveal(),
+            headers={
+                "Authorization": Secret("Bearer " + settings.token.reveal()),
+                "Content-Type": "application/json",
+            },
+            body=json.dumps(dict(event)).encode(),
+        )
+
+
+class TokenConnector(BaseConnector[ConnectorSettings]):
+    """Fetches a token first (step 'token'), then sends with it."""
+
+    provider: ClassVar[str] = "test"
+    category: ClassVar[str] = "siem"
+
+    def prepare(
+        self, event: Mapping[str, Any], settings: ConnectorSettings, ctx: Context, state: Any
+    ) -> PreparedRequest:
+        assert settings.url is not None
+        cached = ctx.tokens.get("k")
+        if cached is None:
+            return PreparedRequest("POST", settings.url.reveal() + "/token", step="token")
+        return PreparedRequest(
+            "POST",
+            settings.url.reveal() + "/send",
+            headers={"Authorization": Secret("Bearer " + cached.value.reveal())},
+        )
+
+    def interpret(
+        self,
+        request: PreparedRequest,
+        response: Response,
+        settings: ConnectorSettings,
+        ctx: Context,
+        state: Any,
+    ) -> Verdict:
+        if request.step == "token":
+            value = response.json()["access_token"]
+            return Next("send", token=CachedToken("k", Secret(value), time.monotonic() + 600))
+        return classify(response)
+
+
+def make_target(url: str, connector: BaseConnector[ConnectorSettings] | None = None, **opts: Any) -> Target:
+    settings = ConnectorSettings(url=Secret(url), token=Secret(SECRET), allow_http=True, **opts)
+    return Target(
+        provider="test",
+        connector=connector or EchoConnector(),
+        settings=settings,
+        redactor=Redactor(settings.secrets()),
+        options=SendOptions(
+            timeout=settings.timeout_seconds, allow_http=True, max_response_bytes=settings.max_response_bytes
+        ),
+    )
+
+
+EVENT = {"event_type": "cavra.evidence_bundle", "event_id": "evt_1", "session_id": "s1"}
+FAST = RetryPolicy(retries=2, base_delay=0.01, max_delay=0.02)
+
+
+async def test_delivered_first_time_and_record_matches_schema(server: tuple[str, Script]) -> None:
+    url, script = server
+    async with AiohttpTransport() as tr:
+        record = await deliver_many([make_target(url)], EVENT, policy=FAST, transport=tr)
+    jsonschema.validate(record, SCHEMA)
+    assert record["success"] is True
+    d = record["deliveries"][0]
+    assert d["status_code"] == 200 and d["attempt_count"] == 1
+    assert d["request"]["headers"]["Authorization"] == "Bearer **REDACTED**"
+    assert "key=**REDACTED**" in d["request"]["url"]
+    assert SECRET not in json.dumps(record)
+    assert len(script.hits) == 1
+
+
+async def test_5xx_retried_then_delivered(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(503, {}, b"busy", 0.0), (502, {}, b"", 0.0), (200, {}, b"ok", 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+    assert d.success and d.attempt_count == 3
+    assert [a.verdict for a in d.attempts] == ["retry", "retry", "delivered"]
+
+
+async def test_retries_exhausted(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(500, {}, b"", 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(
+            make_target(url), EVENT, policy=RetryPolicy(retries=1, base_delay=0.01), transport=tr
+        )
+    assert not d.success and d.attempt_count == 2
+    assert d.error is not None and "gave up after 2 attempts" in d.error
+
+
+async def test_4xx_not_retried(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(400, {}, b'{"error":"bad"}', 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+    assert not d.success and d.attempt_count == 1 and d.status_code == 400
+
+
+async def test_429_retry_after_is_honoured(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(429, {"Retry-After": "1"}, b"", 0.0), (200, {}, b"ok", 0.0)]
+    async with AiohttpTransport() as tr:
+        t0 = time.monotonic()
+        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+        waited = time.monotonic() - t0
+    assert d.success and d.attempt_count == 2
+    assert waited >= 1.0
+    assert d.attempts[0].retry_after == 1.0
+
+
+async def test_retry_after_beyond_the_cap_fails_without_waiting(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(429, {"Retry-After": "3600"}, b"", 0.0)]
+    policy = RetryPolicy(retries=3, base_delay=0.01, max_retry_after=5)
+    async with AiohttpTransport() as tr:
+        t0 = time.monotonic()
+        d = await deliver_one(make_target(url), EVENT, policy=policy, transport=tr)
+    assert time.monotonic() - t0 < 2
+    assert not d.success and d.error is not None and "beyond the cap" in d.error
+
+
+async def test_timeout_is_retried_then_fails(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(200, {}, b"late", 1.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(
+            make_target(url, timeout_seconds=0.2),
+            EVENT,
+            policy=RetryPolicy(retries=1, base_delay=0.01),
+            transport=tr,
+        )
+    assert not d.success and d.attempt_count == 2
+    assert d.error is not None and "no answer within 0.2 s" in d.error
+    assert d.status_code is None
+
+
+async def test_connection_refused() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(f"http://127.0.0.1:{port}"), EVENT, policy=FAST, transport=tr)
+    assert not d.success and d.attempt_count == 3
+    assert d.error is not None and "cannot connect" in d.error
+
+
+async def test_redirect_is_not_followed(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(302, {"Location": url + "/elsewhere"}, b"", 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+    assert not d.success and d.attempt_count == 1
+    assert [h.path for h in script.hits] == ["/ingest"]
+
+
+async def test_plain_http_needs_allowance_and_link_local_is_refused() -> None:
+    target = make_target("http://127.0.0.1:9")
+    no_http = Target(
+        target.provider, target.connector, target.settings, target.redactor, SendOptions(allow_http=False)
+    )
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(no_http, EVENT, policy=FAST, transport=tr)
+        assert not d.success and d.attempt_count == 1 and d.error is not None and "allow_http" in d.error
+        meta = make_target("http://169.254.169.254")
+        d2 = await deliver_one(meta, EVENT, policy=FAST, transport=tr)
+        assert not d2.success and d2.attempt_count == 1 and d2.error is not None and "link-local" in d2.error
+
+
+async def test_secret_echoed_by_the_provider_is_scrubbed(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(401, {}, f"invalid token {SECRET} for Bearer {SECRET}".encode(), 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+    assert SECRET not in json.dumps(d.to_dict())
+    assert d.attempts[0].response_excerpt is not None and "**REDACTED**" in d.attempts[0].response_excerpt
+
+
+async def test_response_body_is_bounded(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(500, {}, b"x" * 100_000, 0.0), (200, {}, b"ok", 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url, max_response_bytes=1000), EVENT, policy=FAST, transport=tr)
+    assert d.success
+    assert d.attempts[0].response_excerpt is not None and len(d.attempts[0].response_excerpt) <= 513
+
+
+async def test_payload_too_large_is_not_sent(server: tuple[str, Script]) -> None:
+    url, script = server
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url), {**EVENT, "too_big": True}, policy=FAST, transport=tr)
+    assert not d.success and d.attempt_count == 0 and not script.hits
+    assert d.error is not None and "1 MB limit" in d.error
+
+
+async def test_token_step_is_cached_and_redacted(server: tuple[str, Script]) -> None:
+    url, script = server
+    minted = "minted-access-token-abc123"
+    script.answers = [(200, {}, json.dumps({"access_token": minted}).encode(), 0.0), (200, {}, b"ok", 0.0)]
+    tokens = TokenCache()
+    async with AiohttpTransport() as tr:
+        first = await deliver_one(
+            make_target(url, TokenConnector()), EVENT, policy=FAST, transport=tr, tokens=tokens
+        )
+        second = await deliver_one(
+            make_target(url, TokenConnector()), EVENT, policy=FAST, transport=tr, tokens=tokens
+        )
+    assert first.success and [a.step for a in first.attempts] == ["token", "send"]
+    assert second.success and [a.step for a in second.attempts] == ["send"]
+    assert minted not in json.dumps(first.to_dict())
+
+
+async def test_several_providers_run_concurrently(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(200, {}, b"ok", 0.5)]
+    targets = [make_target(url) for _ in range(4)]
+    async with AiohttpTransport() as tr:
+        t0 = time.monotonic()
+        record = await deliver_many(targets, EVENT, policy=FAST, transport=tr)
+    assert record["success"] and len(record["deliveries"]) == 4
+    assert time.monotonic() - t0 < 1.5  # four half-second answers, not two seconds in a row
+
+
+async def test_record_success_false_when_one_fails(server: tuple[str, Script]) -> None:
+    url, script = server
+    good = make_target(url)
+    async with AiohttpTransport() as tr:
+        record = await deliver_many(
+            [good], EVENT, policy=FAST, transport=tr, config_errors={"splunk": "unset"}
+        )
+    assert record["success"] is False and record["errors"] == [{"provider": "splunk", "error": "unset"}]
+    jsonschema.validate(record, SCHEMA)
+
+
+def test_delivered_verdict_default() -> None:
+    assert isinstance(classify(Response(200, {}, b"")), Delivered)
