@@ -316,7 +316,7 @@ async def test_several_providers_run_concurrently(server: tuple[str, Script]) ->
 
 
 async def test_record_success_false_when_one_fails(server: tuple[str, Script]) -> None:
-    url, script = server
+    url, _script = server
     good = make_target(url)
     async with AiohttpTransport() as tr:
         record = await deliver_many(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -21,8 +22,6 @@ def test_secret_never_prints_itself() -> None:
     assert "hunter2" not in f"{s} {s!r} {s:>30}"
     assert s.reveal() == "hunter2-very-secret"
     with pytest.raises(TypeError):
-        import pickle
-
         pickle.dumps(s)
 
 
