@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import typer
 
@@ -42,4 +43,15 @@ def root(
 
 
 def main() -> None:
-    app()
+    """Entry point. Anything unexpected becomes one line on stderr (details with CAVRA_LOG_LEVEL=DEBUG)."""
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # last resort: never a traceback on a user's terminal
+        logging.getLogger("cavra").debug("unexpected error", exc_info=True)
+        from cavra.redaction import Redactor
+
+        message = Redactor().scrub(f"{type(exc).__name__}: {exc}")
+        sys.stderr.write(f"error: internal error ({message}); run with CAVRA_LOG_LEVEL=DEBUG for details\n")
+        raise SystemExit(70) from None
