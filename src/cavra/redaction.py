@@ -40,6 +40,8 @@ CREDENTIAL_HEADERS = frozenset(
     }
 )
 
+_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
+
 #: The shortest secret that is scrubbed as a substring; shorter ones are refused by the config loader.
 MIN_SECRET_LENGTH = 4
 
@@ -120,29 +122,40 @@ class Redactor:
         extra_credential_headers: Iterable[str] = (),
     ) -> None:
         values: set[str] = set()
-        for s in secrets:
+        whole_urls: set[str] = set()
+        self._originals: list[Secret | str] = list(secrets)
+        for s in self._originals:
             plain = s.reveal() if isinstance(s, Secret) else s
             if plain and len(plain) >= MIN_SECRET_LENGTH:
-                values |= _forms(plain)
+                forms = _forms(plain)
+                values |= forms
+                if _URL_RE.match(plain):
+                    whole_urls |= forms
                 # a secret inside Basic auth appears only as base64("user:secret"); those are added by
                 # the connector as a Secret header value, which lands here too.
         # longest first, so a secret containing another is replaced whole
         self._values = sorted(values, key=len, reverse=True)
+        # A configured URL is scrubbed whole wherever it is echoed, but the URL shown as request evidence is
+        # redacted by the URL rules (user-info, query values, secret paths) so the host stays visible.
+        self._url_values = sorted(values - whole_urls, key=len, reverse=True)
         self._secret_url_path = secret_url_path
         self._credential_headers = CREDENTIAL_HEADERS | {h.lower() for h in extra_credential_headers}
 
     def with_secrets(self, secrets: Iterable[Secret | str]) -> Redactor:
         """A redactor that also knows these secrets (for example a token fetched during delivery)."""
         merged = Redactor(
-            [*self._values, *secrets],
+            [*self._originals, *secrets],
             secret_url_path=self._secret_url_path,
-            extra_credential_headers=self._credential_headers,
+            extra_credential_headers=self._credential_headers - CREDENTIAL_HEADERS,
         )
         return merged
 
     # -- text -----------------------------------------------------------------------------------------
     def scrub(self, text: str) -> str:
-        for value in self._values:
+        return self._scrub(text, self._values)
+
+    def _scrub(self, text: str, values: list[str]) -> str:
+        for value in values:
             if value in text:
                 text = text.replace(value, REDACTED)
         for pattern, repl in _PATTERNS:
@@ -188,7 +201,7 @@ class Redactor:
                 pairs.append(f"{key}={REDACTED}" if key else REDACTED)
             query = "&".join(pairs)
         rebuilt = urlunsplit((parts.scheme, netloc, path, query, ""))
-        return Redacted(self.scrub(rebuilt), _TOKEN)
+        return Redacted(self._scrub(rebuilt, self._url_values), _TOKEN)
 
     # -- headers and requests -------------------------------------------------------------------------
     def header(self, name: str, value: str | Secret) -> Redacted:

@@ -124,3 +124,14 @@ def test_property_a_known_secret_never_survives(secret: str, prefix: str, suffix
     # and URL and header redaction never leak it either
     assert secret not in r.url(f"https://example.test/p?x={quote(secret, safe='')}")
     assert secret not in r.header("Authorization", f"Bearer {secret}")
+
+
+def test_a_configured_url_keeps_its_host_in_request_evidence_but_is_scrubbed_when_echoed() -> None:
+    url = "https://hooks.example.test/receiver/path"
+    r = Redactor([Secret(url)])
+    assert r.url(url) == url  # no user-info, no query, not a secret-path provider: nothing to hide
+    assert url not in r.scrub(f"error posting to {url}")
+    with_query = Redactor([Secret(url + "?code=abcdef")])
+    assert with_query.url(url + "?code=abcdef") == url + "?code=" + REDACTED
+    slack = "https://hooks.slack.com/services/T0001/B0001/abcdefghijklmnopqrstuvwx"
+    assert Redactor([Secret(slack)], secret_url_path=True).url(slack) == "https://hooks.slack.com/" + REDACTED
