@@ -1,0 +1,180 @@
+"""Generic webhook connector: the CAVRA envelope, signed with Standard Webhooks v1 (providers.md 4).
+
+The body is the documented envelope (``docs/schemas/webhook-envelope.md``)::
+
+    {"type": "<event_type>", "timestamp": "<ISO-8601>", "schema": "cavra.webhook.evidence.v1",
+     "event_id": "…", "session_id": "…", "data": {<the event>}}
+
+With ``signing_secret`` (``whsec_…``) each attempt carries ``webhook-id`` (derived from the delivery key, so
+it is the same on every retry and every redelivery of this event to this target: the receiver's idempotency
+key), ``webhook-timestamp`` (this attempt's Unix seconds) and ``webhook-signature`` (``v1,<base64 HMAC>``),
+computed with the ``standardwebhooks`` reference library. ``token`` or ``authorization`` add an
+``Authorization`` header.
+
+Answers: 2xx delivered; 410 rejected (the receiver asked to be disabled); 3xx rejected (redirects are never
+followed); 408, 429 and 5xx (but 501) retried, honouring ``Retry-After``; other 4xx rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import model_validator
+from standardwebhooks import Webhook
+
+from cavra.connectors.base import (
+    BaseConnector,
+    ConnectorSettings,
+    Context,
+    Delivered,
+    PreparedRequest,
+    Reject,
+    Response,
+    Verdict,
+)
+from cavra.connectors.classify import classify
+from cavra.errors import ConfigError
+from cavra.events import WEBHOOK_SCHEMA, event_id_of
+from cavra.secrets import Secret
+
+SECRET_PREFIX = "whsec_"
+
+
+class WebhookSettings(ConnectorSettings):
+    """``url`` (secret), ``signing_secret`` (``whsec_…``), optional ``token`` or ``authorization``."""
+
+    signing_secret: Secret | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> WebhookSettings:
+        if self.url is None:
+            raise ConfigError("webhook: url is required")
+        if self.signing_secret is not None and not _valid_secret(self.signing_secret.reveal()):
+            raise ConfigError(
+                "webhook: signing_secret must be a Standard Webhooks secret: whsec_ followed by the base64 "
+                "of at least 16 random bytes (24 to 64 recommended)"
+            )
+        if self.token is not None and self.authorization is not None:
+            raise ConfigError("webhook: give token or authorization, not both")
+        return self
+
+
+def _valid_secret(value: str) -> bool:
+    if not value.startswith(SECRET_PREFIX):
+        return False
+    raw = value[len(SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(key) >= 16
+
+
+def webhook_id(delivery_key: str) -> str:
+    """The ``webhook-id`` for a delivery key: stable, opaque, and free of ``.`` as the spec requires."""
+    return "msg_" + hashlib.sha256(delivery_key.encode("utf-8")).hexdigest()[:32]
+
+
+def sign(secret: Secret, msg_id: str, timestamp: int, body: str) -> str:
+    """``v1,<base64 HMAC-SHA256>`` over ``{msg_id}.{timestamp}.{body}``, by the reference library."""
+    signer = Webhook(secret.reveal())
+    return str(signer.sign(msg_id, datetime.fromtimestamp(timestamp, tz=UTC), body))
+
+
+def _iso(value: float) -> str:
+    return datetime.fromtimestamp(value, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _event_time(event: Mapping[str, Any], fallback: float) -> str:
+    for key in ("timestamp", "generated_at", "created_at", "occurred_at"):
+        value = event.get(key)
+        if isinstance(value, str) and value.strip():
+            try:
+                parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return _iso(parsed.timestamp())
+    return _iso(fallback)
+
+
+def envelope(event: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The CAVRA webhook envelope (``cavra.webhook.evidence.v1``) around one event."""
+    session = event.get("session_id")
+    return {
+        "type": str(event.get("event_type", "")),
+        "timestamp": _event_time(event, now),
+        "schema": WEBHOOK_SCHEMA,
+        "event_id": event_id_of(event),
+        "session_id": None if session is None else str(session),
+        "data": dict(event),
+    }
+
+
+def _authorization(settings: WebhookSettings) -> Secret | None:
+    scheme = settings.authorization_scheme or "Bearer"
+    if settings.token is not None:
+        return Secret(f"{scheme} {settings.token.reveal()}")
+    if settings.authorization is not None:
+        value = settings.authorization.reveal()
+        if " " in value.strip():  # already "<scheme> <credentials>"
+            return Secret(value.strip())
+        return Secret(f"{scheme} {value}")
+    return None
+
+
+class WebhookConnector(BaseConnector[WebhookSettings]):
+    """POST the CAVRA envelope to any HTTPS endpoint, Standard Webhooks signed when a secret is set."""
+
+    provider: ClassVar[str] = "webhook"
+    category: ClassVar[str] = "siem"
+    settings_model: ClassVar[type[ConnectorSettings]] = WebhookSettings
+    secret_url_path: ClassVar[bool] = False
+
+    def build(self, event: Mapping[str, Any], settings: WebhookSettings, ctx: Context) -> PreparedRequest:
+        if settings.url is None:
+            raise ConfigError("webhook: url is required")
+        body = json.dumps(envelope(event, ctx.now), ensure_ascii=False, separators=(",", ":"), default=str)
+        raw = body.encode("utf-8")
+        msg_id = webhook_id(ctx.delivery_key)
+        headers: dict[str, str | Secret] = dict(settings.headers)
+        headers["Content-Type"] = "application/json"
+        stamp = int(time.time())  # per attempt: receivers check it against a ±5 minute tolerance
+        headers["webhook-id"] = msg_id
+        headers["webhook-timestamp"] = str(stamp)
+        if settings.signing_secret is not None:
+            signer = Webhook(settings.signing_secret.reveal())
+            headers["webhook-signature"] = str(
+                signer.sign(msg_id, datetime.fromtimestamp(stamp, tz=UTC), body)
+            )
+        authorization = _authorization(settings)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        return PreparedRequest(method="POST", url=settings.url.reveal(), headers=headers, body=raw)
+
+    def interpret(
+        self,
+        request: PreparedRequest,
+        response: Response,
+        settings: WebhookSettings,
+        ctx: Context,
+        state: Any,
+    ) -> Verdict:
+        msg_id = str(request.headers.get("webhook-id", ""))
+        if 200 <= response.status < 300:
+            return Delivered(remote_id=msg_id, detail={"webhook_id": msg_id, "status": response.status})
+        if response.status == 410:
+            return Reject(
+                "HTTP 410 Gone: the endpoint asked to be disabled (Standard Webhooks); "
+                "stop sending to it and check the receiver's configuration",
+                detail={"disable_endpoint": True},
+            )
+        return classify(response)
