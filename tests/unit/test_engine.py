@@ -328,3 +328,24 @@ async def test_record_success_false_when_one_fails(server: tuple[str, Script]) -
 
 def test_delivered_verdict_default() -> None:
     assert isinstance(classify(Response(200, {}, b"")), Delivered)
+
+
+class BrokenConnector(EchoConnector):
+    def build(self, event: Mapping[str, Any], settings: ConnectorSettings, ctx: Context) -> PreparedRequest:
+        raise AttributeError("bug")
+
+
+class BadHeaderConnector(EchoConnector):
+    def build(self, event: Mapping[str, Any], settings: ConnectorSettings, ctx: Context) -> PreparedRequest:
+        assert settings.url is not None
+        return PreparedRequest("POST", settings.url.reveal(), headers={"X-Bad": "line\r\nInjected: yes"})
+
+
+async def test_a_connector_bug_or_unsendable_request_still_gives_a_record(server: tuple[str, Script]) -> None:
+    url, script = server
+    async with AiohttpTransport() as tr:
+        broken = await deliver_one(make_target(url, BrokenConnector()), EVENT, policy=FAST, transport=tr)
+        bad = await deliver_one(make_target(url, BadHeaderConnector()), EVENT, policy=FAST, transport=tr)
+    assert not broken.success and broken.error is not None and "AttributeError" in broken.error
+    assert not bad.success and bad.attempt_count == 1
+    assert not script.hits

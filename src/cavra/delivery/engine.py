@@ -100,6 +100,12 @@ async def deliver_one(
             return finish("failed", f"not sent: {exc}")
         except (ValueError, KeyError, TypeError) as exc:
             return finish("failed", f"not sent: the event cannot be rendered for {target.provider} ({exc})")
+        except Exception as exc:  # a connector bug must not lose the delivery record
+            log.debug("connector %s failed to prepare", target.provider, exc_info=True)
+            return finish(
+                "failed",
+                f"not sent: internal error in the {target.provider} connector ({type(exc).__name__})",
+            )
         header_secrets = [v for v in request.headers.values() if isinstance(v, Secret)]
         if request.new_secrets or header_secrets:
             redactor = redactor.with_secrets([*request.new_secrets, *header_secrets])
@@ -113,11 +119,17 @@ async def deliver_one(
             response = await transport.send(request, options)
         except TransportError as exc:
             verdict = Reject(exc.message) if exc.kind == "refused_destination" else Retry(exc.message)
+        except Exception as exc:  # e.g. a header value the HTTP library refuses: record it, never lose it
+            log.debug("request to %s could not be sent", target.provider, exc_info=True)
+            verdict = Reject(f"the request could not be sent ({type(exc).__name__})")
         else:
             try:
                 verdict = connector.interpret(request, response, settings, ctx, state)
             except (ValueError, KeyError, TypeError) as exc:
                 verdict = Reject(f"unexpected answer from {target.provider}: {type(exc).__name__}")
+            except Exception as exc:  # a connector bug must not lose the delivery record
+                log.debug("connector %s failed to interpret", target.provider, exc_info=True)
+                verdict = Reject(f"internal error in the {target.provider} connector ({type(exc).__name__})")
         attempt = Attempt(
             number=len(result.attempts) + 1,
             step=request.step,
