@@ -1,0 +1,269 @@
+"""The ServiceNow connector's flow: look up by ``correlation_id``, then insert or add a work note.
+
+Steps (each one recorded attempt):
+
+* ``query``: ``GET /api/now/table/<table>?sysparm_query=correlation_id=<key>^ORDERBYsys_created_on
+  &sysparm_limit=1&sysparm_fields=sys_id,number,correlation_id``. A record → ``work_note``; none → ``create``.
+  The returned record's ``correlation_id`` is checked: ServiceNow silently ignores a query on a field the
+  table lacks and would return an unrelated record.
+* ``create``: Table API ``POST /api/now/table/<table>`` (201) or Change API
+  ``POST /api/sn_chg_rest/change/<type>`` (200, ``{value, display_value}`` fields, the record as an object or
+  a one-element array). The record's number is the remote id, its ``sys_id`` is in the detail.
+* ``work_note``: ``PATCH /api/now/table/<table>/<sys_id>`` with ``work_notes``.
+* ``recheck``: a create that got no clear answer (timeout, dropped connection, 429, 5xx) is retried by the
+  engine; the retry looks the record up again first, so a record inserted by the lost attempt is found,
+  not inserted twice. The Table API reads what was committed, so one re-check is enough.
+
+Errors carry ServiceNow's ``error.message`` and ``error.detail``. 400/401/403/404 are rejected; 429 (after
+``Retry-After``) and 5xx (but 501) retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote, urlencode, urlsplit
+
+from cavra.connectors.base import (
+    ConnectorSettings,
+    Context,
+    Delivered,
+    Next,
+    PreparedRequest,
+    Reject,
+    Response,
+    Retry,
+    Verdict,
+)
+from cavra.connectors.classify import classify
+from cavra.connectors.servicenow.settings import ServiceNowSettings, record_fields, work_note
+from cavra.errors import ConfigError
+from cavra.secrets import Secret
+
+PROOF_CREATED = "created"
+PROOF_NOTED = "existing change request found by correlation_id; work note added"
+PROOF_RECHECKED = "created; the insert's answer was lost, the record was found by correlation_id on re-check"
+LOOKUP_FIELDS = "sys_id,number,correlation_id"
+
+
+@dataclass(frozen=True)
+class ServiceNowState:
+    """The step after the lookup; ``since`` is the attempt number of its first request (later = a retry)."""
+
+    step: Literal["create", "work_note"]
+    since: int
+    sys_id: str = ""
+    number: str = ""
+
+
+def _base(settings: ServiceNowSettings) -> str:
+    if settings.url is None:
+        raise ConfigError("servicenow: url is required")
+    return settings.url.reveal().rstrip("/")
+
+
+def _credentials(settings: ServiceNowSettings) -> tuple[Secret, tuple[Secret, ...]]:
+    if settings.token is not None:
+        return Secret(f"Bearer {settings.token.reveal()}"), ()
+    if settings.password is None or not settings.username:
+        raise ConfigError("servicenow: credentials are required: username + password, or token")
+    pair = base64.b64encode(f"{settings.username}:{settings.password.reveal()}".encode()).decode("ascii")
+    return Secret(f"Basic {pair}"), (Secret(pair),)
+
+
+def provider_error(response: Response) -> str:
+    """ServiceNow's ``error.message`` (and ``detail``) as one line; the engine's redactor scrubs it."""
+    body = response.json_or_none()
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    message, detail = error.get("message"), error.get("detail")
+    text = str(message or "")
+    if detail:
+        text = f"{text} ({detail})" if text else str(detail)
+    return text[:1000]
+
+
+def _plain(value: object) -> str:
+    """A field as a string, whether plain, ``{value, display_value}`` (Change API) or ``{link, value}``."""
+    if isinstance(value, dict):
+        value = value.get("value", "")
+    return "" if value is None else str(value)
+
+
+class ServiceNowConnector:
+    """One ServiceNow record per CAVRA event and target: look up by correlation_id, then insert or note."""
+
+    provider: ClassVar[str] = "servicenow"
+    category: ClassVar[str] = "itsm"
+    settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
+    secret_url_path: ClassVar[bool] = False
+
+    # -- requests -------------------------------------------------------------------------------------------
+    def prepare(
+        self,
+        event: Mapping[str, Any],
+        settings: ServiceNowSettings,
+        ctx: Context,
+        state: ServiceNowState | None,
+    ) -> PreparedRequest:
+        cid = ctx.delivery_key
+        if state is None:
+            return self._lookup(settings, cid, "query")
+        if state.step == "create":
+            # a later attempt in this state is a retry: the insert got no clear answer, look first
+            if ctx.attempt > state.since:
+                return self._lookup(settings, cid, "recheck")
+            fields = record_fields(event, settings, cid)
+            if settings.api == "change":
+                return self._send(
+                    settings, "POST", f"/api/sn_chg_rest/change/{settings.type}", fields, "create"
+                )
+            query = urlencode({"sysparm_fields": LOOKUP_FIELDS, "sysparm_exclude_reference_link": "true"})
+            return self._send(settings, "POST", f"/api/now/table/{settings.table}?{query}", fields, "create")
+        path = (
+            f"/api/now/table/{settings.table}/{quote(state.sys_id, safe='')}?sysparm_fields={LOOKUP_FIELDS}"
+        )
+        return self._send(
+            settings, "PATCH", path, {"work_notes": work_note(event, cid, ctx.now)}, "work_note"
+        )
+
+    def _headers(
+        self, settings: ServiceNowSettings, *, body: bool
+    ) -> tuple[dict[str, str | Secret], tuple[Secret, ...]]:
+        headers: dict[str, str | Secret] = dict(settings.headers)
+        headers["Accept"] = "application/json"
+        if body:
+            headers["Content-Type"] = "application/json"
+        authorization, derived = _credentials(settings)
+        headers["Authorization"] = authorization
+        return headers, derived
+
+    def _lookup(self, settings: ServiceNowSettings, cid: str, step: str) -> PreparedRequest:
+        query = urlencode(
+            {
+                "sysparm_query": f"correlation_id={cid}^ORDERBYsys_created_on",
+                "sysparm_limit": "1",
+                "sysparm_fields": LOOKUP_FIELDS,
+            }
+        )
+        headers, derived = self._headers(settings, body=False)
+        url = f"{_base(settings)}/api/now/table/{settings.table}?{query}"
+        return PreparedRequest(method="GET", url=url, headers=headers, step=step, new_secrets=derived)
+
+    def _send(
+        self, settings: ServiceNowSettings, method: str, path: str, body: Mapping[str, str], step: str
+    ) -> PreparedRequest:
+        headers, derived = self._headers(settings, body=True)
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return PreparedRequest(
+            method=method,
+            url=_base(settings) + path,
+            headers=headers,
+            body=raw,
+            step=step,
+            new_secrets=derived,
+        )
+
+    # -- answers --------------------------------------------------------------------------------------------
+    def interpret(
+        self,
+        request: PreparedRequest,
+        response: Response,
+        settings: ServiceNowSettings,
+        ctx: Context,
+        state: ServiceNowState | None,
+    ) -> Verdict:
+        if request.step in ("query", "recheck"):
+            return self._looked_up(request.step, response, settings, ctx)
+        if request.step == "create":
+            return self._created(response, settings, ctx)
+        return self._noted(response, settings, ctx, state)
+
+    def _detail(self, settings: ServiceNowSettings, ctx: Context, sys_id: str, number: str) -> dict[str, str]:
+        return {
+            "sys_id": sys_id,
+            "number": number,
+            "table": settings.table,
+            "correlation_id": ctx.delivery_key,
+        }
+
+    def _looked_up(
+        self, step: str, response: Response, settings: ServiceNowSettings, ctx: Context
+    ) -> Verdict:
+        if response.status != 200:
+            return self._failure(f"servicenow {step}", response)
+        body = response.json_or_none()
+        rows = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            return Reject(f"servicenow {step}: HTTP 200 without a result list; is the url the instance base?")
+        if not rows:
+            return Next(ServiceNowState(step="create", since=ctx.attempt + 1))
+        row = rows[0] if isinstance(rows[0], dict) else {}
+        sys_id, number = _plain(row.get("sys_id")), _plain(row.get("number"))
+        if _plain(row.get("correlation_id")) != ctx.delivery_key or not sys_id:
+            return Reject(
+                f"servicenow {step}: the lookup by correlation_id returned {number or 'a record'} with "
+                f"another correlation_id; the instance ignored the query "
+                f"(does table {settings.table} have correlation_id?)"
+            )
+        if step == "recheck":
+            return Delivered(
+                remote_id=number or sys_id,
+                detail=self._detail(settings, ctx, sys_id, number),
+                proof=PROOF_RECHECKED,
+            )
+        return Next(ServiceNowState(step="work_note", since=ctx.attempt + 1, sys_id=sys_id, number=number))
+
+    def _created(self, response: Response, settings: ServiceNowSettings, ctx: Context) -> Verdict:
+        expected = 200 if settings.api == "change" else 201
+        if response.status not in (200, 201):
+            return self._failure("servicenow create", response)
+        body = response.json_or_none()
+        result = body.get("result") if isinstance(body, dict) else None
+        if isinstance(result, list):  # the Change API's documented example wraps the record in an array
+            result = result[0] if result else None
+        record = result if isinstance(result, dict) else {}
+        sys_id, number = _plain(record.get("sys_id")), _plain(record.get("number"))
+        if not sys_id:  # no body (X-no-response-body or a proxy): the Location header names the record
+            sys_id = urlsplit(response.header("location") or "").path.rstrip("/").rsplit("/", 1)[-1]
+        if not sys_id:
+            return Reject(f"servicenow create: HTTP {response.status} (expected {expected}) without a sys_id")
+        detail = self._detail(settings, ctx, sys_id, number)
+        return Delivered(remote_id=number or sys_id, detail=detail, proof=PROOF_CREATED)
+
+    def _noted(
+        self, response: Response, settings: ServiceNowSettings, ctx: Context, state: ServiceNowState | None
+    ) -> Verdict:
+        sys_id = state.sys_id if state is not None else ""
+        number = state.number if state is not None else ""
+        if response.status == 200:
+            return Delivered(
+                remote_id=number or sys_id,
+                detail=self._detail(settings, ctx, sys_id, number),
+                proof=PROOF_NOTED,
+            )
+        if response.status == 404:
+            return Reject(
+                f"servicenow work_note: HTTP 404: {number or sys_id} was found by correlation_id but "
+                f"cannot be updated (deleted or restricted by an ACL). {provider_error(response)}".strip()
+            )
+        return self._failure("servicenow work_note", response)
+
+    def _failure(self, what: str, response: Response) -> Verdict:
+        status = response.status
+        error = provider_error(response)
+        label = f"{what}: HTTP {status}" + (f": {error}" if error else "")
+        if status == 401:
+            return Reject(f"{label} (check username + password, or the OAuth token)")
+        if status == 403:
+            return Reject(f"{label} (an ACL, business rule or data policy refused it)")
+        verdict = classify(response, what=label)
+        if isinstance(verdict, Retry):
+            return verdict
+        if isinstance(verdict, Reject):
+            return verdict
+        return Reject(f"{label}: unexpected status for this step")

@@ -1,0 +1,128 @@
+"""ServiceNow connector settings (the ``servicenow`` keys of docs/configuration.md) and what it writes.
+
+Severity sets ``impact`` (1 High … 3 Low) and ``risk`` (2 High, 3 Moderate, 4 Low). ``correlation_id`` is the
+delivery key (stable for this event and target): the dedup key; ``correlation_display`` names the event.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from cavra.connectors import render
+from cavra.connectors.base import ConnectorSettings
+from cavra.errors import ConfigError
+from cavra.events import event_id_of
+from cavra.secrets import Secret
+
+#: severity -> (impact, risk) choice values of change_request
+IMPACT_RISK: dict[str, tuple[str, str]] = {
+    "critical": ("1", "2"),
+    "high": ("1", "2"),
+    "medium": ("2", "3"),
+    "low": ("3", "4"),
+    "info": ("3", "4"),
+}
+MAX_SHORT_DESCRIPTION = 160
+MAX_DESCRIPTION = 4000
+MAX_CORRELATION = 100
+_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+
+
+class ServiceNowSettings(ConnectorSettings):
+    """Basic (``username`` + ``password``) or OAuth Bearer (``token``); Table API (default) or Change API."""
+
+    username: str | None = None
+    password: Secret | None = None
+    api: Literal["table", "change"] = "table"
+    table: str = "change_request"
+    type: Literal["normal", "standard", "emergency"] = "normal"
+    category: str | None = None
+    assignment_group: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ServiceNowSettings:
+        if self.url is None:
+            raise ConfigError(
+                "servicenow: url is required (the instance base, e.g. https://acme.service-now.com)"
+            )
+        if self.token is not None and self.password is not None:
+            raise ConfigError("servicenow: give password (Basic) or token (OAuth Bearer), not both")
+        if self.token is None:
+            if self.password is None:
+                raise ConfigError("servicenow: credentials are required: username + password, or token")
+            if not self.username:
+                raise ConfigError("servicenow: username is required with password")
+        if not _TABLE.match(self.table):
+            raise ConfigError(f"servicenow: table {self.table!r} is not a table name (e.g. change_request)")
+        if self.api == "change":
+            if self.table != "change_request":
+                raise ConfigError(
+                    "servicenow: api change writes change_request; remove table or use api table"
+                )
+            if self.type == "standard":
+                raise ConfigError(
+                    "servicenow: type standard needs a standard change template; use api table for it"
+                )
+        return self
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def correlation_display(event: Mapping[str, Any]) -> str:
+    return _clip(f"CAVRA {event_id_of(event)}", MAX_CORRELATION)
+
+
+def _facts(event: Mapping[str, Any]) -> list[str]:
+    lines = [f"{label}: {value}" for label, value in render.summary_lines(event)]
+    url = render.link(event)
+    if url:
+        lines.append(f"Details: {url}")
+    return lines
+
+
+def description(event: Mapping[str, Any], correlation_id: str) -> str:
+    lines = ["CAVRA governance event, delivered by CAVRA Connectors.", "", *_facts(event)]
+    footer = ["", f"correlation_id: {correlation_id}"]
+    text = "\n".join(lines + footer)
+    raw = json.dumps(dict(event), indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    with_event = "\n".join([*lines, "", "Event:", raw, *footer])
+    return with_event if len(with_event) <= MAX_DESCRIPTION else _clip(text, MAX_DESCRIPTION)
+
+
+def work_note(event: Mapping[str, Any], correlation_id: str, now: float) -> str:
+    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    intro = (
+        f"CAVRA delivered this event again at {stamp} (correlation_id {correlation_id}); "
+        "no new record was created."
+    )
+    return _clip("\n".join([intro, "", *_facts(event)]), MAX_DESCRIPTION)
+
+
+def record_fields(
+    event: Mapping[str, Any], settings: ServiceNowSettings, correlation_id: str
+) -> dict[str, str]:
+    """The fields of the new record (the Change API takes the type from its path)."""
+    impact, risk = IMPACT_RISK[render.severity(event)]
+    fields = {
+        "short_description": _clip(" ".join(render.title(event).split()), MAX_SHORT_DESCRIPTION),
+        "description": description(event, correlation_id),
+        "impact": impact,
+        "risk": risk,
+        "correlation_id": correlation_id,
+        "correlation_display": correlation_display(event),
+    }
+    if settings.api == "table" and settings.table == "change_request":
+        fields["type"] = settings.type
+    if settings.category:
+        fields["category"] = settings.category
+    if settings.assignment_group:
+        fields["assignment_group"] = settings.assignment_group
+    return fields

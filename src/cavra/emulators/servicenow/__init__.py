@@ -1,0 +1,8 @@
+"""ServiceNow emulator (Table API and Change Management API): see :mod:`cavra.emulators.servicenow.app`."""
+
+from __future__ import annotations
+
+from cavra.emulators.servicenow.app import ServiceNowEmulator, create_app, demo_config, servicenow_emulator
+from cavra.emulators.servicenow.base import Settings
+
+__all__ = ["ServiceNowEmulator", "Settings", "create_app", "demo_config", "servicenow_emulator"]
