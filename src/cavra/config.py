@@ -85,6 +85,12 @@ def _format_validation(prefix: str, exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def _strip_owner(message: str, provider: str) -> str:
+    """``splunk: token is required`` → ``token is required`` (the key path already names the provider)."""
+    prefix = f"{provider}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
 def target_from_mapping(
     provider: str,
     raw: Mapping[str, Any],
@@ -140,9 +146,9 @@ def target_from_mapping(
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, exc)) from None
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {_strip_owner(str(exc), provider)}") from None
     except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {_strip_owner(str(exc), provider)}") from None
     redactor = Redactor(
         settings.secrets(),
         secret_url_path=connector.secret_url_path,

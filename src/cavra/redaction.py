@@ -47,7 +47,15 @@ MIN_SECRET_LENGTH = 4
 
 # Defence in depth: shapes that are credentials even when nobody told us the value.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)\b(bearer|basic|splunk|sharedkey|token)\s+[A-Za-z0-9._~+/=:-]{8,}"), r"\1 " + REDACTED),
+    # "<scheme> <value>" when the value looks like a credential (an upper-case letter, digit or base64
+    # sign in it), so prose such as "Basic authentication failed" stays readable
+    (
+        re.compile(
+            r"\b((?i:bearer|basic|splunk|sharedkey))\s+(?=[A-Za-z0-9._~+/=:-]*[A-Z0-9+/=])[A-Za-z0-9._~+/=:-]{8,}"
+        ),
+        r"\1 " + REDACTED,
+    ),
+    (re.compile(r"\b((?i:token))\s+(?=[A-Za-z0-9._~+/=:-]*\d)[A-Za-z0-9._~+/=:-]{16,}"), r"\1 " + REDACTED),
     (
         re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+"),
         "https://hooks.slack.com/" + REDACTED,

@@ -135,3 +135,15 @@ def test_a_configured_url_keeps_its_host_in_request_evidence_but_is_scrubbed_whe
     assert with_query.url(url + "?code=abcdef") == url + "?code=" + REDACTED
     slack = "https://hooks.slack.com/services/T0001/B0001/abcdefghijklmnopqrstuvwx"
     assert Redactor([Secret(slack)], secret_url_path=True).url(slack) == "https://hooks.slack.com/" + REDACTED
+
+
+def test_prose_about_credentials_stays_readable() -> None:
+    r = Redactor()
+    for text in (
+        "Basic authentication failed",
+        "the Entra ID token endpoint answered HTTP 401",
+        "Bearer authorization required",
+    ):
+        assert r.scrub(text) == text
+    assert "dXNlcjpwYXNz" not in r.scrub("Basic dXNlcjpwYXNz")
+    assert "0b1e4a6c" not in r.scrub("token 0b1e4a6c-aaaa-bbbb-cccc")

@@ -1,0 +1,226 @@
+"""Splunk HTTP Event Collector: one JSON envelope per event to ``/services/collector/event``.
+
+The envelope carries ``time``, ``host``, ``source``, ``sourcetype``, ``index``, the raw CAVRA event as
+``event`` and a few flat indexed ``fields`` (event type, id, session, severity). Success is judged on the
+HEC ``code`` in the answer, not on the HTTP status alone: ``200`` with ``code`` 0 is delivered (with the
+``ackId`` as remote id when the token has indexer acknowledgement on); a 200 without code 0 is not.
+503 (codes 9, 18 to 20) and 500 (code 8) are retried; 400 (codes 5 to 7, 10 to 16), 401 and 403 are
+rejected with HEC's own reason and, for a bad event, its ``invalid-event-number``. Every request carries
+a channel GUID (``X-Splunk-Request-Channel``), stable for the delivery, so ack-enabled tokens work too.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import field_validator, model_validator
+
+from cavra.connectors.base import (
+    BaseConnector,
+    ConnectorSettings,
+    Context,
+    Delivered,
+    PayloadTooLarge,
+    PreparedRequest,
+    Reject,
+    Response,
+    Retry,
+    Verdict,
+)
+from cavra.connectors.classify import classify, parse_retry_after
+from cavra.connectors.render import severity
+from cavra.errors import ConfigError
+from cavra.events import event_id_of
+from cavra.secrets import Secret
+
+#: Splunk Cloud rejects requests over about 1 MB; stay under it (providers.md §1.7)
+MAX_REQUEST_BYTES = 900_000
+CHANNEL_HEADER = "X-Splunk-Request-Channel"
+_CHANNEL_NAMESPACE = uuid.UUID("6b0c3a52-4f0e-4d8e-9a57-2c1f0d3b7e11")
+_EVENT_PATHS = ("/services/collector/event", "/services/collector/event/1.0")
+RETRY_CODES = frozenset({8, 9, 18, 19, 20})
+#: HEC codes that name what is wrong, for the reason
+_CODE_HINTS = {
+    1: "the HEC token is disabled",
+    2: "no token was sent",
+    3: "the Authorization header is malformed: check authorization_scheme (Splunk)",
+    4: "the HEC token is not valid",
+    5: "the request had no data",
+    6: "the event is not in a format HEC accepts",
+    7: "the index is not allowed for this HEC token: check index",
+    10: "the token has indexer acknowledgement on and needs a channel",
+    11: "the channel is not a valid GUID",
+    12: "the envelope has no event",
+    13: "the event is blank",
+    14: "indexer acknowledgement is off for this token",
+    15: "the indexed fields are not flat",
+    16: "query-string authorization is not enabled for this token",
+}
+
+
+class SplunkSettings(ConnectorSettings):
+    """HEC ``url`` (base, ``…/services/collector`` or ``…/event``), ``token`` and envelope metadata."""
+
+    index: str | None = None
+    source: str | None = None
+    sourcetype: str | None = None
+    host: str | None = None
+    authorization_scheme: str | None = "Splunk"
+
+    @field_validator("authorization_scheme")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or " " in value.strip()):
+            raise ConfigError("splunk: authorization_scheme must be one word (Splunk)")
+        return value.strip() if value else value
+
+    @model_validator(mode="after")
+    def _required(self) -> SplunkSettings:
+        for name in ("url", "token"):
+            if not getattr(self, name):
+                raise ConfigError(f"splunk: {name} is required")
+        return self
+
+
+def event_url(url: str) -> str:
+    """The ``/services/collector/event`` URL for a HEC URL given as a base, ``/collector`` or ``/event``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError("splunk: url must be an http(s) URL of the HTTP Event Collector")
+    path = parts.path.rstrip("/")
+    if path.endswith(_EVENT_PATHS):
+        pass
+    elif path.endswith("/services/collector"):
+        path += "/event"
+    elif "/services/collector/" in path + "/":
+        raise ConfigError("splunk: url must end with /services/collector or /services/collector/event")
+    else:
+        path += "/services/collector/event"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        return number / 1000.0 if number > 1e11 else number
+    if isinstance(value, str) and value.strip():
+        try:
+            return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def event_time(event: Mapping[str, Any], default: float) -> float:
+    """The event's own time (``timestamp``, ``time``, ``generated_at``, ``created_at``) or ``default``."""
+    for key in ("timestamp", "time", "generated_at", "created_at", "occurred_at"):
+        found = _epoch(event.get(key))
+        if found is not None:
+            return found
+    return default
+
+
+def envelope(event: Mapping[str, Any], settings: SplunkSettings, now: float) -> dict[str, Any]:
+    """The HEC envelope for one event: metadata, the raw event, and flat indexed fields."""
+    fields = {"event_type": str(event.get("event_type", "")), "event_id": event_id_of(event)}
+    if event.get("session_id") is not None:
+        fields["session_id"] = str(event["session_id"])
+    fields["severity"] = severity(event)
+    env: dict[str, Any] = {"time": round(event_time(event, now), 3)}
+    if settings.host:
+        env["host"] = settings.host
+    env["source"] = settings.source or "cavra"
+    env["sourcetype"] = settings.sourcetype or "_json"
+    if settings.index:
+        env["index"] = settings.index
+    env["event"] = dict(event)
+    env["fields"] = fields
+    return env
+
+
+def _hec_answer(response: Response) -> tuple[int | None, str, dict[str, Any]]:
+    data = response.json_or_none()
+    if not isinstance(data, dict):
+        return None, "", {}
+    code = data.get("code")
+    text = data.get("text")
+    return (
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        str(text)[:200] if isinstance(text, str) else "",
+        data,
+    )
+
+
+class SplunkConnector(BaseConnector[SplunkSettings]):
+    """Splunk HEC event endpoint."""
+
+    provider: ClassVar[str] = "splunk"
+    category: ClassVar[str] = "siem"
+    settings_model: ClassVar[type[ConnectorSettings]] = SplunkSettings
+    secret_url_path: ClassVar[bool] = False
+
+    def build(self, event: Mapping[str, Any], settings: SplunkSettings, ctx: Context) -> PreparedRequest:
+        if settings.url is None:
+            raise ConfigError("splunk: url is required")
+        if settings.token is None:
+            raise ConfigError("splunk: token is required")
+        url = event_url(settings.url.reveal())
+        body = json.dumps(envelope(event, settings, ctx.now), ensure_ascii=False, default=str).encode("utf-8")
+        if len(body) > MAX_REQUEST_BYTES:
+            raise PayloadTooLarge(
+                f"splunk: the HEC envelope is {len(body)} bytes, over the {MAX_REQUEST_BYTES}-byte "
+                "request cap (Splunk Cloud refuses requests over about 1 MB)"
+            )
+        scheme = settings.authorization_scheme or "Splunk"
+        headers: dict[str, str | Secret] = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            CHANNEL_HEADER: str(uuid.uuid5(_CHANNEL_NAMESPACE, ctx.delivery_key)),
+            **settings.headers,
+            "Authorization": Secret(f"{scheme} {settings.token.reveal()}", source="splunk:authorization"),
+        }
+        return PreparedRequest(method="POST", url=url, headers=headers, body=body)
+
+    def judge(self, response: Response, settings: SplunkSettings) -> Verdict:
+        return judge_hec(response)
+
+
+def judge_hec(response: Response) -> Verdict:
+    """HEC's answer -> verdict, read from its ``code`` field (providers.md §1.5, §1.8)."""
+    status = response.status
+    code, text, data = _hec_answer(response)
+    described = (
+        f"HTTP {status}" + (f" code {code}" if code is not None else "") + (f" ({text})" if text else "")
+    )
+    if 200 <= status < 300:
+        if code == 0:
+            ack = data.get("ackId")
+            detail: dict[str, Any] = {"hec_code": 0}
+            if ack is not None:
+                detail["ack_id"] = ack
+            return Delivered(remote_id=None if ack is None else f"ackId:{ack}", detail=detail)
+        return Reject(f"{described}: HEC did not confirm the event (success is code 0); check the url")
+    if code in RETRY_CODES or (code is None and status in (500, 503)):
+        return Retry(described, after=parse_retry_after(response.header("retry-after")))
+    hint = _CODE_HINTS.get(code) if code is not None else None
+    if "invalid-event-number" in data:
+        return Reject(
+            f"{described}: HEC rejected event number {data['invalid-event-number']} of the request"
+            + (f": {hint}" if hint else ""),
+            detail={"hec_code": code, "invalid_event_number": data["invalid-event-number"]},
+        )
+    if status == 413:
+        return Reject(f"{described}: the request is over HEC's max_content_length")
+    if status == 404:
+        return Reject(f"{described}: no HEC endpoint at this url")
+    if status in (400, 401, 403):
+        return Reject(f"{described}: {hint}" if hint else described, detail={"hec_code": code})
+    verdict = classify(response, what=described)
+    return verdict

@@ -1,0 +1,412 @@
+"""Emulated Splunk HTTP Event Collector, written from providers.md §1 ("What an emulator must check").
+
+Routes (at ``/splunk``): ``POST /services/collector{,/event,/event/1.0,/raw,/raw/1.0}``, ``POST …/ack``,
+``GET …/health{,/1.0}``; another method 405, an unknown path 404 (``{"text", "code": 404}`` bodies).
+
+Auth: ``Authorization: Splunk <token>`` (or Basic with the token as password, or ``?token=`` where the token
+allows it). No header 401 code 2; malformed 401 code 3; unknown 403 code 4; disabled 403 code 1; a query
+token where not allowed 400 code 16.
+
+Bodies are a stream of concatenated JSON envelopes. The first bad one answers 400 with its code (6, 7, 12,
+13 or 15) and ``invalid-event-number``; the envelopes before it are indexed, it and the rest are dropped.
+An empty body is 400 code 5. gzip is accepted; deflate (and any other encoding) is 415. A body over
+``max_content_length`` bytes (before or after gunzip) is 413. ``failure`` switches the collector into
+503 code 9 / 18 / 19 / 20 or 500 code 8. Indexed events are kept in :func:`state` for tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from aiohttp import web
+
+from cavra.emulators.framework import EmulatorHub, json_response
+
+
+@dataclass(frozen=True)
+class BodyError:
+    """The first bad envelope of a request: its HEC code and zero-based position."""
+
+    code: int
+    index: int
+
+    @property
+    def text(self) -> str:
+        return _TEXTS[self.code]
+
+
+_TEXTS = {
+    5: "No data",
+    6: "Invalid data format",
+    7: "Incorrect index",
+    12: "Event field is required",
+    13: "Event field cannot be blank",
+    15: "Error in handling indexed fields",
+}
+
+
+def _valid_time(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(re.fullmatch(r"\s*[0-9]+(\.[0-9]*)?\s*", value))
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_envelope(env: Any, index: int, allowed: list[str] | None) -> BodyError | None:
+    if not isinstance(env, dict):
+        return BodyError(6, index)
+    if "event" not in env:
+        return None if "fields" in env else BodyError(12, index)
+    event = env["event"]
+    if event is None or event is False:
+        return BodyError(6, index)
+    if isinstance(event, str) and not event.strip():
+        return BodyError(13, index)
+    if "time" in env and not _valid_time(env["time"]):
+        return BodyError(6, index)
+    for key in ("host", "source", "sourcetype"):
+        if key in env and not isinstance(env[key], str):
+            return BodyError(6, index)
+    fields = env.get("fields", {})
+    if not isinstance(fields, dict) or any(
+        isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict | list) for x in v))
+        for v in fields.values()
+    ):
+        return BodyError(15, index)
+    if "index" in env:
+        idx = env["index"]
+        if not isinstance(idx, str) or (allowed is not None and idx not in allowed):
+            return BodyError(7, index)
+    return None
+
+
+def parse_event_stream(
+    body: bytes, allowed: list[str] | None
+) -> tuple[list[dict[str, Any]], BodyError | None]:
+    """Parse concatenated JSON envelopes: the good ones before the first bad one, and that error."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return [], BodyError(6, 0)
+    if not text.strip():
+        return [], BodyError(5, 0)
+    decoder = json.JSONDecoder()
+    good: list[dict[str, Any]] = []
+    pos, index = 0, 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return good, None
+        try:
+            env, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return good, BodyError(6, index)
+        problem = _check_envelope(env, index, allowed)
+        if problem is not None:
+            return good, problem
+        if "event" in env:  # an envelope with only fields is a metric: accepted, not indexed as an event
+            good.append(env)
+        index += 1
+
+
+def parse_raw(
+    body: bytes, query: dict[str, str], allowed: list[str] | None
+) -> tuple[list[dict[str, Any]], BodyError | None]:
+    """``/raw``: one event per non-empty line, metadata from the query string."""
+    text = body.decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return [], BodyError(5, 0)
+    if "index" in query and allowed is not None and query["index"] not in allowed:
+        return [], BodyError(7, 0)
+    return [{**query, "event": line} for line in lines], None
+
+
+DEMO_TOKEN = "c0ffee00-cafe-4bad-b0a7-5e1f00d0a000"
+CHANNEL_HEADER = "X-Splunk-Request-Channel"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+#: failure switch -> (HTTP status, HEC code, text)
+FAILURES: dict[str, tuple[int, int, str]] = {
+    "busy": (503, 9, "Server is busy"),
+    "internal": (500, 8, "Internal server error"),
+    "queues_full": (503, 18, "HEC is unhealthy, queues are full"),
+    "ack_unavailable": (503, 19, "HEC is unhealthy, ack service unavailable"),
+    "queues_full_ack_unavailable": (503, 20, "HEC is unhealthy, queues are full, ack service unavailable"),
+}
+
+
+def _default_tokens() -> dict[str, dict[str, Any]]:
+    return {DEMO_TOKEN: {"name": "cavra-demo", "indexes": ["main", "cavra", "security"]}}
+
+
+@dataclass
+class Settings:
+    """HEC tokens and switches.
+
+    ``tokens`` maps a token GUID to ``{"name": str, "disabled": bool, "indexes": [allowed, ...] or None (any),
+    "default_index": "main", "sourcetype": "httpevent", "ack": bool, "allow_query_string": bool}``.
+    ``failure`` is one of :data:`FAILURES` (or ``None``) and may be changed while serving.
+    """
+
+    tokens: dict[str, dict[str, Any]] = field(default_factory=_default_tokens)
+    max_content_length: int = 1_000_000
+    failure: str | None = None
+
+
+@dataclass
+class IndexedEvent:
+    """One event as the emulated indexer stored it."""
+
+    token_name: str
+    index: str
+    sourcetype: str
+    source: str
+    host: str | None
+    time: float
+    event: Any
+    fields: dict[str, Any]
+    channel: str | None
+
+
+@dataclass
+class SplunkState:
+    """What the emulated indexer holds: indexed events and per-channel acknowledgements."""
+
+    events: list[IndexedEvent] = field(default_factory=list)
+    next_ack: dict[str, int] = field(default_factory=dict)
+    pending_acks: dict[str, set[int]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.next_ack.clear()
+        self.pending_acks.clear()
+
+
+_STATES: WeakKeyDictionary[EmulatorHub, SplunkState] = WeakKeyDictionary()
+
+
+def state(hub: EmulatorHub) -> SplunkState:
+    """The Splunk emulator's state on this hub (indexed events, acks)."""
+    found = _STATES.get(hub)
+    if found is None:
+        found = SplunkState()
+        _STATES[hub] = found
+    return found
+
+
+def hec(text: str, code: int, status: int, **extra: Any) -> web.Response:
+    return json_response({"text": text, "code": code, **extra}, status=status)
+
+
+def _not_found(status: int = 404) -> web.Response:
+    return hec("The requested URL was not found on this server.", 404, status)
+
+
+def _authenticate(request: web.Request, settings: Settings) -> dict[str, Any] | web.Response:
+    """The token's settings, or HEC's answer to a request it does not authenticate."""
+    header = request.headers.get("Authorization")
+    query_token = request.query.get("token")
+    token: str | None = None
+    from_query = False
+    if header is None:
+        if query_token is None:
+            return hec("Token is required", 2, 401)
+        token, from_query = query_token, True
+    else:
+        scheme, _, rest = header.strip().partition(" ")
+        rest = rest.strip()
+        if scheme.lower() == "splunk" and rest:
+            token = rest
+        elif scheme.lower() == "basic" and rest:
+            try:
+                decoded = base64.b64decode(rest, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return hec("Invalid authorization", 3, 401)
+            _, sep, password = decoded.partition(":")
+            if not sep or not password:
+                return hec("Invalid authorization", 3, 401)
+            token = password
+        else:
+            return hec("Invalid authorization", 3, 401)
+    spec = settings.tokens.get(token)
+    if spec is None:
+        return hec("Invalid token", 4, 403)
+    if from_query and not spec.get("allow_query_string", False):
+        return hec("Query string authorization is not enabled", 16, 400)
+    if spec.get("disabled", False):
+        return hec("Token disabled", 1, 403)
+    return spec
+
+
+def _channel(request: web.Request) -> str | None:
+    return request.headers.get(CHANNEL_HEADER) or request.query.get("channel")
+
+
+def _require_channel(channel: str | None) -> str | web.Response:
+    if not channel:
+        return hec("Data channel is missing", 10, 400)
+    return channel if _GUID.match(channel) else hec("Invalid data channel", 11, 400)
+
+
+def _decoded_body(request: web.Request, raw: bytes, limit: int) -> bytes | web.Response:
+    if len(raw) > limit:
+        return hec(f"Content-Length of {len(raw)} too large (maximum is {limit})", 413, 413)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding != "gzip":
+        return web.Response(
+            status=415,
+            text="<!doctype html><html><head><title>415 Unsupported Media Type</title></head><body>"
+            "<h1>Unsupported Media Type</h1><p>Unsupported Content-Encoding.</p></body></html>",
+            content_type="text/html",
+        )
+    data = raw  # aiohttp's server may already have decoded the body (auto_decompress)
+    if raw[:2] == b"\x1f\x8b":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            return hec("Invalid data format", 6, 400)
+        if inflater.unconsumed_tail:
+            data += b" "
+    if len(data) > limit:
+        return hec(f"Content-Length of decompressed body too large (maximum is {limit})", 413, 413)
+    return data
+
+
+def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
+    """The HEC routes, mounted at ``/splunk``."""
+    app = web.Application()
+    st = state(hub)
+    hub.reset_hooks.append(st.clear)
+
+    def failure() -> web.Response | None:
+        if settings.failure is None:
+            return None
+        status, code, text = FAILURES[settings.failure]
+        return hec(text, code, status)
+
+    async def ingest(request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return _not_found(405)
+        spec = _authenticate(request, settings)
+        if isinstance(spec, web.Response):
+            return spec
+        broken = failure()
+        if broken is not None:
+            return broken
+        channel = _channel(request)
+        if spec.get("ack", False) and isinstance(checked := _require_channel(channel), web.Response):
+            return checked
+        body = _decoded_body(request, await request.read(), settings.max_content_length)
+        if isinstance(body, web.Response):
+            return body
+        defaults = {
+            "index": str(spec.get("default_index", "main")),
+            "sourcetype": str(spec.get("sourcetype", "httpevent")),
+            "source": f"http:{spec.get('name', 'token')}",
+        }
+        allowed = spec.get("indexes")
+        raw_route = request.path.rstrip("/").endswith(("/raw", "/raw/1.0"))
+        if raw_route:
+            query = {
+                k: request.query[k] for k in ("index", "sourcetype", "source", "host") if k in request.query
+            }
+            envelopes, error = parse_raw(body, query, allowed)
+        else:
+            envelopes, error = parse_event_stream(body, allowed)
+        for env in envelopes:
+            st.events.append(
+                IndexedEvent(
+                    token_name=str(spec.get("name", "")),
+                    index=str(env.get("index", defaults["index"])),
+                    sourcetype=str(env.get("sourcetype", defaults["sourcetype"])),
+                    source=str(env.get("source", defaults["source"])),
+                    host=env.get("host"),
+                    time=float(env["time"]) if "time" in env else time.time(),
+                    event=env.get("event"),
+                    fields=dict(env.get("fields") or {}),
+                    channel=channel,
+                )
+            )
+        if error is not None:
+            return _body_error(error)
+        if spec.get("ack", False) and channel:
+            ack_id = st.next_ack.get(channel, 0)
+            st.next_ack[channel] = ack_id + 1
+            st.pending_acks.setdefault(channel, set()).add(ack_id)
+            return json_response({"text": "Success", "code": 0, "ackId": ack_id})
+        return hec("Success", 0, 200)
+
+    async def ack(request: web.Request) -> web.Response:
+        if request.method != "POST":
+            return _not_found(405)
+        spec = _authenticate(request, settings)
+        if isinstance(spec, web.Response):
+            return spec
+        if not spec.get("ack", False):
+            return hec("ACK is disabled", 14, 400)
+        channel = _require_channel(_channel(request))
+        if isinstance(channel, web.Response):
+            return channel
+        try:
+            data = json.loads(await request.read())
+            ids = [int(i) for i in data["acks"]]
+        except (ValueError, KeyError, TypeError):
+            return hec("Invalid data format", 6, 400)
+        pending = st.pending_acks.get(channel, set())
+        answer: dict[str, bool] = {}
+        for ack_id in ids:
+            # indexing is immediate here; once reported true an id is forgotten (asking again gives false)
+            answer[str(ack_id)] = ack_id in pending
+            pending.discard(ack_id)
+        return json_response({"acks": answer})
+
+    async def health(request: web.Request) -> web.Response:
+        if request.method != "GET":
+            return _not_found(405)
+        if settings.failure in ("queues_full", "ack_unavailable", "queues_full_ack_unavailable"):
+            status, code, text = FAILURES[settings.failure]
+            return hec(text, code, status)
+        return hec("HEC is healthy", 17, 200)
+
+    async def unknown(request: web.Request) -> web.Response:
+        return _not_found(404)
+
+    for path in ("", "/event", "/event/1.0", "/raw", "/raw/1.0"):
+        app.router.add_route("*", "/services/collector" + path, ingest)
+    app.router.add_route("*", "/services/collector/ack", ack)
+    for path in ("/health", "/health/1.0"):
+        app.router.add_route("*", "/services/collector" + path, health)
+    app.router.add_route("*", "/{tail:.*}", unknown)
+    return app
+
+
+def _body_error(error: BodyError) -> web.Response:
+    if error.code == 5:
+        return hec("No data", 5, 400)
+    return hec(error.text, error.code, 400, **{"invalid-event-number": error.index})
+
+
+def demo_config(base_url: str, settings: Settings) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Point the Splunk connector at this emulator with the first enabled token."""
+    token = next((t for t, spec in settings.tokens.items() if not spec.get("disabled")), DEMO_TOKEN)
+    entry: dict[str, Any] = {
+        "url_env": "SPLUNK_HEC_URL",
+        "token_env": "SPLUNK_HEC_TOKEN",
+        "index": "main",
+        "sourcetype": "cavra:evidence",
+        "allow_http": True,
+    }
+    env = {"SPLUNK_HEC_URL": base_url + "/splunk/services/collector", "SPLUNK_HEC_TOKEN": token}
+    return entry, env
