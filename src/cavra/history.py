@@ -1,0 +1,324 @@
+"""Delivery history, dashboards and alert rules over the evidence store.
+
+History and dashboards count *provider deliveries* (one per ``deliveries[]`` item of a stored record).
+On SQL stores every number is computed by the database (the store's query methods); nothing here loads
+the table. Alerts describe the current state, so they clear by themselves:
+
+``provider_delivery_failing``
+    a provider whose latest delivery failed: ``count`` consecutive failures ``since`` the first of them;
+    warning, critical from ``critical_after`` failures; clears when the provider delivers again.
+``rollback_delivery_failed`` (critical)
+    a rollback-execution event (event type containing ``rollback``) whose latest delivery to a provider
+    failed; clears when that event is delivered to that provider.
+``failure_rate_high`` (warning)
+    a provider whose failure rate in the window exceeds the threshold.
+``export_not_published`` (warning, publication dashboard)
+    an endpoint export stored more than ``export_window`` ago with no successful publication delivery.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cavra.errors import InputError
+from cavra.store.base import (
+    Cursor,
+    DeliveryFilter,
+    ProviderStats,
+    Store,
+    iso,
+    normalize_kinds,
+    parse_iso,
+    utc,
+)
+
+CONNECTOR_DASHBOARD = "cavra.release.connector_delivery_dashboard.v1"
+PUBLICATION_DASHBOARD = "cavra.release.endpoint_publication_dashboard.v1"
+MAX_LIMIT = 500
+LATEST_FAILURES = 10
+_LEVEL_ORDER = {"critical": 0, "warning": 1}
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of history, newest first, with the total matching the filters and the next page's cursor."""
+
+    items: list[dict[str, Any]]
+    total: int
+    next_cursor: str | None
+    limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "count": len(self.items),
+            "total": self.total,
+            "limit": self.limit,
+            "next_cursor": self.next_cursor,
+        }
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    raw = json.dumps([iso(cursor.created_at), cursor.row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        created, row_id = json.loads(raw)
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise ValueError("row id")
+        return Cursor(parse_iso(str(created)), row_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InputError(f"cursor: {text[:40]!r} is not a cursor returned by this history") from None
+
+
+def _when(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def query_history(
+    store: Store,
+    *,
+    metadata_kinds: Sequence[str] | None,
+    provider: str | None = None,
+    integration_id: str | None = None,
+    event_type: str | None = None,
+    event_id: str | None = None,
+    success: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    offset: int = 0,
+    status: str | None = None,
+    subject_kind: str | None = None,
+    subject_id: str | None = None,
+) -> HistoryPage:
+    """Provider deliveries matching every given filter, newest first (``since <= created_at < until``).
+
+    Page with ``cursor`` (the previous page's ``next_cursor``; stable while new deliveries arrive) or
+    ``offset``. Naive datetimes are taken as UTC.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InputError(f"limit: must be between 1 and {MAX_LIMIT}, got {limit}")
+    if offset < 0:
+        raise InputError(f"offset: must be 0 or more, got {offset}")
+    flt = DeliveryFilter(
+        metadata_kinds=normalize_kinds(metadata_kinds),
+        provider=provider,
+        integration_id=integration_id,
+        event_type=event_type,
+        event_id=event_id,
+        success=success,
+        status=status,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        since=_when(since),
+        until=_when(until),
+    )
+    after = decode_cursor(cursor) if cursor else None
+    rows = store.page_provider_deliveries(flt, limit=limit + 1, after=after, offset=offset)
+    total = store.count_provider_deliveries(flt)
+    page = rows[:limit]
+    next_cursor = encode_cursor(Cursor(page[-1].created_at, page[-1].row_id)) if len(rows) > limit else None
+    return HistoryPage([r.to_item() for r in page], total, next_cursor, limit)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
+
+
+def _provider_entry(s: ProviderStats, streak: int) -> dict[str, Any]:
+    return {
+        "provider": s.provider,
+        "total": s.total,
+        "succeeded": s.succeeded,
+        "failed": s.failed,
+        "pending": s.pending,
+        "attempts": s.attempts,
+        "success_rate": _rate(s.succeeded, s.total),
+        "last_success_at": iso(s.last_success_at),
+        "last_failure_at": iso(s.last_failure_at),
+        "failing": streak > 0,
+        "consecutive_failures": streak,
+    }
+
+
+def _alert(
+    level: str,
+    code: str,
+    message: str,
+    *,
+    since: datetime,
+    count: int,
+    provider: str | None = None,
+    event_id: str | None = None,
+    subject_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "level": level,
+        "code": code,
+        "provider": provider,
+        "message": message,
+        "since": iso(since),
+        "count": count,
+        "event_id": event_id,
+        "subject_id": subject_id,
+    }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _last_error(error: str | None) -> str:
+    return f"; last error: {error[:200]}" if error else ""
+
+
+def _duration(window: timedelta) -> str:
+    seconds = int(window.total_seconds())
+    if seconds % 3600 == 0:
+        return _plural(seconds // 3600, "hour")
+    if seconds % 60 == 0:
+        return _plural(seconds // 60, "minute")
+    return _plural(seconds, "second")
+
+
+def dashboard(
+    store: Store,
+    *,
+    metadata_kinds: Sequence[str] | None,
+    schema: str = CONNECTOR_DASHBOARD,
+    now: datetime | None = None,
+    window: timedelta = timedelta(hours=24),
+    failure_rate_threshold: float = 0.2,
+    export_window: timedelta = timedelta(minutes=15),
+    critical_after: int = 3,
+) -> dict[str, Any]:
+    """The delivery dashboard (``schema``): totals, per provider, per event type, latest failures, alerts.
+
+    With ``schema=PUBLICATION_DASHBOARD`` it also counts endpoint exports and warns about those stored
+    more than ``export_window`` before ``now`` that no delivery has published yet.
+    """
+    if not 0 <= failure_rate_threshold <= 1:
+        raise InputError(f"failure_rate_threshold: must be between 0 and 1, got {failure_rate_threshold}")
+    current = utc(now) if now is not None else datetime.now(UTC)
+    base = DeliveryFilter(metadata_kinds=normalize_kinds(metadata_kinds))
+    in_window = base.narrowed(since=current - window, until=current + timedelta(microseconds=1))
+
+    stats = store.provider_stats(base)
+    streaks = {s.provider: s for s in store.failure_streaks(base)}
+    window_stats = store.provider_stats(in_window)
+    alerts: list[dict[str, Any]] = []
+
+    for st in streaks.values():
+        level = "critical" if st.count >= critical_after else "warning"
+        what = "the latest delivery" if st.count == 1 else f"the last {st.count} deliveries"
+        alerts.append(
+            _alert(
+                level,
+                "provider_delivery_failing",
+                f"{st.provider}: {what} failed since {iso(st.since)}{_last_error(st.last_error)}",
+                since=st.since,
+                count=st.count,
+                provider=st.provider,
+            )
+        )
+    for st in store.failure_streaks(base.narrowed(event_type_contains="rollback"), per_event=True):
+        alerts.append(
+            _alert(
+                "critical",
+                "rollback_delivery_failed",
+                f"rollback execution event {st.event_id} was not delivered to {st.provider}: "
+                f"{_plural(st.count, 'failed delivery')} since {iso(st.since)}{_last_error(st.last_error)}",
+                since=st.since,
+                count=st.count,
+                provider=st.provider,
+                event_id=st.event_id,
+            )
+        )
+    for ws in window_stats:
+        rate = ws.failed / ws.total if ws.total else 0.0
+        if ws.failed and rate > failure_rate_threshold and ws.first_failure_at is not None:
+            alerts.append(
+                _alert(
+                    "warning",
+                    "failure_rate_high",
+                    f"{ws.provider}: {ws.failed} of {ws.total} deliveries failed in the last "
+                    f"{_duration(window)} ({rate:.0%}, threshold {failure_rate_threshold:.0%})",
+                    since=ws.first_failure_at,
+                    count=ws.failed,
+                    provider=ws.provider,
+                )
+            )
+
+    result: dict[str, Any] = {"schema_version": schema, "generated_at": iso(current)}
+    if schema == PUBLICATION_DASHBOARD:
+        stored, published = store.export_counts()
+        unpublished = store.unpublished_exports(stored_before=current - export_window)
+        for ex in unpublished:
+            tried = (
+                f"{_plural(ex.failed_deliveries, 'failed delivery')}"
+                if ex.failed_deliveries
+                else "no delivery"
+            )
+            alerts.append(
+                _alert(
+                    "warning",
+                    "export_not_published",
+                    f"endpoint export {ex.export_id} was stored at {iso(ex.stored_at)} and is not published "
+                    f"after {_duration(export_window)} ({tried}{_last_error(ex.last_error)})",
+                    since=ex.stored_at,
+                    count=ex.failed_deliveries,
+                    subject_id=ex.export_id,
+                )
+            )
+        result["exports"] = {"total": stored, "published": published, "unpublished": stored - published}
+
+    alerts.sort(key=lambda a: (_LEVEL_ORDER[a["level"]], a["since"], a["code"], a["provider"] or ""))
+    total = sum(s.total for s in stats)
+    succeeded = sum(s.succeeded for s in stats)
+    w_total = sum(s.total for s in window_stats)
+    w_failed = sum(s.failed for s in window_stats)
+    latest = store.page_provider_deliveries(base.narrowed(status="failed"), limit=LATEST_FAILURES)
+    result.update(
+        metadata_kinds=None if base.metadata_kinds is None else list(base.metadata_kinds),
+        status=alerts[0]["level"] if alerts else "ok",
+        totals={
+            "deliveries": total,
+            "succeeded": succeeded,
+            "failed": sum(s.failed for s in stats),
+            "pending": sum(s.pending for s in stats),
+            "attempts": sum(s.attempts for s in stats),
+            "providers": len(stats),
+        },
+        success_rate=_rate(succeeded, total),
+        window={
+            "since": iso(current - window),
+            "until": iso(current),
+            "seconds": int(window.total_seconds()),
+            "deliveries": w_total,
+            "failed": w_failed,
+            "failure_rate": _rate(w_failed, w_total),
+            "failure_rate_threshold": failure_rate_threshold,
+        },
+        providers=[
+            _provider_entry(s, streaks[s.provider].count if s.provider in streaks else 0)
+            for s in sorted(stats, key=lambda s: s.provider)
+        ],
+        event_types=[
+            {"event_type": e.event_type, "total": e.total, "succeeded": e.succeeded, "failed": e.failed}
+            for e in store.event_type_stats(base)
+        ],
+        latest_failures=[r.to_item() for r in latest],
+        alerts=alerts,
+    )
+    return result

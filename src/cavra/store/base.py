@@ -1,0 +1,314 @@
+"""The store contract: record kinds, delivery filters, query results and the :class:`Store` interface.
+
+Three backends implement it (:mod:`cavra.store.sql` for SQLite and PostgreSQL, :mod:`cavra.store.jsonfile`
+for the seed's ``--metadata-json`` file). Faces never use a backend directly: they call
+:func:`cavra.store.open_store` and the service layer calls these methods.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from cavra.errors import InputError
+from cavra.store.chain import ChainIter, ChainReport, verify_entries
+
+#: Kinds of plain records (latest state by id; not chained).
+RECORD_KINDS = (
+    "integration",
+    "evidence_bundle",
+    "promotion_execution",
+    "rollback_execution",
+    "endpoint_export",
+    "endpoint_publication",
+)
+
+RELEASE_DELIVERY = "release-connector-delivery"
+PUBLICATION_DELIVERY = "endpoint-management-publication-delivery"
+INTEGRATION_DELIVERY = "integration-delivery"
+#: How a stored delivery is indexed; history and dashboards select by these.
+METADATA_KINDS = (RELEASE_DELIVERY, PUBLICATION_DELIVERY, INTEGRATION_DELIVERY)
+
+
+def utc(ts: datetime) -> datetime:
+    """An aware UTC datetime (naive input is taken as UTC)."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 in UTC with microseconds and ``Z`` (the format of every store timestamp)."""
+    if ts is None:
+        return None
+    return utc(ts).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    """Parse a timestamp written by :func:`iso` (or any ISO 8601 text) into aware UTC."""
+    return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def check_kind(kind: str) -> str:
+    if kind not in RECORD_KINDS:
+        raise InputError(f"unknown record kind {kind!r} (expected one of: {', '.join(RECORD_KINDS)})")
+    return kind
+
+
+def check_metadata_kind(kind: str) -> str:
+    if kind not in METADATA_KINDS:
+        raise InputError(f"unknown metadata kind {kind!r} (expected one of: {', '.join(METADATA_KINDS)})")
+    return kind
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A plain record with the times the store first and last saw it."""
+
+    kind: str
+    record_id: str
+    body: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredDelivery:
+    """A delivery record as stored: its document (record, store fields, hashes) and place in the chain."""
+
+    id: str
+    sequence: int
+    metadata_kind: str
+    created_at: datetime
+    record_sha256: str
+    previous_sha256: str
+    document: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.document)
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Which provider deliveries a query covers. ``None`` means "any"; times are ``since <= t < until``."""
+
+    metadata_kinds: tuple[str, ...] | None = None
+    provider: str | None = None
+    integration_id: str | None = None
+    event_type: str | None = None
+    event_type_contains: str | None = None
+    event_id: str | None = None
+    success: bool | None = None
+    status: str | None = None
+    subject_kind: str | None = None
+    subject_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def narrowed(self, **changes: Any) -> DeliveryFilter:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ProviderDeliveryRow:
+    """One provider delivery (one ``deliveries[]`` item of a stored record): the unit of history."""
+
+    row_id: int
+    delivery_id: str
+    provider: str
+    success: bool
+    status: str
+    status_code: int | None
+    attempt_count: int
+    event_type: str | None
+    event_id: str | None
+    metadata_kind: str
+    integration_id: str | None
+    subject_kind: str | None
+    subject_id: str | None
+    created_at: datetime
+    error: str | None
+
+    @property
+    def failed(self) -> bool:
+        return not self.success and self.status != "pending"
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "provider": self.provider,
+            "success": self.success,
+            "status": self.status,
+            "status_code": self.status_code,
+            "attempt_count": self.attempt_count,
+            "event_type": self.event_type,
+            "event_id": self.event_id,
+            "metadata_kind": self.metadata_kind,
+            "integration_id": self.integration_id,
+            "subject_kind": self.subject_kind,
+            "subject_id": self.subject_id,
+            "created_at": iso(self.created_at),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class ProviderStats:
+    """Aggregates of one provider's deliveries (counted per provider delivery)."""
+
+    provider: str
+    total: int
+    succeeded: int
+    failed: int
+    pending: int
+    attempts: int
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    first_failure_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventTypeStats:
+    event_type: str | None
+    total: int
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class FailureStreak:
+    """Failed deliveries after the latest success of a group (a provider, or a provider and event)."""
+
+    provider: str
+    event_id: str | None
+    event_type: str | None
+    count: int
+    since: datetime
+    last_at: datetime
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class UnpublishedExport:
+    """An endpoint export with no successful publication delivery."""
+
+    export_id: str
+    stored_at: datetime
+    failed_deliveries: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Keyset position: the (created_at, row_id) of the last item of a page."""
+
+    created_at: datetime
+    row_id: int
+
+
+class Store(abc.ABC):
+    """The evidence metadata store. Methods are synchronous and safe to call from several threads."""
+
+    #: ``sqlite``, ``postgresql`` or ``json``
+    backend: str = ""
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the store lives, safe to print (DB URL passwords redacted)."""
+
+    # --- plain records -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_record(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
+        """Create or replace a record (``created_at`` is kept on replace)."""
+
+    @abc.abstractmethod
+    def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None: ...
+
+    @abc.abstractmethod
+    def list_record_entries(self, kind: str) -> list[StoredRecord]:
+        """Records of a kind, oldest first."""
+
+    @abc.abstractmethod
+    def delete_record(self, kind: str, record_id: str) -> bool: ...
+
+    def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        entry = self.get_record_entry(kind, record_id)
+        return None if entry is None else entry.body
+
+    def list_records(self, kind: str) -> list[dict[str, Any]]:
+        return [entry.body for entry in self.list_record_entries(kind)]
+
+    # --- chained delivery records --------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_delivery(
+        self,
+        record: dict[str, Any],
+        *,
+        metadata_kind: str,
+        subject_kind: str | None = None,
+        subject_id: str | None = None,
+        integration_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> StoredDelivery:
+        """Store a ``cavra.connector.delivery.v1`` record at the head of the chain and index its providers."""
+
+    @abc.abstractmethod
+    def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        """The stored document (record, ``id``, ``metadata_kind``, ``created_at``, hashes...) or ``None``."""
+
+    @abc.abstractmethod
+    def chain(self) -> ChainIter:
+        """The chain for verification, read consistently."""
+
+    def verify_chain(self) -> ChainReport:
+        """Walk the chain; report the first altered, missing or reordered delivery record."""
+        return verify_entries(self.chain())
+
+    # --- queries for history and dashboards ----------------------------------------------------------
+    @abc.abstractmethod
+    def count_provider_deliveries(self, flt: DeliveryFilter) -> int: ...
+
+    @abc.abstractmethod
+    def page_provider_deliveries(
+        self, flt: DeliveryFilter, *, limit: int, after: Cursor | None = None, offset: int = 0
+    ) -> list[ProviderDeliveryRow]:
+        """Newest first by (created_at, row_id); ``after`` continues past a previous page's last item."""
+
+    @abc.abstractmethod
+    def provider_stats(self, flt: DeliveryFilter) -> list[ProviderStats]: ...
+
+    @abc.abstractmethod
+    def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]: ...
+
+    @abc.abstractmethod
+    def failure_streaks(self, flt: DeliveryFilter, *, per_event: bool = False) -> list[FailureStreak]:
+        """Per provider (and event when ``per_event``): failed deliveries after its latest success."""
+
+    @abc.abstractmethod
+    def unpublished_exports(self, *, stored_before: datetime) -> list[UnpublishedExport]:
+        """Endpoint exports stored before the time and never delivered successfully (as a subject)."""
+
+    @abc.abstractmethod
+    def export_counts(self) -> tuple[int, int]:
+        """(endpoint exports stored, of which delivered successfully at least once)."""
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections and locks."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def normalize_kinds(kinds: Sequence[str] | None) -> tuple[str, ...] | None:
+    if kinds is None:
+        return None
+    return tuple(check_metadata_kind(k) for k in kinds)

@@ -1,0 +1,156 @@
+"""Where the store lives: URL resolution, password redaction, and engines tuned per database.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on and a generous busy timeout; the
+driver's own transaction handling is switched off so the store issues ``BEGIN`` itself, and a connection
+marked ``cavra_immediate`` begins with ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two
+appenders queue instead of failing on a lock upgrade). PostgreSQL uses psycopg 3 with a pooled,
+pre-pinged engine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from cavra.errors import StoreError
+
+DEFAULT_SQLITE_PATH = Path(".cavra/evidence/metadata.db")
+ENV_URL = "CAVRA_STORE_URL"
+#: Seconds a SQLite writer waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT = 60.0
+PG_CONNECT_TIMEOUT = 10
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|sslpassword|passfile)=)[^&\s]*")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A resolved store location: ``backend`` is ``sqlite``, ``postgresql`` or ``json``."""
+
+    backend: str
+    url: URL | None = None
+    path: Path | None = None
+
+    @property
+    def display(self) -> str:
+        if self.url is not None:
+            return redact_url(self.url)
+        return str(self.path)
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL with its password (user-info or query) replaced by ``***``; safe for messages."""
+    if isinstance(url, URL):
+        text = url.render_as_string(hide_password=True)
+    else:
+        text = _USERINFO.sub(r"\g<scheme>\g<user>:***@", url)
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def scrub(message: str, url: URL | None) -> str:
+    """First line of a driver message, with the URL's password removed wherever it appears."""
+    line = (message.strip().splitlines() or [""])[0]
+    if url is not None and url.password:
+        line = line.replace(str(url.password), "***")
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\g<scheme>\g<user>:***@", line))
+
+
+def resolve(url_or_path: str | None, *, metadata_json: str | None = None) -> Location:
+    """Map the caller's arguments (and ``CAVRA_STORE_URL``) to a backend and its address."""
+    if metadata_json is not None:
+        return Location("json", path=Path(metadata_json))
+    spec = url_or_path if url_or_path is not None else os.environ.get(ENV_URL) or None
+    if spec is None:
+        return Location("sqlite", url=_sqlite_url(DEFAULT_SQLITE_PATH))
+    spec = spec.strip()
+    lowered = spec.lower()
+    if lowered.startswith(("postgresql://", "postgres://")):
+        spec = "postgresql+psycopg://" + spec.split("://", 1)[1]
+    elif lowered.startswith("json:"):
+        return Location("json", path=Path(spec[5:].removeprefix("//")))
+    elif "://" not in spec:
+        path = Path(spec)
+        if path.suffix.lower() == ".json":
+            return Location("json", path=path)
+        return Location("sqlite", url=_sqlite_url(path))
+    try:
+        url = make_url(spec)
+    except (ArgumentError, ValueError):
+        raise StoreError(f"store URL {redact_url(spec)!r} is not a valid database URL") from None
+    if url.get_backend_name() == "sqlite":
+        return Location("sqlite", url=url)
+    if url.get_backend_name() == "postgresql":
+        if url.get_driver_name() != "psycopg":
+            raise StoreError(f"store URL {redact_url(url)}: use postgresql:// (the psycopg 3 driver)")
+        return Location("postgresql", url=url)
+    raise StoreError(
+        f"store URL {redact_url(url)}: unsupported database {url.get_backend_name()!r} "
+        "(use sqlite:///PATH, postgresql://... or --metadata-json FILE)"
+    )
+
+
+def _sqlite_url(path: Path) -> URL:
+    return URL.create("sqlite", database=str(path))
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL, ``None`` for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database)
+
+
+def create_engine(loc: Location) -> Engine:
+    """An engine for a SQL location (``sqlite`` creates the database directory)."""
+    assert loc.url is not None
+    if loc.backend == "sqlite":
+        return _sqlite_engine(loc.url)
+    connect_args: dict[str, Any] = {"application_name": "cavra-connectors"}
+    if "connect_timeout" not in loc.url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+    return sa.create_engine(
+        loc.url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=connect_args
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    path = sqlite_path(url)
+    if path is None:
+        engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path.parent}: cannot create the store directory ({exc.strerror})") from None
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the store issues BEGIN itself (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            if path is not None:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get("cavra_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,296 @@
+"""The ``--metadata-json FILE`` backend: one JSON document, never half-written, safe for several processes.
+
+Writers take an exclusive lock on ``FILE.lock`` (filelock), re-read the file, change it, write a temporary
+file in the same directory, fsync it, rename it over ``FILE`` and fsync the directory. Readers need no lock:
+a rename is atomic, so they see the old or the new file, never a mix. A file that is not a CAVRA metadata
+document is never overwritten: every operation raises :class:`~cavra.errors.StoreError` naming it.
+
+Layout (one delivery per line, so a diff or ``grep`` shows one record)::
+
+    {"format": "cavra.evidence.metadata.v1", "version": 1,
+     "chain": {"count": N, "last_id": "dlv_...", "last_sha256": "..."},
+     "records": {"<kind>": {"<id>": {"body": {...}, "created_at": "...", "updated_at": "..."}}},
+     "deliveries": [ {stored document}, ... ]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from cavra.errors import StoreError
+from cavra.store import jsonformat as fmt
+from cavra.store import memquery as mq
+from cavra.store.base import (
+    Cursor,
+    DeliveryFilter,
+    EventTypeStats,
+    FailureStreak,
+    ProviderDeliveryRow,
+    ProviderStats,
+    Store,
+    StoredDelivery,
+    StoredRecord,
+    UnpublishedExport,
+    check_kind,
+    check_metadata_kind,
+    iso,
+    utc,
+)
+from cavra.store.chain import ChainIter, record_hash
+from cavra.store.document import build_document, new_delivery_id
+
+LOCK_TIMEOUT = 60.0
+
+
+@dataclass
+class _Snapshot:
+    """The parsed file and the (inode, mtime, size) it was read from.
+
+    It is reused only while the file still has that identity *and* starts with the same ``write_id`` (a
+    random token every write sets), so a quick rewrite that reuses an inode within one mtime tick is not
+    mistaken for the file this process last saw.
+    """
+
+    key: tuple[int, int, int] | None
+    data: dict[str, Any]
+    rows: list[ProviderDeliveryRow] | None = None
+
+
+class JsonFileStore(Store):
+    """The JSON-file store. Open it with ``open_store(metadata_json=PATH)``."""
+
+    backend = "json"
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self.path = Path(path)
+        self._lock_path = Path(f"{self.path}.lock")
+        self._lock_timeout = lock_timeout
+        self._mutex = threading.RLock()
+        self._snap: _Snapshot | None = None
+        self._lines: dict[int, tuple[Any, str]] = {}  # serialised deliveries of the current snapshot
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    # --- file handling -------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Read and validate the file now (open_store calls this so a corrupt file fails at once)."""
+        self._load()
+
+    def _load(self) -> _Snapshot:
+        """The current file, parsed (or the cached parse, if the file is the one this process last saw)."""
+        with self._mutex:
+            try:
+                fh = open(self.path, "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                self._snap, self._lines = _Snapshot(None, fmt.empty()), {}
+                return self._snap
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot be read ({exc.strerror})") from None
+            with fh:
+                st = os.fstat(fh.fileno())
+                key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                snap = self._snap
+                if (
+                    snap is not None
+                    and snap.key == key
+                    and fmt.write_id(fh.read(200)) == snap.data.get("write_id")
+                ):
+                    return snap
+                fh.seek(0)
+                raw = fh.read()
+            self._snap = _Snapshot(key, self._parse(raw))
+            self._lines = {}
+            return self._snap
+
+    def _parse(self, raw: bytes) -> dict[str, Any]:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StoreError(f"{self.path}: not UTF-8 text; the metadata file was left unchanged") from None
+        if not text.strip():
+            return fmt.empty()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StoreError(
+                f"{self.path}: corrupt metadata file, not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                f"{exc.msg}); it was left unchanged"
+            ) from None
+        problem = fmt.shape_problem(data)
+        if problem:
+            raise StoreError(f"{self.path}: not a CAVRA metadata file ({problem}); it was left unchanged")
+        return fmt.complete(data)
+
+    @contextmanager
+    def _update(self) -> Iterator[dict[str, Any]]:
+        """Lock, re-read, let the caller change the document, write it atomically, unlock."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path.parent}: cannot create the directory ({exc.strerror})") from None
+        lock = filelock.FileLock(str(self._lock_path), timeout=self._lock_timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise StoreError(
+                f"{self.path}: locked by another process ({self._lock_path} held for over "
+                f"{self._lock_timeout:g}s)"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"{self._lock_path}: cannot lock ({exc.strerror})") from None
+        try:
+            with self._mutex:
+                snap = self._load()
+                self._snap = None  # the snapshot is being changed; re-read if anything below fails
+                yield snap.data
+                snap.data["write_id"] = secrets.token_hex(8)
+                snap.key, snap.rows = self._write(snap.data), None
+                self._snap = snap
+        finally:
+            lock.release()
+
+    def _write(self, data: dict[str, Any]) -> tuple[int, int, int]:
+        directory = self.path.parent
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(fmt.serialize(data, self._lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with suppress(FileNotFoundError):
+                os.chmod(tmp, self.path.stat().st_mode & 0o777)
+            if not self.path.exists():
+                os.chmod(tmp, 0o644)
+            st = os.stat(tmp)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(f"{self.path}: cannot be written ({exc.strerror})") from None
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _rows(self) -> list[ProviderDeliveryRow]:
+        with self._mutex:
+            snap = self._load()
+            if snap.rows is None:
+                snap.rows = mq.rows_of(snap.data["deliveries"])
+            return snap.rows
+
+    # --- plain records -------------------------------------------------------------------------------
+    def put_record(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
+        check_kind(kind)
+        now = iso(datetime.now(UTC))
+        plain = json.loads(json.dumps(body, default=str))
+        with self._update() as data:
+            kind_records = data["records"].setdefault(kind, {})
+            old = kind_records.get(record_id)
+            created = old.get("created_at", now) if isinstance(old, dict) else now
+            kind_records[record_id] = {"body": plain, "created_at": created, "updated_at": now}
+
+    def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
+        check_kind(kind)
+        entry = self._load().data["records"].get(kind, {}).get(record_id)
+        return None if entry is None else fmt.record(kind, record_id, entry)
+
+    def list_record_entries(self, kind: str) -> list[StoredRecord]:
+        check_kind(kind)
+        entries = [fmt.record(kind, rid, e) for rid, e in self._load().data["records"].get(kind, {}).items()]
+        return sorted(entries, key=lambda r: (r.created_at, r.record_id))
+
+    def delete_record(self, kind: str, record_id: str) -> bool:
+        check_kind(kind)
+        if record_id not in self._load().data["records"].get(kind, {}):
+            return False
+        with self._update() as data:
+            return data["records"].get(kind, {}).pop(record_id, None) is not None
+
+    # --- the chain -----------------------------------------------------------------------------------
+    def append_delivery(
+        self,
+        record: dict[str, Any],
+        *,
+        metadata_kind: str,
+        subject_kind: str | None = None,
+        subject_id: str | None = None,
+        integration_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> StoredDelivery:
+        check_metadata_kind(metadata_kind)
+        created = utc(created_at or datetime.now(UTC))
+        delivery_id = new_delivery_id()
+        with self._update() as data:
+            head = fmt.head(data)
+            sequence = head.count + 1
+            doc = build_document(
+                record,
+                delivery_id=delivery_id,
+                sequence=sequence,
+                metadata_kind=metadata_kind,
+                created_at=str(iso(created)),
+                subject_kind=subject_kind,
+                subject_id=subject_id,
+                integration_id=integration_id,
+                previous_id=head.last_id,
+                previous_sha256=head.last_sha256,
+            )
+            sha = record_hash(doc)
+            doc["record_sha256"] = sha
+            data["deliveries"].append(doc)
+            data["chain"] = {"count": sequence, "last_id": delivery_id, "last_sha256": sha}
+        return StoredDelivery(
+            delivery_id, sequence, metadata_kind, created, sha, head.last_sha256, json.loads(json.dumps(doc))
+        )
+
+    def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        for doc in self._load().data["deliveries"]:
+            if isinstance(doc, dict) and doc.get("id") == delivery_id:
+                return dict(json.loads(json.dumps(doc)))
+        return None
+
+    def chain(self) -> ChainIter:
+        data = self._load().data
+        return ChainIter(entries=(fmt.entry(doc) for doc in data["deliveries"]), head=fmt.head(data))
+
+    # --- queries -------------------------------------------------------------------------------------
+    def count_provider_deliveries(self, flt: DeliveryFilter) -> int:
+        return len(mq.select(self._rows(), flt))
+
+    def page_provider_deliveries(
+        self, flt: DeliveryFilter, *, limit: int, after: Cursor | None = None, offset: int = 0
+    ) -> list[ProviderDeliveryRow]:
+        return mq.page(mq.select(self._rows(), flt), limit, after, offset)
+
+    def provider_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
+        return mq.provider_stats(mq.select(self._rows(), flt))
+
+    def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]:
+        return mq.event_type_stats(mq.select(self._rows(), flt))
+
+    def failure_streaks(self, flt: DeliveryFilter, *, per_event: bool = False) -> list[FailureStreak]:
+        return mq.failure_streaks(mq.select(self._rows(), flt), per_event=per_event)
+
+    def unpublished_exports(self, *, stored_before: datetime) -> list[UnpublishedExport]:
+        exports = [(r.record_id, r.created_at) for r in self.list_record_entries("endpoint_export")]
+        return mq.unpublished_exports(exports, self._rows(), stored_before=stored_before)
+
+    def export_counts(self) -> tuple[int, int]:
+        return mq.export_counts(self._load().data["records"].get("endpoint_export", {}), self._rows())

@@ -1,0 +1,117 @@
+"""The ``--metadata-json`` file format: layout, validation and serialisation (see :mod:`jsonfile`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from cavra.store.base import StoredRecord, parse_iso
+from cavra.store.chain import GENESIS_SHA256, ChainEntry, ChainHead
+
+FORMAT = "cavra.evidence.metadata.v1"
+VERSION = 1
+
+WRITE_ID_PATTERN = re.compile(rb'"write_id": "([0-9a-f]+)"')
+
+
+def write_id(prefix: bytes) -> str | None:
+    m = WRITE_ID_PATTERN.search(prefix)
+    return m.group(1).decode() if m else None
+
+
+def empty() -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "chain": {}, "records": {}, "deliveries": []}
+
+
+def shape_problem(data: object) -> str | None:
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    if data.get("format", FORMAT) != FORMAT:
+        return f"format is {data.get('format')!r}, expected {FORMAT!r}"
+    version = data.get("version", VERSION)
+    if not isinstance(version, int) or version > VERSION:
+        return f"version {version!r} is newer than this program understands ({VERSION})"
+    for name, kind in (("records", dict), ("deliveries", list), ("chain", dict)):
+        if name in data and not isinstance(data[name], kind):
+            return f"{name} must be a JSON {'object' if kind is dict else 'array'}"
+    for kind_name, by_id in data.get("records", {}).items():
+        if not isinstance(by_id, dict) or not all(
+            isinstance(e, dict) and "body" in e for e in by_id.values()
+        ):
+            return f"records.{kind_name} must map ids to {{body, created_at, updated_at}} objects"
+    return None
+
+
+def complete(data: dict[str, Any]) -> dict[str, Any]:
+    data.setdefault("format", FORMAT)
+    data.setdefault("version", VERSION)
+    for name, default in (("chain", {}), ("records", {}), ("deliveries", [])):
+        data.setdefault(name, default)
+    return data
+
+
+def head(data: dict[str, Any]) -> ChainHead:
+    chain = data.get("chain") or {}
+    count = chain.get("count")
+    last_id = chain.get("last_id")
+    last_sha = chain.get("last_sha256")
+    return ChainHead(
+        count=count if isinstance(count, int) else 0,
+        last_id=last_id if isinstance(last_id, str) else None,
+        last_sha256=last_sha if isinstance(last_sha, str) else GENESIS_SHA256,
+    )
+
+
+def entry(doc: object) -> ChainEntry:
+    if not isinstance(doc, dict):
+        return ChainEntry(delivery_id="?", sequence=0, document=None)
+    sequence = doc.get("sequence")
+    return ChainEntry(
+        delivery_id=str(doc.get("id")),
+        sequence=sequence if isinstance(sequence, int) else 0,
+        document=doc,
+    )
+
+
+def record(kind: str, record_id: str, entry: dict[str, Any]) -> StoredRecord:
+    def when(name: str) -> datetime:
+        try:
+            return parse_iso(str(entry.get(name)))
+        except ValueError:
+            return datetime.fromtimestamp(0, UTC)
+
+    return StoredRecord(
+        kind, record_id, json.loads(json.dumps(entry["body"])), when("created_at"), when("updated_at")
+    )
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+def dump(value: Any) -> str:
+    return _ENCODER.encode(value)
+
+
+def serialize(data: dict[str, Any], lines: dict[int, tuple[Any, str]] | None = None) -> str:
+    """Top-level keys one per line, records indented, one delivery document per line.
+
+    ``lines`` caches each delivery's line by object identity (documents never change once appended), so
+    a process appending to a file it already holds serialises only the new document.
+    """
+    cache: dict[int, tuple[Any, str]] = {} if lines is None else lines
+
+    def line(doc: Any) -> str:
+        hit = cache.get(id(doc))
+        if hit is None or hit[0] is not doc:
+            hit = cache[id(doc)] = (doc, f"    {dump(doc)}")
+        return hit[1]
+
+    first = ("write_id", "format", "version", "chain")
+    keys = [k for k in first if k in data] + [k for k in data if k not in (*first, "records", "deliveries")]
+    head = [f"  {dump(k)}: {dump(data[k])}" for k in keys]
+    records = json.dumps(data["records"], ensure_ascii=False, sort_keys=True, indent=2).replace("\n", "\n  ")
+    deliveries = ",\n".join(line(d) for d in data["deliveries"])
+    body = ",\n".join([*head, f'  "records": {records}', f'  "deliveries": [\n{deliveries}\n  ]'])
+    return "{\n" + body + "\n}\n"

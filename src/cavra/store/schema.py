@@ -1,0 +1,125 @@
+"""The one schema (SQLAlchemy 2.0 Core) shared by SQLite and PostgreSQL.
+
+Tables:
+
+``records``
+    plain records by (kind, record_id): integrations, evidence bundles, promotion and rollback executions,
+    endpoint exports and publications. ``body`` is canonical JSON text.
+``deliveries``
+    the chain of stored ``cavra.connector.delivery.v1`` documents, in ``sequence`` order. ``record`` holds
+    the document's canonical JSON without the two hash fields, which are columns.
+``provider_deliveries``
+    the index: one row per provider delivery, so history and dashboards are SQL queries.
+``chain_head``
+    one row (``name = 'deliveries'``): count, last id and last hash. Appenders lock it (``FOR UPDATE`` on
+    PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` locks the whole database), so the chain has one writer at a time.
+
+Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
+that the migrated schema matches this module.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (one format on both engines, ordered as text on SQLite); read as aware UTC."""
+
+    impl = sa.DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("kind", sa.String(40), primary_key=True),
+    sa.Column("record_id", sa.String(255), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_records_kind_time", "kind", "created_at"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column(
+        "sequence", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("id", sa.String(64), nullable=False),
+    sa.UniqueConstraint("id", name="uq_deliveries_id"),
+    sa.Column("metadata_kind", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("event_type", sa.String(255)),
+    sa.Column("event_id", sa.String(255)),
+    sa.Column("subject_kind", sa.String(40)),
+    sa.Column("subject_id", sa.String(255)),
+    sa.Column("integration_id", sa.String(255)),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("record_sha256", sa.String(64), nullable=False),
+    sa.Column("previous_sha256", sa.String(64), nullable=False),
+    sa.Index("ix_deliveries_kind_time", "metadata_kind", "created_at"),
+    sa.Index("ix_deliveries_subject", "subject_kind", "subject_id"),
+)
+
+provider_deliveries = sa.Table(
+    "provider_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        sa.String(64),
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE", name="fk_provider_deliveries_delivery_id"),
+        nullable=False,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("integration_id", sa.String(255)),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("attempt_count", sa.Integer, nullable=False),
+    sa.Column("event_type", sa.String(255)),
+    sa.Column("event_id", sa.String(255)),
+    sa.Column("metadata_kind", sa.String(64), nullable=False),
+    sa.Column("subject_kind", sa.String(40)),
+    sa.Column("subject_id", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_pd_kind_time", "metadata_kind", "created_at", "id"),
+    sa.Index("ix_pd_provider_kind_time", "provider", "metadata_kind", "created_at", "id"),
+    sa.Index("ix_pd_time", "created_at", "id"),
+    sa.Index("ix_pd_integration_time", "integration_id", "created_at"),
+    sa.Index("ix_pd_event_id", "event_id"),
+    sa.Index("ix_pd_event_type_time", "event_type", "created_at"),
+    sa.Index("ix_pd_subject", "subject_kind", "subject_id", "success"),
+    sa.Index("ix_pd_delivery_id", "delivery_id"),
+)
+
+chain_head = sa.Table(
+    "chain_head",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_id", sa.String(64)),
+    sa.Column("last_sha256", sa.String(64), nullable=False),
+)
+
+CHAIN_NAME = "deliveries"

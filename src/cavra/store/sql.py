@@ -1,0 +1,321 @@
+"""The SQL backend (SQLite and PostgreSQL): one schema, SQLAlchemy 2.0 Core, migrations on open.
+
+Appends are serialised per database: SQLite takes the write lock at ``BEGIN IMMEDIATE``; PostgreSQL locks
+the ``chain_head`` row with ``SELECT ... FOR UPDATE``. Inside that lock the store reads the head, writes
+the document, its provider index rows and the new head, and commits, so any number of processes append
+to one intact chain. Reads never block appenders (WAL on SQLite, MVCC on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cavra.errors import StoreError
+from cavra.events import canonical_json
+from cavra.store import sqlquery as q
+from cavra.store.base import (
+    Cursor,
+    DeliveryFilter,
+    EventTypeStats,
+    FailureStreak,
+    ProviderDeliveryRow,
+    ProviderStats,
+    Store,
+    StoredDelivery,
+    StoredRecord,
+    UnpublishedExport,
+    check_kind,
+    check_metadata_kind,
+    iso,
+    utc,
+)
+from cavra.store.chain import ChainEntry, ChainHead, ChainIter, record_hash
+from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
+from cavra.store.engine import Location, create_engine, scrub
+from cavra.store.migrate import current_revision, upgrade_engine
+from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, provider_deliveries, records
+
+_BATCH = 500
+_INDEX_COLUMNS = [c.name for c in provider_deliveries.c if c.name != "id"]
+
+
+class SqlStore(Store):
+    """SQLite or PostgreSQL store. Open it with :func:`cavra.store.open_store`."""
+
+    def __init__(self, loc: Location, engine: sa.Engine) -> None:
+        self.backend = loc.backend
+        self._loc = loc
+        self.engine = engine
+
+    @classmethod
+    def open(cls, loc: Location, *, migrate: bool = True) -> SqlStore:
+        """Connect (creating a SQLite file) and, unless ``migrate=False``, upgrade to the newest schema."""
+        store = cls(loc, create_engine(loc))
+        if migrate:
+            try:
+                with store._errors("cannot open the store"):
+                    upgrade_engine(store.engine)
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    def upgrade(self, revision: str = "head") -> str | None:
+        """Apply migrations up to ``revision``; return the revision now current."""
+        with self._errors("cannot upgrade the store"):
+            return upgrade_engine(self.engine, revision)
+
+    def revision(self) -> str | None:
+        with self._errors("cannot read the store"), self.engine.connect() as conn:
+            return current_revision(conn)
+
+    @property
+    def location(self) -> str:
+        return self._loc.display
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.SQLAlchemyError as exc:
+            reason = scrub(str(getattr(exc, "orig", None) or exc), self._loc.url)
+            raise StoreError(f"{doing} at {self.location}: {reason}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """A transaction that holds the database write lock on SQLite (``BEGIN IMMEDIATE``)."""
+        with self._errors("cannot write to the store"), self.engine.connect() as conn:
+            conn.execution_options(cavra_immediate=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self, *, snapshot: bool = False) -> Iterator[sa.Connection]:
+        with self._errors("cannot read the store"), self.engine.connect() as conn:
+            if snapshot and self.backend == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    # --- plain records -------------------------------------------------------------------------------
+    def put_record(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
+        check_kind(kind)
+        now = datetime.now(UTC)
+        values = {
+            "kind": kind,
+            "record_id": record_id,
+            "body": canonical_json(body).decode(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert = (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(records)
+        stmt = insert.values(**values).on_conflict_do_update(
+            index_elements=[records.c.kind, records.c.record_id],
+            set_={"body": insert.excluded.body, "updated_at": insert.excluded.updated_at},
+        )
+        with self._write() as conn:
+            conn.execute(stmt)
+
+    def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
+        check_kind(kind)
+        stmt = sa.select(records).where(records.c.kind == kind, records.c.record_id == record_id)
+        with self._read() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return None if row is None else _record(row)
+
+    def list_record_entries(self, kind: str) -> list[StoredRecord]:
+        check_kind(kind)
+        stmt = (
+            sa.select(records)
+            .where(records.c.kind == kind)
+            .order_by(records.c.created_at, records.c.record_id)
+        )
+        with self._read() as conn:
+            return [_record(m) for m in conn.execute(stmt).mappings()]
+
+    def delete_record(self, kind: str, record_id: str) -> bool:
+        check_kind(kind)
+        stmt = sa.delete(records).where(records.c.kind == kind, records.c.record_id == record_id)
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount > 0
+
+    # --- the chain -----------------------------------------------------------------------------------
+    def append_delivery(
+        self,
+        record: dict[str, Any],
+        *,
+        metadata_kind: str,
+        subject_kind: str | None = None,
+        subject_id: str | None = None,
+        integration_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> StoredDelivery:
+        check_metadata_kind(metadata_kind)
+        created = utc(created_at or datetime.now(UTC))
+        delivery_id = new_delivery_id()
+        head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME).with_for_update()
+        with self._write() as conn:
+            head = conn.execute(head_stmt).mappings().one()
+            sequence = int(head["count"]) + 1
+            doc = build_document(
+                record,
+                delivery_id=delivery_id,
+                sequence=sequence,
+                metadata_kind=metadata_kind,
+                created_at=str(iso(created)),
+                subject_kind=subject_kind,
+                subject_id=subject_id,
+                integration_id=integration_id,
+                previous_id=head["last_id"],
+                previous_sha256=head["last_sha256"],
+            )
+            sha = record_hash(doc)
+            body = {k: v for k, v in doc.items() if k != "previous_sha256"}
+            conn.execute(
+                sa.insert(deliveries).values(
+                    sequence=sequence,
+                    id=delivery_id,
+                    **(delivery_columns(doc) | {"created_at": created}),
+                    record=canonical_json(body).decode(),
+                    record_sha256=sha,
+                    previous_sha256=head["last_sha256"],
+                )
+            )
+            rows = index_rows(doc, created)
+            if rows:
+                conn.execute(sa.insert(provider_deliveries), rows)
+            conn.execute(
+                sa.update(chain_head)
+                .where(chain_head.c.name == CHAIN_NAME)
+                .values(count=sequence, last_id=delivery_id, last_sha256=sha)
+            )
+        doc["record_sha256"] = sha
+        return StoredDelivery(delivery_id, sequence, metadata_kind, created, sha, doc["previous_sha256"], doc)
+
+    def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        stmt = sa.select(deliveries).where(deliveries.c.id == delivery_id)
+        with self._read() as conn:
+            row = conn.execute(stmt).mappings().first()
+        if row is None:
+            return None
+        doc = _document(row)
+        if doc is None:
+            raise StoreError(f"{self.location}: stored delivery {delivery_id} is not valid JSON")
+        return doc
+
+    def chain(self) -> ChainIter:
+        walk = ChainIter()
+        walk.entries = self._entries(walk)
+        return walk
+
+    def _entries(self, walk: ChainIter) -> Iterator[ChainEntry]:
+        """Every stored delivery in sequence order, read in batches within one snapshot with the head."""
+        head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME)
+        with self._read(snapshot=True) as conn:
+            m = conn.execute(head_stmt).mappings().one()
+            walk.head = ChainHead(int(m["count"]), m["last_id"], m["last_sha256"])
+            last = 0
+            while True:
+                batch = list(
+                    conn.execute(
+                        sa.select(deliveries)
+                        .where(deliveries.c.sequence > last)
+                        .order_by(deliveries.c.sequence)
+                        .limit(_BATCH)
+                    ).mappings()
+                )
+                if not batch:
+                    return
+                last = int(batch[-1]["sequence"])
+                index = self._index_of(conn, [m["id"] for m in batch])
+                yield from (_entry(m, index.get(m["id"], [])) for m in batch)
+
+    @staticmethod
+    def _index_of(conn: sa.Connection, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        pd = provider_deliveries
+        stmt = (
+            sa.select(*[pd.c[n] for n in _INDEX_COLUMNS])
+            .where(pd.c.delivery_id.in_(ids))
+            .order_by(pd.c.delivery_id, pd.c.position)
+        )
+        index: dict[str, list[dict[str, Any]]] = {}
+        for r in conn.execute(stmt).mappings():
+            index.setdefault(r["delivery_id"], []).append(dict(r))
+        return index
+
+    # --- queries -------------------------------------------------------------------------------------
+    def count_provider_deliveries(self, flt: DeliveryFilter) -> int:
+        with self._read() as conn:
+            return int(conn.execute(q.count_stmt(flt)).scalar_one())
+
+    def page_provider_deliveries(
+        self, flt: DeliveryFilter, *, limit: int, after: Cursor | None = None, offset: int = 0
+    ) -> list[ProviderDeliveryRow]:
+        with self._read() as conn:
+            return [q.to_row(m) for m in conn.execute(q.page_stmt(flt, limit, after, offset)).mappings()]
+
+    def provider_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
+        with self._read() as conn:
+            return q.provider_stats(conn.execute(q.provider_stats_stmt(flt)).all())
+
+    def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]:
+        with self._read() as conn:
+            return q.event_type_stats(conn.execute(q.event_type_stats_stmt(flt)).all())
+
+    def failure_streaks(self, flt: DeliveryFilter, *, per_event: bool = False) -> list[FailureStreak]:
+        with self._read(snapshot=True) as conn:
+            rows = conn.execute(q.streaks_stmt(flt, per_event)).all()
+            last_ids = [int(r[-1]) for r in rows]
+            errors: dict[int, str | None] = {}
+            if last_ids:
+                errors = {int(i): e for i, e in conn.execute(q.errors_stmt(last_ids)).all()}
+        return q.streaks(rows, per_event, errors)
+
+    def unpublished_exports(self, *, stored_before: datetime) -> list[UnpublishedExport]:
+        with self._read() as conn:
+            return q.unpublished(conn.execute(q.unpublished_stmt(stored_before)).all())
+
+    def export_counts(self) -> tuple[int, int]:
+        with self._read() as conn:
+            total, delivered = conn.execute(q.export_counts_stmt()).one()
+        return int(total), int(delivered)
+
+
+def _record(m: sa.RowMapping) -> StoredRecord:
+    return StoredRecord(m["kind"], m["record_id"], json.loads(m["body"]), m["created_at"], m["updated_at"])
+
+
+def _entry(m: sa.RowMapping, index: list[dict[str, Any]]) -> ChainEntry:
+    doc = _document(m)
+    columns = {k: m[k] for k in delivery_columns({})} | {"created_at": iso(m["created_at"])}
+    return ChainEntry(
+        delivery_id=m["id"],
+        sequence=int(m["sequence"]),
+        document=doc,
+        columns=columns,
+        expected_columns=None if doc is None else delivery_columns(doc),
+        index=index,
+        expected_index=None if doc is None else index_rows(doc, m["created_at"]),
+    )
+
+
+def _document(m: sa.RowMapping) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(m["record"])
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    doc["previous_sha256"] = m["previous_sha256"]
+    doc["record_sha256"] = m["record_sha256"]
+    return doc
