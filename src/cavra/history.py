@@ -38,6 +38,9 @@ from cavra.store.base import (
     utc,
 )
 
+#: per-event rollback alerts listed one by one, at most; the rest are summed up in one alert
+MAX_EVENT_ALERTS = 20
+
 CONNECTOR_DASHBOARD = "cavra.release.connector_delivery_dashboard.v1"
 PUBLICATION_DASHBOARD = "cavra.release.endpoint_publication_dashboard.v1"
 MAX_LIMIT = 500
@@ -232,7 +235,25 @@ def dashboard(
                 provider=st.provider,
             )
         )
-    for st in store.failure_streaks(base.narrowed(event_type_contains="rollback"), per_event=True):
+    rollback_streaks = sorted(
+        store.failure_streaks(base.narrowed(event_type_contains="rollback"), per_event=True),
+        key=lambda st: st.since,
+        reverse=True,
+    )
+    if len(rollback_streaks) > MAX_EVENT_ALERTS:
+        rest = rollback_streaks[MAX_EVENT_ALERTS:]
+        alerts.append(
+            _alert(
+                "critical",
+                "rollback_delivery_failed_more",
+                f"{len(rest)} more rollback execution events were not delivered "
+                f"(the {MAX_EVENT_ALERTS} most recent are listed one by one)",
+                since=min(st.since for st in rest),
+                count=len(rest),
+                provider=None,
+            )
+        )
+    for st in rollback_streaks[:MAX_EVENT_ALERTS]:
         alerts.append(
             _alert(
                 "critical",

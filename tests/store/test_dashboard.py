@@ -236,3 +236,18 @@ def test_deleting_the_export_record_clears_its_alert(store: Store) -> None:
 def test_bad_threshold(store: Store) -> None:
     with pytest.raises(InputError, match="failure_rate_threshold"):
         dashboard(store, metadata_kinds=None, failure_rate_threshold=1.5)
+
+
+def test_many_failed_rollback_events_are_listed_up_to_a_cap_then_summed(store: Store) -> None:
+    from cavra.history import MAX_EVENT_ALERTS
+
+    extra = 5
+    for i in range(MAX_EVENT_ALERTS + extra):
+        _add(store, i, "webhook", False, event_type=ROLLBACK, event_id=f"rre_{i:03d}")
+    board = dashboard(store, metadata_kinds=[RELEASE], now=_at(100), failure_rate_threshold=1.0)
+    listed = _alerts(board, "rollback_delivery_failed")
+    assert len(listed) == MAX_EVENT_ALERTS
+    assert {a["event_id"] for a in listed} == {f"rre_{i:03d}" for i in range(extra, MAX_EVENT_ALERTS + extra)}
+    [more] = _alerts(board, "rollback_delivery_failed_more")
+    assert more["level"] == "critical" and more["count"] == extra
+    assert more["since"] == iso(_at(0))
