@@ -1,0 +1,322 @@
+"""``cavra release``: deliver release governance records and review their delivery history and dashboards.
+
+Exit codes: 0 delivered, 1 a delivery failed (the failure is stored), 2 bad input (wrong record kind or
+schema, unknown provider, config or store problem, publication refused), with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cavra import service
+from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
+from cavra.cli.release_render import dashboard_view, delivery_summary, history_table
+from cavra.cli.render import delivery_table
+from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
+from cavra.config import LoadedConfig, load_config
+from cavra.errors import InputError
+from cavra.governance import service as governance
+from cavra.store import Store
+
+app = typer.Typer(
+    help="Deliver release governance records (promotion audits, rollbacks, endpoint exports) and review "
+    "their delivery history.",
+    no_args_is_help=True,
+)
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option("--config", help="Connector config (JSON or YAML); default $CAVRA_CONNECTOR_CONFIG."),
+]
+ProviderOption = Annotated[
+    str, typer.Option("--provider", help="The provider to deliver to (or a comma-separated list).")
+]
+RetriesOption = Annotated[int, typer.Option("--retries", help="Retries after the first attempt (0-10).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+Result = Coroutine[Any, Any, dict[str, Any]]
+Deliver = Callable[[Store, LoadedConfig, dict[str, Any]], Result]
+
+
+def _deliver(
+    path: str,
+    kind: str,
+    what: str,
+    run: Deliver,
+    *,
+    config: str | None,
+    provider: str,
+    retries: int,
+    store: str | None,
+    metadata_json: str | None,
+    as_json: bool,
+) -> None:
+    with handled():
+        check_store_options(store, metadata_json)
+        record = governance.load_record_file(path, kind)
+        service.parse_providers(provider)
+        service.validate_retries(retries)
+        loaded = load_config(config)
+        with open_selected(store, metadata_json) as st:
+            location = st.location
+            with err_console.status(f"delivering {what} to {provider} …", spinner="dots"):
+                result = asyncio.run(run(st, loaded, record))
+    if as_json:
+        print_json(result)
+    else:
+        console.print(delivery_table(result))
+        console.print(delivery_summary(result, location), soft_wrap=True)
+    raise typer.Exit(EXIT_OK if result.get("success") else EXIT_FAILED)
+
+
+@app.command("deliver-promotion-audit")
+def deliver_promotion_audit(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A promotion execution (rpe_…) JSON file.")],
+    provider: ProviderOption,
+    config: ConfigOption = None,
+    retries: RetriesOption = 1,
+    metadata_json: MetadataJsonOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deliver a promotion execution's audit event (cavra.release.promotion_audit)."""
+
+    def run(st: Store, loaded: LoadedConfig, record: dict[str, Any]) -> Result:
+        return governance.deliver_promotion_audit(st, loaded, record, provider=provider, retries=retries)
+
+    _deliver(
+        file,
+        "promotion_execution",
+        "promotion audit",
+        run,
+        config=config,
+        provider=provider,
+        retries=retries,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+    )
+
+
+@app.command("deliver-rollback-execution")
+def deliver_rollback_execution(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A rollback execution (rre_…) JSON file.")],
+    provider: ProviderOption,
+    config: ConfigOption = None,
+    retries: RetriesOption = 1,
+    metadata_json: MetadataJsonOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deliver a rollback execution event (cavra.release.rollback_execution, severity critical)."""
+
+    def run(st: Store, loaded: LoadedConfig, record: dict[str, Any]) -> Result:
+        return governance.deliver_rollback_execution(st, loaded, record, provider=provider, retries=retries)
+
+    _deliver(
+        file,
+        "rollback_execution",
+        "rollback execution",
+        run,
+        config=config,
+        provider=provider,
+        retries=retries,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+    )
+
+
+@app.command("deliver-endpoint-export")
+def deliver_endpoint_export(
+    manifest: Annotated[
+        str, typer.Argument(metavar="MANIFEST", help="An endpoint-management export manifest (eme_…).")
+    ],
+    provider: ProviderOption,
+    config: ConfigOption = None,
+    retries: RetriesOption = 1,
+    metadata_json: MetadataJsonOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Publish an approved endpoint-management export (artifacts checked against their sha256)."""
+    base_dir = Path(manifest).parent
+
+    def run(st: Store, loaded: LoadedConfig, record: dict[str, Any]) -> Result:
+        return governance.publish_endpoint_export(
+            st, loaded, record, provider=provider, retries=retries, base_dir=base_dir
+        )
+
+    _deliver(
+        manifest,
+        "endpoint_export",
+        "endpoint export",
+        run,
+        config=config,
+        provider=provider,
+        retries=retries,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+    )
+
+
+def _parse_time(option: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2025-11-20T10:00:00Z)") from None
+
+
+HistoryQuery = Callable[..., dict[str, Any]]
+
+
+def _history(
+    title: str,
+    query: HistoryQuery,
+    *,
+    store: str | None,
+    metadata_json: str | None,
+    as_json: bool,
+    **filters: Any,
+) -> None:
+    with handled():
+        check_store_options(store, metadata_json)
+        filters["since"] = _parse_time("--since", filters.get("since"))
+        filters["until"] = _parse_time("--until", filters.get("until"))
+        with open_selected(store, metadata_json) as st:
+            page = query(st, **filters)
+    if as_json:
+        print_json(page)
+    else:
+        console.print(history_table(title, page))
+
+
+def _dashboard(
+    title: str,
+    build: Callable[[Store], dict[str, Any]],
+    *,
+    store: str | None,
+    metadata_json: str | None,
+    as_json: bool,
+) -> None:
+    with handled(), open_selected(store, metadata_json) as st:
+        data = build(st)
+    if as_json:
+        print_json(data)
+    else:
+        console.print(dashboard_view(title, data))
+
+
+ProviderFilter = Annotated[str | None, typer.Option("--provider", help="Only this provider.")]
+EventTypeFilter = Annotated[str | None, typer.Option("--event-type", help="Only this event type.")]
+EventIdFilter = Annotated[str | None, typer.Option("--event-id", help="Only this event id.")]
+SuccessFilter = Annotated[
+    bool | None, typer.Option("--success/--no-success", help="Only successful (or only failed) deliveries.")
+]
+SinceFilter = Annotated[
+    str | None, typer.Option("--since", metavar="ISO", help="From this time (inclusive).")
+]
+UntilFilter = Annotated[str | None, typer.Option("--until", metavar="ISO", help="Before this time.")]
+LimitOption = Annotated[int, typer.Option("--limit", help="At most this many items (1-500).")]
+CursorOption = Annotated[str | None, typer.Option("--cursor", help="Continue after a previous page.")]
+
+
+@app.command("connector-delivery-history")
+def connector_delivery_history(
+    metadata_json: MetadataJsonOption = None,
+    store: StoreOption = None,
+    provider: ProviderFilter = None,
+    event_type: EventTypeFilter = None,
+    event_id: EventIdFilter = None,
+    success: SuccessFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Release connector deliveries (metadata_kind=release-connector-delivery), newest first."""
+    _history(
+        "release connector deliveries",
+        governance.connector_delivery_history,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+        provider=provider,
+        event_type=event_type,
+        event_id=event_id,
+        success=success,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@app.command("connector-delivery-dashboard")
+def connector_delivery_dashboard(
+    metadata_json: MetadataJsonOption = None, store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """Release connector delivery totals, per provider and event type, and alerts."""
+    _dashboard(
+        "release connector deliveries",
+        governance.connector_delivery_dashboard,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+    )
+
+
+@app.command("endpoint-publication-history")
+def endpoint_publication_history(
+    metadata_json: MetadataJsonOption = None,
+    store: StoreOption = None,
+    provider: ProviderFilter = None,
+    event_type: EventTypeFilter = None,
+    event_id: EventIdFilter = None,
+    success: SuccessFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Endpoint-management publication deliveries (Jamf, Intune, Linux fleet), newest first."""
+    _history(
+        "endpoint-management publications",
+        governance.endpoint_publication_history,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+        provider=provider,
+        event_type=event_type,
+        event_id=event_id,
+        success=success,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@app.command("endpoint-publication-dashboard")
+def endpoint_publication_dashboard(
+    metadata_json: MetadataJsonOption = None, store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """Publication totals, exports not yet published, and alerts."""
+    _dashboard(
+        "endpoint-management publications",
+        governance.endpoint_publication_dashboard,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+    )

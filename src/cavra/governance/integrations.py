@@ -1,0 +1,196 @@
+"""Integration records: a named, registered use of one provider (``POST /integrations``).
+
+An integration names a provider that the connector config knows, with the provider's category, an
+operational ``status`` (only ``active`` integrations deliver) and a ``health_status`` set by operators.
+The store keeps the record under kind ``integration``; delivering through an integration adds its last
+delivery outcome (``last_delivery``) to the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cavra.config import LoadedConfig
+from cavra.connectors.registry import CATEGORY_OF, unknown_provider_message
+from cavra.delivery.policy import RetryPolicy
+from cavra.delivery.record import iso, utcnow
+from cavra.errors import ConflictError, InputError, NotFoundError
+from cavra.events import normalize_event
+from cavra.governance.records import format_errors
+from cavra.service import deliver_event, parse_providers, select_targets, validate_retries
+from cavra.store import INTEGRATION_DELIVERY, Store, StoredDelivery
+from cavra.transport import Transport
+
+INTEGRATION_SCHEMA = "cavra.integration.v1"
+
+
+class LastDelivery(BaseModel):
+    """The outcome of the integration's latest delivery (set by the service, not by callers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delivery_id: str
+    event_id: str | None = None
+    event_type: str | None = None
+    success: bool
+    at: str
+    error: str | None = None
+
+
+class Integration(BaseModel):
+    """A registered integration (``cavra.integration.v1``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    integration_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    provider: str
+    category: Literal["siem", "chatops", "itsm", "endpoint"] | None = None
+    status: Literal["active", "inactive", "disabled"] = "active"
+    health_status: Literal["healthy", "degraded", "failing", "unknown"] = "unknown"
+    display_name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    labels: dict[str, str] = Field(default_factory=dict)
+    last_delivery: LastDelivery | None = None
+
+    @model_validator(mode="after")
+    def _provider(self) -> Integration:
+        expected = CATEGORY_OF.get(self.provider)
+        if expected is None:
+            raise ValueError(f"provider: {unknown_provider_message(self.provider)}")
+        if self.category is None:
+            object.__setattr__(self, "category", expected)
+        elif self.category != expected:
+            raise ValueError(
+                f"category: {self.category!r} does not match provider {self.provider!r} "
+                f"(category {expected!r})"
+            )
+        return self
+
+
+def validate_integration(body: object, *, source: str = "request body") -> dict[str, Any]:
+    """The normalized integration record, or InputError naming the field."""
+    if not isinstance(body, dict):
+        raise InputError(f"{source}: an integration must be a JSON object, got {type(body).__name__}")
+    data = dict(body)
+    if data.get("schema_version") == INTEGRATION_SCHEMA:
+        del data["schema_version"]
+    try:
+        model = Integration.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(format_errors(source, exc)) from None
+    return {"schema_version": INTEGRATION_SCHEMA, **model.model_dump(mode="json")}
+
+
+# --- service functions (re-exported by cavra.governance.service) -----------------------------------
+def _integration_answer(store: Store, integration_id: str) -> dict[str, Any]:
+    entry = store.get_record_entry("integration", integration_id)
+    if entry is None:
+        raise NotFoundError(f"integration {integration_id!r} not found")
+    return {**entry.body, "created_at": iso(entry.created_at), "updated_at": iso(entry.updated_at)}
+
+
+def upsert_integration(store: Store, body: object) -> dict[str, Any]:
+    """Create or replace an integration; ``last_delivery`` is kept from the stored record."""
+    if isinstance(body, dict) and "last_delivery" in body:
+        raise InputError("request body: field last_delivery: is set by deliveries, not by callers")
+    record = validate_integration(body)
+    iid = str(record["integration_id"])
+    existing = store.get_record("integration", iid)
+    if existing is not None and existing.get("last_delivery") is not None:
+        record["last_delivery"] = existing["last_delivery"]
+    store.put_record("integration", iid, record)
+    return _integration_answer(store, iid)
+
+
+def list_integrations(store: Store) -> list[dict[str, Any]]:
+    return [
+        {**e.body, "created_at": iso(e.created_at), "updated_at": iso(e.updated_at)}
+        for e in store.list_record_entries("integration")
+    ]
+
+
+def get_integration(store: Store, integration_id: str) -> dict[str, Any]:
+    return _integration_answer(store, integration_id)
+
+
+def delete_integration(store: Store, integration_id: str) -> None:
+    if not store.delete_record("integration", integration_id):
+        raise NotFoundError(f"integration {integration_id!r} not found")
+
+
+def _with_timeout(config: LoadedConfig, timeout_seconds: float | None) -> LoadedConfig:
+    """The config with every target's per-attempt timeout set to ``timeout_seconds`` (when given)."""
+    if timeout_seconds is None:
+        return config
+    if not 0 < timeout_seconds <= 300:
+        raise InputError(f"timeout_seconds: must be more than 0 and at most 300, got {timeout_seconds:g}")
+    targets = {
+        name: replace(t, options=replace(t.options, timeout=float(timeout_seconds)))
+        for name, t in config.targets.items()
+    }
+    return LoadedConfig(source=config.source, targets=targets, errors=dict(config.errors))
+
+
+async def deliver_integration(
+    store: Store,
+    config: LoadedConfig,
+    integration_id: str,
+    event: object,
+    *,
+    retries: int,
+    providers: str | Sequence[str] | None = None,
+    timeout_seconds: float | None = None,
+    transport: Transport | None = None,
+    policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """Deliver an event through an active integration; stored with kind ``integration-delivery``.
+
+    The event goes to the integration's provider, or to ``providers`` when given (a list, a
+    comma-separated string or ``all``). ``timeout_seconds`` overrides the per-attempt timeout.
+    """
+    integration = get_integration(store, integration_id)
+    if integration.get("status") != "active":
+        raise ConflictError(
+            f"integration {integration_id!r} is {integration.get('status')}; "
+            "only an active integration delivers"
+        )
+    requested = [str(integration["provider"])] if providers is None else parse_providers(providers)
+    normalized = normalize_event(event, source="event")
+    validate_retries(retries)
+    loaded = _with_timeout(config, timeout_seconds)
+    select_targets(loaded, requested)
+    result = await deliver_event(
+        normalized, loaded, requested, retries=retries, policy=policy, transport=transport
+    )
+    stored = await asyncio.to_thread(
+        store.append_delivery,
+        result,
+        metadata_kind=INTEGRATION_DELIVERY,
+        subject_kind="integration",
+        subject_id=integration_id,
+        integration_id=integration_id,
+    )
+    await asyncio.to_thread(_note_integration_delivery, store, integration_id, stored)
+    return {**stored.to_dict(), "delivery_id": stored.id}
+
+
+def _note_integration_delivery(store: Store, integration_id: str, stored: StoredDelivery) -> None:
+    current = store.get_record("integration", integration_id)
+    if current is None:  # deleted meanwhile
+        return
+    doc = stored.document
+    errors = [e.get("error") for e in doc.get("errors") or [] if e.get("error")]
+    last = {
+        "delivery_id": stored.id,
+        "event_id": doc.get("event_id"),
+        "event_type": doc.get("event_type"),
+        "success": bool(doc.get("success")),
+        "at": doc.get("created_at") or iso(utcnow()),
+        "error": errors[0] if errors else None,
+    }
+    store.put_record("integration", integration_id, {**current, "last_delivery": last})

@@ -1,0 +1,308 @@
+"""The governance façade: store, look up and deliver governance records; integrations; history.
+
+The HTTP API and the CLI call these functions and nothing below them. Bad input (an unknown kind, a body
+that fails its schema, an unknown id or provider, a config problem) raises before the store is written.
+A delivery is persisted with :meth:`Store.append_delivery` (so it joins the tamper-evident chain) and the
+answer is the stored document: the ``cavra.connector.delivery.v1`` record plus ``delivery_id``,
+``metadata_kind``, ``record_sha256`` and the other store fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cavra import history
+from cavra.config import LoadedConfig
+from cavra.delivery.policy import RetryPolicy
+from cavra.delivery.record import build_record
+from cavra.errors import InputError, NotFoundError
+from cavra.governance.events import (
+    PUBLICATION,
+    PublicationRefused,
+    promotion_audit_event,
+    publication_event,
+    rollback_execution_event,
+    stable_event_id,
+)
+from cavra.governance.integrations import (
+    delete_integration,
+    deliver_integration,
+    get_integration,
+    list_integrations,
+    upsert_integration,
+)
+from cavra.governance.records import Kind, kind_of, record_id, validate_record
+from cavra.service import deliver_event, parse_providers, select_targets, validate_retries
+from cavra.store import Store
+from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, StoredDelivery
+from cavra.transport import Transport
+
+__all__ = [
+    "connector_delivery_dashboard",
+    "connector_delivery_history",
+    "delete_integration",
+    "deliver_integration",
+    "deliver_promotion_audit",
+    "deliver_rollback_execution",
+    "endpoint_publication_dashboard",
+    "endpoint_publication_history",
+    "get_integration",
+    "get_record",
+    "list_integrations",
+    "load_record_file",
+    "publish_endpoint_export",
+    "register_record",
+    "upsert_integration",
+]
+
+EventBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+# --- records ----------------------------------------------------------------------------------------------
+def register_record(store: Store, kind: str, body: object) -> dict[str, Any]:
+    """Validate and store (create or replace) a governance record; return the normalized record."""
+    k = kind_of(kind)
+    record = validate_record(k, body)
+    store.put_record(k.name, record_id(k, record), record)
+    return record
+
+
+def get_record(store: Store, kind: str, record_id_: str) -> dict[str, Any]:
+    k = kind_of(kind)
+    found = store.get_record(k.name, record_id_)
+    if found is None:
+        raise NotFoundError(f"{k.label} {record_id_!r} not found")
+    return found
+
+
+def load_record_file(path: str | Path, kind: str) -> dict[str, Any]:
+    """Read and validate a record file; errors name the file (and the field)."""
+    k = kind_of(kind)
+    source = str(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{source}: is a directory, expected a JSON file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{source}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{source}: cannot be read ({exc.strerror})") from None
+    return validate_record(k, raw, source=source)
+
+
+def _resolve(store: Store, k: Kind, given: str | Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(record, is_new): a stored record by id, or a given body validated (stored later by the caller)."""
+    if isinstance(given, str):
+        return get_record(store, k.name, given), False
+    return validate_record(k, dict(given)), True
+
+
+def _answer(stored: StoredDelivery) -> dict[str, Any]:
+    return {**stored.to_dict(), "delivery_id": stored.id}
+
+
+# --- release deliveries -----------------------------------------------------------------------------------
+async def _deliver_release(
+    store: Store,
+    config: LoadedConfig,
+    kind: str,
+    given: str | Mapping[str, Any],
+    build: EventBuilder,
+    *,
+    provider: str,
+    retries: int,
+    transport: Transport | None,
+    policy: RetryPolicy | None,
+) -> dict[str, Any]:
+    k = kind_of(kind)
+    record, is_new = _resolve(store, k, given)
+    providers = parse_providers(provider)
+    validate_retries(retries)
+    select_targets(config, providers)  # config problems are bad input: raise before anything is written
+    rid = record_id(k, record)
+    if is_new:
+        await asyncio.to_thread(store.put_record, k.name, rid, record)
+    result = await deliver_event(
+        build(record), config, providers, retries=retries, policy=policy, transport=transport
+    )
+    stored = await asyncio.to_thread(
+        store.append_delivery, result, metadata_kind=RELEASE_DELIVERY, subject_kind=k.name, subject_id=rid
+    )
+    return _answer(stored)
+
+
+async def deliver_promotion_audit(
+    store: Store,
+    config: LoadedConfig,
+    execution: str | Mapping[str, Any],
+    *,
+    provider: str,
+    retries: int,
+    transport: Transport | None = None,
+    policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """Deliver a promotion execution's audit event (``execution``: an ``rpe_`` id or the record itself)."""
+    return await _deliver_release(
+        store,
+        config,
+        "promotion_execution",
+        execution,
+        promotion_audit_event,
+        provider=provider,
+        retries=retries,
+        transport=transport,
+        policy=policy,
+    )
+
+
+async def deliver_rollback_execution(
+    store: Store,
+    config: LoadedConfig,
+    execution: str | Mapping[str, Any],
+    *,
+    provider: str,
+    retries: int,
+    transport: Transport | None = None,
+    policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """Deliver a rollback execution event (``execution``: an ``rre_`` id or the record itself)."""
+    return await _deliver_release(
+        store,
+        config,
+        "rollback_execution",
+        execution,
+        rollback_execution_event,
+        provider=provider,
+        retries=retries,
+        transport=transport,
+        policy=policy,
+    )
+
+
+# --- endpoint-management publication ----------------------------------------------------------------------
+def _publication_providers(spec: str, export: Mapping[str, Any]) -> list[str]:
+    """The requested providers; each must be one the export names (``all``: every one it names)."""
+    meant = list(export.get("providers") or [])
+    providers = parse_providers(spec)
+    if providers is None:
+        return meant
+    for name in providers:
+        if name not in meant:
+            raise InputError(
+                f"--provider: {export['export_id']} is for {', '.join(meant)}; {name!r} is not one of them"
+            )
+    return providers
+
+
+def _note_publication(
+    store: Store, export: Mapping[str, Any], providers: Sequence[str], doc: StoredDelivery
+) -> None:
+    """Keep the latest publication outcome per provider in the ``endpoint_publication`` record."""
+    export_id = str(export["export_id"])
+    current = store.get_record("endpoint_publication", export_id) or {}
+    outcomes = dict(current.get("providers") or {})
+    by_provider = {d.get("provider"): d for d in doc.document.get("deliveries") or []}
+    errors = {e.get("provider"): e.get("error") for e in doc.document.get("errors") or []}
+    for name in providers:
+        item = by_provider.get(name) or {}
+        outcomes[name] = {
+            "delivery_id": doc.id,
+            "success": bool(item.get("success")),
+            "status": item.get("status") or "failed",
+            "at": doc.document.get("created_at"),
+            "error": item.get("error") or errors.get(name),
+        }
+    body = {
+        "export_id": export_id,
+        "release": export.get("release"),
+        "channel": export.get("channel"),
+        "published": any(o["success"] for o in outcomes.values()),
+        "providers": outcomes,
+    }
+    store.put_record("endpoint_publication", export_id, body)
+
+
+async def publish_endpoint_export(
+    store: Store,
+    config: LoadedConfig,
+    export: str | Mapping[str, Any],
+    *,
+    provider: str,
+    retries: int,
+    base_dir: Path | None = None,
+    transport: Transport | None = None,
+    policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """Publish an endpoint-management export (an ``eme_`` id or the manifest itself).
+
+    Artifact paths are resolved against ``base_dir`` (the manifest's directory; default the working
+    directory). A refusal (not approved, not meant for the provider, an artifact missing or different) is
+    stored as a failed publication delivery and raised as :class:`PublicationRefused` (an InputError).
+    """
+    k = kind_of("endpoint_export")
+    record, is_new = _resolve(store, k, export)
+    providers = _publication_providers(provider, record)
+    validate_retries(retries)
+    select_targets(config, providers)
+    rid = record_id(k, record)
+    if is_new:
+        await asyncio.to_thread(store.put_record, k.name, rid, record)
+    root = base_dir if base_dir is not None else Path.cwd()
+    try:
+        event = await asyncio.to_thread(publication_event, record, root)
+    except PublicationRefused as refused:
+        summary = {
+            "event_type": PUBLICATION,
+            "event_id": stable_event_id(PUBLICATION, rid, record),
+            "export_id": rid,
+        }
+        failed = build_record(summary, [], config_errors={p: f"not sent: {refused}" for p in providers})
+        stored = await asyncio.to_thread(
+            store.append_delivery,
+            failed,
+            metadata_kind=PUBLICATION_DELIVERY,
+            subject_kind=k.name,
+            subject_id=rid,
+        )
+        await asyncio.to_thread(_note_publication, store, record, providers, stored)
+        raise PublicationRefused(refused.export_id, refused.reason, delivery_id=stored.id) from None
+    result = await deliver_event(
+        event, config, providers, retries=retries, policy=policy, transport=transport
+    )
+    stored = await asyncio.to_thread(
+        store.append_delivery, result, metadata_kind=PUBLICATION_DELIVERY, subject_kind=k.name, subject_id=rid
+    )
+    await asyncio.to_thread(_note_publication, store, record, providers, stored)
+    return _answer(stored)
+
+
+# --- history and dashboards -------------------------------------------------------------------------------
+def connector_delivery_history(store: Store, **filters: Any) -> dict[str, Any]:
+    """Release connector deliveries (``metadata_kind=release-connector-delivery``), newest first."""
+    return history.query_history(store, metadata_kinds=[RELEASE_DELIVERY], **filters).to_dict()
+
+
+def connector_delivery_dashboard(store: Store) -> dict[str, Any]:
+    return history.dashboard(store, metadata_kinds=[RELEASE_DELIVERY], schema=history.CONNECTOR_DASHBOARD)
+
+
+def endpoint_publication_history(store: Store, **filters: Any) -> dict[str, Any]:
+    """Endpoint-management publication deliveries, newest first."""
+    return history.query_history(store, metadata_kinds=[PUBLICATION_DELIVERY], **filters).to_dict()
+
+
+def endpoint_publication_dashboard(store: Store) -> dict[str, Any]:
+    return history.dashboard(
+        store, metadata_kinds=[PUBLICATION_DELIVERY], schema=history.PUBLICATION_DASHBOARD
+    )
