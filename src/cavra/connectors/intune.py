@@ -1,0 +1,308 @@
+"""Microsoft Intune (Graph): publish the endpoint export as a macOS custom configuration, assign, verify.
+
+Why ``macOSCustomConfiguration`` (``/v1.0/deviceManagement/deviceConfigurations``) rather than a
+``deviceShellScript``: the export is configuration, not code; the custom configuration carries the same
+``.mobileconfig`` that Jamf receives (base64 in ``payload``), it lives in Graph's stable ``v1.0`` (shell
+scripts are beta-only), its ``/assign`` body is documented, and its payload can be read back for
+verification. The profile identifiers inside are derived from the export id, so a republish replaces the
+profile on devices.
+
+Flow (each line one recorded attempt):
+
+1. ``token``: Entra ID client credentials (``{authority_url}/{tenant_id}/oauth2/v2.0/token``, scope
+   ``https://graph.microsoft.com/.default``), unless a cached token is still valid;
+2. ``search``: ``GET …/deviceConfigurations?$filter=displayName eq 'CAVRA <export_id>'``;
+3. ``create`` (``POST``, 201) or ``update`` (``PATCH …/{id}``) of the object, upserted by ``displayName``;
+4. ``assign``: ``POST …/{id}/assign`` to the configured ``group_id`` (this replaces the object's assignments);
+5. ``verify``: ``GET …/{id}?$expand=assignments``: the configuration inside the payload read back must have
+   the digest of the one sent, and the group must be among the assignments. ``Delivered.proof`` says so.
+
+A 401 on steps 2-5 fetches a new token and runs the step again, once. Graph's 429 (Intune allows 100 writes
+per 20 s per application) is retried after its ``Retry-After``, as are 503 and 504.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from cavra.connectors.auth import ClientCredentials, entra_token_url
+from cavra.connectors.base import (
+    ConnectorSettings,
+    Context,
+    Delivered,
+    Next,
+    PreparedRequest,
+    Reject,
+    Response,
+    Verdict,
+)
+from cavra.connectors.endpoint.export import (
+    EndpointExport,
+    configuration_digest,
+    configuration_from_mobileconfig,
+    parse_export,
+)
+from cavra.connectors.endpoint.flow import (
+    FlowState,
+    after_token,
+    api_request,
+    bearer,
+    default_verdict,
+    fetch_token,
+    path_segment,
+    unauthorized,
+)
+from cavra.errors import ConfigError
+from cavra.secrets import Secret
+
+DEFAULT_GRAPH = "https://graph.microsoft.com"
+ODATA_TYPE = "#microsoft.graph.macOSCustomConfiguration"
+COLLECTION = "/v1.0/deviceManagement/deviceConfigurations"
+#: national clouds: Graph host -> token scope
+_SOVEREIGN = {
+    "graph.microsoft.us": "https://graph.microsoft.us/.default",
+    "dod-graph.microsoft.us": "https://dod-graph.microsoft.us/.default",
+    "microsoftgraph.chinacloudapi.cn": "https://microsoftgraph.chinacloudapi.cn/.default",
+}
+
+
+class IntuneSettings(ConnectorSettings):
+    """Graph ``url``, ``tenant_id``, ``client_id``, ``client_secret``, ``authority_url``, ``group_id``."""
+
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    authority_url: str | None = None
+    group_id: str | None = None
+
+
+def graph_base(settings: IntuneSettings) -> str:
+    return (settings.url.reveal() if settings.url is not None else DEFAULT_GRAPH).rstrip("/")
+
+
+def scope_for(settings: IntuneSettings) -> str:
+    host = (urlsplit(graph_base(settings)).hostname or "").lower()
+    return _SOVEREIGN.get(host, "https://graph.microsoft.com/.default")
+
+
+def credentials(settings: IntuneSettings) -> ClientCredentials:
+    for name in ("tenant_id", "client_id"):
+        if not getattr(settings, name):
+            raise ConfigError(
+                f"intune: {name} is required (the Entra ID application that holds "
+                "DeviceManagementConfiguration.ReadWrite.All)"
+            )
+    if settings.client_secret is None:
+        raise ConfigError("intune: client_secret is required (use client_secret_env)")
+    return ClientCredentials(
+        token_url=entra_token_url(settings.authority_url, str(settings.tenant_id)),
+        client_id=str(settings.client_id),
+        client_secret=settings.client_secret,
+        scope=scope_for(settings),
+    )
+
+
+def configuration_body(export: EndpointExport) -> dict[str, Any]:
+    """The ``macOSCustomConfiguration`` written on create and update."""
+    return {
+        "@odata.type": ODATA_TYPE,
+        "displayName": export.profile_name,
+        "description": export.description(),
+        "payloadName": "CAVRA governed runtime configuration",
+        "payloadFileName": f"cavra-{export.export_id}.mobileconfig",
+        "payload": base64.b64encode(export.mobileconfig()).decode("ascii"),
+    }
+
+
+def assignment_body(group_id: str) -> dict[str, Any]:
+    target = {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group_id}
+    return {
+        "assignments": [{"@odata.type": "#microsoft.graph.deviceConfigurationAssignment", "target": target}]
+    }
+
+
+def filter_query(display_name: str) -> str:
+    """``$filter=displayName eq '…'`` with the OData quote doubled and the value URL-encoded."""
+    expression = "displayName eq '{}'".format(display_name.replace("'", "''"))
+    return "$filter=" + quote(expression, safe="")
+
+
+def graph_error(response: Response) -> str:
+    """``HTTP 400 invalidRequest: <message>`` from Graph's error body."""
+    data = response.json_or_none()
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        code, message = str(error.get("code", ""))[:60], str(error.get("message", ""))[:200]
+        return f"HTTP {response.status} {code}: {message}".rstrip(": ")
+    return f"HTTP {response.status}"
+
+
+def payload_configuration(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    payload = item.get("payload")
+    if not isinstance(payload, str):
+        return None
+    try:
+        return configuration_from_mobileconfig(base64.b64decode(payload, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+class IntuneConnector:
+    """Entra ID token + Graph deviceConfigurations upsert by displayName, group assignment, read back."""
+
+    provider: ClassVar[str] = "intune"
+    category: ClassVar[str] = "endpoint"
+    settings_model: ClassVar[type[ConnectorSettings]] = IntuneSettings
+    secret_url_path: ClassVar[bool] = False
+
+    def prepare(
+        self, event: Mapping[str, Any], settings: IntuneSettings, ctx: Context, state: Any
+    ) -> PreparedRequest:
+        export = parse_export(event, self.provider)
+        if not settings.group_id:
+            raise ConfigError(
+                "intune: group_id is required (the Entra ID group the configuration is assigned to)"
+            )
+        creds = credentials(settings)
+        flow = state if isinstance(state, FlowState) else FlowState(step="search")
+        token = bearer(flow, ctx, creds)
+        if token is None:
+            return fetch_token(creds)
+        base = graph_base(settings) + COLLECTION
+        accept: dict[str, str | Secret] = {**settings.headers, "Accept": "application/json"}
+        send = {**accept, "Content-Type": "application/json"}
+        item = f"{base}/{path_segment(str(flow.remote_id))}"
+
+        def request(method: str, url: str, body: dict[str, Any] | None = None) -> PreparedRequest:
+            data = b"" if body is None else json.dumps(body).encode("utf-8")
+            headers = accept if body is None else send
+            return api_request(
+                method, url, step=flow.step, token=token, source="intune:token", headers=headers, body=data
+            )
+
+        if flow.step == "search":
+            return request("GET", f"{base}?{filter_query(export.profile_name)}")
+        if flow.step == "create":
+            return request("POST", base, configuration_body(export))
+        if flow.step == "update":
+            return request("PATCH", item, configuration_body(export))
+        if flow.step == "assign":
+            return request("POST", f"{item}/assign", assignment_body(settings.group_id))
+        return request("GET", f"{item}?$expand=assignments")
+
+    def interpret(
+        self, request: PreparedRequest, response: Response, settings: IntuneSettings, ctx: Context, state: Any
+    ) -> Verdict:
+        flow = state if isinstance(state, FlowState) else FlowState(step="search")
+        if request.step == "token":
+            return after_token(response, flow, credentials(settings), "Entra ID OAuth endpoint")
+        label = f"Graph {request.step}"
+        if response.status == 401:
+            return unauthorized(flow, label)
+        if response.status == 403:
+            return Reject(
+                f"{label}: {graph_error(response)} (the application needs the "
+                "DeviceManagementConfiguration.ReadWrite.All application permission, admin-consented)"
+            )
+        if request.step == "search":
+            return _after_search(response, flow, label, request)
+        if request.step in ("create", "update"):
+            return _after_write(request, response, flow, label)
+        if request.step == "assign":
+            if 200 <= response.status < 300:
+                return Next(flow.go("verify"))
+            return _failure(response, label)
+        return _after_verify(response, flow, label, str(settings.group_id))
+
+
+def _after_search(response: Response, flow: FlowState, label: str, request: PreparedRequest) -> Verdict:
+    if response.status != 200:
+        return _failure(response, label)
+    data = response.json_or_none()
+    items = data.get("value") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return Reject(f"{label}: HTTP 200 without a value list")
+    found = [i for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
+    if not found:
+        return Next(flow.go("create"))
+    mine = [i for i in found if i.get("@odata.type") in (None, ODATA_TYPE)]
+    if not mine:
+        return Reject(
+            f"{label}: a device configuration with this displayName exists with another type "
+            f"({str(found[0].get('@odata.type'))[:80]}); rename or remove it"
+        )
+    return Next(
+        flow.go("update", remote_id=str(sorted(mine, key=lambda i: str(i.get("createdDateTime")))[0]["id"]))
+    )
+
+
+def _after_write(request: PreparedRequest, response: Response, flow: FlowState, label: str) -> Verdict:
+    if response.status == 404 and request.step == "update" and not flow.rerouted:
+        return Next(flow.go("create", rerouted=True, remote_id=None))
+    if not 200 <= response.status < 300:
+        return _failure(response, label)
+    sent = json.loads(request.body)
+    config = payload_configuration(sent)
+    digest = None if config is None else configuration_digest(config)
+    if request.step == "create":
+        data = response.json_or_none()
+        new_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(new_id, str) or not new_id:
+            return Reject(f"{label}: HTTP {response.status} without the new object's id")
+        return Next(flow.go("assign", remote_id=new_id, action="created", digest=digest))
+    return Next(flow.go("assign", action="updated", digest=digest))
+
+
+def _after_verify(response: Response, flow: FlowState, label: str, group_id: str) -> Verdict:
+    if response.status != 200:
+        return _failure(response, label)
+    item = response.json_or_none()
+    if not isinstance(item, dict):
+        return Reject(f"{label}: the object read back is not JSON")
+    config = payload_configuration(item)
+    if config is None:
+        return Reject(
+            f"{label}: configuration {flow.remote_id} read back holds no CAVRA configuration payload"
+        )
+    read_digest = configuration_digest(config)
+    if read_digest != flow.digest:
+        return Reject(
+            f"{label}: configuration {flow.remote_id} read back differs from what was sent "
+            f"(sha256:{read_digest[:16]}…, sent sha256:{(flow.digest or '?')[:16]}…)"
+        )
+    groups = {
+        str((a.get("target") or {}).get("groupId"))
+        for a in item.get("assignments") or []
+        if isinstance(a, dict)
+    }
+    if group_id not in groups:
+        return Reject(
+            f"{label}: configuration {flow.remote_id} is not assigned to group {group_id} when read back"
+        )
+    name = str(item.get("displayName", ""))
+    return Delivered(
+        remote_id=flow.remote_id,
+        proof=(
+            f"read back: Intune deviceConfiguration {flow.remote_id} ({name}) holds the published "
+            f"configuration (sha256:{read_digest}) and is assigned to group {group_id}"
+        ),
+        detail={
+            "configuration_id": flow.remote_id or "",
+            "display_name": name,
+            "action": flow.action or "",
+            "group_id": group_id,
+            "configuration_sha256": read_digest,
+        },
+    )
+
+
+def _failure(response: Response, label: str) -> Verdict:
+    verdict = default_verdict(response, f"{label}: {graph_error(response)}")
+    if isinstance(verdict, Delivered):
+        return Reject(f"{label}: unexpected HTTP {response.status}")
+    return verdict

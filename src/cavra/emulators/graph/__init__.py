@@ -1,0 +1,290 @@
+"""Emulated Microsoft Graph (Intune device management), written from providers.md §10.
+
+Routes (mounted at ``/graph``), for ``{version}`` ``v1.0`` or ``beta``:
+
+* ``GET|POST /{version}/deviceManagement/{collection}`` with ``$filter=displayName eq '…'`` on GET;
+* ``GET|PATCH|DELETE /{version}/deviceManagement/{collection}/{id}`` (``$expand=assignments`` on GET);
+* ``POST /{version}/deviceManagement/{collection}/{id}/assign`` and ``GET …/{id}/assignments``.
+
+Collections: ``deviceConfigurations`` (both versions), ``deviceShellScripts`` and
+``deviceManagementScripts`` (beta only). What is checked, as the real service does:
+
+* a Bearer token issued by the Entra emulator (``hub.tokens``) for audience ``https://graph.microsoft.com``
+  and not expired, else 401 ``InvalidAuthenticationToken``; writes need the application role
+  ``DeviceManagementConfiguration.ReadWrite.All`` (reads also accept ``….Read.All``), else 403
+  ``accessDenied``;
+* ``@odata.type`` present and known for the collection, properties known for the type, ``displayName``
+  (and the type's required fields) present, ``payload`` / ``scriptContent`` valid base64: else 400
+  ``invalidRequest``; PATCH must keep the object's type;
+* create: 201 with a GUID ``id``, ``createdDateTime``, ``lastModifiedDateTime``, ``version``; update: 200 with
+  the object; assign: 200 ``{"value": [...]}`` (group targets need a GUID ``groupId``);
+* writes are throttled per application: ``write_limit`` per ``write_window`` seconds (Intune's 100 per 20 s),
+  beyond which the answer is 429 ``activityLimitReached`` with ``Retry-After`` in seconds.
+
+Errors have Graph's shape ``{"error": {"code", "message", "innerError": {"date", "request-id", …}}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from aiohttp import web
+
+from cavra.emulators.framework import EmulatorHub, json_response
+from cavra.emulators.graph.model import (
+    ASSIGN_KEYS,
+    AUDIENCES,
+    DEMO_GROUP_ID,
+    FILTER,
+    GROUP_TARGETS,
+    GUID,
+    READ_ROLE,
+    TARGETS,
+    TYPES,
+    WRITE_ROLE,
+    GraphState,
+    Settings,
+    graph_error,
+    now_iso,
+    state,
+    validate,
+)
+
+__all__ = [
+    "DEMO_GROUP_ID",
+    "GraphState",
+    "Settings",
+    "create_app",
+    "demo_config",
+    "graph_error",
+    "state",
+    "validate",
+]
+
+
+def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
+    """The Graph device-management routes, mounted at ``/graph``."""
+    st = state(hub)
+    hub.reset_hooks.append(st.clear)
+    app = web.Application()
+
+    def check_auth(request: web.Request, *, write: bool) -> tuple[str | None, web.Response | None]:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None, graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
+        issued = hub.tokens.get(value.strip())
+        if issued is None:
+            return None, graph_error(401, "InvalidAuthenticationToken", "Access token validation failure.")
+        if issued.audience not in AUDIENCES:
+            return None, graph_error(
+                401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
+            )
+        if issued.expires_at <= time.time():
+            return None, graph_error(
+                401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."
+            )
+        allowed = {WRITE_ROLE} if write else {WRITE_ROLE, READ_ROLE}
+        if not allowed & set(issued.roles):
+            return None, graph_error(
+                403,
+                "accessDenied",
+                "Application is not authorized to perform this "
+                "operation. Application must have one of the following scopes: " + ", ".join(sorted(allowed)),
+            )
+        return issued.client_id, None
+
+    def throttle(client_id: str) -> web.Response | None:
+        now = time.monotonic()
+        window = st.writes.setdefault(client_id, deque())
+        while window and window[0] <= now - settings.write_window:
+            window.popleft()
+        if len(window) >= settings.write_limit:
+            wait = max(1, math.ceil(window[0] + settings.write_window - now))
+            return graph_error(
+                429,
+                "activityLimitReached",
+                "The request has been throttled.",
+                headers={"Retry-After": str(wait)},
+            )
+        window.append(now)
+        return None
+
+    def route(request: web.Request, *, write: bool) -> tuple[str, str, web.Response | None]:
+        version, collection = request.match_info["version"], request.match_info["collection"]
+        if version not in ("v1.0", "beta"):
+            return version, collection, graph_error(400, "BadRequest", f"Invalid version: {version}")
+        versions = {v for spec in TYPES.values() if spec[0] == collection for v in spec[1]}
+        if version not in versions:
+            return (
+                version,
+                collection,
+                graph_error(400, "BadRequest", f"Resource not found for the segment '{collection}'."),
+            )
+        client_id, denied = check_auth(request, write=write)
+        if denied is None and write and client_id is not None:
+            denied = throttle(client_id)
+        return version, collection, denied
+
+    async def read_json(request: web.Request) -> Any:
+        try:
+            return json.loads((await request.read()).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    def context(request: web.Request, version: str, collection: str) -> str:
+        return f"{request.url.origin()}/graph/{version}/$metadata#deviceManagement/{collection}"
+
+    def lookup(request: web.Request, collection: str) -> dict[str, Any] | web.Response:
+        found = st.collection(collection).get(request.match_info["id"])
+        if found is None:
+            return graph_error(
+                404, "itemNotFound", f"The resource '{request.match_info['id']}' was not found."
+            )
+        return found
+
+    async def list_items(request: web.Request) -> web.Response:
+        version, collection, denied = route(request, write=False)
+        if denied is not None:
+            return denied
+        items = list(st.collection(collection).values())
+        expr = request.query.get("$filter")
+        if expr is not None:
+            match = FILTER.match(expr)
+            if match is None:
+                return graph_error(400, "invalidRequest", f"Invalid filter clause: {expr}")
+            wanted = match.group(1).replace("''", "'")
+            items = [i for i in items if i.get("displayName") == wanted]
+        return json_response({"@odata.context": context(request, version, collection), "value": items})
+
+    async def create_item(request: web.Request) -> web.Response:
+        version, collection, denied = route(request, write=True)
+        if denied is not None:
+            return denied
+        body = await read_json(request)
+        problem = validate(body, collection, version)
+        if problem is not None:
+            return graph_error(400, "invalidRequest", problem)
+        now = now_iso()
+        item = {k: v for k, v in body.items() if k not in ("id", "createdDateTime", "lastModifiedDateTime")}
+        item.update(
+            {"id": str(uuid.uuid4()), "createdDateTime": now, "lastModifiedDateTime": now, "version": 1}
+        )
+        item.setdefault("description", None)
+        item.setdefault("roleScopeTagIds", ["0"])
+        st.collection(collection)[item["id"]] = item
+        return json_response(
+            {"@odata.context": context(request, version, collection) + "/$entity", **item}, status=201
+        )
+
+    async def get_item(request: web.Request) -> web.Response:
+        version, collection, denied = route(request, write=False)
+        if denied is not None:
+            return denied
+        found = lookup(request, collection)
+        if isinstance(found, web.Response):
+            return found
+        answer = {"@odata.context": context(request, version, collection) + "/$entity", **found}
+        expand = request.query.get("$expand")
+        if expand is not None:
+            if expand.strip() != "assignments":
+                return graph_error(400, "invalidRequest", f"Could not find a property named '{expand}'.")
+            answer["assignments"] = st.assignments.get(found["id"], [])
+        return json_response(answer)
+
+    async def update_item(request: web.Request) -> web.Response:
+        version, collection, denied = route(request, write=True)
+        if denied is not None:
+            return denied
+        found = lookup(request, collection)
+        if isinstance(found, web.Response):
+            return found
+        body = await read_json(request)
+        problem = validate(body, collection, version, existing_type=found["@odata.type"])
+        if problem is not None:
+            return graph_error(400, "invalidRequest", problem)
+        for name, value in body.items():
+            if name not in ("id", "createdDateTime", "lastModifiedDateTime", "version"):
+                found[name] = value
+        found["lastModifiedDateTime"] = now_iso()
+        found["version"] = int(found.get("version", 1)) + 1
+        return json_response({"@odata.context": context(request, version, collection) + "/$entity", **found})
+
+    async def delete_item(request: web.Request) -> web.Response:
+        _, collection, denied = route(request, write=True)
+        if denied is not None:
+            return denied
+        found = lookup(request, collection)
+        if isinstance(found, web.Response):
+            return found
+        del st.collection(collection)[found["id"]]
+        st.assignments.pop(found["id"], None)
+        return web.Response(status=204)
+
+    async def assign(request: web.Request) -> web.Response:
+        _, collection, denied = route(request, write=True)
+        if denied is not None:
+            return denied
+        found = lookup(request, collection)
+        if isinstance(found, web.Response):
+            return found
+        body = await read_json(request)
+        key = ASSIGN_KEYS[collection]
+        given = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(given, list):
+            return graph_error(
+                400, "invalidRequest", f"The parameter '{key}' is required and must be a list."
+            )
+        stored: list[dict[str, Any]] = []
+        for entry in given:
+            target = entry.get("target") if isinstance(entry, dict) else None
+            target_type = target.get("@odata.type") if isinstance(target, dict) else None
+            if not isinstance(target, dict) or target_type not in TARGETS:
+                return graph_error(
+                    400, "invalidRequest", "Each assignment needs a target with a known @odata.type."
+                )
+            if target_type in GROUP_TARGETS and not GUID.match(str(target.get("groupId", ""))):
+                return graph_error(400, "invalidRequest", "A group assignment target needs a GUID groupId.")
+            stored.append({"id": f"{found['id']}_{target.get('groupId', 'all')}", "target": target})
+        st.assignments[found["id"]] = stored
+        return json_response({"value": stored})
+
+    async def list_assignments(request: web.Request) -> web.Response:
+        _, collection, denied = route(request, write=False)
+        if denied is not None:
+            return denied
+        found = lookup(request, collection)
+        if isinstance(found, web.Response):
+            return found
+        return json_response({"value": st.assignments.get(found["id"], [])})
+
+    base = "/{version}/deviceManagement/{collection}"
+    app.router.add_get(base, list_items)
+    app.router.add_post(base, create_item)
+    app.router.add_get(base + "/{id}", get_item)
+    app.router.add_patch(base + "/{id}", update_item)
+    app.router.add_delete(base + "/{id}", delete_item)
+    app.router.add_post(base + "/{id}/assign", assign)
+    app.router.add_get(base + "/{id}/assignments", list_assignments)
+    return app
+
+
+def demo_config(base_url: str, settings: Settings) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Point the Intune connector at this emulator, with the Entra emulator as its authority."""
+    from cavra.emulators.entra import DEMO_TENANT_ID, INTUNE_CLIENT_ID, INTUNE_CLIENT_SECRET
+
+    entry: dict[str, Any] = {
+        "provider": "intune",
+        "url_env": "INTUNE_GRAPH_URL",
+        "tenant_id": DEMO_TENANT_ID,
+        "client_id": INTUNE_CLIENT_ID,
+        "client_secret_env": "INTUNE_CLIENT_SECRET",
+        "authority_url": base_url + "/entra",
+        "group_id": DEMO_GROUP_ID,
+        "allow_http": True,
+    }
+    return entry, {"INTUNE_GRAPH_URL": base_url + "/graph", "INTUNE_CLIENT_SECRET": INTUNE_CLIENT_SECRET}

@@ -1,0 +1,340 @@
+"""The Linux fleet connector: AWX job-template launch with the export in extra_vars, polled to its end."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from cavra.config import Target, target_from_mapping
+from cavra.connectors.base import Context, Delivered, Next, Pending, Reject, Response
+from cavra.connectors.endpoint.flow import FlowState
+from cavra.connectors.linux_fleet import LinuxFleetConnector, LinuxFleetSettings, poll_interval
+from cavra.delivery.engine import deliver_one
+from cavra.delivery.policy import RetryPolicy
+from cavra.emulators import awx
+from cavra.emulators.framework import Fault
+from cavra.emulators.server import EmulatorServer
+from cavra.errors import ConfigError
+from cavra.secrets import Secret
+from cavra.transport import AiohttpTransport
+from tests.connectors.kit import publication_event
+
+TOKEN = "awxCanaryToken~Pz6Mv2Hd8"
+USER, PASSWORD = "cavra-leak-user", "awxCanaryPassword~Yb4Ts9"
+POLICY = RetryPolicy(retries=2, base_delay=0.01, max_delay=0.05)
+CONNECTOR = LinuxFleetConnector()
+EVENT = publication_event("evt_linux_test_0001")
+
+
+def overrides(**template: Any) -> dict[str, dict[str, Any]]:
+    spec = {"name": "publish", "ask_variables_on_launch": True, "polls_to_finish": 2, **template}
+    return {"awx": {"tokens": [TOKEN], "users": {USER: PASSWORD}, "templates": {7: spec}}}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EmulatorServer]:
+    async with EmulatorServer(providers=["awx"], overrides=overrides()) as srv:
+        yield srv
+
+
+def target(srv: EmulatorServer | None, **extra: Any) -> Target:
+    url = srv.base_url + "/awx" if srv is not None else extra.pop("url")
+    raw = {
+        "url": url,
+        "token": TOKEN,
+        "job_template_id": 7,
+        "poll_interval_seconds": 0.02,
+        "verify_timeout_seconds": 5,
+        "allow_http": True,
+        **extra,
+    }
+    return target_from_mapping("linux", {k: v for k, v in raw.items() if v is not None})
+
+
+def steps(delivery: Any) -> list[tuple[str, int | None, str]]:
+    return [(a.step, a.status_code, a.verdict) for a in delivery.attempts]
+
+
+def _forms(value: str) -> list[str]:
+    return [value, quote(value, safe=""), quote_plus(value), base64.b64encode(value.encode()).decode()]
+
+
+# -- unit ------------------------------------------------------------------------------------------------
+def settings(**extra: Any) -> LinuxFleetSettings:
+    return LinuxFleetSettings.model_validate(
+        {"url": "https://awx.example", "token": TOKEN, "job_template_id": 7, **extra}
+    )
+
+
+def test_launch_request_carries_the_export() -> None:
+    req = CONNECTOR.prepare(EVENT, settings(), Context(delivery_key="dk_abc"), None)
+    assert (req.method, req.url, req.step) == (
+        "POST",
+        "https://awx.example/api/v2/job_templates/7/launch/",
+        "launch",
+    )
+    assert isinstance(req.headers["Authorization"], Secret)
+    extra = json.loads(req.body)["extra_vars"]
+    assert extra == {
+        "cavra_export_id": "eme_kit",
+        "cavra_release": "2026.11.1",
+        "cavra_channel": "stable",
+        "cavra_event_id": "evt_linux_test_0001",
+        "cavra_delivery_key": "dk_abc",
+        "cavra_approval_status": "approved",
+        "cavra_artifacts": [{k: EVENT["artifacts"][0][k] for k in ("name", "sha256", "size")}],
+    }
+
+
+def test_extra_headers_are_sent_but_cannot_replace_the_credential() -> None:
+    req = CONNECTOR.prepare(
+        EVENT,
+        settings(headers={"X-Trace": "t1", "Authorization": "Bearer x"}),
+        Context(delivery_key="dk"),
+        None,
+    )
+    assert req.headers["X-Trace"] == "t1"
+    assert isinstance(req.headers["Authorization"], Secret)
+
+
+def test_basic_auth_and_missing_credentials() -> None:
+    req = CONNECTOR.prepare(
+        EVENT, settings(token=None, username=USER, password=PASSWORD), Context(delivery_key="dk"), None
+    )
+    header = req.headers["Authorization"]
+    assert isinstance(header, Secret)
+    assert header.reveal() == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    with pytest.raises(ConfigError, match="token, or username and password"):
+        CONNECTOR.prepare(EVENT, settings(token=None), Context(delivery_key="dk"), None)
+    with pytest.raises(ConfigError, match="linux: job_template_id is required"):
+        CONNECTOR.prepare(EVENT, settings(job_template_id=None), Context(delivery_key="dk"), None)
+
+
+def test_poll_interval_is_stretched_to_bound_the_number_of_polls() -> None:
+    assert poll_interval(settings(poll_interval_seconds=5, verify_timeout_seconds=600)) == 20
+    assert poll_interval(settings(poll_interval_seconds=5, verify_timeout_seconds=60)) == 5
+
+
+def judge(step: str, status: int, body: Any, state: FlowState | None = None) -> Any:
+    s = settings()
+    req = CONNECTOR.prepare(EVENT, s, Context(delivery_key="dk"), state)
+    assert req.step == step
+    return CONNECTOR.interpret(
+        req, Response(status, {}, json.dumps(body).encode()), s, Context(delivery_key="dk"), state
+    )
+
+
+def test_launch_answers() -> None:
+    verdict = judge("launch", 201, {"job": 12, "ignored_fields": {}, "status": "pending"})
+    assert isinstance(verdict, Next) and verdict.state.remote_id == "12" and verdict.after > 0
+    verdict = judge("launch", 201, {"job": 12, "ignored_fields": {"extra_vars": {"a": 1}}})
+    assert isinstance(verdict, Reject) and "Prompt on launch" in verdict.reason and "job 12" in verdict.reason
+    verdict = judge("launch", 400, {"variables_needed_to_start": ["'x' value missing"]})
+    assert isinstance(verdict, Reject) and "variables_needed_to_start" in verdict.reason
+    assert "does not exist" in judge("launch", 404, {"detail": "Not found."}).reason
+    assert "cannot be launched" in judge("launch", 405, {"detail": "no"}).reason
+
+
+def test_poll_answers() -> None:
+    live = FlowState(step="poll", remote_id="12", deadline=time.monotonic() + 60)
+    assert isinstance(judge("poll", 200, {"status": "running"}, live), Next)
+    done = judge("poll", 200, {"status": "successful", "finished": "2026-01-01T00:00:00Z"}, live)
+    assert isinstance(done, Delivered) and done.proof == "AWX job 12 (job template 7) finished successful"
+    failed = judge("poll", 200, {"status": "error", "job_explanation": "Task was marked as running"}, live)
+    assert isinstance(failed, Reject) and "finished error: Task was marked" in failed.reason
+    late = FlowState(step="poll", remote_id="12", deadline=time.monotonic())
+    pending = judge("poll", 200, {"status": "running"}, late)
+    assert isinstance(pending, Pending) and pending.remote_id == "12"
+
+
+# -- against the emulator --------------------------------------------------------------------------------
+async def test_happy_path_launches_and_polls_to_success(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    d = await deliver_one(target(server), EVENT, policy=POLICY, transport=transport)
+    assert d.status == "delivered", d.error
+    assert steps(d) == [("launch", 201, "next"), ("poll", 200, "next"), ("poll", 200, "delivered")]
+    job = awx.state(server.hub).jobs[int(str(d.remote_id))]
+    assert d.proof == f"AWX job {job.id} (job template 7) finished successful"
+    assert job.extra_vars["cavra_export_id"] == "eme_kit"
+    assert job.extra_vars["cavra_artifacts"][0]["sha256"] == EVENT["artifacts"][0]["sha256"]
+    received = server.hub.received("awx")
+    assert received[0].path == "/awx/api/v2/job_templates/7/launch/"
+    assert received[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert [r.path for r in received[1:]] == [f"/awx/api/v2/jobs/{job.id}/"] * 2
+
+
+async def test_basic_auth_delivers(server: EmulatorServer, transport: AiohttpTransport) -> None:
+    d = await deliver_one(
+        target(server, token=None, username=USER, password=PASSWORD),
+        EVENT,
+        policy=POLICY,
+        transport=transport,
+    )
+    assert d.success, d.error
+
+
+@pytest.mark.parametrize("outcome", ["failed", "error", "canceled"])
+async def test_failed_job_fails_the_delivery_with_its_status(
+    outcome: str, transport: AiohttpTransport
+) -> None:
+    async with EmulatorServer(
+        providers=["awx"], overrides=overrides(outcome=outcome, polls_to_finish=1)
+    ) as srv:
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+    assert d.status == "failed"
+    assert steps(d) == [("launch", 201, "next"), ("poll", 200, "reject")]
+    assert d.error is not None and f"finished {outcome}" in d.error
+
+
+async def test_slow_job_beyond_the_verify_deadline_is_pending(transport: AiohttpTransport) -> None:
+    async with EmulatorServer(providers=["awx"], overrides=overrides(polls_to_finish=10_000)) as srv:
+        started = time.monotonic()
+        d = await deliver_one(
+            target(srv, poll_interval_seconds=0.05, verify_timeout_seconds=0.4),
+            EVENT,
+            policy=POLICY,
+            transport=transport,
+        )
+        elapsed = time.monotonic() - started
+    assert d.status == "pending"
+    assert not d.success
+    assert d.remote_id is not None
+    assert d.error is not None and "verify deadline" in d.error
+    assert 0.3 <= elapsed < 3
+    assert 3 <= sum(1 for a in d.attempts if a.step == "poll") <= 10
+
+
+async def test_template_that_ignores_extra_vars_fails_clearly(transport: AiohttpTransport) -> None:
+    async with EmulatorServer(providers=["awx"], overrides=overrides(ask_variables_on_launch=False)) as srv:
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+    assert steps(d) == [("launch", 201, "reject")]
+    assert d.error is not None and "ignored extra_vars" in d.error
+
+
+async def test_unknown_template_is_rejected_once(server: EmulatorServer, transport: AiohttpTransport) -> None:
+    d = await deliver_one(target(server, job_template_id=99), EVENT, policy=POLICY, transport=transport)
+    assert steps(d) == [("launch", 404, "reject")]
+    assert d.error is not None and "job template 99 does not exist" in d.error
+
+
+async def test_missing_template_and_missing_artifacts_fail_before_sending(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    d = await deliver_one(target(server, job_template_id=None), EVENT, policy=POLICY, transport=transport)
+    assert d.attempt_count == 0 and d.error is not None and "linux: job_template_id is required" in d.error
+    no_artifacts = {k: v for k, v in EVENT.items() if k != "artifacts"}
+    d = await deliver_one(target(server), no_artifacts, policy=POLICY, transport=transport)
+    assert d.attempt_count == 0 and d.error is not None and "field artifacts is required" in d.error
+    assert server.hub.received("awx") == []
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{"token": "wrong-token-value"}, {"token": None, "username": USER, "password": "wrong-password"}],
+)
+async def test_invalid_credentials_rejected_once(
+    credentials: dict[str, Any], server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    d = await deliver_one(target(server, **credentials), EVENT, policy=POLICY, transport=transport)
+    assert steps(d) == [("launch", 401, "reject")]
+    assert d.error is not None and "credentials were refused" in d.error
+
+
+async def test_missing_credentials_fail_before_sending(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    d = await deliver_one(target(server, token=None), EVENT, policy=POLICY, transport=transport)
+    assert d.attempt_count == 0 and d.error is not None and "token, or username and password" in d.error
+
+
+async def test_5xx_retried_then_delivered(server: EmulatorServer, transport: AiohttpTransport) -> None:
+    server.hub.add_fault("awx", Fault(status=502, count=1))
+    d = await deliver_one(target(server), EVENT, policy=POLICY, transport=transport)
+    assert d.success, d.error
+    assert steps(d)[:2] == [("launch", 502, "retry"), ("launch", 201, "next")]
+    assert len(awx.state(server.hub).jobs) == 1
+
+
+async def test_429_retry_after_is_honoured(server: EmulatorServer, transport: AiohttpTransport) -> None:
+    server.hub.add_fault("awx", Fault(status=429, count=1, headers={"Retry-After": "1"}))
+    started = time.monotonic()
+    d = await deliver_one(target(server), EVENT, policy=POLICY, transport=transport)
+    assert d.success, d.error
+    assert time.monotonic() - started >= 1.0
+    assert d.attempts[0].retry_after == 1.0 and d.attempts[0].waited_ms >= 1000
+
+
+async def test_400_is_not_retried(server: EmulatorServer, transport: AiohttpTransport) -> None:
+    survey = [{"variable": "site_code", "required": True}]
+    async with EmulatorServer(providers=["awx"], overrides=overrides(survey=survey)) as srv:
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+        assert steps(d) == [("launch", 400, "reject")]
+        assert d.error is not None and "site_code" in d.error
+        assert awx.state(srv.hub).jobs == {}
+
+
+async def test_5xx_while_polling_is_retried(transport: AiohttpTransport) -> None:
+    async with EmulatorServer(providers=["awx"], overrides=overrides(polls_to_finish=1)) as srv:
+        srv.hub.add_fault("awx", Fault(count=1))  # no status: the launch passes through to the emulator
+        srv.hub.add_fault("awx", Fault(status=503, count=1))  # the first poll fails
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+    assert d.success, d.error
+    assert steps(d) == [("launch", 201, "next"), ("poll", 503, "retry"), ("poll", 200, "delivered")]
+
+
+async def test_timeout_is_retried(server: EmulatorServer, transport: AiohttpTransport) -> None:
+    server.hub.add_fault("awx", Fault(delay=0.6, count=1))
+    d = await deliver_one(target(server, timeout_seconds=0.2), EVENT, policy=POLICY, transport=transport)
+    assert d.success, d.error
+    assert d.attempts[0].status_code is None and d.attempts[0].verdict == "retry"
+
+
+async def test_connection_refused(transport: AiohttpTransport) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    d = await deliver_one(
+        target(None, url=f"http://127.0.0.1:{port}/awx"),
+        EVENT,
+        policy=RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02),
+        transport=transport,
+    )
+    assert d.status == "failed" and d.attempt_count == 2
+    assert d.error is not None and "cannot connect" in d.error
+
+
+async def test_no_secret_leaks(
+    server: EmulatorServer, transport: AiohttpTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    basic_header = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    with_basic = {"token": None, "username": USER, "password": PASSWORD}
+    ok = await deliver_one(target(server), EVENT, policy=POLICY, transport=transport)
+    ok_basic = await deliver_one(target(server, **with_basic), EVENT, policy=POLICY, transport=transport)
+    server.hub.add_fault(
+        "awx", Fault(status=500, count=1, body=json.dumps({"detail": f"Bearer {TOKEN} {TOKEN}"}))
+    )
+    bad = await deliver_one(target(server), EVENT, policy=RetryPolicy(retries=0), transport=transport)
+    echo = json.dumps({"detail": f"{PASSWORD} Basic {basic_header}"})
+    server.hub.add_fault("awx", Fault(status=500, count=1, body=echo))
+    bad_basic = await deliver_one(
+        target(server, **with_basic), EVENT, policy=RetryPolicy(retries=0), transport=transport
+    )
+    wrong = await deliver_one(target(server, token=TOKEN + "x"), EVENT, policy=POLICY, transport=transport)
+    assert ok.success and ok_basic.success
+    assert not bad.success and not bad_basic.success and not wrong.success
+    texts = [json.dumps(d.to_dict()) for d in (ok, ok_basic, bad, bad_basic, wrong)]
+    texts += [caplog.text, str(bad.error), str(bad_basic.error), str(wrong.error)]
+    for secret in [TOKEN, TOKEN + "x", PASSWORD, f"{USER}:{PASSWORD}"]:
+        for form in _forms(secret):
+            for text in texts:
+                assert form not in text

@@ -1,0 +1,161 @@
+"""The AWX emulator: auth, templates (404/405), prompts and ignored_fields, surveys, job state progression."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cavra.emulators import awx
+from cavra.emulators.server import EmulatorServer
+
+BEARER = {"Authorization": f"Bearer {awx.DEMO_TOKEN}"}
+LAUNCH = "/awx/api/v2/job_templates/{}/launch/"
+
+
+async def call(
+    srv: EmulatorServer, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
+) -> tuple[int, Any, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, srv.base_url + path, headers=headers or {}, **kw) as r,
+    ):
+        return r.status, await r.json(), r.headers
+
+
+def templates(**template: Any) -> dict[str, Any]:
+    return {"awx": {"templates": {7: {"name": "t", "ask_variables_on_launch": True, **template}}}}
+
+
+async def test_launch_then_poll_until_successful() -> None:
+    async with EmulatorServer(providers=["awx"], overrides=templates(polls_to_finish=3)) as srv:
+        extra = {
+            "cavra_export_id": "eme_test",
+            "cavra_artifacts": [{"name": "a", "sha256": "0" * 64, "size": 1}],
+        }
+        status, body, headers = await call(srv, "POST", LAUNCH.format(7), BEARER, json={"extra_vars": extra})
+        assert status == 201
+        assert body["job"] == body["id"]
+        assert body["status"] == "pending"
+        assert body["ignored_fields"] == {}
+        assert headers["Location"] == f"/awx/api/v2/jobs/{body['job']}/"
+        assert json.loads(body["extra_vars"]) == extra
+        seen = []
+        for _ in range(3):
+            status, job, _ = await call(srv, "GET", headers["Location"], BEARER)
+            assert status == 200
+            seen.append(job["status"])
+        assert seen == ["running", "running", "successful"]
+        assert job["failed"] is False
+        assert job["finished"] is not None
+        status, job, _ = await call(srv, "GET", headers["Location"], BEARER)
+        assert job["status"] == "successful"  # final states stay final
+
+
+@pytest.mark.parametrize("outcome", ["failed", "error", "canceled"])
+async def test_scripted_outcomes(outcome: str) -> None:
+    async with EmulatorServer(
+        providers=["awx"], overrides=templates(outcome=outcome, polls_to_finish=1)
+    ) as srv:
+        _, body, _ = await call(srv, "POST", LAUNCH.format(7), BEARER, json={})
+        _, job, _ = await call(srv, "GET", f"/awx/api/v2/jobs/{body['job']}/", BEARER)
+        assert job["status"] == outcome
+        assert job["failed"] is (outcome in ("failed", "error"))
+
+
+async def test_extra_vars_may_be_a_json_or_yaml_string() -> None:
+    async with EmulatorServer(providers=["awx"], overrides=templates()) as srv:
+        _, body, _ = await call(srv, "POST", LAUNCH.format(7), BEARER, json={"extra_vars": '{"a": 1}'})
+        assert json.loads(body["extra_vars"]) == {"a": 1}
+        _, body, _ = await call(srv, "POST", LAUNCH.format(7), BEARER, json={"extra_vars": "a: 2\nb: x\n"})
+        assert json.loads(body["extra_vars"]) == {"a": 2, "b": "x"}
+        status, body, _ = await call(srv, "POST", LAUNCH.format(7), BEARER, json={"extra_vars": "[1, 2"})
+        assert status == 400
+        assert "extra_vars" in body
+
+
+async def test_fields_not_prompted_for_are_ignored_not_rejected() -> None:
+    async with EmulatorServer(providers=["awx"], overrides=templates(ask_variables_on_launch=False)) as srv:
+        status, body, _ = await call(
+            srv, "POST", LAUNCH.format(7), BEARER, json={"extra_vars": {"a": 1}, "limit": "web*"}
+        )
+        assert status == 201
+        assert body["ignored_fields"] == {"extra_vars": {"a": 1}, "limit": "web*"}
+        assert json.loads(body["extra_vars"]) == {}
+
+
+async def test_survey_variables_are_required_and_accepted() -> None:
+    survey = [{"variable": "cavra_export_id", "required": True}, {"variable": "note", "required": False}]
+    overrides = templates(ask_variables_on_launch=False, survey=survey)
+    async with EmulatorServer(providers=["awx"], overrides=overrides) as srv:
+        status, body, _ = await call(
+            srv, "POST", LAUNCH.format(7), BEARER, json={"extra_vars": {"note": "x"}}
+        )
+        assert status == 400
+        assert body["variables_needed_to_start"] == ["'cavra_export_id' value missing"]
+        status, body, _ = await call(
+            srv, "POST", LAUNCH.format(7), BEARER, json={"extra_vars": {"cavra_export_id": "e", "other": 1}}
+        )
+        assert status == 201
+        assert json.loads(body["extra_vars"]) == {"cavra_export_id": "e"}
+        assert body["ignored_fields"] == {"extra_vars": {"other": 1}}
+        status, reqs, _ = await call(srv, "GET", LAUNCH.format(7), BEARER)
+        assert reqs["variables_needed_to_start"] == ["cavra_export_id"]
+
+
+async def test_unknown_template_404_unlaunchable_405_bad_json_400() -> None:
+    async with EmulatorServer(providers=["awx"], overrides=templates(launchable=False)) as srv:
+        status, body, _ = await call(srv, "POST", LAUNCH.format(99), BEARER, json={})
+        assert status == 404
+        assert body == {"detail": "Not found."}
+        status, body, _ = await call(srv, "POST", LAUNCH.format(7), BEARER, json={})
+        assert status == 405
+        assert "detail" in body
+        async with EmulatorServer(providers=["awx"]) as ok:
+            status, body, _ = await call(
+                ok,
+                "POST",
+                LAUNCH.format(awx.DEMO_TEMPLATE_ID),
+                {**BEARER, "Content-Type": "application/json"},
+                data=b"{nope",
+            )
+            assert status == 400
+            assert body["detail"].startswith("JSON parse error")
+            assert (await call(ok, "GET", "/awx/api/v2/jobs/12345/", BEARER))[0] == 404
+
+
+async def test_auth_bearer_or_basic_else_401_detail() -> None:
+    async with EmulatorServer(providers=["awx"]) as srv:
+        path = LAUNCH.format(awx.DEMO_TEMPLATE_ID)
+        status, body, headers = await call(srv, "POST", path, json={})
+        assert status == 401
+        assert body == {"detail": "Authentication credentials were not provided."}
+        assert "WWW-Authenticate" in headers
+        assert (await call(srv, "POST", path, {"Authorization": "Bearer wrong"}, json={}))[0] == 401
+        basic = base64.b64encode(f"{awx.DEMO_USERNAME}:{awx.DEMO_PASSWORD}".encode()).decode()
+        assert (await call(srv, "POST", path, {"Authorization": f"Basic {basic}"}, json={}))[0] == 201
+        wrong = base64.b64encode(f"{awx.DEMO_USERNAME}:nope".encode()).decode()
+        status, body, _ = await call(srv, "POST", path, {"Authorization": f"Basic {wrong}"}, json={})
+        assert status == 401
+        assert body["detail"] == "Invalid username/password."
+        assert (await call(srv, "GET", "/awx/api/v2/ping/"))[0] == 200
+        assert (await call(srv, "GET", "/awx/api/v2/me/"))[0] == 401
+
+
+async def test_reset_forgets_jobs() -> None:
+    async with EmulatorServer(providers=["awx"]) as srv:
+        await call(srv, "POST", LAUNCH.format(awx.DEMO_TEMPLATE_ID), BEARER, json={})
+        assert awx.state(srv.hub).jobs
+        srv.hub.reset()
+        assert awx.state(srv.hub).jobs == {}
+
+
+def test_demo_config_targets_linux() -> None:
+    entry, env = awx.demo_config("http://127.0.0.1:9", awx.Settings())
+    assert entry is not None
+    assert entry["provider"] == "linux"
+    assert entry["job_template_id"] == awx.DEMO_TEMPLATE_ID
+    assert env == {"AWX_URL": "http://127.0.0.1:9/awx", "AWX_TOKEN": awx.DEMO_TOKEN}
