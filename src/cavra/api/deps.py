@@ -1,0 +1,232 @@
+"""What routes depend on: the runtime (config, store, transport, in-flight deliveries) and the caller's role.
+
+One :class:`Runtime` lives on ``app.state.runtime``. Deliveries run as tasks it tracks and shields, so a
+client that disconnects, or a server that is shutting down, does not cut a delivery short: the lifespan
+waits for them (up to the shutdown timeout) before it closes the transport and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cavra.api.auth import Role, role_allows, roles_allowed
+from cavra.api.errors import ApiError
+from cavra.api.settings import ApiSettings
+from cavra.config import CONFIG_ENV, LoadedConfig, load_config
+from cavra.delivery.policy import RetryPolicy
+from cavra.errors import CavraError
+from cavra.redaction import Redactor
+from cavra.secrets import Secret
+from cavra.store import Store, open_store
+from cavra.transport import AiohttpTransport, Transport
+
+log = logging.getLogger("cavra.api")
+T = TypeVar("T")
+
+
+class Runtime:
+    """The server's long-lived resources, built from :class:`ApiSettings`."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.config: LoadedConfig | None = None
+        self.config_problem = f"no connector config: pass --config FILE or set {CONFIG_ENV}"
+        self.loaded_at: datetime | None = None
+        self.redactor = Redactor()
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
+        self._transport: Transport | None = settings.transport
+        self._own_transport = settings.transport is None
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self.closing = False
+
+    # --- connector config ----------------------------------------------------------------------------
+    def load_config(self) -> None:
+        """(Re)load the connector config; an explicit file that cannot load raises ConfigError."""
+        path = self.settings.config_path or self.settings.env.get(CONFIG_ENV)
+        if not path:
+            self.config = None
+            return
+        loaded = load_config(path, self.settings.env)
+        secrets: list[Secret | str] = []
+        for target in loaded.targets.values():
+            secrets.extend(target.settings.secrets())
+        store_url = self.settings.store_url or ""
+        try:
+            password = urlsplit(store_url).password if "://" in store_url else None
+        except ValueError:
+            password = None
+        if password:
+            secrets.append(password)
+        self.config, self.loaded_at = loaded, datetime.now(UTC)
+        self.redactor = Redactor(secrets)
+
+    def require_config(self) -> LoadedConfig:
+        if self.config is None:
+            raise ApiError(503, self.config_problem, code="not_configured")
+        return self.config
+
+    # --- store and transport -------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use (a StoreError is answered 503 and tried again next time)."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = open_store(self.settings.store_url)
+        return self._store
+
+    async def startup(self) -> None:
+        """Open the store before the first request (a failure is logged; ``/readyz`` reports it)."""
+        try:
+            await self.astore()
+        except CavraError as exc:
+            log.error("the store is not available: %s", self.redactor.scrub(str(exc)))
+
+    async def astore(self) -> Store:
+        """The store, opened off the event loop the first time."""
+        if self._store is not None:
+            return self._store
+        return await asyncio.to_thread(lambda: self.store)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = AiohttpTransport()
+        return self._transport
+
+    def policy(self, retries: int) -> RetryPolicy | None:
+        """The retry policy for a delivery (``None``: the service's default for ``retries``)."""
+        base = self.settings.retry_base_delay
+        if base is None:
+            return None
+        return RetryPolicy(retries=retries, base_delay=base, max_delay=max(base, base * 8))
+
+    @property
+    def exports_dir(self) -> Path:
+        return Path(self.settings.exports_dir) if self.settings.exports_dir else Path.cwd()
+
+    # --- deliveries ----------------------------------------------------------------------------------
+    async def run_delivery(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a delivery as a tracked task that finishes even if the request is cancelled."""
+        if self.closing:
+            raise ApiError(503, "the server is shutting down; try again shortly", code="shutting_down")
+        task: asyncio.Task[T] = asyncio.create_task(make())
+        self.inflight.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # retrieved here so a delivery whose client went away is logged once, not "never retrieved"
+            log.debug("delivery task ended with %s", type(task.exception()).__name__)
+
+    async def drain(self) -> None:
+        """Wait for in-flight deliveries (up to the shutdown timeout)."""
+        self.closing = True
+        pending = [t for t in self.inflight if not t.done()]
+        if not pending:
+            return
+        log.info("waiting for %d in-flight deliveries", len(pending))
+        _done, late = await asyncio.wait(pending, timeout=self.settings.shutdown_timeout)
+        if late:
+            log.warning(
+                "%d deliveries still running after %.0f s; cancelling",
+                len(late),
+                self.settings.shutdown_timeout,
+            )
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._own_transport and self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Store:
+    return runtime.store
+
+
+def get_config(runtime: Annotated[Runtime, Depends(get_runtime)]) -> LoadedConfig:
+    return runtime.require_config()
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+StoreDep = Annotated[Store, Depends(get_store)]
+ConfigDep = Annotated[LoadedConfig, Depends(get_config)]
+
+# --- who is calling ------------------------------------------------------------------------------------
+_bearer = HTTPBearer(auto_error=False, description="An API token; its role decides what it may call.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: the token's name and role (``loopback``/``admin`` in protected mode)."""
+
+    name: str
+    role: Role
+
+
+def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits callers whose role includes ``role``; 401 or 403 JSON otherwise."""
+    allowed = " or ".join(roles_allowed(role))
+
+    async def dependency(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    ) -> Principal:
+        tokens = get_runtime(request).settings.tokens
+        if tokens.protected_mode:
+            return Principal("loopback", "admin")  # the middleware has admitted loopback clients only
+        challenge = {"WWW-Authenticate": 'Bearer realm="cavra"'}
+        if creds is None or not creds.credentials:
+            raise ApiError(
+                401,
+                f"authentication required: send Authorization: Bearer <token>; "
+                f"this route needs role {allowed}",
+                headers=challenge,
+            )
+        token = tokens.authenticate(creds.credentials)
+        if token is None:
+            raise ApiError(
+                401,
+                f"the API token is not valid; this route needs role {allowed}",
+                headers={"WWW-Authenticate": 'Bearer realm="cavra", error="invalid_token"'},
+            )
+        if not role_allows(token.role, role):
+            raise ApiError(
+                403, f"this route needs role {allowed}; token {token.name!r} has role {token.role}"
+            )
+        return Principal(token.name, token.role)
+
+    return dependency
+
+
+AuditorDep = Depends(require("auditor"))
+OperatorDep = Depends(require("operator"))
+AdminDep = Depends(require("admin"))

@@ -1,0 +1,156 @@
+"""The request envelope, as one pure ASGI middleware (outermost of the application's own layers).
+
+For every HTTP request it: assigns a request id (``X-Request-ID``, echoed in every answer and error body);
+answers only loopback clients in protected mode (no API tokens configured); refuses bodies over the size
+limit with 413 (by ``Content-Length`` at once, or while reading a chunked body); turns any unexpected
+exception into the one JSON error shape, with a 500 whose detail names only the request id; and writes an
+access log line (method, path without query, status, duration, request id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cavra.api.auth import is_loopback
+from cavra.api.errors import error_body
+from cavra.redaction import Redactor
+
+access_log = logging.getLogger("cavra.api.access")
+log = logging.getLogger("cavra.api")
+
+_RID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class RequestContext:
+    """Request id, protected mode, body limit, catch-all errors and the access log."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, protected_mode: bool) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.protected_mode = protected_mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        rid = given if given and _RID.match(given) else f"req_{uuid.uuid4().hex[:20]}"
+        scope.setdefault("state", {})["request_id"] = rid
+        app_obj = scope.get("app")
+        runtime = getattr(getattr(app_obj, "state", None), "runtime", None)
+        redactor = getattr(runtime, "redactor", None)
+        red = redactor if isinstance(redactor, Redactor) else Redactor()
+        t0 = time.monotonic()
+        status_holder: dict[str, Any] = {"status": 0, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode("ascii")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        async def answer(status: int, code: str, detail: str, extra: list[tuple[bytes, bytes]]) -> None:
+            body = json.dumps(error_body(code, detail, rid, red)).encode("utf-8")
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                *extra,
+            ]
+            await send_wrapper({"type": "http.response.start", "status": status, "headers": headers})
+            await send_wrapper({"type": "http.response.body", "body": body})
+
+        try:
+            client = scope.get("client")
+            if self.protected_mode and not is_loopback(client[0] if client else None):
+                await answer(
+                    403,
+                    "forbidden",
+                    "protected mode: no API tokens are configured, so only loopback clients are answered; "
+                    "configure API tokens to serve other clients (see docs/api.md)",
+                    [],
+                )
+                return
+            body_receive = await self._limited_body(scope, receive)
+            if body_receive is None:
+                await answer(
+                    413,
+                    "payload_too_large",
+                    f"request body is larger than the limit of {self.max_body_bytes} bytes",
+                    [(b"connection", b"close")],
+                )
+                return
+            await self.app(scope, body_receive, send_wrapper)
+        except Exception as exc:
+            log.error(
+                "unhandled %s while answering %s %s",
+                type(exc).__name__,
+                scope.get("method"),
+                scope.get("path"),
+                exc_info=exc,
+                extra={"request_id": rid},
+            )
+            if not status_holder["started"]:
+                await answer(500, "internal_error", f"internal error; the server log has request {rid}", [])
+        finally:
+            access_log.info(
+                "%s %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                status_holder["status"],
+                extra={
+                    "request_id": rid,
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status_holder["status"],
+                    "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+                    "client": (scope.get("client") or ("-",))[0],
+                },
+            )
+
+    async def _limited_body(self, scope: Scope, receive: Receive) -> Receive | None:
+        """A receive that replays the whole body, or ``None`` when the body is over the limit."""
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                first = message  # a disconnect: hand it on unchanged
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
+
+        return replay

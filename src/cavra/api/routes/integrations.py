@@ -1,0 +1,102 @@
+"""``/integrations``: register, list, read and delete integrations (admin; reads: auditor), and deliver an
+event through an active one (operator)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from cavra.api.deps import AdminDep, AuditorDep, OperatorDep, RuntimeDep, StoreDep
+from cavra.api.schemas import (
+    Deleted,
+    DeliverIn,
+    DeliveryRecordOut,
+    IntegrationIn,
+    IntegrationList,
+    IntegrationOut,
+    error_responses,
+)
+from cavra.governance import service as governance
+
+router = APIRouter(tags=["integrations"])
+
+IntegrationId = Annotated[str, Path(min_length=1, max_length=64, description="the integration id")]
+
+
+@router.post(
+    "/integrations",
+    response_model=IntegrationOut,
+    dependencies=[AdminDep],
+    responses=error_responses(401, 403, 413, 422, 503),
+    summary="Create or update an integration",
+)
+def put_integration(body: IntegrationIn, store: StoreDep) -> dict[str, Any]:
+    """The provider must be known and the category must match it. Role: admin."""
+    return governance.upsert_integration(store, body.model_dump(exclude_unset=True))
+
+
+@router.get(
+    "/integrations",
+    response_model=IntegrationList,
+    dependencies=[AuditorDep],
+    responses=error_responses(401, 403, 503),
+    summary="List integrations",
+)
+def list_integrations(store: StoreDep) -> dict[str, Any]:
+    """Role: auditor."""
+    items = governance.list_integrations(store)
+    return {"items": items, "count": len(items)}
+
+
+@router.get(
+    "/integrations/{integration_id}",
+    response_model=IntegrationOut,
+    dependencies=[AuditorDep],
+    responses=error_responses(401, 403, 404, 503),
+    summary="Read an integration",
+)
+def get_integration(integration_id: IntegrationId, store: StoreDep) -> dict[str, Any]:
+    """Role: auditor."""
+    return governance.get_integration(store, integration_id)
+
+
+@router.delete(
+    "/integrations/{integration_id}",
+    response_model=Deleted,
+    dependencies=[AdminDep],
+    responses=error_responses(401, 403, 404, 503),
+    summary="Delete an integration",
+)
+def delete_integration(integration_id: IntegrationId, store: StoreDep) -> dict[str, Any]:
+    """Its past deliveries stay in the evidence store. Role: admin."""
+    governance.delete_integration(store, integration_id)
+    return {"deleted": True, "id": integration_id}
+
+
+@router.post(
+    "/integrations/{integration_id}/deliver",
+    response_model=DeliveryRecordOut,
+    dependencies=[OperatorDep],
+    responses=error_responses(401, 403, 404, 409, 413, 422, 503),
+    summary="Deliver an event through an active integration",
+)
+async def deliver(integration_id: IntegrationId, body: DeliverIn, runtime: RuntimeDep) -> dict[str, Any]:
+    """Waits for the delivery and answers the ``cavra.connector.delivery.v1`` record as stored
+    (``metadata_kind=integration-delivery``). A delivery that failed is still a 200 answer: ``success``
+    and each provider's ``error`` say what happened. Role: operator."""
+    store = await runtime.astore()
+    config = runtime.require_config()
+    return await runtime.run_delivery(
+        lambda: governance.deliver_integration(
+            store,
+            config,
+            integration_id,
+            body.event,
+            retries=body.retries,
+            providers=body.providers,
+            timeout_seconds=body.timeout_seconds,
+            transport=runtime.transport,
+            policy=runtime.policy(body.retries),
+        )
+    )

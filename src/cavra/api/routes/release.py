@@ -1,0 +1,180 @@
+"""Release governance records and their connector deliveries.
+
+Registering a record (``POST /promotion-executions``, ``/rollback-executions``,
+``/endpoint-management-exports``) needs the operator role; reading one (``GET …/{id}``) the auditor role.
+Delivering (``POST /promotion-executions/{id}/audit-export/deliver``, ``/rollback-executions/{id}/deliver``,
+``/endpoint-management-exports/{id}/publish``) needs the operator role and answers the stored
+``cavra.connector.delivery.v1`` record.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from cavra.api.deps import AuditorDep, OperatorDep, RuntimeDep, StoreDep
+from cavra.api.schemas import DeliveryRecordOut, RecordOut, ReleaseDeliverIn, error_responses
+from cavra.governance import service as governance
+from cavra.governance.records import EndpointExport, PromotionExecution, RollbackExecution
+
+router = APIRouter(tags=["release"])
+
+RecordId = Annotated[str, Path(min_length=1, max_length=160, description="the record id")]
+_READ = error_responses(401, 403, 404, 503)
+_WRITE = error_responses(401, 403, 413, 422, 503)
+_DELIVER = error_responses(401, 403, 404, 413, 422, 503)
+
+
+# --- promotion executions ------------------------------------------------------------------------------
+@router.post(
+    "/promotion-executions",
+    response_model=RecordOut,
+    status_code=201,
+    dependencies=[OperatorDep],
+    responses=_WRITE,
+    summary="Register a promotion execution",
+)
+def register_promotion(body: PromotionExecution, store: StoreDep) -> dict[str, Any]:
+    """Create or replace the record (``execution_id`` ``rpe_…``). Role: operator."""
+    return governance.register_record(store, "promotion_execution", body.model_dump(mode="json"))
+
+
+@router.get(
+    "/promotion-executions/{execution_id}",
+    response_model=RecordOut,
+    dependencies=[AuditorDep],
+    responses=_READ,
+    summary="Read a promotion execution",
+)
+def get_promotion(execution_id: RecordId, store: StoreDep) -> dict[str, Any]:
+    return governance.get_record(store, "promotion_execution", execution_id)
+
+
+@router.post(
+    "/promotion-executions/{execution_id}/audit-export/deliver",
+    response_model=DeliveryRecordOut,
+    dependencies=[OperatorDep],
+    responses=_DELIVER,
+    summary="Deliver a promotion execution's audit event",
+)
+async def deliver_promotion(
+    execution_id: RecordId, body: ReleaseDeliverIn, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Persisted as ``metadata_kind=release-connector-delivery``. Role: operator."""
+    store = await runtime.astore()
+    config = runtime.require_config()
+    return await runtime.run_delivery(
+        lambda: governance.deliver_promotion_audit(
+            store,
+            config,
+            execution_id,
+            provider=body.provider,
+            retries=body.retries,
+            transport=runtime.transport,
+            policy=runtime.policy(body.retries),
+        )
+    )
+
+
+# --- rollback executions -------------------------------------------------------------------------------
+@router.post(
+    "/rollback-executions",
+    response_model=RecordOut,
+    status_code=201,
+    dependencies=[OperatorDep],
+    responses=_WRITE,
+    summary="Register a rollback execution",
+)
+def register_rollback(body: RollbackExecution, store: StoreDep) -> dict[str, Any]:
+    """Create or replace the record (``execution_id`` ``rre_…``). Role: operator."""
+    return governance.register_record(store, "rollback_execution", body.model_dump(mode="json"))
+
+
+@router.get(
+    "/rollback-executions/{execution_id}",
+    response_model=RecordOut,
+    dependencies=[AuditorDep],
+    responses=_READ,
+    summary="Read a rollback execution",
+)
+def get_rollback(execution_id: RecordId, store: StoreDep) -> dict[str, Any]:
+    return governance.get_record(store, "rollback_execution", execution_id)
+
+
+@router.post(
+    "/rollback-executions/{execution_id}/deliver",
+    response_model=DeliveryRecordOut,
+    dependencies=[OperatorDep],
+    responses=_DELIVER,
+    summary="Deliver a rollback execution event",
+)
+async def deliver_rollback(
+    execution_id: RecordId, body: ReleaseDeliverIn, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Persisted as ``metadata_kind=release-connector-delivery``. Role: operator."""
+    store = await runtime.astore()
+    config = runtime.require_config()
+    return await runtime.run_delivery(
+        lambda: governance.deliver_rollback_execution(
+            store,
+            config,
+            execution_id,
+            provider=body.provider,
+            retries=body.retries,
+            transport=runtime.transport,
+            policy=runtime.policy(body.retries),
+        )
+    )
+
+
+# --- endpoint-management exports -----------------------------------------------------------------------
+@router.post(
+    "/endpoint-management-exports",
+    response_model=RecordOut,
+    status_code=201,
+    dependencies=[OperatorDep],
+    responses=_WRITE,
+    summary="Register an endpoint-management export manifest",
+)
+def register_export(body: EndpointExport, store: StoreDep) -> dict[str, Any]:
+    """Artifact paths are relative to the server's exports directory (``--exports-dir``). Role: operator."""
+    return governance.register_record(store, "endpoint_export", body.model_dump(mode="json"))
+
+
+@router.get(
+    "/endpoint-management-exports/{export_id}",
+    response_model=RecordOut,
+    dependencies=[AuditorDep],
+    responses=_READ,
+    summary="Read an endpoint-management export manifest",
+)
+def get_export(export_id: RecordId, store: StoreDep) -> dict[str, Any]:
+    return governance.get_record(store, "endpoint_export", export_id)
+
+
+@router.post(
+    "/endpoint-management-exports/{export_id}/publish",
+    response_model=DeliveryRecordOut,
+    dependencies=[OperatorDep],
+    responses=_DELIVER,
+    summary="Publish an endpoint-management export",
+)
+async def publish_export(export_id: RecordId, body: ReleaseDeliverIn, runtime: RuntimeDep) -> dict[str, Any]:
+    """The export must be approved and meant for the provider, and every artifact must match its size
+    and SHA-256; a refusal is recorded as a failed publication and answered 422. Persisted as
+    ``metadata_kind=endpoint-management-publication-delivery``. Role: operator."""
+    store = await runtime.astore()
+    config = runtime.require_config()
+    return await runtime.run_delivery(
+        lambda: governance.publish_endpoint_export(
+            store,
+            config,
+            export_id,
+            provider=body.provider,
+            retries=body.retries,
+            base_dir=runtime.exports_dir,
+            transport=runtime.transport,
+            policy=runtime.policy(body.retries),
+        )
+    )
