@@ -13,7 +13,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -228,4 +228,21 @@ def config_from_data(
             continue
         if target.settings.enabled:
             loaded.targets[str(provider)] = target
+    return _share_secrets(loaded)
+
+
+def _share_secrets(loaded: LoadedConfig) -> LoadedConfig:
+    """Give every target a redactor that knows the secrets of *all* targets.
+
+    A provider may echo anything back, including another connector's credential (a webhook receiver that
+    reflects a request it got elsewhere); evidence about one target must not carry another's secret.
+    """
+    everything = [s for t in loaded.targets.values() for s in t.settings.secrets()]
+    for name, target in loaded.targets.items():
+        redactor = Redactor(
+            everything,
+            secret_url_path=target.connector.secret_url_path,
+            extra_credential_headers=target.settings.extra_credential_headers(),
+        )
+        loaded.targets[name] = replace(target, redactor=redactor)
     return loaded

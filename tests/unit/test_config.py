@@ -130,3 +130,21 @@ def test_delivery_key_is_stable_per_event_and_target() -> None:
     assert a.delivery_key("evt_1") == a.delivery_key("evt_1")
     assert a.delivery_key("evt_1") != a.delivery_key("evt_2")
     assert a.delivery_key("evt_1") != b.delivery_key("evt_1")
+
+
+def test_each_target_redacts_every_configured_secret(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {
+            "connectors": {
+                "webhook": {"url": "https://hooks.example/x", "token_env": "HOOK_TOKEN"},
+                "datadog": {"url": "https://logs.example/api/v2/logs", "api_key_env": "DD_KEY"},
+            }
+        },
+    )
+    cfg = load_config(path, environ={"HOOK_TOKEN": "hook-token-123456", "DD_KEY": "dd-key-abcdef987"})
+    echoed = "receiver reflected DD-API-KEY dd-key-abcdef987 and hook-token-123456"
+    for target in cfg.targets.values():
+        out = target.redactor.scrub(echoed)
+        assert "dd-key-abcdef987" not in out
+        assert "hook-token-123456" not in out

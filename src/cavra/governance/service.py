@@ -48,8 +48,10 @@ __all__ = [
     "deliver_integration",
     "deliver_promotion_audit",
     "deliver_rollback_execution",
+    "delivery_history",
     "endpoint_publication_dashboard",
     "endpoint_publication_history",
+    "get_delivery",
     "get_integration",
     "get_record",
     "list_integrations",
@@ -306,3 +308,17 @@ def endpoint_publication_dashboard(store: Store) -> dict[str, Any]:
     return history.dashboard(
         store, metadata_kinds=[PUBLICATION_DELIVERY], schema=history.PUBLICATION_DASHBOARD
     )
+
+
+def delivery_history(store: Store, *, metadata_kind: str | None = None, **filters: Any) -> dict[str, Any]:
+    """Every kind of provider delivery (or one ``metadata_kind``'s), newest first."""
+    kinds = None if metadata_kind is None else [metadata_kind]
+    return history.query_history(store, metadata_kinds=kinds, **filters).to_dict()
+
+
+def get_delivery(store: Store, delivery_id: str) -> dict[str, Any]:
+    """One stored delivery record (the document with its attempts and chain hashes)."""
+    found = store.get_delivery(delivery_id)
+    if found is None:
+        raise NotFoundError(f"delivery {delivery_id!r} not found")
+    return found

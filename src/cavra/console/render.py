@@ -1,0 +1,162 @@
+"""Rendering console pages: the Jinja2 environment (autoescape always on), its filters, security headers.
+
+Every console answer passes :func:`secure`: a Content-Security-Policy that allows only this origin's
+own files (no inline script or style, no framing, forms posting only here), ``nosniff``, no caching of
+evidence, and a same-origin referrer policy. Error pages are rendered here too; their text passes the
+runtime's redactor, like every API error detail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from cavra.api.errors import project_error_status, redactor_of, request_id_of
+from cavra.console.access import Viewer
+from cavra.errors import CavraError
+from cavra.redaction import Redactor
+
+CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+DASH = "\N{EM DASH}"
+
+
+def when(value: object) -> str:
+    """``2026-05-01T10:00:00.123Z`` → ``2026-05-01 10:00:00 UTC`` (what is not a time is shown as is)."""
+    if not value:
+        return DASH
+    text = str(value)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return parsed.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def pct(value: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return DASH
+    return f"{value * 100:.1f}%"
+
+
+def ms(value: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return DASH
+    return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def short(value: object, limit: int = 120) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def pretty(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def url(path: str, params: Mapping[str, object] | None = None, **more: object) -> str:
+    """``path?query`` from the given parameters, leaving out empty ones (the template escapes it)."""
+    merged = {**(params or {}), **more}
+    query = urlencode([(k, str(v)) for k, v in merged.items() if v is not None and v != ""])
+    return f"{path}?{query}" if query else path
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("cavra.console", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=when, pct=pct, ms=ms, short=short, pretty=pretty)
+    env.globals.update(url=url, DASH=DASH)
+    return env
+
+
+ENV = _environment()
+
+
+#: the files under ``/console/static/`` and their media types (nothing else is served from there)
+STATIC = {"console.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
+
+
+def static_file(name: str) -> tuple[bytes, str] | None:
+    """A packaged static file and its media type, or ``None`` for any other name."""
+    media = STATIC.get(name)
+    if media is None:
+        return None
+    return resources.files("cavra.console").joinpath("static", name).read_bytes(), media
+
+
+def secure(response: Response, *, cache: bool = False) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    response.headers["Cache-Control"] = "private, max-age=3600" if cache else "no-store"
+    return response
+
+
+def scrubbed(value: Any, redactor: Redactor) -> Any:
+    """``value`` with every string in it (through dicts and lists) passed through ``redactor``.
+
+    A request's ``url`` gets the URL rules, as in the evidence (configured URLs are secrets when echoed
+    in text, but the host and path of a request stay visible).
+    """
+    if isinstance(value, str):
+        return redactor.scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: str(redactor.url(v)) if k == "url" and isinstance(v, str) else scrubbed(v, redactor)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrubbed(v, redactor) for v in value]
+    return value
+
+
+def render(
+    request: Request, viewer: Viewer | None, template: str, *, status: int = 200, **context: Any
+) -> Response:
+    """A page: ``template`` rendered with ``context`` plus the viewer, the section and the request id.
+
+    The data shown (records, dashboards, integrations) is already redacted when stored; it passes the
+    runtime's redactor once more, which knows every configured secret, so a secret of one target echoed
+    in another target's evidence is not shown either.
+    """
+    red = redactor_of(request)
+    html = ENV.get_template(template).render(
+        viewer=viewer,
+        section=context.pop("section", ""),
+        request_id=request_id_of(request),
+        **{k: scrubbed(v, red) for k, v in context.items()},
+    )
+    return secure(HTMLResponse(html, status_code=status))
+
+
+def error_page(
+    request: Request, viewer: Viewer | None, status: int, title: str, detail: str, **context: Any
+) -> Response:
+    """An error answered as a page; ``detail`` passes the redactor that knows the configured secrets."""
+    text = redactor_of(request).scrub(detail)
+    return render(request, viewer, "error.html", status=status, title=title, detail=text, **context)
+
+
+def project_error_page(request: Request, viewer: Viewer | None, exc: CavraError) -> Response:
+    status, code = project_error_status(exc)
+    titles = {404: "Not found", 409: "Conflict", 422: "Invalid request", 503: "Unavailable"}
+    return error_page(request, viewer, status, titles.get(status, code.replace("_", " ")), str(exc))

@@ -1,0 +1,305 @@
+"""The console's routes under ``/console``: overview, delivery history and detail, publications,
+integrations, and the login form.
+
+Each page checks access (:func:`cavra.console.access.identify`), parses its query, calls one function of
+:mod:`cavra.governance.service` off the event loop and renders a template; a project error (an unknown
+id, a bad cursor, the store unavailable) is answered as an error page with the API's status. Nothing here
+changes the store: the only POST routes are login and logout, and both are refused cross-origin.
+
+The routes are plain Starlette routes inside an :class:`~fastapi.APIRouter`, kept out of the OpenAPI
+document: they answer HTML for browsers, not the API's JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from cavra.api.deps import get_runtime
+from cavra.console import access
+from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
+from cavra.console.render import error_page, project_error_page, render, secure, static_file, url
+from cavra.errors import CavraError
+from cavra.governance import service as governance
+from cavra.history import MAX_LIMIT
+from cavra.store import METADATA_KINDS
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, Viewer], Awaitable[Response]]
+
+DEFAULT_LIMIT = 25
+MAX_TEXT = 200
+MAX_CURSOR = 512
+STATUSES = ("delivered", "failed", "pending")
+
+router = APIRouter()
+
+
+def _route(path: str, name: str, methods: tuple[str, ...] = ("GET",)) -> Callable[[Endpoint], Endpoint]:
+    def register(endpoint: Endpoint) -> Endpoint:
+        router.add_route(path, endpoint, methods=list(methods), name=name, include_in_schema=False)
+        return endpoint
+
+    return register
+
+
+def _redirect(location: str) -> Response:
+    return secure(RedirectResponse(location, status_code=303))
+
+
+def _refuse(request: Request, refusal: Refusal) -> Response:
+    if refusal.kind == "invalid":
+        response = error_page(
+            request,
+            None,
+            401,
+            "Not signed in",
+            "the API token is not valid; the console needs a token with role auditor, operator or admin",
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="cavra", error="invalid_token"'
+        return response
+    wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    response = _redirect(url("/console/login", next=safe_next(wanted)))
+    if refusal.clear_cookie:
+        access.clear_login_cookie(request, response)
+    return response
+
+
+def page(handler: Handler) -> Endpoint:
+    """A console page: admitted callers only; project errors become error pages."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        who = identify(request)
+        if isinstance(who, Refusal):
+            return _refuse(request, who)
+        try:
+            return await handler(request, who)
+        except CavraError as exc:
+            return project_error_page(request, who, exc)
+
+    return endpoint
+
+
+async def _call(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """One façade function, with the store, run off the event loop."""
+    store = await get_runtime(request).astore()
+    return await asyncio.to_thread(fn, store, *args, **kwargs)
+
+
+# --- history filters ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HistoryForm:
+    """The history filters as the form holds them (empty text means "any") and what is wrong with them."""
+
+    provider: str = ""
+    event_type: str = ""
+    success: str = ""
+    status: str = ""
+    metadata_kind: str = ""
+    limit: int = DEFAULT_LIMIT
+    cursor: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, request: Request, *, kinds: bool) -> HistoryForm:
+        q = request.query_params
+        problems: list[str] = []
+
+        def text(name: str, most: int = MAX_TEXT) -> str:
+            value = (q.get(name) or "").strip()
+            if len(value) > most:
+                problems.append(f"{name}: at most {most} characters")
+                return ""
+            return value
+
+        def choice(name: str, allowed: tuple[str, ...]) -> str:
+            value = text(name)
+            if value and value not in allowed:
+                problems.append(f"{name}: must be one of {', '.join(allowed)}")
+                return ""
+            return value
+
+        limit = DEFAULT_LIMIT
+        raw_limit = text("limit")
+        if raw_limit:
+            if raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT:
+                limit = int(raw_limit)
+            else:
+                problems.append(f"limit: a whole number from 1 to {MAX_LIMIT}")
+        return cls(
+            provider=text("provider"),
+            event_type=text("event_type"),
+            success=choice("success", ("true", "false")),
+            status=choice("status", STATUSES),
+            metadata_kind=choice("metadata_kind", METADATA_KINDS) if kinds else "",
+            limit=limit,
+            cursor=text("cursor", MAX_CURSOR),
+            problems=problems,
+        )
+
+    def params(self) -> dict[str, Any]:
+        """The filters as query parameters (without the cursor), for links to other pages."""
+        given = asdict(self)
+        del given["cursor"], given["problems"]
+        if given["limit"] == DEFAULT_LIMIT:
+            del given["limit"]
+        return given
+
+    def filters(self) -> dict[str, Any]:
+        """The filters as the façade takes them."""
+        out: dict[str, Any] = {"limit": self.limit}
+        for name in ("provider", "event_type", "status", "metadata_kind", "cursor"):
+            value = getattr(self, name)
+            if value:
+                out[name] = value
+        if self.success:
+            out["success"] = self.success == "true"
+        return out
+
+
+async def _history(
+    request: Request, viewer: Viewer, *, section: str, title: str, kinds: bool, fn: Callable[..., Any]
+) -> Response:
+    form = HistoryForm.parse(request, kinds=kinds)
+    if form.problems:
+        return render(
+            request,
+            viewer,
+            "history.html",
+            status=422,
+            section=section,
+            title=title,
+            form=form,
+            kinds=METADATA_KINDS if kinds else (),
+            statuses=STATUSES,
+            result=None,
+        )
+    result = await _call(request, fn, **form.filters())
+    return render(
+        request,
+        viewer,
+        "history.html",
+        section=section,
+        title=title,
+        form=form,
+        kinds=METADATA_KINDS if kinds else (),
+        statuses=STATUSES,
+        result=result,
+    )
+
+
+# --- pages -------------------------------------------------------------------------------------------
+@_route("/console", "console_overview")
+@page
+async def overview(request: Request, viewer: Viewer) -> Response:
+    release = await _call(request, governance.connector_delivery_dashboard)
+    publication = await _call(request, governance.endpoint_publication_dashboard)
+    return render(
+        request, viewer, "overview.html", section="overview", release=release, publication=publication
+    )
+
+
+@_route("/console/deliveries", "console_deliveries")
+@page
+async def deliveries(request: Request, viewer: Viewer) -> Response:
+    return await _history(
+        request,
+        viewer,
+        section="deliveries",
+        title="Deliveries",
+        kinds=True,
+        fn=governance.delivery_history,
+    )
+
+
+@_route("/console/deliveries/{delivery_id}", "console_delivery")
+@page
+async def delivery(request: Request, viewer: Viewer) -> Response:
+    delivery_id = str(request.path_params["delivery_id"])
+    if len(delivery_id) > 128:
+        return error_page(request, viewer, 404, "Not found", "no delivery has an id that long")
+    record = await _call(request, governance.get_delivery, delivery_id)
+    return render(request, viewer, "delivery.html", section="deliveries", record=record)
+
+
+@_route("/console/publications", "console_publications")
+@page
+async def publications(request: Request, viewer: Viewer) -> Response:
+    return await _history(
+        request,
+        viewer,
+        section="publications",
+        title="Endpoint-management publications",
+        kinds=False,
+        fn=governance.endpoint_publication_history,
+    )
+
+
+@_route("/console/integrations", "console_integrations")
+@page
+async def integrations(request: Request, viewer: Viewer) -> Response:
+    items = await _call(request, governance.list_integrations)
+    return render(request, viewer, "integrations.html", section="integrations", items=items)
+
+
+@_route("/console/static/{name}", "console_static")
+async def static(request: Request) -> Response:
+    """The stylesheet and icon (no token needed: the login page uses them; nothing in them is private)."""
+    found = static_file(str(request.path_params["name"]))
+    if found is None:
+        return error_page(request, None, 404, "Not found", f"no console file {request.url.path}")
+    content, media = found
+    return secure(Response(content, media_type=media), cache=True)
+
+
+# --- login and logout --------------------------------------------------------------------------------
+def _login_form(request: Request, *, status: int = 200, next_: str, message: str = "") -> Response:
+    return render(request, None, "login.html", status=status, section="login", next=next_, message=message)
+
+
+@_route("/console/login", "console_login")
+async def login_form(request: Request) -> Response:
+    target = safe_next(request.query_params.get("next"))
+    if access.protected_mode(request) or isinstance(identify(request), Viewer):
+        return _redirect(target)
+    return _login_form(request, next_=target)
+
+
+@_route("/console/login", "console_login_submit", methods=("POST",))
+async def login_submit(request: Request) -> Response:
+    if not same_origin(request):
+        return error_page(request, None, 403, "Refused", "a login must come from this server's login form")
+    if access.protected_mode(request):
+        return _redirect(access.HOME)
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return error_page(request, None, 415, "Unsupported", "send the login form")
+    body = (await request.body()).decode("utf-8", "replace")
+    fields = parse_qs(body, max_num_fields=10)
+    token = (fields.get("token") or [""])[0].strip()
+    target = safe_next((fields.get("next") or [""])[0])
+    viewer = access.check_token(request, token) if 0 < len(token) <= access.MAX_TOKEN_CHARS else None
+    if viewer is None:
+        return _login_form(request, status=401, next_=target, message="That token is not valid.")
+    response = _redirect(target)
+    access.set_login_cookie(request, response, token)
+    return response
+
+
+@_route("/console/logout", "console_logout", methods=("POST",))
+async def logout(request: Request) -> Response:
+    if not same_origin(request):
+        return error_page(request, None, 403, "Refused", "a logout must come from this server's pages")
+    target = access.HOME if access.protected_mode(request) else "/console/login"
+    response = _redirect(target)
+    access.clear_login_cookie(request, response)
+    return response
