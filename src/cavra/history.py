@@ -14,6 +14,8 @@ the table. Alerts describe the current state, so they clear by themselves:
     a provider whose failure rate in the window exceeds the threshold.
 ``export_not_published`` (warning, publication dashboard)
     an endpoint export stored more than ``export_window`` ago with no successful publication delivery.
+``queue_backlog``, ``delivery_paused``, ``provider_rate_limited``
+    the delivery queue's own health (:mod:`cavra.delivery.health`), on both dashboards.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cavra.delivery.health import queue_alerts
 from cavra.errors import InputError
 from cavra.store.base import (
     Cursor,
@@ -304,6 +307,7 @@ def dashboard(
             )
         result["exports"] = {"total": stored, "published": published, "unpublished": stored - published}
 
+    alerts.extend(queue_alerts(store, now=current))
     alerts.sort(key=lambda a: (_LEVEL_ORDER[a["level"]], a["since"], a["code"], a["provider"] or ""))
     total = sum(s.total for s in stats)
     succeeded = sum(s.succeeded for s in stats)

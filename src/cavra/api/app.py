@@ -18,9 +18,10 @@ from cavra import __version__
 from cavra.api.deps import Runtime
 from cavra.api.errors import install_error_handlers
 from cavra.api.middleware import RequestContext
-from cavra.api.routes import health, history, integrations, release
+from cavra.api.routes import health, history, integrations, queue, release
 from cavra.api.schemas import ErrorOut
 from cavra.api.settings import ApiSettings
+from cavra.console import routes as console
 
 DESCRIPTION = """
 Deliver CAVRA governance evidence to SIEM, ChatOps, ITSM and endpoint-management providers, and review the
@@ -72,6 +73,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContext, max_body_bytes=cfg.max_body_bytes, protected_mode=cfg.tokens.protected_mode
     )
-    for module in (integrations, release, history, health):
+    for module in (integrations, release, history, queue, health, console):
         app.include_router(module.router)
     return app

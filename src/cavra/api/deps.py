@@ -50,6 +50,7 @@ class Runtime:
         self._own_transport = settings.transport is None
         self.inflight: set[asyncio.Task[Any]] = set()
         self.closing = False
+        self.worker: Any = None  # cavra.delivery.worker.Worker when settings.worker
 
     # --- connector config ----------------------------------------------------------------------------
     def load_config(self) -> None:
@@ -88,11 +89,27 @@ class Runtime:
         return self._store
 
     async def startup(self) -> None:
-        """Open the store before the first request (a failure is logged; ``/readyz`` reports it)."""
+        """Open the store before the first request (a failure is logged; ``/readyz`` reports it), and start
+        the in-process outbox worker when the settings ask for it."""
         try:
-            await self.astore()
+            store = await self.astore()
         except CavraError as exc:
             log.error("the store is not available: %s", self.redactor.scrub(str(exc)))
+            return
+        if self.settings.worker:
+            from cavra.delivery.worker import Worker
+            from cavra.metrics import METRICS
+
+            self.worker = Worker(
+                store,
+                lambda: self.config,
+                concurrency=self.settings.worker_concurrency,
+                transport=self.transport,
+                retry_base_delay=self.settings.retry_base_delay,
+                shutdown_timeout=self.settings.shutdown_timeout,
+                observer=METRICS,
+            )
+            await self.worker.start()
 
     async def astore(self) -> Store:
         """The store, opened off the event loop the first time."""
@@ -153,6 +170,9 @@ class Runtime:
 
     async def close(self) -> None:
         await self.drain()
+        if self.worker is not None:
+            await self.worker.close()  # finishes or releases the jobs it holds
+            self.worker = None
         if self._own_transport and self._transport is not None:
             await self._transport.close()
             self._transport = None

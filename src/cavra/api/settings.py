@@ -31,6 +31,8 @@ class ApiSettings:
     * ``exports_dir``: the directory endpoint-export artifact paths are relative to (default: the cwd).
     * ``environ``: where connector secrets are read from (default: the process environment).
     * ``retry_base_delay`` (backoff base) and ``transport`` (instead of pooled aiohttp): for tests.
+    * ``worker``: run an outbox worker in the server process (``cavra serve`` turns it on unless
+      ``--no-worker``), with ``worker_concurrency`` jobs at once.
     """
 
     config_path: str | None = None
@@ -42,6 +44,8 @@ class ApiSettings:
     retry_base_delay: float | None = None
     environ: Mapping[str, str] | None = None
     transport: Transport | None = None
+    worker: bool = False
+    worker_concurrency: int = 8
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:

@@ -9,8 +9,10 @@ import sys
 import typer
 
 from cavra import __version__
+from cavra.cli import db, deliveries, evidence, integration, release
 from cavra.cli import emulate as emulate_mod
-from cavra.cli import integration
+from cavra.cli import serve as serve_mod
+from cavra.cli import worker as worker_mod
 
 app = typer.Typer(
     name="cavra",
@@ -20,7 +22,14 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(integration.app, name="integration")
+app.add_typer(release.app, name="release")
+app.add_typer(evidence.app, name="evidence")
+app.add_typer(db.app, name="db")
+app.add_typer(deliveries.app, name="deliveries")
 app.command("emulate")(emulate_mod.emulate)
+app.command("serve")(serve_mod.serve)
+app.command("api-token")(serve_mod.api_token)
+app.command("worker")(worker_mod.worker)
 
 
 def _version(value: bool) -> None:

@@ -2,7 +2,8 @@
 
 Protected mode: with no API tokens configured the server refuses to listen on anything but loopback (and
 answers loopback clients only), so nothing is ever open on a network by accident. Shutdown (SIGINT,
-SIGTERM) stops accepting connections, then waits for in-flight deliveries before it closes the store.
+SIGTERM) stops accepting connections, then waits for in-flight deliveries before it closes the store. The
+server runs an outbox worker in-process (``--no-worker`` leaves delivery to ``cavra worker`` processes).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from dataclasses import replace
 from typing import Annotated, Literal
 
 import typer
@@ -94,6 +96,12 @@ def serve(
         float,
         typer.Option("--shutdown-timeout", help="Seconds to wait for in-flight deliveries on shutdown."),
     ] = 60.0,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Run an outbox worker in this process.")
+    ] = True,
+    worker_concurrency: Annotated[
+        int, typer.Option("--worker-concurrency", help="Jobs the in-process worker delivers at once.")
+    ] = 8,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn). See docs/api.md."""
     import uvicorn
@@ -108,6 +116,8 @@ def serve(
         fail(f"--log-level: must be debug, info, warning or error, got {log_level!r}")
     if not 0 <= port <= 65535:
         fail(f"--port: must be between 0 and 65535, got {port}")
+    if not 1 <= worker_concurrency <= 256:
+        fail(f"--worker-concurrency: must be between 1 and 256, got {worker_concurrency}")
     fmt: Literal["json", "text"] = "json" if log_format == "json" else "text"
     with handled():
         settings = ApiSettings.from_environment(
@@ -118,6 +128,7 @@ def serve(
             shutdown_timeout=shutdown_timeout,
             exports_dir=exports_dir,
         )
+        settings = replace(settings, worker=worker, worker_concurrency=worker_concurrency)
         if settings.tokens.protected_mode and not bind_is_loopback(host):
             fail(
                 f"refusing to listen on {host}: no API tokens are configured (protected mode serves "

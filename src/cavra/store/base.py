@@ -8,14 +8,28 @@ for the seed's ``--metadata-json`` file). Faces never use a backend directly: th
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cavra.errors import InputError
 from cavra.store.chain import ChainIter, ChainReport, verify_entries
+
+if TYPE_CHECKING:
+    from cavra.store.jobs import (
+        Destination,
+        Enqueued,
+        Job,
+        JobFilter,
+        JobOutcome,
+        NewJob,
+        QueueStats,
+        RecordPut,
+    )
+
+T = TypeVar("T")
 
 #: Kinds of plain records (latest state by id; not chained).
 RECORD_KINDS = (
@@ -294,6 +308,78 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def export_counts(self) -> tuple[int, int]:
         """(endpoint exports stored, of which delivered successfully at least once)."""
+
+    # --- the outbox (cavra.store.jobs; docs/operations.md) --------------------------------------------
+    @abc.abstractmethod
+    def enqueue_jobs(self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = ()) -> list[Enqueued]:
+        """Write ``records`` and the jobs in one transaction; a job whose idempotency key exists is not
+        written again: its existing row is returned (``created=False``)."""
+
+    @abc.abstractmethod
+    def claim_jobs(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        exclude_providers: Sequence[str] = (),
+        job_ids: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs (queued and due, or running with an expired lease), oldest due
+        first; each claim starts an attempt run (``attempts + 1``). No job is leased to two owners."""
+
+    @abc.abstractmethod
+    def extend_leases(self, owner: str, job_ids: Sequence[str], *, lease_seconds: float) -> list[str]:
+        """Push the leases ``owner`` still holds; return the ids it still holds."""
+
+    def complete_job(
+        self, job_id: str, owner: str, record: dict[str, Any], outcome: JobOutcome
+    ) -> tuple[StoredDelivery, Job, bool]:
+        """Append the run's delivery record and set the job's outcome in ONE transaction.
+
+        Returns (stored record, job after, held). When ``owner`` no longer holds the lease the record is
+        still stored (it is evidence of what was sent) with ``job.lease_lost``, and the job is left alone.
+        """
+        return self.complete_jobs(owner, [(job_id, record, outcome)])[0]
+
+    @abc.abstractmethod
+    def complete_jobs(
+        self, owner: str, items: Sequence[tuple[str, dict[str, Any], JobOutcome]]
+    ) -> list[tuple[StoredDelivery, Job, bool]]:
+        """:meth:`complete_job` for several jobs in one transaction (all or none are written)."""
+
+    @abc.abstractmethod
+    def release_jobs(
+        self, owner: str, job_ids: Sequence[str], *, run_after: datetime | None = None, uncount: bool = False
+    ) -> int:
+        """Give leased jobs back to the queue (graceful stop, or a delivery held back by its destination);
+        ``uncount`` takes back the attempt run their claim started."""
+
+    @abc.abstractmethod
+    def reclaim_expired(self, *, now: datetime | None = None) -> int:
+        """Put running jobs whose lease has expired back in the queue (their worker died)."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    def get_job_by_key(self, idempotency_key: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    def list_jobs(self, flt: JobFilter, *, limit: int = 1000) -> list[Job]:
+        """Jobs matching the filter, oldest first."""
+
+    @abc.abstractmethod
+    def queue_stats(self, *, now: datetime | None = None) -> QueueStats: ...
+
+    @abc.abstractmethod
+    def update_destination(self, provider: str, change: Callable[[Destination, datetime], T]) -> T:
+        """Atomically read a provider's shared state (a fresh one if none), let ``change`` modify it (it
+        gets the current time), write it back, and return what ``change`` returned."""
+
+    @abc.abstractmethod
+    def list_destinations(self) -> list[Destination]: ...
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional for backends without resources

@@ -20,17 +20,18 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import filelock
 
 from cavra.errors import StoreError
 from cavra.store import jsonformat as fmt
+from cavra.store import memjobs as mj
 from cavra.store import memquery as mq
 from cavra.store.base import (
     Cursor,
@@ -50,8 +51,21 @@ from cavra.store.base import (
 )
 from cavra.store.chain import ChainIter, record_hash
 from cavra.store.document import build_document, new_delivery_id
+from cavra.store.jobs import (
+    RUNNING,
+    Destination,
+    Enqueued,
+    Job,
+    JobFilter,
+    JobOutcome,
+    NewJob,
+    QueueStats,
+    RecordPut,
+    job_section,
+)
 
 LOCK_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -198,13 +212,18 @@ class JsonFileStore(Store):
     # --- plain records -------------------------------------------------------------------------------
     def put_record(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
         check_kind(kind)
-        now = iso(datetime.now(UTC))
-        plain = json.loads(json.dumps(body, default=str))
+        now = datetime.now(UTC)
         with self._update() as data:
-            kind_records = data["records"].setdefault(kind, {})
-            old = kind_records.get(record_id)
-            created = old.get("created_at", now) if isinstance(old, dict) else now
-            kind_records[record_id] = {"body": plain, "created_at": created, "updated_at": now}
+            self._put(data, kind, record_id, body, now)
+
+    @staticmethod
+    def _put(data: dict[str, Any], kind: str, record_id: str, body: dict[str, Any], now: datetime) -> None:
+        plain = json.loads(json.dumps(body, default=str))
+        kind_records = data["records"].setdefault(kind, {})
+        old = kind_records.get(record_id)
+        stamp = iso(now)
+        created = old.get("created_at", stamp) if isinstance(old, dict) else stamp
+        kind_records[record_id] = {"body": plain, "created_at": created, "updated_at": stamp}
 
     def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
         check_kind(kind)
@@ -235,27 +254,49 @@ class JsonFileStore(Store):
         created_at: datetime | None = None,
     ) -> StoredDelivery:
         check_metadata_kind(metadata_kind)
-        created = utc(created_at or datetime.now(UTC))
-        delivery_id = new_delivery_id()
         with self._update() as data:
-            head = fmt.head(data)
-            sequence = head.count + 1
-            doc = build_document(
+            return self._append(
+                data,
                 record,
-                delivery_id=delivery_id,
-                sequence=sequence,
                 metadata_kind=metadata_kind,
-                created_at=str(iso(created)),
                 subject_kind=subject_kind,
                 subject_id=subject_id,
                 integration_id=integration_id,
-                previous_id=head.last_id,
-                previous_sha256=head.last_sha256,
+                created_at=created_at,
             )
-            sha = record_hash(doc)
-            doc["record_sha256"] = sha
-            data["deliveries"].append(doc)
-            data["chain"] = {"count": sequence, "last_id": delivery_id, "last_sha256": sha}
+
+    def _append(
+        self,
+        data: dict[str, Any],
+        record: dict[str, Any],
+        *,
+        metadata_kind: str,
+        subject_kind: str | None,
+        subject_id: str | None,
+        integration_id: str | None,
+        created_at: datetime | None = None,
+    ) -> StoredDelivery:
+        """Append to the document the caller holds under the file lock."""
+        created = utc(created_at or datetime.now(UTC))
+        delivery_id = new_delivery_id()
+        head = fmt.head(data)
+        sequence = head.count + 1
+        doc = build_document(
+            record,
+            delivery_id=delivery_id,
+            sequence=sequence,
+            metadata_kind=metadata_kind,
+            created_at=str(iso(created)),
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            integration_id=integration_id,
+            previous_id=head.last_id,
+            previous_sha256=head.last_sha256,
+        )
+        sha = record_hash(doc)
+        doc["record_sha256"] = sha
+        data["deliveries"].append(doc)
+        data["chain"] = {"count": sequence, "last_id": delivery_id, "last_sha256": sha}
         return StoredDelivery(
             delivery_id, sequence, metadata_kind, created, sha, head.last_sha256, json.loads(json.dumps(doc))
         )
@@ -294,3 +335,108 @@ class JsonFileStore(Store):
 
     def export_counts(self) -> tuple[int, int]:
         return mq.export_counts(self._load().data["records"].get("endpoint_export", {}), self._rows())
+
+    # --- the outbox (cavra.store.memjobs): every change under the file lock, in one file write -------
+    def enqueue_jobs(self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = ()) -> list[Enqueued]:
+        for job in jobs:
+            check_metadata_kind(job.kind)
+        for put in records:
+            check_kind(put.kind)
+        now = datetime.now(UTC)
+        with self._update() as data:
+            for put in records:
+                self._put(data, put.kind, put.record_id, dict(put.body), now)
+            return mj.enqueue(data, jobs, now)
+
+    def claim_jobs(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        exclude_providers: Sequence[str] = (),
+        job_ids: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        when = utc(now or datetime.now(UTC))
+        if not mj.has_due(self._load().data, exclude_providers, job_ids, when):
+            return []  # nothing due: no need to take the lock and rewrite the file
+        with self._update() as data:
+            return mj.claim(
+                data,
+                owner,
+                limit=limit,
+                lease_seconds=lease_seconds,
+                exclude=exclude_providers,
+                job_ids=job_ids,
+                now=when,
+            )
+
+    def extend_leases(self, owner: str, job_ids: Sequence[str], *, lease_seconds: float) -> list[str]:
+        if not job_ids:
+            return []
+        with self._update() as data:
+            return mj.extend(data, owner, job_ids, lease_seconds, datetime.now(UTC))
+
+    def complete_jobs(
+        self, owner: str, items: Sequence[tuple[str, dict[str, Any], JobOutcome]]
+    ) -> list[tuple[StoredDelivery, Job, bool]]:
+        now = datetime.now(UTC)
+        out: list[tuple[StoredDelivery, Job, bool]] = []
+        with self._update() as data:
+            for job_id, record, outcome in items:
+                item = mj.find(data, job_id)
+                if item is None:
+                    raise StoreError(f"{self.path}: job {job_id} not found")
+                job = mj.to_job(item)
+                held = job.state == RUNNING and job.lease_owner == owner
+                section = job_section(job, outcome, held)
+                stored = self._append(data, {**record, "job": section}, **job.append_args())
+                out.append((stored, mj.finish(item, outcome, stored.id, now) if held else job, held))
+        return out
+
+    def release_jobs(
+        self, owner: str, job_ids: Sequence[str], *, run_after: datetime | None = None, uncount: bool = False
+    ) -> int:
+        if not job_ids:
+            return 0
+        with self._update() as data:
+            return mj.release(
+                data, owner, job_ids, run_after=run_after, uncount=uncount, now=datetime.now(UTC)
+            )
+
+    def reclaim_expired(self, *, now: datetime | None = None) -> int:
+        when = utc(now or datetime.now(UTC))
+        if not mj.stats(self._load().data, when).expired_leases:
+            return 0
+        with self._update() as data:
+            return mj.reclaim(data, when)
+
+    def get_job(self, job_id: str) -> Job | None:
+        item = mj.find(self._load().data, job_id)
+        return None if item is None else mj.to_job(item)
+
+    def get_job_by_key(self, idempotency_key: str) -> Job | None:
+        items = self._load().data.get("jobs") or []
+        item = next((i for i in items if i.get("idempotency_key") == idempotency_key), None)
+        return None if item is None else mj.to_job(item)
+
+    def list_jobs(self, flt: JobFilter, *, limit: int = 1000) -> list[Job]:
+        return mj.select(self._load().data, flt, limit)
+
+    def queue_stats(self, *, now: datetime | None = None) -> QueueStats:
+        return mj.stats(self._load().data, utc(now or datetime.now(UTC)))
+
+    def update_destination(self, provider: str, change: Callable[[Destination, datetime], T]) -> T:
+        now = datetime.now(UTC)
+        with self._update() as data:
+            table = data.setdefault("destinations", {})
+            dest = mj.to_destination(provider, table.get(provider))
+            result = change(dest, now)
+            dest.updated_at = now
+            table[provider] = mj.from_destination(dest)
+        return result
+
+    def list_destinations(self) -> list[Destination]:
+        table = self._load().data.get("destinations") or {}
+        return [mj.to_destination(p, raw) for p, raw in sorted(table.items())]

@@ -22,7 +22,7 @@ def write_id(prefix: bytes) -> str | None:
 
 
 def empty() -> dict[str, Any]:
-    return {"format": FORMAT, "version": VERSION, "chain": {}, "records": {}, "deliveries": []}
+    return {"format": FORMAT, "version": VERSION, "chain": {}, "records": {}, "deliveries": [], "jobs": []}
 
 
 def shape_problem(data: object) -> str | None:
@@ -33,7 +33,13 @@ def shape_problem(data: object) -> str | None:
     version = data.get("version", VERSION)
     if not isinstance(version, int) or version > VERSION:
         return f"version {version!r} is newer than this program understands ({VERSION})"
-    for name, kind in (("records", dict), ("deliveries", list), ("chain", dict)):
+    for name, kind in (
+        ("records", dict),
+        ("deliveries", list),
+        ("chain", dict),
+        ("jobs", list),
+        ("destinations", dict),
+    ):
         if name in data and not isinstance(data[name], kind):
             return f"{name} must be a JSON {'object' if kind is dict else 'array'}"
     for kind_name, by_id in data.get("records", {}).items():
@@ -47,7 +53,7 @@ def shape_problem(data: object) -> str | None:
 def complete(data: dict[str, Any]) -> dict[str, Any]:
     data.setdefault("format", FORMAT)
     data.setdefault("version", VERSION)
-    for name, default in (("chain", {}), ("records", {}), ("deliveries", [])):
+    for name, default in (("chain", {}), ("records", {}), ("deliveries", []), ("jobs", [])):
         data.setdefault(name, default)
     return data
 
@@ -95,7 +101,7 @@ def dump(value: Any) -> str:
 
 
 def serialize(data: dict[str, Any], lines: dict[int, tuple[Any, str]] | None = None) -> str:
-    """Top-level keys one per line, records indented, one delivery document per line.
+    """Top-level keys one per line, records indented, one delivery document (and one outbox job) per line.
 
     ``lines`` caches each delivery's line by object identity (documents never change once appended), so
     a process appending to a file it already holds serialises only the new document.
@@ -109,9 +115,14 @@ def serialize(data: dict[str, Any], lines: dict[int, tuple[Any, str]] | None = N
         return hit[1]
 
     first = ("write_id", "format", "version", "chain")
-    keys = [k for k in first if k in data] + [k for k in data if k not in (*first, "records", "deliveries")]
+    listed = ("records", "deliveries", "jobs")
+    keys = [k for k in first if k in data] + [k for k in data if k not in (*first, *listed)]
     head = [f"  {dump(k)}: {dump(data[k])}" for k in keys]
     records = json.dumps(data["records"], ensure_ascii=False, sort_keys=True, indent=2).replace("\n", "\n  ")
     deliveries = ",\n".join(line(d) for d in data["deliveries"])
-    body = ",\n".join([*head, f'  "records": {records}', f'  "deliveries": [\n{deliveries}\n  ]'])
+    parts = [*head, f'  "records": {records}', f'  "deliveries": [\n{deliveries}\n  ]']
+    if data.get("jobs"):
+        jobs = ",\n".join(f"    {dump(j)}" for j in data["jobs"])
+        parts.append(f'  "jobs": [\n{jobs}\n  ]')
+    body = ",\n".join(parts)
     return "{\n" + body + "\n}\n"

@@ -13,6 +13,12 @@ Tables:
 ``chain_head``
     one row (``name = 'deliveries'``): count, last id and last hash. Appenders lock it (``FOR UPDATE`` on
     PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` locks the whole database), so the chain has one writer at a time.
+``jobs``
+    the outbox (revision 0003): one delivery request for one provider, claimed by workers with a lease
+    (see :mod:`cavra.store.jobs` and ``docs/operations.md``).
+``destinations``
+    per provider, shared by every worker (revision 0003): the circuit breaker, a provider-wide pause
+    (``Retry-After``) and the rate-limit token bucket.
 
 Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
 that the migrated schema matches this module.
@@ -123,3 +129,43 @@ chain_head = sa.Table(
 )
 
 CHAIN_NAME = "deliveries"
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=False),
+    sa.UniqueConstraint("idempotency_key", name="uq_jobs_idempotency_key"),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("run_after", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivery_id", sa.String(64)),
+    sa.Column("replay_of", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_jobs_state_run_after", "state", "run_after"),
+    sa.Index("ix_jobs_provider_state", "provider", "state"),
+    sa.Index("ix_jobs_created", "created_at"),
+)
+
+destinations = sa.Table(
+    "destinations",
+    metadata,
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("breaker_state", sa.String(16), nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("opened_at", UTCDateTime),
+    sa.Column("probe_at", UTCDateTime),
+    sa.Column("probe_owner", sa.String(128)),
+    sa.Column("paused_until", UTCDateTime),
+    sa.Column("tokens", sa.Float),
+    sa.Column("tokens_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

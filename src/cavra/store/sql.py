@@ -3,22 +3,25 @@
 Appends are serialised per database: SQLite takes the write lock at ``BEGIN IMMEDIATE``; PostgreSQL locks
 the ``chain_head`` row with ``SELECT ... FOR UPDATE``. Inside that lock the store reads the head, writes
 the document, its provider index rows and the new head, and commits, so any number of processes append
-to one intact chain. Reads never block appenders (WAL on SQLite, MVCC on PostgreSQL).
+to one intact chain. Reads never block appenders (WAL on SQLite, MVCC on PostgreSQL). Outbox jobs
+(:mod:`cavra.store.sqljobs`) use the same write transactions; a job's completion appends its delivery
+record and sets the job's state in one of them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cavra.errors import StoreError
 from cavra.events import canonical_json
+from cavra.store import sqljobs as sj
 from cavra.store import sqlquery as q
 from cavra.store.base import (
     Cursor,
@@ -39,8 +42,22 @@ from cavra.store.base import (
 from cavra.store.chain import ChainEntry, ChainHead, ChainIter, record_hash
 from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
 from cavra.store.engine import Location, create_engine, scrub
+from cavra.store.jobs import (
+    Destination,
+    Enqueued,
+    Job,
+    JobFilter,
+    JobOutcome,
+    NewJob,
+    QueueStats,
+    RecordPut,
+    job_section,
+)
 from cavra.store.migrate import current_revision, upgrade_engine
-from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, provider_deliveries, records
+from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, destinations, provider_deliveries, records
+from cavra.store.schema import jobs as jobs_table
+
+T = TypeVar("T")
 
 _BATCH = 500
 _INDEX_COLUMNS = [c.name for c in provider_deliveries.c if c.name != "id"]
@@ -110,7 +127,10 @@ class SqlStore(Store):
     # --- plain records -------------------------------------------------------------------------------
     def put_record(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
         check_kind(kind)
-        now = datetime.now(UTC)
+        with self._write() as conn:
+            self._put(conn, kind, record_id, body, datetime.now(UTC))
+
+    def _put(self, conn: sa.Connection, kind: str, record_id: str, body: Any, now: datetime) -> None:
         values = {
             "kind": kind,
             "record_id": record_id,
@@ -123,8 +143,7 @@ class SqlStore(Store):
             index_elements=[records.c.kind, records.c.record_id],
             set_={"body": insert.excluded.body, "updated_at": insert.excluded.updated_at},
         )
-        with self._write() as conn:
-            conn.execute(stmt)
+        conn.execute(stmt)
 
     def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
         check_kind(kind)
@@ -161,44 +180,67 @@ class SqlStore(Store):
         created_at: datetime | None = None,
     ) -> StoredDelivery:
         check_metadata_kind(metadata_kind)
-        created = utc(created_at or datetime.now(UTC))
-        delivery_id = new_delivery_id()
-        head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME).with_for_update()
         with self._write() as conn:
-            head = conn.execute(head_stmt).mappings().one()
-            sequence = int(head["count"]) + 1
-            doc = build_document(
+            return self._append(
+                conn,
                 record,
-                delivery_id=delivery_id,
-                sequence=sequence,
                 metadata_kind=metadata_kind,
-                created_at=str(iso(created)),
                 subject_kind=subject_kind,
                 subject_id=subject_id,
                 integration_id=integration_id,
-                previous_id=head["last_id"],
+                created_at=created_at,
+            )
+
+    def _append(
+        self,
+        conn: sa.Connection,
+        record: dict[str, Any],
+        *,
+        metadata_kind: str,
+        subject_kind: str | None,
+        subject_id: str | None,
+        integration_id: str | None,
+        created_at: datetime | None = None,
+        delivery_id: str | None = None,
+    ) -> StoredDelivery:
+        """Append inside the caller's write transaction (the chain head row is locked here)."""
+        created = utc(created_at or datetime.now(UTC))
+        delivery_id = delivery_id or new_delivery_id()
+        head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME).with_for_update()
+        head = conn.execute(head_stmt).mappings().one()
+        sequence = int(head["count"]) + 1
+        doc = build_document(
+            record,
+            delivery_id=delivery_id,
+            sequence=sequence,
+            metadata_kind=metadata_kind,
+            created_at=str(iso(created)),
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            integration_id=integration_id,
+            previous_id=head["last_id"],
+            previous_sha256=head["last_sha256"],
+        )
+        sha = record_hash(doc)
+        body = {k: v for k, v in doc.items() if k != "previous_sha256"}
+        conn.execute(
+            sa.insert(deliveries).values(
+                sequence=sequence,
+                id=delivery_id,
+                **(delivery_columns(doc) | {"created_at": created}),
+                record=canonical_json(body).decode(),
+                record_sha256=sha,
                 previous_sha256=head["last_sha256"],
             )
-            sha = record_hash(doc)
-            body = {k: v for k, v in doc.items() if k != "previous_sha256"}
-            conn.execute(
-                sa.insert(deliveries).values(
-                    sequence=sequence,
-                    id=delivery_id,
-                    **(delivery_columns(doc) | {"created_at": created}),
-                    record=canonical_json(body).decode(),
-                    record_sha256=sha,
-                    previous_sha256=head["last_sha256"],
-                )
-            )
-            rows = index_rows(doc, created)
-            if rows:
-                conn.execute(sa.insert(provider_deliveries), rows)
-            conn.execute(
-                sa.update(chain_head)
-                .where(chain_head.c.name == CHAIN_NAME)
-                .values(count=sequence, last_id=delivery_id, last_sha256=sha)
-            )
+        )
+        rows = index_rows(doc, created)
+        if rows:
+            conn.execute(sa.insert(provider_deliveries), rows)
+        conn.execute(
+            sa.update(chain_head)
+            .where(chain_head.c.name == CHAIN_NAME)
+            .values(count=sequence, last_id=delivery_id, last_sha256=sha)
+        )
         doc["record_sha256"] = sha
         return StoredDelivery(delivery_id, sequence, metadata_kind, created, sha, doc["previous_sha256"], doc)
 
@@ -289,6 +331,106 @@ class SqlStore(Store):
         with self._read() as conn:
             total, delivered = conn.execute(q.export_counts_stmt()).one()
         return int(total), int(delivered)
+
+    # --- the outbox (statements in cavra.store.sqljobs) ----------------------------------------------
+    def enqueue_jobs(self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = ()) -> list[Enqueued]:
+        for job in jobs:
+            check_metadata_kind(job.kind)
+        for put in records:
+            check_kind(put.kind)
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            for put in records:
+                self._put(conn, put.kind, put.record_id, dict(put.body), now)
+            return sj.enqueue(conn, self.backend, jobs, now)
+
+    def claim_jobs(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        exclude_providers: Sequence[str] = (),
+        job_ids: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        when = utc(now or datetime.now(UTC))
+        with self._write() as conn:
+            return sj.claim(
+                conn,
+                self.backend,
+                owner,
+                limit=limit,
+                lease_seconds=lease_seconds,
+                exclude=exclude_providers,
+                job_ids=job_ids,
+                now=when,
+            )
+
+    def extend_leases(self, owner: str, job_ids: Sequence[str], *, lease_seconds: float) -> list[str]:
+        with self._write() as conn:
+            return sj.extend(conn, owner, job_ids, lease_seconds, datetime.now(UTC))
+
+    def complete_jobs(
+        self, owner: str, items: Sequence[tuple[str, dict[str, Any], JobOutcome]]
+    ) -> list[tuple[StoredDelivery, Job, bool]]:
+        now = datetime.now(UTC)
+        out: list[tuple[StoredDelivery, Job, bool]] = []
+        with self._write() as conn:
+            # job rows are locked in id order, then the chain head (as everywhere): no deadlock
+            sj.lock_in_order(conn, [job_id for job_id, _r, _o in items])
+            for job_id, record, outcome in items:
+                delivery_id = new_delivery_id()
+                after = sj.finish(conn, job_id, owner, outcome, delivery_id, now)
+                job = after or sj.get(conn, job_id)
+                if job is None:
+                    raise StoreError(f"{self.location}: job {job_id} not found")
+                section = job_section(job, outcome, after is not None)
+                stored = self._append(
+                    conn, {**record, "job": section}, delivery_id=delivery_id, **job.append_args()
+                )
+                out.append((stored, after or job, after is not None))
+        return out
+
+    def release_jobs(
+        self, owner: str, job_ids: Sequence[str], *, run_after: datetime | None = None, uncount: bool = False
+    ) -> int:
+        with self._write() as conn:
+            return sj.release(
+                conn, owner, job_ids, run_after=run_after, uncount=uncount, now=datetime.now(UTC)
+            )
+
+    def reclaim_expired(self, *, now: datetime | None = None) -> int:
+        with self._write() as conn:
+            return sj.reclaim(conn, utc(now or datetime.now(UTC)))
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id)).mappings().first()
+        return None if row is None else sj.to_job(row)
+
+    def get_job_by_key(self, idempotency_key: str) -> Job | None:
+        stmt = sa.select(jobs_table).where(jobs_table.c.idempotency_key == idempotency_key)
+        with self._read() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return None if row is None else sj.to_job(row)
+
+    def list_jobs(self, flt: JobFilter, *, limit: int = 1000) -> list[Job]:
+        with self._read() as conn:
+            return [sj.to_job(m) for m in conn.execute(sj.select_jobs(flt, limit)).mappings()]
+
+    def queue_stats(self, *, now: datetime | None = None) -> QueueStats:
+        with self._read(snapshot=True) as conn:
+            return sj.stats(conn, utc(now or datetime.now(UTC)))
+
+    def update_destination(self, provider: str, change: Callable[[Destination, datetime], T]) -> T:
+        with self._write() as conn:
+            return sj.update_destination(conn, self.backend, provider, change, datetime.now(UTC))
+
+    def list_destinations(self) -> list[Destination]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(destinations).order_by(destinations.c.provider)).mappings()
+            return [sj.to_destination(m) for m in rows]
 
 
 def _record(m: sa.RowMapping) -> StoredRecord:

@@ -1,0 +1,141 @@
+"""Deliver through the outbox, now: what a face calls instead of "deliver, then store the record".
+
+:func:`deliver_jobs` writes the jobs (and the records they depend on) in one transaction, then runs the
+new jobs' first attempt run at once in this process, claimed with a lease like any worker's, and waits up
+to ``timeout`` for it. So a face keeps its synchronous answer (the stored record), and nothing is lost if
+the process dies mid-delivery: the lease expires and a worker (``cavra worker``, or ``cavra serve``'s)
+runs the job. A job that is rescheduled, held back by a breaker, or not finished within the wait is left
+to the workers; the face answers 202 with :meth:`Submission.accepted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cavra.delivery.queue import (
+    DEFAULT_WAIT_SECONDS,
+    SIGNALS,
+    Signals,
+    Submission,
+    check_reuse,
+)
+from cavra.delivery.worker import ConfigSource, Worker
+from cavra.errors import InputError
+from cavra.store import Store
+from cavra.store.jobs import QUEUED, Job, NewJob, RecordPut
+from cavra.transport import Transport
+
+#: inline runs that outlive the request that started them (kept referenced until they finish)
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def first_run_over(job: Job) -> bool:
+    """A face can answer: a run stored its record, or the job finished, or it waits for a later time."""
+    if job.delivery_id is not None or job.final:
+        return True
+    return job.state == QUEUED and job.run_after > datetime.now(UTC)
+
+
+async def deliver_jobs(
+    store: Store,
+    config: ConfigSource,
+    jobs: Sequence[NewJob],
+    *,
+    records: Sequence[RecordPut] = (),
+    wait: bool = True,
+    timeout: float = DEFAULT_WAIT_SECONDS,
+    transport: Transport | None = None,
+    retry_base_delay: float | None = None,
+    signals: Signals = SIGNALS,
+) -> Submission:
+    """Enqueue ``jobs`` (idempotently; ``records`` in the same transaction) and, when ``wait``, run the new
+    ones now and wait up to ``timeout`` seconds for their first attempt run.
+
+    A repeated request (same idempotency keys) runs nothing and answers the first request's records.
+    ``submission.done``: every job has its record (``submission.documents``); otherwise answer 202.
+    """
+    if not jobs:
+        raise InputError("nothing to deliver: no provider selected")
+    enqueued = await asyncio.to_thread(store.enqueue_jobs, list(jobs), records=list(records))
+    check_reuse(jobs, enqueued)
+    current = [e.job for e in enqueued]
+    fresh = [e.job.id for e in enqueued if e.created]
+    if not wait or timeout <= 0:
+        signals.enqueued()  # the workers take them
+    else:
+        inline_over = asyncio.Event()
+        if fresh:
+            from cavra.metrics import METRICS
+
+            worker = Worker(
+                store,
+                config,
+                concurrency=len(fresh),
+                transport=transport,
+                retry_base_delay=retry_base_delay,
+                poll_interval=0.05,
+                signals=signals,
+                observer=METRICS,
+            )
+            task = asyncio.create_task(worker.run(once=True, only=fresh), name="cavra inline delivery")
+            _BACKGROUND.add(task)
+
+            def over(t: asyncio.Task[Any]) -> None:
+                _BACKGROUND.discard(t)
+                inline_over.set()
+                for jid in fresh:
+                    signals.job_done(jid)  # wake the wait below
+
+            task.add_done_callback(over)
+        else:
+            inline_over.set()
+
+        def answerable(j: Job) -> bool:
+            # still queued after the inline run: held back (breaker, pause) for the workers to take later
+            return first_run_over(j) or (inline_over.is_set() and j.state == QUEUED)
+
+        current = await signals.wait(store, [j.id for j in current], timeout=timeout, until=answerable)
+    documents = await asyncio.to_thread(_documents, store, current)
+    return Submission(current, [e.created for e in enqueued], documents)
+
+
+def _documents(store: Store, jobs: Sequence[Job]) -> list[dict[str, Any] | None]:
+    docs: list[dict[str, Any] | None] = []
+    for job in jobs:
+        doc = store.get_delivery(job.delivery_id) if job.delivery_id else None
+        docs.append(None if doc is None else {**doc, "delivery_id": doc.get("id")})
+    return docs
+
+
+def combined_record(sub: Submission) -> dict[str, Any]:
+    """One ``cavra.connector.delivery.v1``-shaped answer for a request that made several jobs (one per
+    provider): each job's stored record's ``deliveries`` and ``errors``, each item naming its
+    ``delivery_id`` and ``job_id``. It is a view: each provider's record is stored on its own."""
+    docs = [d for d in sub.documents if d is not None]
+    if len(sub.jobs) == 1 and docs:
+        return docs[0]
+    deliveries: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for job, doc in zip(sub.jobs, sub.documents, strict=True):
+        if doc is None:
+            continue
+        ids = {"delivery_id": doc.get("id"), "job_id": job.id}
+        deliveries.extend({**item, **ids} for item in doc.get("deliveries") or [])
+        errors.extend({**item, **ids} for item in doc.get("errors") or [])
+    first = docs[0] if docs else {}
+    return {
+        "schema_version": first.get("schema_version", "cavra.connector.delivery.v1"),
+        "event_type": first.get("event_type"),
+        "event_id": first.get("event_id"),
+        "session_id": first.get("session_id"),
+        "success": sub.done and bool(docs) and all(d.get("success") for d in docs),
+        "delivered_count": sum(int(d.get("delivered_count") or 0) for d in docs),
+        "failed_count": sum(int(d.get("failed_count") or 0) for d in docs),
+        "deliveries": deliveries,
+        "errors": errors,
+        "delivery_ids": [d.get("id") for d in docs],
+        "jobs": [j.to_dict() for j in sub.jobs],
+    }

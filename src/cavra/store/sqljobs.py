@@ -1,0 +1,308 @@
+"""Outbox statements for the SQL backend: enqueue, claim, lease upkeep, completion, statistics.
+
+Each function runs on a connection inside the caller's transaction (``SqlStore._write``: ``BEGIN IMMEDIATE``
+on SQLite, which serialises writers). On PostgreSQL a claim is one statement::
+
+    WITH due AS (SELECT id FROM jobs WHERE <due> ORDER BY run_after, id LIMIT n FOR UPDATE SKIP LOCKED)
+    UPDATE jobs SET state='running', lease_owner=..., attempts=attempts+1 FROM due WHERE jobs.id = due.id
+    RETURNING jobs.*
+
+so concurrent claimers skip each other's rows instead of waiting, and no row is leased twice. A completion
+locks its job rows (in id order, like every multi-row writer) before the chain head, so it cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cavra.store.base import parse_iso, utc
+from cavra.store.jobs import (
+    DESTINATION_FIELDS,
+    QUEUED,
+    RUNNING,
+    Destination,
+    Enqueued,
+    Job,
+    JobFilter,
+    JobOutcome,
+    NewJob,
+    QueueStats,
+    clip_error,
+    new_job_id,
+    payload_json,
+)
+from cavra.store.schema import destinations, jobs
+
+T = TypeVar("T")
+
+
+def _insert(backend: str, table: sa.Table) -> Any:
+    return (postgresql.insert if backend == "postgresql" else sqlite.insert)(table)
+
+
+def to_job(m: sa.RowMapping) -> Job:
+    try:
+        payload = json.loads(m["payload"])
+    except ValueError:
+        payload = {}
+    return Job(
+        id=m["id"],
+        idempotency_key=m["idempotency_key"],
+        kind=m["kind"],
+        provider=m["provider"],
+        payload=payload if isinstance(payload, dict) else {},
+        state=m["state"],
+        attempts=int(m["attempts"]),
+        run_after=m["run_after"],
+        lease_owner=m["lease_owner"],
+        lease_expires_at=m["lease_expires_at"],
+        last_error=m["last_error"],
+        delivery_id=m["delivery_id"],
+        replay_of=m["replay_of"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def enqueue(conn: sa.Connection, backend: str, new: Sequence[NewJob], now: datetime) -> list[Enqueued]:
+    out: list[Enqueued] = []
+    for job in new:
+        job_id = new_job_id()
+        stmt = (
+            _insert(backend, jobs)
+            .values(
+                id=job_id,
+                idempotency_key=job.idempotency_key,
+                kind=job.kind,
+                provider=job.provider,
+                payload=payload_json(job.payload),
+                state=QUEUED,
+                attempts=0,
+                run_after=job.run_after or now,
+                replay_of=job.replay_of,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[jobs.c.idempotency_key])
+        )
+        conn.execute(stmt)
+        row = (
+            conn.execute(sa.select(jobs).where(jobs.c.idempotency_key == job.idempotency_key))
+            .mappings()
+            .one()
+        )
+        out.append(Enqueued(to_job(row), created=row["id"] == job_id))
+    return out
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        sa.and_(jobs.c.state == QUEUED, jobs.c.run_after <= now),
+        sa.and_(jobs.c.state == RUNNING, jobs.c.lease_expires_at <= now),
+    )
+
+
+def claim(
+    conn: sa.Connection,
+    backend: str,
+    owner: str,
+    *,
+    limit: int,
+    lease_seconds: float,
+    exclude: Sequence[str],
+    job_ids: Sequence[str] | None,
+    now: datetime,
+) -> list[Job]:
+    if limit <= 0:
+        return []
+    where = [_due(now)]
+    if exclude:
+        where.append(jobs.c.provider.not_in(list(exclude)))
+    if job_ids is not None:
+        if not job_ids:
+            return []
+        where.append(jobs.c.id.in_(list(job_ids)))
+    pick = sa.select(jobs.c.id).where(*where).order_by(jobs.c.run_after, jobs.c.id).limit(limit)
+    values = {
+        "state": RUNNING,
+        "lease_owner": owner,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "attempts": jobs.c.attempts + 1,
+        "updated_at": now,
+    }
+    if backend == "postgresql":
+        due = pick.with_for_update(skip_locked=True).cte("due")
+        stmt = sa.update(jobs).where(jobs.c.id == due.c.id, _due(now)).values(**values).returning(*jobs.c)
+        claimed = [to_job(m) for m in conn.execute(stmt).mappings()]
+        return sorted(claimed, key=lambda j: (j.run_after, j.id))
+    ids = list(conn.execute(pick).scalars())
+    if not ids:
+        return []
+    conn.execute(sa.update(jobs).where(jobs.c.id.in_(ids)).values(**values))
+    rows = conn.execute(sa.select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.run_after, jobs.c.id))
+    return [to_job(m) for m in rows.mappings()]
+
+
+def lock_in_order(conn: sa.Connection, job_ids: Sequence[str]) -> None:
+    """Lock job rows in id order (PostgreSQL): multi-row writers never wait on each other in a cycle."""
+    if job_ids and conn.dialect.name == "postgresql":
+        stmt = sa.select(jobs.c.id).where(jobs.c.id.in_(list(job_ids))).order_by(jobs.c.id).with_for_update()
+        conn.execute(stmt).all()
+
+
+def extend(
+    conn: sa.Connection, owner: str, job_ids: Sequence[str], lease_seconds: float, now: datetime
+) -> list[str]:
+    if not job_ids:
+        return []
+    lock_in_order(conn, job_ids)
+    held = sa.and_(jobs.c.id.in_(list(job_ids)), jobs.c.state == RUNNING, jobs.c.lease_owner == owner)
+    conn.execute(sa.update(jobs).where(held).values(lease_expires_at=now + timedelta(seconds=lease_seconds)))
+    return list(conn.execute(sa.select(jobs.c.id).where(held)).scalars())
+
+
+def get(conn: sa.Connection, job_id: str) -> Job | None:
+    row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    return None if row is None else to_job(row)
+
+
+def finish(
+    conn: sa.Connection, job_id: str, owner: str, outcome: JobOutcome, delivery_id: str, now: datetime
+) -> Job | None:
+    """Set the outcome if ``owner`` holds the job (one ``UPDATE ... RETURNING``); ``None`` if it does not."""
+    values: dict[str, Any] = {
+        "state": outcome.state,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": clip_error(outcome.error),
+        "delivery_id": delivery_id,
+        "updated_at": now,
+    }
+    if outcome.state == QUEUED and outcome.run_after is not None:
+        values["run_after"] = outcome.run_after
+    held = sa.and_(jobs.c.id == job_id, jobs.c.state == RUNNING, jobs.c.lease_owner == owner)
+    row = conn.execute(sa.update(jobs).where(held).values(**values).returning(*jobs.c)).mappings().first()
+    return None if row is None else to_job(row)
+
+
+def release(
+    conn: sa.Connection,
+    owner: str,
+    job_ids: Sequence[str],
+    *,
+    run_after: datetime | None,
+    uncount: bool,
+    now: datetime,
+) -> int:
+    if not job_ids:
+        return 0
+    values: dict[str, Any] = {
+        "state": QUEUED,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "run_after": run_after or now,
+        "updated_at": now,
+    }
+    if uncount:
+        values["attempts"] = sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
+    lock_in_order(conn, job_ids)
+    held = sa.and_(jobs.c.id.in_(list(job_ids)), jobs.c.state == RUNNING, jobs.c.lease_owner == owner)
+    return int(conn.execute(sa.update(jobs).where(held).values(**values)).rowcount)
+
+
+def reclaim(conn: sa.Connection, now: datetime) -> int:
+    expired = sa.and_(jobs.c.state == RUNNING, jobs.c.lease_expires_at <= now)
+    values = {
+        "state": QUEUED,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_error": sa.func.coalesce(jobs.c.last_error, "the worker's lease expired before it finished"),
+        "updated_at": now,
+    }
+    return int(conn.execute(sa.update(jobs).where(expired).values(**values)).rowcount)
+
+
+def select_jobs(flt: JobFilter, limit: int) -> sa.Select[Any]:
+    stmt = sa.select(jobs)
+    if flt.states is not None:
+        stmt = stmt.where(jobs.c.state.in_(list(flt.states)))
+    if flt.provider is not None:
+        stmt = stmt.where(jobs.c.provider == flt.provider)
+    if flt.kind is not None:
+        stmt = stmt.where(jobs.c.kind == flt.kind)
+    if flt.since is not None:
+        stmt = stmt.where(jobs.c.created_at >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(jobs.c.created_at < flt.until)
+    return stmt.order_by(jobs.c.created_at, jobs.c.id).limit(limit)
+
+
+def stats(conn: sa.Connection, now: datetime) -> QueueStats:
+    by_provider: dict[tuple[str, str], int] = {}
+    by_state: dict[str, int] = {}
+    grouped = sa.select(jobs.c.provider, jobs.c.state, sa.func.count()).group_by(
+        jobs.c.provider, jobs.c.state
+    )
+    for provider, state, n in conn.execute(grouped).all():
+        by_provider[(str(provider), str(state))] = int(n)
+        by_state[str(state)] = by_state.get(str(state), 0) + int(n)
+    due_q = sa.select(sa.func.count(), sa.func.min(jobs.c.run_after)).where(
+        jobs.c.state == QUEUED, jobs.c.run_after <= now
+    )
+    due_count, due_queued = conn.execute(due_q).one()
+    expired_q = sa.select(sa.func.count(), sa.func.min(jobs.c.lease_expires_at)).where(
+        jobs.c.state == RUNNING, jobs.c.lease_expires_at <= now
+    )
+    expired, oldest_expired = conn.execute(expired_q).one()
+    candidates = [t for t in (due_queued, oldest_expired) if t is not None]
+    oldest = min(_aware(t) for t in candidates) if candidates else None
+    return QueueStats(
+        by_state, by_provider, oldest, int(expired or 0), int(due_count or 0) + int(expired or 0)
+    )
+
+
+def _aware(value: Any) -> datetime:
+    return utc(value) if isinstance(value, datetime) else parse_iso(str(value))
+
+
+def update_destination(
+    conn: sa.Connection,
+    backend: str,
+    provider: str,
+    change: Callable[[Destination, datetime], T],
+    now: datetime,
+) -> T:
+    def locked() -> sa.RowMapping | None:
+        stmt = sa.select(destinations).where(destinations.c.provider == provider).with_for_update()
+        return conn.execute(stmt).mappings().first()
+
+    row = locked()
+    if row is None:
+        conn.execute(
+            _insert(backend, destinations)
+            .values(provider=provider, breaker_state="closed", consecutive_failures=0, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[destinations.c.provider])
+        )
+        row = locked()
+        assert row is not None
+    dest = to_destination(row)
+    result = change(dest, now)
+    dest.updated_at = now
+    conn.execute(
+        sa.update(destinations)
+        .where(destinations.c.provider == provider)
+        .values(**{name: getattr(dest, name) for name in DESTINATION_FIELDS})
+    )
+    return result
+
+
+def to_destination(m: sa.RowMapping) -> Destination:
+    names = {f.name for f in fields(Destination)}
+    return Destination(**{k: m[k] for k in m.keys() if k in names})  # noqa: SIM118 - RowMapping

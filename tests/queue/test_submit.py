@@ -1,0 +1,99 @@
+"""deliver_jobs: what faces call: enqueue, run the first attempt run now, answer the record or 202."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cavra.delivery.queue import Signals
+from cavra.delivery.submit import combined_record, deliver_jobs
+from cavra.delivery.worker import Worker
+from cavra.emulators.framework import Fault
+from cavra.emulators.server import EmulatorServer
+from cavra.emulators.webhook import receiver_state
+from cavra.store import open_store
+from cavra.store.jobs import OPEN, QUEUED, SUCCEEDED, Destination, RecordPut
+from cavra.store.sql import SqlStore
+
+from .conftest import emulator_config, event, new_job
+from .test_worker import job, until
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> SqlStore:
+    s = open_store(f"sqlite:///{tmp_path / 'metadata.db'}")
+    assert isinstance(s, SqlStore)
+    return s
+
+
+async def test_runs_now_without_a_worker_and_a_repeat_delivers_nothing(
+    db: SqlStore, webhook_srv: EmulatorServer
+) -> None:
+    config = emulator_config(webhook_srv)
+    put = RecordPut("integration", "hook", {"integration_id": "hook", "provider": "webhook"})
+    sub = await deliver_jobs(
+        db, config, [new_job(1)], records=[put], retry_base_delay=0.01, signals=Signals()
+    )
+    assert sub.done and sub.created == [True] and sub.jobs[0].state == SUCCEEDED
+    doc = sub.documents[0]
+    assert doc is not None and doc["success"] is True and doc["job"]["final"] is True
+    assert db.get_record("integration", "hook") == put.body  # written with the job
+    again = await deliver_jobs(db, config, [new_job(1)], signals=Signals())
+    assert again.created == [False] and again.documents == sub.documents
+    assert len(webhook_srv.hub.received("webhook")) == 1
+
+
+async def test_no_wait_answers_at_once_and_a_worker_delivers(
+    db: SqlStore, webhook_srv: EmulatorServer
+) -> None:
+    signals = Signals()
+    config = emulator_config(webhook_srv)
+    sub = await deliver_jobs(db, config, [new_job(1)], wait=False, signals=signals)
+    assert not sub.done and sub.jobs[0].state == QUEUED and webhook_srv.hub.received("webhook") == []
+    answer = sub.accepted()
+    assert answer["status"] == "accepted" and answer["status_url"] == f"/jobs/{sub.jobs[0].id}"
+    await Worker(db, config, poll_interval=0.02).run(once=True)
+    assert job(db, sub.jobs[0].id).state == SUCCEEDED
+
+
+async def test_past_the_deadline_it_answers_202_and_the_delivery_finishes(
+    db: SqlStore, webhook_srv: EmulatorServer
+) -> None:
+    webhook_srv.hub.add_fault("webhook", Fault(delay=1.0, count=1))
+    t0 = time.monotonic()
+    sub = await deliver_jobs(db, emulator_config(webhook_srv), [new_job(1)], timeout=0.3, signals=Signals())
+    assert time.monotonic() - t0 < 0.9 and not sub.done
+    await until(lambda: job(db, sub.jobs[0].id).state == SUCCEEDED, timeout=10)
+    assert receiver_state(webhook_srv.hub).unique == 1
+
+
+async def test_an_open_breaker_answers_at_once_without_sending(
+    db: SqlStore, webhook_srv: EmulatorServer
+) -> None:
+    def trip(dest: Destination, now: datetime) -> None:
+        dest.breaker_state, dest.probe_at = OPEN, now + timedelta(minutes=5)
+
+    db.update_destination("webhook", trip)
+    t0 = time.monotonic()
+    sub = await deliver_jobs(db, emulator_config(webhook_srv), [new_job(1)], timeout=10, signals=Signals())
+    assert time.monotonic() - t0 < 3 and not sub.done  # no 10 s wait for a job that waits minutes
+    j = sub.jobs[0]
+    assert j.state == QUEUED and j.attempts == 0 and webhook_srv.hub.received("webhook") == []
+    (dest,) = db.list_destinations()
+    assert dest.breaker_state == OPEN and dest.probe_owner is None  # no probe was spent on it
+
+
+async def test_several_providers_are_several_jobs_with_one_combined_answer(db: SqlStore) -> None:
+    async with EmulatorServer(providers=["webhook", "slack"]) as srv:
+        config = emulator_config(srv)
+        jobs = [new_job(1, provider=p) for p in ("webhook", "slack")]
+        sub = await deliver_jobs(db, config, jobs, retry_base_delay=0.01, signals=Signals())
+    assert sub.done and len({d["id"] for d in sub.documents if d}) == 2
+    combined = combined_record(sub)
+    assert combined["success"] is True and combined["delivered_count"] == 2 and combined["failed_count"] == 0
+    assert [d["provider"] for d in combined["deliveries"]] == ["webhook", "slack"]
+    assert combined["delivery_ids"] == [d["id"] for d in sub.documents if d]
+    assert combined["event_id"] == event(1)["event_id"]
