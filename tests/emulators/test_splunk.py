@@ -291,3 +291,19 @@ def test_demo_config_points_at_the_collector() -> None:
         "SPLUNK_HEC_URL": "http://127.0.0.1:9/splunk/services/collector",
         "SPLUNK_HEC_TOKEN": TOKEN,
     }
+
+
+@pytest.mark.parametrize(("after", "answers"), [(2, [False, True, False]), (0, [False, False, False])])
+async def test_ack_after_polls_delays_the_acknowledgement(after: int, answers: list[bool]) -> None:
+    async with server(ack_after_polls=after) as srv:
+        channel = {splunk.CHANNEL_HEADER: str(uuid.uuid4())}
+        status, body = await call(srv, token=ACK_TOKEN, headers=channel)
+        assert (status, body["ackId"]) == (200, 0)
+        got = []
+        for _ in answers:
+            status, body = await call(
+                srv, "/services/collector/ack", '{"acks":[0]}', token=ACK_TOKEN, headers=channel
+            )
+            assert status == 200
+            got.append(body["acks"]["0"])
+        assert got == answers

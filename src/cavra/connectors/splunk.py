@@ -7,25 +7,38 @@ HEC ``code`` in the answer, not on the HTTP status alone: ``200`` with ``code`` 
 503 (codes 9, 18 to 20) and 500 (code 8) are retried; 400 (codes 5 to 7, 10 to 16), 401 and 403 are
 rejected with HEC's own reason and, for a bad event, its ``invalid-event-number``. Every request carries
 a channel GUID (``X-Splunk-Request-Channel``), stable for the delivery, so ack-enabled tokens work too.
+
+With ``ack: true`` (a token with indexer acknowledgement on), a ``200`` with an ``ackId`` is not the end:
+the connector polls ``POST …/services/collector/ack?channel=<GUID>`` with ``{"acks": [id]}`` (step
+``ack``, same ``Authorization`` and channel) every ``ack_poll_seconds`` until HEC reports the id ``true``
+(delivered, proof ``indexed: HEC acknowledged ackId N``) or ``ack_timeout_seconds`` pass (pending:
+accepted by HEC, indexing not yet acknowledged). At most :data:`MAX_ACK_POLLS` polls are made: the
+interval is stretched to fit the timeout, as the Linux fleet connector does. Once HEC accepted the event
+the delivery is never failed by a poll: 408/429/5xx answers are polled through, other answers end it as
+pending with their reason.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cavra.connectors.base import (
     BaseConnector,
     ConnectorSettings,
     Context,
     Delivered,
+    Next,
     PayloadTooLarge,
+    Pending,
     PreparedRequest,
     Reject,
     Response,
@@ -44,6 +57,9 @@ CHANNEL_HEADER = "X-Splunk-Request-Channel"
 _CHANNEL_NAMESPACE = uuid.UUID("6b0c3a52-4f0e-4d8e-9a57-2c1f0d3b7e11")
 _EVENT_PATHS = ("/services/collector/event", "/services/collector/event/1.0")
 RETRY_CODES = frozenset({8, 9, 18, 19, 20})
+#: the most ack polls one delivery makes (the engine allows 40 steps); the interval is stretched to fit
+MAX_ACK_POLLS = 30
+PENDING_ACK = "accepted by HEC, indexing not yet acknowledged"
 #: HEC codes that name what is wrong, for the reason
 _CODE_HINTS = {
     1: "the HEC token is disabled",
@@ -71,6 +87,10 @@ class SplunkSettings(ConnectorSettings):
     sourcetype: str | None = None
     host: str | None = None
     authorization_scheme: str | None = "Splunk"
+    #: poll ``/services/collector/ack`` until the event is indexed (a token with indexer acknowledgement)
+    ack: bool = False
+    ack_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
+    ack_poll_seconds: float = Field(default=1.0, gt=0, le=600)
 
     @field_validator("authorization_scheme")
     @classmethod
@@ -102,6 +122,28 @@ def event_url(url: str) -> str:
     else:
         path += "/services/collector/event"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def ack_url(url: str, channel: str) -> str:
+    """``…/services/collector/ack?channel=<GUID>`` for a HEC URL in any form :func:`event_url` takes."""
+    parts = urlsplit(event_url(url))
+    path = parts.path[: parts.path.rindex("/services/collector")] + "/services/collector/ack"
+    query = "&".join(q for q in (parts.query, urlencode({"channel": channel})) if q)
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def ack_interval(settings: SplunkSettings) -> float:
+    """``ack_poll_seconds``, stretched so that at most :data:`MAX_ACK_POLLS` polls fit in the timeout."""
+    return max(settings.ack_poll_seconds, settings.ack_timeout_seconds / MAX_ACK_POLLS)
+
+
+@dataclass(frozen=True)
+class AckState:
+    """Poll the ack endpoint for ``ack_id`` until ``deadline`` (monotonic seconds)."""
+
+    ack_id: int
+    deadline: float
+    polls: int = 0
 
 
 def _epoch(value: Any) -> float | None:
@@ -166,11 +208,22 @@ class SplunkConnector(BaseConnector[SplunkSettings]):
     settings_model: ClassVar[type[ConnectorSettings]] = SplunkSettings
     secret_url_path: ClassVar[bool] = False
 
+    def prepare(
+        self, event: Mapping[str, Any], settings: SplunkSettings, ctx: Context, state: Any
+    ) -> PreparedRequest:
+        if isinstance(state, AckState):
+            if settings.url is None:
+                raise ConfigError("splunk: url is required")
+            body = json.dumps({"acks": [state.ack_id]}).encode("utf-8")
+            url = ack_url(settings.url.reveal(), channel_of(ctx))
+            return PreparedRequest(
+                method="POST", url=url, headers=self._headers(settings, ctx), body=body, step="ack"
+            )
+        return self.build(event, settings, ctx)
+
     def build(self, event: Mapping[str, Any], settings: SplunkSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
             raise ConfigError("splunk: url is required")
-        if settings.token is None:
-            raise ConfigError("splunk: token is required")
         url = event_url(settings.url.reveal())
         body = json.dumps(envelope(event, settings, ctx.now), ensure_ascii=False, default=str).encode("utf-8")
         if len(body) > MAX_REQUEST_BYTES:
@@ -178,18 +231,95 @@ class SplunkConnector(BaseConnector[SplunkSettings]):
                 f"splunk: the HEC envelope is {len(body)} bytes, over the {MAX_REQUEST_BYTES}-byte "
                 "request cap (Splunk Cloud refuses requests over about 1 MB)"
             )
+        return PreparedRequest(method="POST", url=url, headers=self._headers(settings, ctx), body=body)
+
+    def _headers(self, settings: SplunkSettings, ctx: Context) -> dict[str, str | Secret]:
+        if settings.token is None:
+            raise ConfigError("splunk: token is required")
         scheme = settings.authorization_scheme or "Splunk"
-        headers: dict[str, str | Secret] = {
+        return {
             "Content-Type": "application/json",
             "Accept": "application/json",
-            CHANNEL_HEADER: str(uuid.uuid5(_CHANNEL_NAMESPACE, ctx.delivery_key)),
+            CHANNEL_HEADER: channel_of(ctx),
             **settings.headers,
             "Authorization": Secret(f"{scheme} {settings.token.reveal()}", source="splunk:authorization"),
         }
-        return PreparedRequest(method="POST", url=url, headers=headers, body=body)
 
     def judge(self, response: Response, settings: SplunkSettings) -> Verdict:
         return judge_hec(response)
+
+    def interpret(
+        self, request: PreparedRequest, response: Response, settings: SplunkSettings, ctx: Context, state: Any
+    ) -> Verdict:
+        if isinstance(state, AckState):
+            return judge_ack(response, settings, state)
+        verdict = self.judge(response, settings)
+        if not settings.ack or not isinstance(verdict, Delivered):
+            return verdict
+        ack_id = verdict.detail.get("ack_id")
+        if isinstance(ack_id, bool) or not isinstance(ack_id, int) or ack_id < 0:
+            return replace(
+                verdict,
+                detail={
+                    **verdict.detail,
+                    "ack": "no ackId in HEC's answer: indexer acknowledgement is off for this token",
+                },
+            )
+        interval = ack_interval(settings)
+        polling = AckState(ack_id=ack_id, deadline=time.monotonic() + settings.ack_timeout_seconds)
+        if settings.ack_timeout_seconds < interval:
+            return Next(polling)  # the timeout leaves no time to wait: poll once at once
+        return Next(polling, after=interval)
+
+
+def channel_of(ctx: Context) -> str:
+    """The channel GUID of a delivery: derived from the delivery key, so retries and ack polls share it."""
+    return str(uuid.uuid5(_CHANNEL_NAMESPACE, ctx.delivery_key))
+
+
+def judge_ack(response: Response, settings: SplunkSettings, state: AckState) -> Verdict:
+    """An ack poll's answer: delivered when the id is reported true, else poll again or end pending."""
+    polls = state.polls + 1
+    remote_id = f"ackId:{state.ack_id}"
+    status = response.status
+    code, text, data = _hec_answer(response)
+    described = (
+        f"HTTP {status}" + (f" code {code}" if code is not None else "") + (f" ({text})" if text else "")
+    )
+    wait = ack_interval(settings)
+    if status == 200:
+        acks = data.get("acks")
+        if not isinstance(acks, dict):
+            return Pending(
+                f"{PENDING_ACK}: the ack poll for ackId {state.ack_id} answered HTTP 200 without an acks "
+                "object; check the url",
+                remote_id=remote_id,
+            )
+        if acks.get(str(state.ack_id)) is True:
+            return Delivered(
+                remote_id=remote_id,
+                detail={"hec_code": 0, "ack_id": state.ack_id, "ack_polls": polls},
+                proof=f"indexed: HEC acknowledged ackId {state.ack_id}",
+            )
+        why = "not yet indexed"
+    elif status in (408, 429) or (status >= 500 and status != 501):
+        why = f"the ack poll answered {described}"
+        after = parse_retry_after(response.header("retry-after"))
+        wait = max(wait, after or 0.0)
+    else:
+        hint = _CODE_HINTS.get(code) if code is not None else None
+        return Pending(
+            f"{PENDING_ACK}: the ack poll for ackId {state.ack_id} was refused with {described}"
+            + (f": {hint}" if hint else ""),
+            remote_id=remote_id,
+        )
+    if polls >= MAX_ACK_POLLS or time.monotonic() + wait > state.deadline:
+        return Pending(
+            f"{PENDING_ACK} (ackId {state.ack_id}: {why} after {polls} polls in "
+            f"{settings.ack_timeout_seconds:g} s)",
+            remote_id=remote_id,
+        )
+    return Next(replace(state, polls=polls), after=wait)
 
 
 def judge_hec(response: Response) -> Verdict:

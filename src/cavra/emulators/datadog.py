@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
-from cavra.emulators.framework import EmulatorHub, json_response
+from cavra.emulators.framework import BodyEncodingError, EmulatorHub, decode_body, json_response
 
 DEMO_API_KEY = "5d1f0a9c3b7e4d2a8f6c1e0b9a7d3f52"
 
@@ -91,27 +90,15 @@ def _error(status: int, detail: str) -> web.Response:
 
 
 def _decode(encoding: str, raw: bytes, limit: int) -> bytes | web.Response:
-    if encoding in ("", "identity"):
-        data = raw
-    elif encoding in ("gzip", "deflate"):
-        # deflate on the wire is zlib-wrapped (RFC 9110); accept raw deflate too, as lenient servers do
-        candidates = (31,) if encoding == "gzip" else (15, -15)
-        for wbits in candidates:
-            inflater = zlib.decompressobj(wbits=wbits)
-            try:
-                data = inflater.decompress(raw, limit + 1)
-            except zlib.error:
-                continue
-            if inflater.unconsumed_tail:
-                return _error(413, f"Payload exceeds the limit of {limit} bytes uncompressed.")
-            break
-        else:
-            data = raw  # aiohttp's server already decoded the body (auto_decompress)
-    else:
-        return _error(415, f"Content-Encoding '{encoding}' is not supported.")
-    if len(data) > limit:
-        return _error(413, f"Payload exceeds the limit of {limit} bytes uncompressed.")
-    return data
+    """The body as sent (the server does not decompress), decoded; 413 over ``limit`` once decoded."""
+    try:
+        return decode_body(raw, encoding, limit, accepted=("gzip", "deflate"))
+    except BodyEncodingError as exc:
+        if exc.reason == "too_large":
+            return _error(413, f"Payload exceeds the limit of {limit} bytes uncompressed.")
+        if exc.reason == "unsupported":
+            return _error(415, f"Content-Encoding '{encoding}' is not supported.")
+        return _error(400, f"The {encoding} body cannot be decompressed.")
 
 
 def _truncate(entry: dict[str, Any], limit: int) -> tuple[dict[str, Any], bool]:

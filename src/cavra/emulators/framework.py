@@ -10,6 +10,9 @@ scripted faults before the provider sees the request:
   first and, with no ``status``, then lets the provider answer; ``after_handler`` with ``drop`` lets
   the provider act, then drops the answer, the "lost response" case).
 * ``GET /_emulator/requests?provider=splunk``: what was received (method, path, query, headers, body, status).
+  Bodies are recorded as sent on the wire: the server does not decompress them (``auto_decompress=False``
+  in :mod:`cavra.emulators.server`), so a ``Content-Encoding: gzip`` body is recorded compressed, and an
+  emulator that accepts an encoding decodes it with :func:`decode_body`, which enforces its size limit.
 * ``POST /_emulator/reset``: forget requests and faults, and reset provider state.
 """
 
@@ -19,7 +22,8 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +46,8 @@ class Fault:
 
 @dataclass
 class ReceivedRequest:
+    """One request as received: ``body`` is the raw body (still compressed when it was sent compressed)."""
+
     provider: str
     method: str
     path: str
@@ -201,3 +207,52 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(
         status=status, text=json.dumps(data), content_type="application/json", headers=headers or {}
     )
+
+
+class BodyEncodingError(ValueError):
+    """A body an emulator cannot use: ``reason`` is ``unsupported``, ``corrupt`` or ``too_large``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def decode_body(
+    raw: bytes, content_encoding: str | None, limit: int, *, accepted: Collection[str] = ("gzip",)
+) -> bytes:
+    """The body decoded per its ``Content-Encoding``, at most ``limit`` bytes once decoded.
+
+    ``gzip`` may hold several members; ``deflate`` is zlib-wrapped (RFC 9110), raw deflate is accepted too.
+    Decompression stops one byte past ``limit``, so a small body that inflates hugely costs no memory.
+    Raises :class:`BodyEncodingError`.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        if len(raw) > limit:
+            raise BodyEncodingError("too_large", f"the body is over {limit} bytes")
+        return raw
+    if encoding not in accepted or encoding not in ("gzip", "deflate"):
+        raise BodyEncodingError("unsupported", f"Content-Encoding {encoding!r} is not supported")
+    for wbits in (31,) if encoding == "gzip" else (15, -15):
+        try:
+            return _inflate(raw, wbits, limit)
+        except zlib.error:
+            continue
+    raise BodyEncodingError("corrupt", f"the {encoding} body cannot be decompressed")
+
+
+def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
+    out = bytearray()
+    data = raw
+    while True:
+        inflater = zlib.decompressobj(wbits=wbits)
+        out += inflater.decompress(data, limit + 1 - len(out))
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise BodyEncodingError("too_large", f"the body is over {limit} bytes once decompressed")
+        if not inflater.eof:
+            raise zlib.error("truncated stream")
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)
+        if wbits != 31 or not data.startswith(b"\x1f\x8b"):  # only gzip may hold further members
+            raise zlib.error("data after the end of the stream")

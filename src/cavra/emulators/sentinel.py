@@ -26,7 +26,6 @@ import re
 import secrets
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -36,7 +35,7 @@ from aiohttp import web
 from cavra.emulators.entra import DEMO_TENANT_ID, MONITOR_AUDIENCE, MONITORING_METRICS_PUBLISHER
 from cavra.emulators.entra import SENTINEL_CLIENT_ID as DEMO_CLIENT_ID
 from cavra.emulators.entra import SENTINEL_CLIENT_SECRET as DEMO_CLIENT_SECRET
-from cavra.emulators.framework import EmulatorHub, IssuedToken, json_response
+from cavra.emulators.framework import BodyEncodingError, EmulatorHub, IssuedToken, decode_body, json_response
 
 DEMO_DCR = "dcr-6f1e0c9a8b7d4e3fa2b1c0d9e8f7a6b5"
 DEMO_STREAM = "Custom-CavraEvents"
@@ -135,28 +134,25 @@ def _bearer(request: web.Request, hub: EmulatorHub, settings: Settings) -> Issue
 
 
 def _body(request: web.Request, raw: bytes, limit: int) -> bytes | web.Response:
+    """The body as sent (the server does not decompress), gunzipped; 413 over ``limit`` before or after."""
     too_large = _error(
         413, "ContentLengthLimitExceeded", f"The request body exceeds the limit of {limit} bytes."
     )
     if len(raw) > limit:
         return too_large
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return raw
-    if encoding != "gzip":
-        return _error(415, "UnsupportedContentEncoding", f"Content-Encoding '{encoding}' is not supported.")
-    data = raw  # aiohttp's server may already have decoded the body (auto_decompress)
-    if raw[:2] == b"\x1f\x8b":
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            data = inflater.decompress(raw, limit + 1)
-        except zlib.error:
-            return _error(400, "InvalidContentEncoding", "The gzip body cannot be decompressed.")
-        if inflater.unconsumed_tail:
+    encoding = request.headers.get("Content-Encoding")
+    try:
+        return decode_body(raw, encoding, limit, accepted=("gzip",))
+    except BodyEncodingError as exc:
+        if exc.reason == "too_large":
             return too_large
-    if len(data) > limit:
-        return too_large
-    return data
+        if exc.reason == "unsupported":
+            return _error(
+                415,
+                "UnsupportedContentEncoding",
+                f"Content-Encoding '{(encoding or '').strip().lower()}' is not supported.",
+            )
+        return _error(400, "InvalidContentEncoding", "The gzip body cannot be decompressed.")
 
 
 def _type_ok(kind: str, value: Any) -> bool:

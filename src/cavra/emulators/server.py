@@ -130,7 +130,9 @@ class EmulatorServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # auto_decompress=False: request bodies reach the middleware and the emulators as sent on the wire, so
+        # a Content-Encoding body is recorded compressed and each emulator decodes (and size-checks) it itself
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, auto_decompress=False)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -12,6 +12,10 @@ Bodies are a stream of concatenated JSON envelopes. The first bad one answers 40
 An empty body is 400 code 5. gzip is accepted; deflate (and any other encoding) is 415. A body over
 ``max_content_length`` bytes (before or after gunzip) is 413. ``failure`` switches the collector into
 503 code 9 / 18 / 19 / 20 or 500 code 8. Indexed events are kept in :func:`state` for tests.
+
+Indexer acknowledgement (a token with ``"ack": true``): each accepted request answers an ``ackId`` counting
+up per channel; ``POST …/ack`` with ``{"acks": [ids]}`` answers ``{"acks": {"id": bool}}``. An id is
+reported true on its ``ack_after_polls``-th poll (default 1; 0 never), then forgotten (false again).
 """
 
 from __future__ import annotations
@@ -21,14 +25,13 @@ import binascii
 import json
 import re
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
-from cavra.emulators.framework import EmulatorHub, json_response
+from cavra.emulators.framework import BodyEncodingError, EmulatorHub, decode_body, json_response
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ class Settings:
     tokens: dict[str, dict[str, Any]] = field(default_factory=_default_tokens)
     max_content_length: int = 1_000_000
     failure: str | None = None
+    #: an ackId is reported true on its Nth poll (1: indexed at once); 0 never acknowledges (a stuck indexer)
+    ack_after_polls: int = 1
 
 
 @dataclass
@@ -179,11 +184,14 @@ class IndexedEvent:
 
 @dataclass
 class SplunkState:
-    """What the emulated indexer holds: indexed events and per-channel acknowledgements."""
+    """What the emulated indexer holds: indexed events and per-channel acknowledgements.
+
+    ``pending_acks`` maps a channel to its unacknowledged ackIds and how often each was polled.
+    """
 
     events: list[IndexedEvent] = field(default_factory=list)
     next_ack: dict[str, int] = field(default_factory=dict)
-    pending_acks: dict[str, set[int]] = field(default_factory=dict)
+    pending_acks: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def clear(self) -> None:
         self.events.clear()
@@ -258,30 +266,22 @@ def _require_channel(channel: str | None) -> str | web.Response:
 
 
 def _decoded_body(request: web.Request, raw: bytes, limit: int) -> bytes | web.Response:
+    """The body as sent (the server does not decompress), gunzipped; 413 over ``limit`` before or after."""
     if len(raw) > limit:
         return hec(f"Content-Length of {len(raw)} too large (maximum is {limit})", 413, 413)
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return raw
-    if encoding != "gzip":
-        return web.Response(
-            status=415,
-            text="<!doctype html><html><head><title>415 Unsupported Media Type</title></head><body>"
-            "<h1>Unsupported Media Type</h1><p>Unsupported Content-Encoding.</p></body></html>",
-            content_type="text/html",
-        )
-    data = raw  # aiohttp's server may already have decoded the body (auto_decompress)
-    if raw[:2] == b"\x1f\x8b":
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            data = inflater.decompress(raw, limit + 1)
-        except zlib.error:
-            return hec("Invalid data format", 6, 400)
-        if inflater.unconsumed_tail:
-            data += b" "
-    if len(data) > limit:
-        return hec(f"Content-Length of decompressed body too large (maximum is {limit})", 413, 413)
-    return data
+    try:
+        return decode_body(raw, request.headers.get("Content-Encoding"), limit, accepted=("gzip",))
+    except BodyEncodingError as exc:
+        if exc.reason == "unsupported":
+            return web.Response(
+                status=415,
+                text="<!doctype html><html><head><title>415 Unsupported Media Type</title></head><body>"
+                "<h1>Unsupported Media Type</h1><p>Unsupported Content-Encoding.</p></body></html>",
+                content_type="text/html",
+            )
+        if exc.reason == "too_large":
+            return hec(f"Content-Length of decompressed body too large (maximum is {limit})", 413, 413)
+        return hec("Invalid data format", 6, 400)
 
 
 def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
@@ -344,7 +344,7 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         if spec.get("ack", False) and channel:
             ack_id = st.next_ack.get(channel, 0)
             st.next_ack[channel] = ack_id + 1
-            st.pending_acks.setdefault(channel, set()).add(ack_id)
+            st.pending_acks.setdefault(channel, {})[ack_id] = 0
             return json_response({"text": "Success", "code": 0, "ackId": ack_id})
         return hec("Success", 0, 200)
 
@@ -364,12 +364,17 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             ids = [int(i) for i in data["acks"]]
         except (ValueError, KeyError, TypeError):
             return hec("Invalid data format", 6, 400)
-        pending = st.pending_acks.get(channel, set())
+        pending = st.pending_acks.get(channel, {})
         answer: dict[str, bool] = {}
         for ack_id in ids:
-            # indexing is immediate here; once reported true an id is forgotten (asking again gives false)
-            answer[str(ack_id)] = ack_id in pending
-            pending.discard(ack_id)
+            if ack_id not in pending:  # unknown, or already reported true (then forgotten): false
+                answer[str(ack_id)] = False
+                continue
+            pending[ack_id] += 1
+            done = settings.ack_after_polls > 0 and pending[ack_id] >= settings.ack_after_polls
+            answer[str(ack_id)] = done
+            if done:
+                del pending[ack_id]
         return json_response({"acks": answer})
 
     async def health(request: web.Request) -> web.Response:

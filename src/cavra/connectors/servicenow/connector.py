@@ -13,6 +13,12 @@ Steps (each one recorded attempt):
 * ``recheck``: a create that got no clear answer (timeout, dropped connection, 429, 5xx) is retried by the
   engine; the retry looks the record up again first, so a record inserted by the lost attempt is found,
   not inserted twice. The Table API reads what was committed, so one re-check is enough.
+* ``token`` (OAuth client credentials only): ``POST {url}/oauth_token.do`` with the form
+  ``grant_type=client_credentials&client_id=…&client_secret=…`` (:mod:`cavra.connectors.auth`), before the
+  first API step unless the engine's cache holds a valid token for this instance and client. A 401 on an
+  API step with a token that may be stale (a cached one, or one whose lifetime ran out) fetches a new one
+  and runs the step again, once (:mod:`cavra.connectors.endpoint.flow`, as Jamf and Intune do); a token
+  fetched moments ago and refused fails the delivery.
 
 Errors carry ServiceNow's ``error.message`` and ``error.detail``. 400/401/403/404 are rejected; 429 (after
 ``Retry-After``) and 5xx (but 501) retried.
@@ -23,10 +29,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode, urlsplit
 
+from cavra.connectors.auth import ClientCredentials
 from cavra.connectors.base import (
     ConnectorSettings,
     Context,
@@ -39,6 +46,14 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
+from cavra.connectors.endpoint.flow import (
+    FlowState,
+    after_token,
+    authorization,
+    bearer,
+    fetch_token,
+    unauthorized,
+)
 from cavra.connectors.servicenow.settings import ServiceNowSettings, record_fields, work_note
 from cavra.errors import ConfigError
 from cavra.secrets import Secret
@@ -47,14 +62,20 @@ PROOF_CREATED = "created"
 PROOF_NOTED = "existing change request found by correlation_id; work note added"
 PROOF_RECHECKED = "created; the insert's answer was lost, the record was found by correlation_id on re-check"
 LOOKUP_FIELDS = "sys_id,number,correlation_id"
+TOKEN_PATH = "/oauth_token.do"
 
 
 @dataclass(frozen=True)
-class ServiceNowState:
-    """The step after the lookup; ``since`` is the attempt number of its first request (later = a retry)."""
+class ServiceNowState(FlowState):
+    """The next step (``query``, ``create``, ``recheck``, ``work_note``) and, with OAuth client credentials,
+    the token this flow fetched (the token fields and the refresh-on-401 rules come from
+    :class:`~cavra.connectors.endpoint.flow.FlowState`).
 
-    step: Literal["create", "work_note"]
-    since: int
+    ``since`` is the attempt number of the step's first request: a later attempt in ``create`` is a retry.
+    """
+
+    step: str = "query"
+    since: int = 0
     sys_id: str = ""
     number: str = ""
 
@@ -65,13 +86,30 @@ def _base(settings: ServiceNowSettings) -> str:
     return settings.url.reveal().rstrip("/")
 
 
+def oauth_credentials(settings: ServiceNowSettings) -> ClientCredentials:
+    """Where and how the connector asks for its token: ``{url}/oauth_token.do`` (cache key: URL + client)."""
+    if settings.client_secret is None or not settings.client_id:
+        raise ConfigError("servicenow: client_id and client_secret are required for OAuth client credentials")
+    return ClientCredentials(
+        token_url=_base(settings) + TOKEN_PATH,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+    )
+
+
 def _credentials(settings: ServiceNowSettings) -> tuple[Secret, tuple[Secret, ...]]:
     if settings.token is not None:
         return Secret(f"Bearer {settings.token.reveal()}"), ()
     if settings.password is None or not settings.username:
-        raise ConfigError("servicenow: credentials are required: username + password, or token")
+        raise ConfigError(
+            "servicenow: credentials are required: username + password, token, or client_id + client_secret"
+        )
     pair = base64.b64encode(f"{settings.username}:{settings.password.reveal()}".encode()).decode("ascii")
     return Secret(f"Basic {pair}"), (Secret(pair),)
+
+
+def _flow(state: ServiceNowState | None) -> ServiceNowState:
+    return state if isinstance(state, ServiceNowState) else ServiceNowState()
 
 
 def provider_error(response: Response) -> str:
@@ -110,39 +148,48 @@ class ServiceNowConnector:
         ctx: Context,
         state: ServiceNowState | None,
     ) -> PreparedRequest:
+        flow = _flow(state)
+        token: Secret | None = None
+        if settings.oauth_client:
+            creds = oauth_credentials(settings)
+            token = bearer(flow, ctx, creds)
+            if token is None:
+                return fetch_token(creds)
         cid = ctx.delivery_key
-        if state is None:
-            return self._lookup(settings, cid, "query")
-        if state.step == "create":
-            # a later attempt in this state is a retry: the insert got no clear answer, look first
-            if ctx.attempt > state.since:
-                return self._lookup(settings, cid, "recheck")
+        if flow.step == "query":
+            return self._lookup(settings, token, cid, "query")
+        if flow.step == "recheck" or (flow.step == "create" and ctx.attempt > flow.since):
+            # a later attempt in create is a retry: the insert got no clear answer, look first
+            return self._lookup(settings, token, cid, "recheck")
+        if flow.step == "create":
             fields = record_fields(event, settings, cid)
             if settings.api == "change":
-                return self._send(
-                    settings, "POST", f"/api/sn_chg_rest/change/{settings.type}", fields, "create"
-                )
+                path = f"/api/sn_chg_rest/change/{settings.type}"
+                return self._send(settings, token, "POST", path, fields, "create")
             query = urlencode({"sysparm_fields": LOOKUP_FIELDS, "sysparm_exclude_reference_link": "true"})
-            return self._send(settings, "POST", f"/api/now/table/{settings.table}?{query}", fields, "create")
-        path = (
-            f"/api/now/table/{settings.table}/{quote(state.sys_id, safe='')}?sysparm_fields={LOOKUP_FIELDS}"
-        )
-        return self._send(
-            settings, "PATCH", path, {"work_notes": work_note(event, cid, ctx.now)}, "work_note"
-        )
+            path = f"/api/now/table/{settings.table}?{query}"
+            return self._send(settings, token, "POST", path, fields, "create")
+        path = f"/api/now/table/{settings.table}/{quote(flow.sys_id, safe='')}?sysparm_fields={LOOKUP_FIELDS}"
+        note = {"work_notes": work_note(event, cid, ctx.now)}
+        return self._send(settings, token, "PATCH", path, note, "work_note")
 
     def _headers(
-        self, settings: ServiceNowSettings, *, body: bool
+        self, settings: ServiceNowSettings, token: Secret | None, *, body: bool
     ) -> tuple[dict[str, str | Secret], tuple[Secret, ...]]:
         headers: dict[str, str | Secret] = dict(settings.headers)
         headers["Accept"] = "application/json"
         if body:
             headers["Content-Type"] = "application/json"
-        authorization, derived = _credentials(settings)
-        headers["Authorization"] = authorization
+        if token is not None:  # the token this connector fetched: the redactor learns it bare, too
+            headers.update(authorization(token, "servicenow:oauth"))
+            return headers, (token,)
+        authorization_value, derived = _credentials(settings)
+        headers["Authorization"] = authorization_value
         return headers, derived
 
-    def _lookup(self, settings: ServiceNowSettings, cid: str, step: str) -> PreparedRequest:
+    def _lookup(
+        self, settings: ServiceNowSettings, token: Secret | None, cid: str, step: str
+    ) -> PreparedRequest:
         query = urlencode(
             {
                 "sysparm_query": f"correlation_id={cid}^ORDERBYsys_created_on",
@@ -150,14 +197,20 @@ class ServiceNowConnector:
                 "sysparm_fields": LOOKUP_FIELDS,
             }
         )
-        headers, derived = self._headers(settings, body=False)
+        headers, derived = self._headers(settings, token, body=False)
         url = f"{_base(settings)}/api/now/table/{settings.table}?{query}"
         return PreparedRequest(method="GET", url=url, headers=headers, step=step, new_secrets=derived)
 
     def _send(
-        self, settings: ServiceNowSettings, method: str, path: str, body: Mapping[str, str], step: str
+        self,
+        settings: ServiceNowSettings,
+        token: Secret | None,
+        method: str,
+        path: str,
+        body: Mapping[str, str],
+        step: str,
     ) -> PreparedRequest:
-        headers, derived = self._headers(settings, body=True)
+        headers, derived = self._headers(settings, token, body=True)
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return PreparedRequest(
             method=method,
@@ -177,11 +230,36 @@ class ServiceNowConnector:
         ctx: Context,
         state: ServiceNowState | None,
     ) -> Verdict:
+        flow = _flow(state)
+        if request.step == "token":
+            return self._token(response, settings, ctx, flow)
+        if response.status == 401 and settings.oauth_client:
+            return self._unauthorized(request.step, response, ctx, flow)
         if request.step in ("query", "recheck"):
-            return self._looked_up(request.step, response, settings, ctx)
+            return self._looked_up(request.step, response, settings, ctx, flow)
         if request.step == "create":
             return self._created(response, settings, ctx)
-        return self._noted(response, settings, ctx, state)
+        return self._noted(response, settings, ctx, flow)
+
+    def _token(
+        self, response: Response, settings: ServiceNowSettings, ctx: Context, flow: ServiceNowState
+    ) -> Verdict:
+        got = after_token(response, flow, oauth_credentials(settings), "ServiceNow OAuth endpoint")
+        if not isinstance(got, Next) or not isinstance(got.state, ServiceNowState):
+            return got
+        following = got.state
+        step = following.step
+        if step == "create" and ctx.attempt > following.since:
+            step = "recheck"  # the token ran out while an insert was being retried: look before inserting
+        return replace(got, state=replace(following, step=step, since=ctx.attempt + 1))
+
+    def _unauthorized(self, step: str, response: Response, ctx: Context, flow: ServiceNowState) -> Verdict:
+        """401 with a fetched token: fetch a new one and run this step again, once (see FlowState)."""
+        verdict = unauthorized(replace(flow, step=step, since=ctx.attempt + 1), f"servicenow {step}")
+        error = provider_error(response)
+        if isinstance(verdict, Reject) and error:
+            return Reject(f"{verdict.reason}; ServiceNow said: {error}")
+        return verdict
 
     def _detail(self, settings: ServiceNowSettings, ctx: Context, sys_id: str, number: str) -> dict[str, str]:
         return {
@@ -192,7 +270,7 @@ class ServiceNowConnector:
         }
 
     def _looked_up(
-        self, step: str, response: Response, settings: ServiceNowSettings, ctx: Context
+        self, step: str, response: Response, settings: ServiceNowSettings, ctx: Context, flow: ServiceNowState
     ) -> Verdict:
         if response.status != 200:
             return self._failure(f"servicenow {step}", response)
@@ -201,7 +279,7 @@ class ServiceNowConnector:
         if not isinstance(rows, list):
             return Reject(f"servicenow {step}: HTTP 200 without a result list; is the url the instance base?")
         if not rows:
-            return Next(ServiceNowState(step="create", since=ctx.attempt + 1))
+            return Next(replace(flow, step="create", since=ctx.attempt + 1))
         row = rows[0] if isinstance(rows[0], dict) else {}
         sys_id, number = _plain(row.get("sys_id")), _plain(row.get("number"))
         if _plain(row.get("correlation_id")) != ctx.delivery_key or not sys_id:
@@ -216,7 +294,7 @@ class ServiceNowConnector:
                 detail=self._detail(settings, ctx, sys_id, number),
                 proof=PROOF_RECHECKED,
             )
-        return Next(ServiceNowState(step="work_note", since=ctx.attempt + 1, sys_id=sys_id, number=number))
+        return Next(replace(flow, step="work_note", since=ctx.attempt + 1, sys_id=sys_id, number=number))
 
     def _created(self, response: Response, settings: ServiceNowSettings, ctx: Context) -> Verdict:
         expected = 200 if settings.api == "change" else 201
@@ -236,10 +314,9 @@ class ServiceNowConnector:
         return Delivered(remote_id=number or sys_id, detail=detail, proof=PROOF_CREATED)
 
     def _noted(
-        self, response: Response, settings: ServiceNowSettings, ctx: Context, state: ServiceNowState | None
+        self, response: Response, settings: ServiceNowSettings, ctx: Context, flow: ServiceNowState
     ) -> Verdict:
-        sys_id = state.sys_id if state is not None else ""
-        number = state.number if state is not None else ""
+        sys_id, number = flow.sys_id, flow.number
         if response.status == 200:
             return Delivered(
                 remote_id=number or sys_id,

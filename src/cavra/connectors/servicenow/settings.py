@@ -35,15 +35,24 @@ _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 
 class ServiceNowSettings(ConnectorSettings):
-    """Basic (``username`` + ``password``) or OAuth Bearer (``token``); Table API (default) or Change API."""
+    """One way to authenticate: Basic (``username`` + ``password``), a Bearer ``token`` obtained outside
+    CAVRA, or OAuth client credentials (``client_id`` + ``client_secret``, exchanged at
+    ``{url}/oauth_token.do``); Table API (default) or Change API."""
 
     username: str | None = None
     password: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
     api: Literal["table", "change"] = "table"
     table: str = "change_request"
     type: Literal["normal", "standard", "emergency"] = "normal"
     category: str | None = None
     assignment_group: str | None = None
+
+    @property
+    def oauth_client(self) -> bool:
+        """Whether the connector fetches its own token (OAuth client credentials)."""
+        return self.client_secret is not None
 
     @model_validator(mode="after")
     def _check(self) -> ServiceNowSettings:
@@ -51,13 +60,7 @@ class ServiceNowSettings(ConnectorSettings):
             raise ConfigError(
                 "servicenow: url is required (the instance base, e.g. https://acme.service-now.com)"
             )
-        if self.token is not None and self.password is not None:
-            raise ConfigError("servicenow: give password (Basic) or token (OAuth Bearer), not both")
-        if self.token is None:
-            if self.password is None:
-                raise ConfigError("servicenow: credentials are required: username + password, or token")
-            if not self.username:
-                raise ConfigError("servicenow: username is required with password")
+        self._check_credentials()
         if not _TABLE.match(self.table):
             raise ConfigError(f"servicenow: table {self.table!r} is not a table name (e.g. change_request)")
         if self.api == "change":
@@ -70,6 +73,35 @@ class ServiceNowSettings(ConnectorSettings):
                     "servicenow: type standard needs a standard change template; use api table for it"
                 )
         return self
+
+    def _check_credentials(self) -> None:
+        if self.client_id is not None and not self.client_id.strip():
+            raise ConfigError("servicenow: client_id must not be empty")
+        if self.client_id and self.client_secret is None:
+            raise ConfigError("servicenow: client_secret is required with client_id (use client_secret_env)")
+        if self.client_secret is not None and not self.client_id:
+            raise ConfigError("servicenow: client_id is required with client_secret")
+        given = [
+            name
+            for name, value in (
+                ("password", self.password),
+                ("token", self.token),
+                ("client_secret", self.client_secret),
+            )
+            if value is not None
+        ]
+        if len(given) > 1:
+            raise ConfigError(
+                f"servicenow: give password (Basic), token (OAuth Bearer) or client_id + client_secret "
+                f"(OAuth client credentials), not both {given[0]} and {given[1]}"
+            )
+        if not given:
+            raise ConfigError(
+                "servicenow: credentials are required: username + password, token, "
+                "or client_id + client_secret"
+            )
+        if self.password is not None and not self.username:
+            raise ConfigError("servicenow: username is required with password")
 
 
 def _clip(text: str, limit: int) -> str:

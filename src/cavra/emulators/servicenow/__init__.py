@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from cavra.emulators.servicenow.app import ServiceNowEmulator, create_app, demo_config, servicenow_emulator
-from cavra.emulators.servicenow.base import Settings
+from cavra.emulators.servicenow.base import AUDIENCE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Settings
 
-__all__ = ["ServiceNowEmulator", "Settings", "create_app", "demo_config", "servicenow_emulator"]
+__all__ = [
+    "AUDIENCE",
+    "DEMO_CLIENT_ID",
+    "DEMO_CLIENT_SECRET",
+    "ServiceNowEmulator",
+    "Settings",
+    "create_app",
+    "demo_config",
+    "servicenow_emulator",
+]

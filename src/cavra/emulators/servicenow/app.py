@@ -2,9 +2,10 @@
 
 What it checks, as the real instance does:
 
-1. auth: Basic ``user:password`` or ``Bearer <oauth token>``; missing or wrong credentials get 401 with the
-   exact ``{"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},
-   "status":"failure"}`` envelope.
+1. auth: Basic ``user:password`` or ``Bearer <oauth token>`` (a configured token, or one issued by
+   ``POST /oauth_token.do`` and not yet expired: :mod:`cavra.emulators.servicenow.oauth`); missing, wrong or
+   expired credentials get 401 with the exact ``{"error":{"message":"User Not Authenticated",
+   "detail":"Required to provide Auth information"},"status":"failure"}`` envelope.
 2. POST/PUT/PATCH without ``Accept`` or ``Content-Type`` get 400; a non-JSON content type 415; a body that
    is not a JSON object 400 with the failure envelope.
 3. an unknown table gets 400 ``Invalid table <name>``.
@@ -17,6 +18,8 @@ What it checks, as the real instance does:
 6. ``GET /api/now/table/<table>?sysparm_query=correlation_id=X&sysparm_limit=1&sysparm_fields=…`` lookups;
    ``PATCH /api/now/table/<table>/<sys_id>`` updates, with ``work_notes`` journalled to ``sys_journal_field``.
 7. an optional rate rule: 429 with ``Retry-After``, ``X-RateLimit-Limit/Reset/Rule`` and the exact body.
+8. ``POST /oauth_token.do``: client-credentials and password grants, form-encoded; 401 ``invalid_client``
+   for a bad client, 400 ``unsupported_grant_type``; tokens live ``token_lifetime`` (1799) seconds.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from aiohttp import web
 
 from cavra.emulators.framework import EmulatorHub, json_response
 from cavra.emulators.servicenow.base import Gate, Settings, failure
+from cavra.emulators.servicenow.oauth import OAuthEndpoint
 from cavra.emulators.servicenow.store import TABLES, Store, render, render_change
 
 
 class ServiceNowEmulator:
     """Handlers over one :class:`Store`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hub: EmulatorHub | None = None) -> None:
         self.settings = settings
-        self.gate = Gate(settings)
+        self.gate = Gate(settings, hub)
         self.store = Store()
 
     def reset(self) -> None:
@@ -149,10 +153,11 @@ def servicenow_emulator(hub: EmulatorHub) -> ServiceNowEmulator:
 
 
 def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
-    emu = ServiceNowEmulator(settings)
+    emu = ServiceNowEmulator(settings, hub)
     _EMULATORS[hub] = emu
     hub.reset_hooks.append(emu.reset)
     app = web.Application()
+    app.router.add_post("/oauth_token.do", OAuthEndpoint(hub, settings).token)
     for prefix in ("/api/now/table", "/api/now/v1/table", "/api/now/v2/table"):
         app.router.add_post(prefix + "/{table}", emu.table_insert)
         app.router.add_get(prefix + "/{table}", emu.table_list)

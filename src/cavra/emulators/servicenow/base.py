@@ -12,8 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
-from cavra.emulators.framework import json_response
+from cavra.emulators.framework import EmulatorHub, json_response
 
+#: the audience of the tokens ``/oauth_token.do`` records in ``hub.tokens``
+AUDIENCE = "servicenow"
+DEMO_CLIENT_ID = "7f3c9a0e2b5d4c18a6e1f0b9d8c7a654"
+DEMO_CLIENT_SECRET = "sn-demo-client-secret~Qw7Rt2Zx"
 NOT_AUTHENTICATED = {
     "error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"},
     "status": "failure",
@@ -25,8 +29,14 @@ class Settings:
     """Demo credentials and switches of the ServiceNow emulator (all overridable by keyword)."""
 
     users: dict[str, str] = field(default_factory=lambda: {"cavra.integration": "sn-demo-password-2b9d"})
-    #: OAuth access tokens the instance accepts as ``Authorization: Bearer …``
+    #: OAuth access tokens the instance accepts as ``Authorization: Bearer …`` (besides those it issues)
     bearer_tokens: list[str] = field(default_factory=lambda: ["sn-demo-oauth-token-8e4c"])
+    #: OAuth application registry entries (client_id -> client_secret) that ``/oauth_token.do`` knows
+    oauth_clients: dict[str, str] = field(default_factory=lambda: {DEMO_CLIENT_ID: DEMO_CLIENT_SECRET})
+    #: the user client-credentials tokens act as (the OAuth application user)
+    oauth_user: str = "cavra.oauth"
+    #: seconds an issued access token lives (``expires_in``; ServiceNow's default is 1799)
+    token_lifetime: float = 1799
     #: inbound rate rule: this many requests per window, then 429 (0 disables)
     rate_limit_requests: int = 0
     rate_limit_window_seconds: float = 3600.0
@@ -38,11 +48,20 @@ def failure(status: int, message: str, detail: str | None) -> web.Response:
     return json_response({"error": {"message": message, "detail": detail}, "status": "failure"}, status)
 
 
+def token_user(hub: EmulatorHub, value: str) -> str | None:
+    """The user a token issued by ``/oauth_token.do`` acts as, while it is valid; else None."""
+    issued = hub.tokens.get(value)
+    if issued is None or issued.audience != AUDIENCE or issued.expires_at <= time.time():
+        return None
+    return next((r[5:] for r in issued.roles if r.startswith("user:")), issued.client_id)
+
+
 class Gate:
     """Auth, required headers, JSON bodies and the inbound rate rule, applied to every API request."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hub: EmulatorHub | None = None) -> None:
         self.settings = settings
+        self.hub = hub
         self._window_start = 0.0
         self._count = 0
 
@@ -61,8 +80,11 @@ class Gate:
                 return None
             if sep and self.settings.users.get(user) == password:
                 return user
-        elif scheme.lower() == "bearer" and value in self.settings.bearer_tokens:
-            return "oauth.user"
+        elif scheme.lower() == "bearer" and value:
+            if value in self.settings.bearer_tokens:
+                return "oauth.user"
+            if self.hub is not None:
+                return token_user(self.hub, value)
         return None
 
     # -- rate rule -------------------------------------------------------------------------------------------
