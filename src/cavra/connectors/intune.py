@@ -47,7 +47,7 @@ from cavra.connectors.endpoint.export import (
     configuration_from_mobileconfig,
     parse_export,
 )
-from cavra.connectors.endpoint.flow import (
+from cavra.connectors.flow import (
     FlowState,
     after_token,
     api_request,

@@ -42,7 +42,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.endpoint.export import EndpointExport, parse_export
-from cavra.connectors.endpoint.flow import FlowState, deadline_in, default_verdict
+from cavra.connectors.flow import FlowState, deadline_in, default_verdict
 from cavra.errors import ConfigError
 from cavra.secrets import Secret
 

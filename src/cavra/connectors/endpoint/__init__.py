@@ -2,6 +2,6 @@
 
 * :mod:`.export`: the endpoint publication event, checked, and the governed runtime configuration derived
   from it (its digest and its macOS configuration profile);
-* :mod:`.flow`: the state of a multi-step publication (token, look-up, write, assign, verify) and the
-  token handling around it (cached token, refetch once on a 401).
+* :mod:`cavra.connectors.flow` (shared with ServiceNow): the state of a multi-step publication (token,
+  look-up, write, assign, verify) and the token handling around it (cached token, refetch once on a 401).
 """

@@ -17,7 +17,7 @@ Steps (each one recorded attempt):
   ``grant_type=client_credentials&client_id=…&client_secret=…`` (:mod:`cavra.connectors.auth`), before the
   first API step unless the engine's cache holds a valid token for this instance and client. A 401 on an
   API step with a token that may be stale (a cached one, or one whose lifetime ran out) fetches a new one
-  and runs the step again, once (:mod:`cavra.connectors.endpoint.flow`, as Jamf and Intune do); a token
+  and runs the step again, once (:mod:`cavra.connectors.flow`, as Jamf and Intune do); a token
   fetched moments ago and refused fails the delivery.
 
 Errors carry ServiceNow's ``error.message`` and ``error.detail``. 400/401/403/404 are rejected; 429 (after
@@ -46,7 +46,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
-from cavra.connectors.endpoint.flow import (
+from cavra.connectors.flow import (
     FlowState,
     after_token,
     authorization,
@@ -69,7 +69,7 @@ TOKEN_PATH = "/oauth_token.do"
 class ServiceNowState(FlowState):
     """The next step (``query``, ``create``, ``recheck``, ``work_note``) and, with OAuth client credentials,
     the token this flow fetched (the token fields and the refresh-on-401 rules come from
-    :class:`~cavra.connectors.endpoint.flow.FlowState`).
+    :class:`~cavra.connectors.flow.FlowState`).
 
     ``since`` is the attempt number of the step's first request: a later attempt in ``create`` is a retry.
     """

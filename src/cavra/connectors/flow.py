@@ -1,14 +1,16 @@
-"""The state of an endpoint publication flow, and the OAuth token handling around its steps.
+"""The state of a multi-step connector flow, and the OAuth token handling around its steps.
 
-A publication is a small state machine run by the engine: each ``prepare`` builds the request of
-``FlowState.step`` and each ``interpret`` answers ``Next`` with the following state, so every HTTP exchange
-(token, look-up, create or update, assign, verify, poll) is one recorded attempt.
+Used by the endpoint connectors (Jamf, Intune, Linux fleet) and ServiceNow's OAuth mode. A flow is a small
+state machine run by the engine: each ``prepare`` builds the request of ``FlowState.step`` and each
+``interpret`` answers ``Next`` with the following state, so every HTTP exchange (token, look-up, create or
+update, assign, verify, poll) is one recorded attempt.
 
-Tokens (Jamf, Intune): before an API step the flow needs a Bearer token. It uses the token it fetched in
-this flow, else the engine's cached one (``ctx.tokens``, until shortly before expiry); with neither it
-sends the token request first (``step="token"``) and carries the new token in its state, so a token whose
-lifetime is shorter than the cache margin still serves the flow that fetched it. A 401 on an API step drops
-the token and fetches a new one, once; a second 401 is a failure that says the client lacks access.
+Tokens (Jamf, Intune, ServiceNow): before an API step the flow needs a Bearer token. It uses the token it
+fetched in this flow, else the engine's cached one (``ctx.tokens``, until shortly before expiry); with
+neither it sends the token request first (``step="token"``) and carries the new token in its state, so a
+token whose lifetime is shorter than the cache margin still serves the flow that fetched it. A 401 on an API
+step drops the token and fetches a new one, once; a second 401 is a failure that says the client lacks
+access.
 """
 
 from __future__ import annotations
