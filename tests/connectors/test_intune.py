@@ -16,7 +16,7 @@ import pytest
 from cavra.config import Target, target_from_mapping
 from cavra.connectors.base import Context, Delivered, Next, Reject, Response, TokenCache
 from cavra.connectors.endpoint.export import parse_export
-from cavra.connectors.endpoint.flow import FlowState
+from cavra.connectors.flow import FlowState
 from cavra.connectors.intune import (
     IntuneConnector,
     IntuneSettings,

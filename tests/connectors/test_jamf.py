@@ -27,7 +27,7 @@ from cavra.connectors.base import (
     TokenCache,
 )
 from cavra.connectors.endpoint.export import configuration_from_mobileconfig, parse_export
-from cavra.connectors.endpoint.flow import FlowState
+from cavra.connectors.flow import FlowState
 from cavra.connectors.jamf import JamfConnector, JamfSettings, profile_xml
 from cavra.delivery.engine import deliver_one
 from cavra.delivery.policy import RetryPolicy

@@ -15,7 +15,7 @@ import pytest
 
 from cavra.config import Target, target_from_mapping
 from cavra.connectors.base import Context, Delivered, Next, Pending, Reject, Response
-from cavra.connectors.endpoint.flow import FlowState
+from cavra.connectors.flow import FlowState
 from cavra.connectors.linux_fleet import LinuxFleetConnector, LinuxFleetSettings, poll_interval
 from cavra.delivery.engine import deliver_one
 from cavra.delivery.policy import RetryPolicy

@@ -351,7 +351,7 @@ async def test_no_client_secret_or_token_leaks(
 
 def test_state_is_a_flow_state() -> None:
     """The token fields and the one-refresh rule are the shared ones (endpoint.flow), not a copy."""
-    from cavra.connectors.endpoint.flow import FlowState
+    from cavra.connectors.flow import FlowState
 
     state = ServiceNowState(step="create", since=2)
     assert isinstance(state, FlowState)
