@@ -111,6 +111,7 @@ provider_deliveries = sa.Table(
     sa.Column("error", sa.Text),
     sa.Index("ix_pd_kind_time", "metadata_kind", "created_at", "id"),
     sa.Index("ix_pd_provider_kind_time", "provider", "metadata_kind", "created_at", "id"),
+    sa.Index("ix_pd_provider_kind_success_time", "provider", "metadata_kind", "success", "created_at", "id"),
     sa.Index("ix_pd_time", "created_at", "id"),
     sa.Index("ix_pd_integration_time", "integration_id", "created_at"),
     sa.Index("ix_pd_event_id", "event_id"),

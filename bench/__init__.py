@@ -1,0 +1,1 @@
+"""CAVRA Connectors benchmarks: ``python -m bench.run [--quick]`` (``make bench``, ``make bench-quick``)."""
