@@ -349,3 +349,27 @@ async def test_a_connector_bug_or_unsendable_request_still_gives_a_record(server
     assert not broken.success and broken.error is not None and "AttributeError" in broken.error
     assert not bad.success and bad.attempt_count == 1
     assert not script.hits
+
+
+class LeakyHeaderConnector(EchoConnector):
+    """A header the HTTP library refuses, carrying the secret: the library's error quotes the value."""
+
+    def build(self, event: Mapping[str, Any], settings: ConnectorSettings, ctx: Context) -> PreparedRequest:
+        assert settings.url is not None and settings.token is not None
+        return PreparedRequest(
+            "POST", settings.url.reveal(), headers={"X-Bad": f"{settings.token.reveal()}\r\nInjected: yes"}
+        )
+
+
+async def test_unsendable_request_logs_no_secret(
+    server: tuple[str, Script], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    url, _script = server
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url, LeakyHeaderConnector()), EVENT, policy=FAST, transport=tr)
+    assert not d.success
+    assert SECRET not in caplog.text
+    assert SECRET not in json.dumps(d.to_dict())

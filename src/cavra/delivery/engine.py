@@ -101,7 +101,7 @@ async def deliver_one(
         except (ValueError, KeyError, TypeError) as exc:
             return finish("failed", f"not sent: the event cannot be rendered for {target.provider} ({exc})")
         except Exception as exc:  # a connector bug must not lose the delivery record
-            log.debug("connector %s failed to prepare", target.provider, exc_info=True)
+            log.debug("connector %s failed to prepare: %s", target.provider, redactor.scrub(repr(exc)))
             return finish(
                 "failed",
                 f"not sent: internal error in the {target.provider} connector ({type(exc).__name__})",
@@ -120,7 +120,7 @@ async def deliver_one(
         except TransportError as exc:
             verdict = Reject(exc.message) if exc.kind == "refused_destination" else Retry(exc.message)
         except Exception as exc:  # e.g. a header value the HTTP library refuses: record it, never lose it
-            log.debug("request to %s could not be sent", target.provider, exc_info=True)
+            log.debug("request to %s could not be sent: %s", target.provider, redactor.scrub(repr(exc)))
             verdict = Reject(f"the request could not be sent ({type(exc).__name__})")
         else:
             try:
@@ -128,7 +128,7 @@ async def deliver_one(
             except (ValueError, KeyError, TypeError) as exc:
                 verdict = Reject(f"unexpected answer from {target.provider}: {type(exc).__name__}")
             except Exception as exc:  # a connector bug must not lose the delivery record
-                log.debug("connector %s failed to interpret", target.provider, exc_info=True)
+                log.debug("connector %s failed to interpret: %s", target.provider, redactor.scrub(repr(exc)))
                 verdict = Reject(f"internal error in the {target.provider} connector ({type(exc).__name__})")
         attempt = Attempt(
             number=len(result.attempts) + 1,
