@@ -101,10 +101,13 @@ async def test_failed_release_delivery_shows_in_history_and_alerts(
 
 
 async def test_history_pages_with_cursor(seeded: httpx.AsyncClient) -> None:
-    for _ in range(3):
-        assert (
-            await seeded.post("/promotion-executions/rpe_prod/audit-export/deliver", json=WEBHOOK)
-        ).status_code == 200
+    for n in range(3):  # three requests (each its own Idempotency-Key), three deliveries
+        answer = await seeded.post(
+            "/promotion-executions/rpe_prod/audit-export/deliver",
+            json=WEBHOOK,
+            headers={"Idempotency-Key": f"k-{n}"},
+        )
+        assert answer.status_code == 200
     first = (await seeded.get("/release-connector-deliveries", params={"limit": 2})).json()
     assert first["count"] == 2 and first["total"] == 3 and first["next_cursor"]
     second = (

@@ -92,7 +92,11 @@ async def seed_store(store: Store, loaded: LoadedConfig, srv: EmulatorServer) ->
     done = await governance.deliver_promotion_audit(
         store, loaded, load(PROMOTION), provider="webhook,sentinel", retries=1, policy=POLICY
     )
-    ids["promotion"] = done["id"]
+    # one job, and so one stored record, per provider
+    assert "deliveries" in done, json.dumps(done)
+    for item in done["deliveries"]:
+        ids[f"promotion-{item['provider']}"] = item["delivery_id"]
+    assert len(done["delivery_ids"]) == 2
     srv.hub.add_fault("webhook", Fault(status=503, count=3))
     done = await governance.deliver_rollback_execution(
         store, loaded, load(ROLLBACK), provider="webhook", retries=2, policy=POLICY

@@ -215,14 +215,18 @@ async def test_delivery_detail_shows_attempts_and_chain(console: httpx.AsyncClie
     assert f"/console/deliveries/{record['previous_id']}" in doc.hrefs() or record["previous_id"] is None
     assert ESCAPED in resp.text  # the event type, escaped
 
-    # several providers: one section, and one attempts table, each; sentinel fetched a token first
-    resp = await console.get(f"/console/deliveries/{seed.ids['promotion']}")
-    tables = page(resp).all_rows("attempts")
-    assert len(tables) == 2
-    steps = [[row[1] for row in table] for table in tables]
-    assert ["send"] in steps
-    assert any(len(s) >= 2 and s[0] != "send" for s in steps), steps
-    assert 'id="p-webhook"' in resp.text and 'id="p-sentinel"' in resp.text
+    # several providers: one record (one job) each, with its section and attempts table; sentinel
+    # fetched a token first
+    assert seed.ids["promotion-webhook"] != seed.ids["promotion-sentinel"]
+    steps = []
+    for provider in ("webhook", "sentinel"):
+        resp = await console.get(f"/console/deliveries/{seed.ids[f'promotion-{provider}']}")
+        tables = page(resp).all_rows("attempts")
+        assert len(tables) == 1
+        steps.append([row[1] for row in tables[0]])
+        assert f'id="p-{provider}"' in resp.text
+    assert steps[0] == ["send"]
+    assert len(steps[1]) >= 2 and steps[1][0] != "send", steps
 
     # a failed delivery: its error and every retried attempt
     resp = await console.get(f"/console/deliveries/{seed.ids['rollback']}")

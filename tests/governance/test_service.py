@@ -120,10 +120,19 @@ async def test_rollback_failure_is_stored_and_alerts_until_delivered(
     assert {"provider_delivery_failing", "rollback_delivery_failed"} <= codes
     assert gov.connector_delivery_history(store, success=False)["total"] == 1
 
+    # the same request again re-arms the same job (its run failed) and delivers now
+    assert failed["job"]["state"] == "queued" and len(emulators.hub.received("webhook")) == 2
     ok = await gov.deliver_rollback_execution(
         store, config, "rre_prod", provider="webhook", retries=1, transport=transport, policy=FAST
     )
-    assert ok["success"] is True
+    assert ok["success"] is True and ok["job"]["job_id"] == failed["job"]["job_id"]
+    assert ok["delivery_id"] != failed["delivery_id"] and ok["job"]["state"] == "succeeded"
+    assert ok["job"]["run"] == failed["job"]["run"] + 1 and len(emulators.hub.received("webhook")) == 3
+    # and once it succeeded, the same request is the same job again: nothing is sent twice
+    again = await gov.deliver_rollback_execution(
+        store, config, "rre_prod", provider="webhook", retries=1, transport=transport, policy=FAST
+    )
+    assert again["delivery_id"] == ok["delivery_id"] and len(emulators.hub.received("webhook")) == 3
     codes = {a["code"] for a in gov.connector_delivery_dashboard(store)["alerts"]}
     assert not {"provider_delivery_failing", "rollback_delivery_failed"} & codes
     # re-delivering the same record keeps the event id (the providers' idempotency key)

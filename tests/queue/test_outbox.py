@@ -11,7 +11,17 @@ import pytest
 from cavra.delivery.queue import check_reuse, delivery_job, idempotency_key
 from cavra.errors import ConflictError, InputError
 from cavra.store import Store
-from cavra.store.jobs import DEAD, QUEUED, RUNNING, SUCCEEDED, Destination, JobFilter, JobOutcome, RecordPut
+from cavra.store.jobs import (
+    DEAD,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Destination,
+    JobFilter,
+    JobOutcome,
+    RecordPut,
+)
 
 from ..store.conftest import Target
 from .conftest import KIND, event, new_job
@@ -48,6 +58,61 @@ def test_caller_key_scopes_and_conflicts(store: Store) -> None:
         check_reuse(reused, store.enqueue_jobs(reused))
     with pytest.raises(InputError, match="Idempotency-Key"):
         idempotency_key(KIND, "webhook", event(1), given=" ")
+
+
+def _run(store: Store, n: int, outcome: JobOutcome, *, ok: bool = False, key: str | None = None) -> str:
+    """Enqueue job ``n``, claim it and complete its run with ``outcome``; the record id."""
+    (enq,) = store.enqueue_jobs([new_job(n, key=key)])
+    (claimed,) = store.claim_jobs("w", limit=1, lease_seconds=30, job_ids=[enq.job.id])
+    stored, _, held = store.complete_job(claimed.id, "w", _record(claimed.event, ok=ok), outcome)
+    assert held
+    return stored.id
+
+
+def test_repeat_returns_a_job_as_is_unless_its_last_run_failed(store: Store) -> None:
+    # queued and not yet run, running, succeeded: returned as they are (nothing is delivered twice)
+    (queued,) = store.enqueue_jobs([new_job(1)])
+    (again,) = store.enqueue_jobs([new_job(1)])
+    assert (again.created, again.rearmed, again.job) == (False, False, queued.job)
+    (running,) = store.claim_jobs("w", limit=1, lease_seconds=30, job_ids=[queued.job.id])
+    (again,) = store.enqueue_jobs([new_job(1)])
+    assert not again.rearmed and again.job.state == RUNNING and again.job.lease_owner == "w"
+    store.complete_job(running.id, "w", _record(running.event), JobOutcome(SUCCEEDED))
+    (again,) = store.enqueue_jobs([new_job(1)])
+    assert not again.rearmed and again.job.state == SUCCEEDED and again.job.attempts == 1
+
+    # failed, dead, or queued for a retry after a failed run: re-armed to run now, same id and history
+    later = datetime.now(UTC) + timedelta(hours=1)
+    outcomes = {
+        2: JobOutcome(FAILED, "HTTP 400"),
+        3: JobOutcome(DEAD, "gave up"),
+        4: JobOutcome(QUEUED, "HTTP 503", later),
+    }
+    for n, outcome in outcomes.items():
+        record_id = _run(store, n, outcome)
+        before = store.get_job_by_key(new_job(n).idempotency_key)
+        assert before is not None and before.state == outcome.state
+        (enq,) = store.enqueue_jobs([new_job(n)])
+        assert enq.rearmed and not enq.created and enq.job.id == before.id, n
+        job = enq.job
+        assert job.state == QUEUED and job.run_after <= datetime.now(UTC) and job.lease_owner is None
+        assert job.attempts == 1 and job.delivery_id == record_id and job.last_error == outcome.error
+        assert store.get_job(job.id) == job
+        # it is due now: a worker runs it again, as a second attempt run
+        (rerun,) = store.claim_jobs("w", limit=1, lease_seconds=30, job_ids=[job.id])
+        assert rerun.attempts == 2
+        stored, after, _ = store.complete_job(rerun.id, "w", _record(rerun.event), JobOutcome(SUCCEEDED))
+        assert after.state == SUCCEEDED and after.delivery_id == stored.id != record_id
+        (done,) = store.enqueue_jobs([new_job(n)])  # succeeded now: as it is
+        assert not done.rearmed and done.job == after
+
+    # another request under the same caller key is not re-armed (the caller answers 409)
+    _run(store, 5, JobOutcome(FAILED, "HTTP 400"), key="k-5")
+    other = [new_job(6, key="k-5")]
+    (enq,) = store.enqueue_jobs(other)
+    assert not enq.rearmed and enq.job.state == FAILED
+    with pytest.raises(ConflictError):
+        check_reuse(other, [enq])
 
 
 def test_enqueue_writes_its_records_in_the_same_transaction(store: Store) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cavra.delivery.queue import DEFAULT_WAIT_SECONDS
 from cavra.service import MAX_RETRIES
 
 Category = Literal["siem", "chatops", "itsm", "endpoint"]
@@ -82,6 +83,16 @@ class DeliverIn(_In):
         max_length=20,
         description="providers instead of the integration's own (names, or ['all'])",
     )
+    wait: bool = Field(
+        default=True,
+        description="wait for the first attempt run and answer its record (false: answer 202 at once)",
+    )
+    wait_seconds: float = Field(
+        default=DEFAULT_WAIT_SECONDS,
+        ge=0,
+        le=120,
+        description="longest wait before answering 202 with the job ids and their status URLs",
+    )
 
 
 class ReleaseDeliverIn(_In):
@@ -89,6 +100,16 @@ class ReleaseDeliverIn(_In):
 
     provider: str = Field(min_length=1, max_length=200, examples=["webhook"])
     retries: int = Field(default=1, ge=0, le=MAX_RETRIES)
+    wait: bool = Field(
+        default=True,
+        description="wait for the first attempt run and answer its record (false: answer 202 at once)",
+    )
+    wait_seconds: float = Field(
+        default=DEFAULT_WAIT_SECONDS,
+        ge=0,
+        le=120,
+        description="longest wait before answering 202 with the job ids and their status URLs",
+    )
 
 
 # --- delivery records ----------------------------------------------------------------------------------
@@ -205,7 +226,8 @@ _ERROR_TEXT = {
     401: "No or invalid API token (the detail names the role needed)",
     403: "The token's role is not enough, or protected mode refused a non-loopback client",
     404: "Unknown id",
-    409: "The request conflicts with the current state (an inactive integration)",
+    409: "The request conflicts with the current state (an inactive integration, an idempotency key "
+    "already used for a different request)",
     413: "The request body is over the size limit",
     422: "Invalid JSON or fields (the detail names them), or a configuration problem",
     503: "The store or the connector config is not available",

@@ -9,7 +9,10 @@ rescheduled on :class:`Schedule` (minutes to hours, never sooner than the provid
 payload too large) fails at once: sending it again would not help.
 
 Idempotency: a job's key is the caller's ``Idempotency-Key`` (scoped to the request and the provider) or a
-stable key derived from the event identity and the target, so a repeated request returns the first job.
+stable key derived from the event identity and the target, so a repeated request returns the first job:
+as it is when it is queued and not yet run, running, or succeeded (nothing is delivered twice); re-armed to
+run now (same id, attempts and records; :func:`cavra.store.jobs.rearmable`) when its last run failed (it
+is failed, dead, or queued for a retry), and the caller waits for that new run.
 """
 
 from __future__ import annotations
@@ -29,7 +32,18 @@ from cavra.delivery.record import ProviderDelivery
 from cavra.errors import ConfigError, ConflictError, InputError
 from cavra.events import event_id_of
 from cavra.store import Store, StoredDelivery
-from cavra.store.jobs import DEAD, FAILED, QUEUED, SUCCEEDED, Enqueued, Job, JobOutcome, NewJob, RecordPut
+from cavra.store.jobs import (
+    DEAD,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Enqueued,
+    Job,
+    JobOutcome,
+    NewJob,
+    RecordPut,
+)
 
 log = logging.getLogger("cavra.queue")
 
@@ -360,7 +374,14 @@ async def submit(
     signals.enqueued()
     current = [e.job for e in enqueued]
     if wait and timeout > 0:
-        current = await signals.wait(store, [j.id for j in current], timeout=timeout)
+        since = {e.job.id: e.job.attempts for e in enqueued if e.rearmed}
+
+        def ready(j: Job) -> bool:
+            if j.id in since:  # re-armed after a failed run: wait for its new run, not the old record
+                return j.attempts > since[j.id] and j.state != RUNNING
+            return j.delivery_id is not None or j.final
+
+        current = await signals.wait(store, [j.id for j in current], timeout=timeout, until=ready)
     documents = await asyncio.to_thread(_documents, store, current)
     return Submission(current, [e.created for e in enqueued], documents)
 

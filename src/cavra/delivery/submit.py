@@ -25,7 +25,7 @@ from cavra.delivery.queue import (
 from cavra.delivery.worker import ConfigSource, Worker
 from cavra.errors import InputError
 from cavra.store import Store
-from cavra.store.jobs import QUEUED, Job, NewJob, RecordPut
+from cavra.store.jobs import QUEUED, RUNNING, Job, NewJob, RecordPut
 from cavra.transport import Transport
 
 #: inline runs that outlive the request that started them (kept referenced until they finish)
@@ -37,6 +37,11 @@ def first_run_over(job: Job) -> bool:
     if job.delivery_id is not None or job.final:
         return True
     return job.state == QUEUED and job.run_after > datetime.now(UTC)
+
+
+def rerun_over(job: Job, attempts_before: float) -> bool:
+    """A job re-armed with ``attempts_before`` attempt runs has run again (and the run has ended)."""
+    return job.attempts > attempts_before and job.state != RUNNING
 
 
 async def deliver_jobs(
@@ -54,7 +59,8 @@ async def deliver_jobs(
     """Enqueue ``jobs`` (idempotently; ``records`` in the same transaction) and, when ``wait``, run the new
     ones now and wait up to ``timeout`` seconds for their first attempt run.
 
-    A repeated request (same idempotency keys) runs nothing and answers the first request's records.
+    A repeated request (same idempotency keys) runs nothing and answers the first request's records, but
+    a job whose last run failed is re-armed by the store and run again now (the answer is the new run's).
     ``submission.done``: every job has its record (``submission.documents``); otherwise answer 202.
     """
     if not jobs:
@@ -62,7 +68,9 @@ async def deliver_jobs(
     enqueued = await asyncio.to_thread(store.enqueue_jobs, list(jobs), records=list(records))
     check_reuse(jobs, enqueued)
     current = [e.job for e in enqueued]
-    fresh = [e.job.id for e in enqueued if e.created]
+    # new jobs, and jobs re-armed after a failed run (a repeated request runs them again)
+    fresh = [e.job.id for e in enqueued if e.created or e.rearmed]
+    since = {e.job.id: e.job.attempts for e in enqueued if e.rearmed}
     if not wait or timeout <= 0:
         signals.enqueued()  # the workers take them
     else:
@@ -95,7 +103,11 @@ async def deliver_jobs(
 
         def answerable(j: Job) -> bool:
             # still queued after the inline run: held back (breaker, pause) for the workers to take later
-            return first_run_over(j) or (inline_over.is_set() and j.state == QUEUED)
+            if inline_over.is_set() and j.state == QUEUED:
+                return True
+            if j.id in since:  # re-armed: its earlier record is there; wait for the new run
+                return rerun_over(j, since[j.id])
+            return first_run_over(j)
 
         current = await signals.wait(store, [j.id for j in current], timeout=timeout, until=answerable)
     documents = await asyncio.to_thread(_documents, store, current)

@@ -3,14 +3,13 @@
 An integration names a provider that the connector config knows, with the provider's category, an
 operational ``status`` (only ``active`` integrations deliver) and a ``health_status`` set by operators.
 The store keeps the record under kind ``integration``; delivering through an integration adds its last
-delivery outcome (``last_delivery``) to the record.
+delivery outcome (``last_delivery``) to the record (a completion hook of the delivery's outbox job, so a
+run by any worker, later, is noted too).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,15 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cavra.config import LoadedConfig
 from cavra.connectors.registry import CATEGORY_OF, unknown_provider_message
 from cavra.delivery.policy import RetryPolicy
+from cavra.delivery.queue import register_completion_hook
 from cavra.delivery.record import iso, utcnow
 from cavra.errors import ConflictError, InputError, NotFoundError
 from cavra.events import normalize_event
+from cavra.governance.outbox import NOTE_LOCK, Request, check_timeout, submit
 from cavra.governance.records import format_errors
-from cavra.service import deliver_event, parse_providers, select_targets, validate_retries
+from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import INTEGRATION_DELIVERY, Store, StoredDelivery
+from cavra.store.jobs import Job
 from cavra.transport import Transport
 
 INTEGRATION_SCHEMA = "cavra.integration.v1"
+#: the completion hook that notes a run's outcome as the integration's ``last_delivery``
+INTEGRATION_HOOK = "integration"
 
 
 class LastDelivery(BaseModel):
@@ -123,19 +127,6 @@ def delete_integration(store: Store, integration_id: str) -> None:
         raise NotFoundError(f"integration {integration_id!r} not found")
 
 
-def _with_timeout(config: LoadedConfig, timeout_seconds: float | None) -> LoadedConfig:
-    """The config with every target's per-attempt timeout set to ``timeout_seconds`` (when given)."""
-    if timeout_seconds is None:
-        return config
-    if not 0 < timeout_seconds <= 300:
-        raise InputError(f"timeout_seconds: must be more than 0 and at most 300, got {timeout_seconds:g}")
-    targets = {
-        name: replace(t, options=replace(t.options, timeout=float(timeout_seconds)))
-        for name, t in config.targets.items()
-    }
-    return LoadedConfig(source=config.source, targets=targets, errors=dict(config.errors))
-
-
 async def deliver_integration(
     store: Store,
     config: LoadedConfig,
@@ -147,11 +138,16 @@ async def deliver_integration(
     timeout_seconds: float | None = None,
     transport: Transport | None = None,
     policy: RetryPolicy | None = None,
+    idempotency_key: str | None = None,
+    wait: bool = True,
+    wait_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Deliver an event through an active integration; stored with kind ``integration-delivery``.
 
     The event goes to the integration's provider, or to ``providers`` when given (a list, a
-    comma-separated string or ``all``). ``timeout_seconds`` overrides the per-attempt timeout.
+    comma-separated string or ``all``). ``timeout_seconds`` overrides the per-attempt timeout. The request
+    is queued as one outbox job per provider (``idempotency_key``: the caller's key; otherwise one derived
+    from the event and the target) and answered as :func:`cavra.governance.outbox.submit` says.
     """
     integration = get_integration(store, integration_id)
     if integration.get("status") != "active":
@@ -162,35 +158,58 @@ async def deliver_integration(
     requested = [str(integration["provider"])] if providers is None else parse_providers(providers)
     normalized = normalize_event(event, source="event")
     validate_retries(retries)
-    loaded = _with_timeout(config, timeout_seconds)
-    select_targets(loaded, requested)
-    result = await deliver_event(
-        normalized, loaded, requested, retries=retries, policy=policy, transport=transport
-    )
-    stored = await asyncio.to_thread(
-        store.append_delivery,
-        result,
-        metadata_kind=INTEGRATION_DELIVERY,
+    check_timeout(timeout_seconds)
+    targets, errors = select_targets(config, requested)
+    request = Request(
+        normalized,
+        [t.provider for t in targets] + list(errors),
+        kind=INTEGRATION_DELIVERY,
+        retries=retries,
         subject_kind="integration",
         subject_id=integration_id,
         integration_id=integration_id,
+        on_complete=INTEGRATION_HOOK,
+        timeout_seconds=timeout_seconds,
+        idempotency_key=idempotency_key,
     )
-    await asyncio.to_thread(_note_integration_delivery, store, integration_id, stored)
-    return {**stored.to_dict(), "delivery_id": stored.id}
+    return await submit(
+        store,
+        config,
+        request,
+        note=note_integration_delivery,
+        wait=wait,
+        wait_seconds=wait_seconds,
+        transport=transport,
+        policy=policy,
+    )
 
 
-def _note_integration_delivery(store: Store, integration_id: str, stored: StoredDelivery) -> None:
-    current = store.get_record("integration", integration_id)
-    if current is None:  # deleted meanwhile
+def note_integration_delivery(store: Store, delivery_id: str, doc: Mapping[str, Any]) -> None:
+    """Set the integration's ``last_delivery`` from one stored delivery record (idempotent)."""
+    integration_id = doc.get("integration_id") or doc.get("subject_id")
+    if not isinstance(integration_id, str):
         return
-    doc = stored.document
-    errors = [e.get("error") for e in doc.get("errors") or [] if e.get("error")]
-    last = {
-        "delivery_id": stored.id,
-        "event_id": doc.get("event_id"),
-        "event_type": doc.get("event_type"),
-        "success": bool(doc.get("success")),
-        "at": doc.get("created_at") or iso(utcnow()),
-        "error": errors[0] if errors else None,
-    }
-    store.put_record("integration", integration_id, {**current, "last_delivery": last})
+    with NOTE_LOCK:
+        current = store.get_record("integration", integration_id)
+        if current is None:  # deleted meanwhile
+            return
+        noted = current.get("last_delivery")
+        if isinstance(noted, dict) and noted.get("delivery_id") == delivery_id:
+            return
+        errors = [e.get("error") for e in doc.get("errors") or [] if e.get("error")]
+        last = {
+            "delivery_id": delivery_id,
+            "event_id": doc.get("event_id"),
+            "event_type": doc.get("event_type"),
+            "success": bool(doc.get("success")),
+            "at": doc.get("created_at") or iso(utcnow()),
+            "error": errors[0] if errors else None,
+        }
+        store.put_record("integration", integration_id, {**current, "last_delivery": last})
+
+
+def _integration_hook(store: Store, job: Job, stored: StoredDelivery) -> None:
+    note_integration_delivery(store, stored.id, stored.document)
+
+
+register_completion_hook(INTEGRATION_HOOK, _integration_hook)

@@ -2,22 +2,25 @@
 
 The HTTP API and the CLI call these functions and nothing below them. Bad input (an unknown kind, a body
 that fails its schema, an unknown id or provider, a config problem) raises before the store is written.
-A delivery is persisted with :meth:`Store.append_delivery` (so it joins the tamper-evident chain) and the
-answer is the stored document: the ``cavra.connector.delivery.v1`` record plus ``delivery_id``,
-``metadata_kind``, ``record_sha256`` and the other store fields.
+A delivery request is queued as outbox jobs, one per provider (:mod:`cavra.governance.outbox`), together
+with a new record it depends on; each run's record is appended to the tamper-evident chain. The answer is
+the stored document (the ``cavra.connector.delivery.v1`` record plus ``delivery_id``, ``metadata_kind``,
+``record_sha256`` and the other store fields, and its ``job`` section) once the first run has ended, or
+the 202 body (:func:`is_accepted`) when the caller does not wait or the deadline passes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from cavra import history
 from cavra.config import LoadedConfig
 from cavra.delivery.policy import RetryPolicy
+from cavra.delivery.queue import register_completion_hook
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError
 from cavra.governance.events import (
@@ -35,10 +38,12 @@ from cavra.governance.integrations import (
     list_integrations,
     upsert_integration,
 )
+from cavra.governance.outbox import NOTE_LOCK, Request, check_wait, is_accepted, submit
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
-from cavra.service import deliver_event, parse_providers, select_targets, validate_retries
+from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import Store
 from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, StoredDelivery
+from cavra.store.jobs import Job, RecordPut
 from cavra.transport import Transport
 
 __all__ = [
@@ -54,6 +59,7 @@ __all__ = [
     "get_delivery",
     "get_integration",
     "get_record",
+    "is_accepted",
     "list_integrations",
     "load_record_file",
     "publish_endpoint_export",
@@ -62,6 +68,8 @@ __all__ = [
 ]
 
 EventBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
+#: the completion hook that notes a publication run's outcome in the ``endpoint_publication`` record
+PUBLICATION_HOOK = "publication"
 
 
 # --- records ----------------------------------------------------------------------------------------------
@@ -110,10 +118,6 @@ def _resolve(store: Store, k: Kind, given: str | Mapping[str, Any]) -> tuple[dic
     return validate_record(k, dict(given)), True
 
 
-def _answer(stored: StoredDelivery) -> dict[str, Any]:
-    return {**stored.to_dict(), "delivery_id": stored.id}
-
-
 # --- release deliveries -----------------------------------------------------------------------------------
 async def _deliver_release(
     store: Store,
@@ -126,22 +130,36 @@ async def _deliver_release(
     retries: int,
     transport: Transport | None,
     policy: RetryPolicy | None,
+    idempotency_key: str | None,
+    wait: bool,
+    wait_seconds: float | None,
 ) -> dict[str, Any]:
     k = kind_of(kind)
     record, is_new = _resolve(store, k, given)
     providers = parse_providers(provider)
     validate_retries(retries)
-    select_targets(config, providers)  # config problems are bad input: raise before anything is written
+    # config problems are bad input: raise before anything is written
+    targets, errors = select_targets(config, providers)
     rid = record_id(k, record)
-    if is_new:
-        await asyncio.to_thread(store.put_record, k.name, rid, record)
-    result = await deliver_event(
-        build(record), config, providers, retries=retries, policy=policy, transport=transport
+    request = Request(
+        build(record),
+        [t.provider for t in targets] + list(errors),
+        kind=RELEASE_DELIVERY,
+        retries=retries,
+        subject_kind=k.name,
+        subject_id=rid,
+        idempotency_key=idempotency_key,
     )
-    stored = await asyncio.to_thread(
-        store.append_delivery, result, metadata_kind=RELEASE_DELIVERY, subject_kind=k.name, subject_id=rid
+    return await submit(
+        store,
+        config,
+        request,
+        records=[RecordPut(k.name, rid, record)] if is_new else (),
+        wait=wait,
+        wait_seconds=wait_seconds,
+        transport=transport,
+        policy=policy,
     )
-    return _answer(stored)
 
 
 async def deliver_promotion_audit(
@@ -153,6 +171,9 @@ async def deliver_promotion_audit(
     retries: int,
     transport: Transport | None = None,
     policy: RetryPolicy | None = None,
+    idempotency_key: str | None = None,
+    wait: bool = True,
+    wait_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Deliver a promotion execution's audit event (``execution``: an ``rpe_`` id or the record itself)."""
     return await _deliver_release(
@@ -165,6 +186,9 @@ async def deliver_promotion_audit(
         retries=retries,
         transport=transport,
         policy=policy,
+        idempotency_key=idempotency_key,
+        wait=wait,
+        wait_seconds=wait_seconds,
     )
 
 
@@ -177,6 +201,9 @@ async def deliver_rollback_execution(
     retries: int,
     transport: Transport | None = None,
     policy: RetryPolicy | None = None,
+    idempotency_key: str | None = None,
+    wait: bool = True,
+    wait_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Deliver a rollback execution event (``execution``: an ``rre_`` id or the record itself)."""
     return await _deliver_release(
@@ -189,6 +216,9 @@ async def deliver_rollback_execution(
         retries=retries,
         transport=transport,
         policy=policy,
+        idempotency_key=idempotency_key,
+        wait=wait,
+        wait_seconds=wait_seconds,
     )
 
 
@@ -207,32 +237,45 @@ def _publication_providers(spec: str, export: Mapping[str, Any]) -> list[str]:
     return providers
 
 
-def _note_publication(
-    store: Store, export: Mapping[str, Any], providers: Sequence[str], doc: StoredDelivery
-) -> None:
-    """Keep the latest publication outcome per provider in the ``endpoint_publication`` record."""
-    export_id = str(export["export_id"])
-    current = store.get_record("endpoint_publication", export_id) or {}
-    outcomes = dict(current.get("providers") or {})
-    by_provider = {d.get("provider"): d for d in doc.document.get("deliveries") or []}
-    errors = {e.get("provider"): e.get("error") for e in doc.document.get("errors") or []}
-    for name in providers:
-        item = by_provider.get(name) or {}
-        outcomes[name] = {
-            "delivery_id": doc.id,
-            "success": bool(item.get("success")),
-            "status": item.get("status") or "failed",
-            "at": doc.document.get("created_at"),
-            "error": item.get("error") or errors.get(name),
+def note_publication(store: Store, delivery_id: str, doc: Mapping[str, Any]) -> None:
+    """Keep the latest publication outcome per provider in the ``endpoint_publication`` record (from one
+    stored publication delivery record; idempotent)."""
+    export_id = doc.get("subject_id") or doc.get("export_id")
+    if not isinstance(export_id, str):
+        return
+    by_provider = {d.get("provider"): d for d in doc.get("deliveries") or []}
+    errors = {e.get("provider"): e.get("error") for e in doc.get("errors") or []}
+    providers = [str(p) for p in dict.fromkeys([*by_provider, *errors]) if p]
+    with NOTE_LOCK:
+        current = store.get_record("endpoint_publication", export_id) or {}
+        outcomes = dict(current.get("providers") or {})
+        if current and all((outcomes.get(p) or {}).get("delivery_id") == delivery_id for p in providers):
+            return
+        export = store.get_record("endpoint_export", export_id) or {}
+        for name in providers:
+            item = by_provider.get(name) or {}
+            outcomes[name] = {
+                "delivery_id": delivery_id,
+                "success": bool(item.get("success")),
+                "status": item.get("status") or "failed",
+                "at": doc.get("created_at"),
+                "error": item.get("error") or errors.get(name),
+            }
+        body = {
+            "export_id": export_id,
+            "release": export.get("release", current.get("release")),
+            "channel": export.get("channel", current.get("channel")),
+            "published": any(o["success"] for o in outcomes.values()),
+            "providers": outcomes,
         }
-    body = {
-        "export_id": export_id,
-        "release": export.get("release"),
-        "channel": export.get("channel"),
-        "published": any(o["success"] for o in outcomes.values()),
-        "providers": outcomes,
-    }
-    store.put_record("endpoint_publication", export_id, body)
+        store.put_record("endpoint_publication", export_id, body)
+
+
+def _publication_hook(store: Store, job: Job, stored: StoredDelivery) -> None:
+    note_publication(store, stored.id, stored.document)
+
+
+register_completion_hook(PUBLICATION_HOOK, _publication_hook)
 
 
 async def publish_endpoint_export(
@@ -245,25 +288,31 @@ async def publish_endpoint_export(
     base_dir: Path | None = None,
     transport: Transport | None = None,
     policy: RetryPolicy | None = None,
+    idempotency_key: str | None = None,
+    wait: bool = True,
+    wait_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Publish an endpoint-management export (an ``eme_`` id or the manifest itself).
 
     Artifact paths are resolved against ``base_dir`` (the manifest's directory; default the working
     directory). A refusal (not approved, not meant for the provider, an artifact missing or different) is
-    stored as a failed publication delivery and raised as :class:`PublicationRefused` (an InputError).
+    stored as a failed publication delivery and raised as :class:`PublicationRefused` (an InputError);
+    nothing is queued. Otherwise one outbox job per provider is queued (with a new manifest, in the same
+    transaction) and the answer is as :func:`cavra.governance.outbox.submit` says.
     """
     k = kind_of("endpoint_export")
     record, is_new = _resolve(store, k, export)
     providers = _publication_providers(provider, record)
     validate_retries(retries)
     select_targets(config, providers)
+    check_wait(wait_seconds)
     rid = record_id(k, record)
-    if is_new:
-        await asyncio.to_thread(store.put_record, k.name, rid, record)
     root = base_dir if base_dir is not None else Path.cwd()
     try:
         event = await asyncio.to_thread(publication_event, record, root)
     except PublicationRefused as refused:
+        if is_new:
+            await asyncio.to_thread(store.put_record, k.name, rid, record)
         summary = {
             "event_type": PUBLICATION,
             "event_id": stable_event_id(PUBLICATION, rid, record),
@@ -277,16 +326,29 @@ async def publish_endpoint_export(
             subject_kind=k.name,
             subject_id=rid,
         )
-        await asyncio.to_thread(_note_publication, store, record, providers, stored)
+        await asyncio.to_thread(note_publication, store, stored.id, stored.document)
         raise PublicationRefused(refused.export_id, refused.reason, delivery_id=stored.id) from None
-    result = await deliver_event(
-        event, config, providers, retries=retries, policy=policy, transport=transport
+    request = Request(
+        event,
+        providers,
+        kind=PUBLICATION_DELIVERY,
+        retries=retries,
+        subject_kind=k.name,
+        subject_id=rid,
+        on_complete=PUBLICATION_HOOK,
+        idempotency_key=idempotency_key,
     )
-    stored = await asyncio.to_thread(
-        store.append_delivery, result, metadata_kind=PUBLICATION_DELIVERY, subject_kind=k.name, subject_id=rid
+    return await submit(
+        store,
+        config,
+        request,
+        records=[RecordPut(k.name, rid, record)] if is_new else (),
+        note=note_publication,
+        wait=wait,
+        wait_seconds=wait_seconds,
+        transport=transport,
+        policy=policy,
     )
-    await asyncio.to_thread(_note_publication, store, record, providers, stored)
-    return _answer(stored)
 
 
 # --- history and dashboards -------------------------------------------------------------------------------

@@ -135,10 +135,27 @@ class Job:
 
 @dataclass(frozen=True)
 class Enqueued:
-    """The job for a requested key, and whether this enqueue created it (``False``: it existed)."""
+    """The job for a requested key, and whether this enqueue created it (``False``: it existed) or re-armed
+    it (``rearmed``: it existed after a failed run and was queued to run now)."""
 
     job: Job
     created: bool
+    rearmed: bool = False
+
+
+def rearmable(job: Job, new: NewJob) -> bool:
+    """A repeated request re-arms the existing job (runs it now, same id and history) when its last run
+    failed: it is failed or dead, or queued for a retry after a failed run. A job queued and not yet run,
+    running, or succeeded is returned as it is (nothing is delivered twice), and so is a job of a
+    different request under the same key (the caller answers 409)."""
+    same = (
+        job.kind == new.kind
+        and job.provider == new.provider
+        and job.event.get("event_id") == dict(new.payload.get("event") or {}).get("event_id")
+    )
+    if not same:
+        return False
+    return job.state in (FAILED, DEAD) or (job.state == QUEUED and job.attempts > 0)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from cavra.store.jobs import (
     QueueStats,
     clip_error,
     new_job_id,
+    rearmable,
 )
 
 
@@ -73,7 +74,16 @@ def enqueue(data: dict[str, Any], new: Sequence[NewJob], now: datetime) -> list[
     for job in new:
         found = by_key.get(job.idempotency_key)
         if found is not None:
-            out.append(Enqueued(to_job(found), created=False))
+            rearmed = rearmable(to_job(found), job)
+            if rearmed:  # its last run failed: run it now (same id, attempts and records)
+                found.update(
+                    state=QUEUED,
+                    run_after=iso(now),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=iso(now),
+                )
+            out.append(Enqueued(to_job(found), created=False, rearmed=rearmed))
             continue
         item = {
             "id": new_job_id(),

@@ -37,6 +37,7 @@ from cavra.store.jobs import (
     clip_error,
     new_job_id,
     payload_json,
+    rearmable,
 )
 from cavra.store.schema import destinations, jobs
 
@@ -93,13 +94,31 @@ def enqueue(conn: sa.Connection, backend: str, new: Sequence[NewJob], now: datet
             .on_conflict_do_nothing(index_elements=[jobs.c.idempotency_key])
         )
         conn.execute(stmt)
-        row = (
-            conn.execute(sa.select(jobs).where(jobs.c.idempotency_key == job.idempotency_key))
-            .mappings()
-            .one()
-        )
-        out.append(Enqueued(to_job(row), created=row["id"] == job_id))
+        row = _by_key(conn, job.idempotency_key)
+        if row["id"] == job_id:
+            out.append(Enqueued(to_job(row), created=True))
+            continue
+        old = to_job(row)
+        rearmed = rearmable(old, job) and _rearm(conn, old, now)
+        out.append(Enqueued(to_job(_by_key(conn, job.idempotency_key)) if rearmed else old, False, rearmed))
     return out
+
+
+def _by_key(conn: sa.Connection, key: str) -> sa.RowMapping:
+    return conn.execute(sa.select(jobs).where(jobs.c.idempotency_key == key)).mappings().one()
+
+
+def _rearm(conn: sa.Connection, old: Job, now: datetime) -> bool:
+    """Queue a job whose last run failed to run now (unless another writer changed it meanwhile)."""
+    unchanged = sa.and_(jobs.c.id == old.id, jobs.c.state == old.state, jobs.c.attempts == old.attempts)
+    values = {
+        "state": QUEUED,
+        "run_after": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    return bool(conn.execute(sa.update(jobs).where(unchanged).values(**values)).rowcount)
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:

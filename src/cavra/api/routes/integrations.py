@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from cavra.api.deps import AdminDep, AuditorDep, OperatorDep, RuntimeDep, StoreDep
+from cavra.api.routes.queue import ACCEPTED_RESPONSE, IdempotencyKey, accepted_answer
 from cavra.api.schemas import (
     Deleted,
     DeliverIn,
@@ -78,16 +79,24 @@ def delete_integration(integration_id: IntegrationId, store: StoreDep) -> dict[s
     "/integrations/{integration_id}/deliver",
     response_model=DeliveryRecordOut,
     dependencies=[OperatorDep],
-    responses=error_responses(401, 403, 404, 409, 413, 422, 503),
+    responses={**ACCEPTED_RESPONSE, **error_responses(401, 403, 404, 409, 413, 422, 503)},
     summary="Deliver an event through an active integration",
 )
-async def deliver(integration_id: IntegrationId, body: DeliverIn, runtime: RuntimeDep) -> dict[str, Any]:
-    """Waits for the delivery and answers the ``cavra.connector.delivery.v1`` record as stored
-    (``metadata_kind=integration-delivery``). A delivery that failed is still a 200 answer: ``success``
-    and each provider's ``error`` say what happened. Role: operator."""
+async def deliver(
+    integration_id: IntegrationId,
+    body: DeliverIn,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    """Queues one outbox job per provider, waits up to ``wait_seconds`` for the first attempt run and
+    answers the ``cavra.connector.delivery.v1`` record as stored (``metadata_kind=integration-delivery``).
+    A delivery that failed is still a 200 answer: ``success`` and each provider's ``error`` say what
+    happened. ``"wait": false``, or a deadline that passes, answers 202 with the job ids and their status
+    URLs (``/jobs/{id}``). An ``Idempotency-Key`` header (otherwise a key derived from the event and the
+    target) makes a repeated request answer the first request's jobs. Role: operator."""
     store = await runtime.astore()
     config = runtime.require_config()
-    return await runtime.run_delivery(
+    result = await runtime.run_delivery(
         lambda: governance.deliver_integration(
             store,
             config,
@@ -98,5 +107,9 @@ async def deliver(integration_id: IntegrationId, body: DeliverIn, runtime: Runti
             timeout_seconds=body.timeout_seconds,
             transport=runtime.transport,
             policy=runtime.policy(body.retries),
+            idempotency_key=idempotency_key,
+            wait=body.wait,
+            wait_seconds=body.wait_seconds,
         )
     )
+    return accepted_answer(result) if governance.is_accepted(result) else result

@@ -86,6 +86,26 @@ def accepted_response(sub: Submission) -> JSONResponse:
     return JSONResponse(status_code=202, content=body, headers={"Location": body["status_url"]})
 
 
+def accepted_answer(body: dict[str, Any]) -> JSONResponse:
+    """The 202 answer for a façade answer that is :func:`cavra.governance.service.is_accepted`."""
+    return JSONResponse(status_code=202, content=body, headers={"Location": body["status_url"]})
+
+
+#: OpenAPI entry of a deliver route's 202 answer
+ACCEPTED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    202: {"model": Accepted, "description": "Queued; not finished within the wait (or wait was false)"}
+}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="repeat-safe request key: a repeated request answers the first request's jobs",
+    ),
+]
+
+
 def _responses(extra: dict[int | str, dict[str, Any]], *codes: int) -> dict[int | str, dict[str, Any]]:
     return {**extra, **error_responses(*codes)}
 

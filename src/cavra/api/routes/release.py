@@ -3,8 +3,11 @@
 Registering a record (``POST /promotion-executions``, ``/rollback-executions``,
 ``/endpoint-management-exports``) needs the operator role; reading one (``GET …/{id}``) the auditor role.
 Delivering (``POST /promotion-executions/{id}/audit-export/deliver``, ``/rollback-executions/{id}/deliver``,
-``/endpoint-management-exports/{id}/publish``) needs the operator role and answers the stored
-``cavra.connector.delivery.v1`` record.
+``/endpoint-management-exports/{id}/publish``) needs the operator role. The request is queued as one
+outbox job per provider; the route waits up to ``wait_seconds`` for the first attempt run and answers the
+stored ``cavra.connector.delivery.v1`` record, or 202 with the job ids and their status URLs
+(``/jobs/{id}``) when ``"wait": false`` or the deadline passes. An ``Idempotency-Key`` header makes a
+repeated request answer the first request's jobs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from cavra.api.deps import AuditorDep, OperatorDep, RuntimeDep, StoreDep
+from cavra.api.routes.queue import ACCEPTED_RESPONSE, IdempotencyKey, accepted_answer
 from cavra.api.schemas import DeliveryRecordOut, RecordOut, ReleaseDeliverIn, error_responses
 from cavra.governance import service as governance
 from cavra.governance.records import EndpointExport, PromotionExecution, RollbackExecution
@@ -23,7 +27,7 @@ router = APIRouter(tags=["release"])
 RecordId = Annotated[str, Path(min_length=1, max_length=160, description="the record id")]
 _READ = error_responses(401, 403, 404, 503)
 _WRITE = error_responses(401, 403, 413, 422, 503)
-_DELIVER = error_responses(401, 403, 404, 413, 422, 503)
+_DELIVER = {**ACCEPTED_RESPONSE, **error_responses(401, 403, 404, 409, 413, 422, 503)}
 
 
 # --- promotion executions ------------------------------------------------------------------------------
@@ -59,12 +63,15 @@ def get_promotion(execution_id: RecordId, store: StoreDep) -> dict[str, Any]:
     summary="Deliver a promotion execution's audit event",
 )
 async def deliver_promotion(
-    execution_id: RecordId, body: ReleaseDeliverIn, runtime: RuntimeDep
-) -> dict[str, Any]:
+    execution_id: RecordId,
+    body: ReleaseDeliverIn,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Persisted as ``metadata_kind=release-connector-delivery``. Role: operator."""
     store = await runtime.astore()
     config = runtime.require_config()
-    return await runtime.run_delivery(
+    result = await runtime.run_delivery(
         lambda: governance.deliver_promotion_audit(
             store,
             config,
@@ -73,8 +80,12 @@ async def deliver_promotion(
             retries=body.retries,
             transport=runtime.transport,
             policy=runtime.policy(body.retries),
+            idempotency_key=idempotency_key,
+            wait=body.wait,
+            wait_seconds=body.wait_seconds,
         )
     )
+    return accepted_answer(result) if governance.is_accepted(result) else result
 
 
 # --- rollback executions -------------------------------------------------------------------------------
@@ -110,12 +121,15 @@ def get_rollback(execution_id: RecordId, store: StoreDep) -> dict[str, Any]:
     summary="Deliver a rollback execution event",
 )
 async def deliver_rollback(
-    execution_id: RecordId, body: ReleaseDeliverIn, runtime: RuntimeDep
-) -> dict[str, Any]:
+    execution_id: RecordId,
+    body: ReleaseDeliverIn,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Persisted as ``metadata_kind=release-connector-delivery``. Role: operator."""
     store = await runtime.astore()
     config = runtime.require_config()
-    return await runtime.run_delivery(
+    result = await runtime.run_delivery(
         lambda: governance.deliver_rollback_execution(
             store,
             config,
@@ -124,8 +138,12 @@ async def deliver_rollback(
             retries=body.retries,
             transport=runtime.transport,
             policy=runtime.policy(body.retries),
+            idempotency_key=idempotency_key,
+            wait=body.wait,
+            wait_seconds=body.wait_seconds,
         )
     )
+    return accepted_answer(result) if governance.is_accepted(result) else result
 
 
 # --- endpoint-management exports -----------------------------------------------------------------------
@@ -160,13 +178,18 @@ def get_export(export_id: RecordId, store: StoreDep) -> dict[str, Any]:
     responses=_DELIVER,
     summary="Publish an endpoint-management export",
 )
-async def publish_export(export_id: RecordId, body: ReleaseDeliverIn, runtime: RuntimeDep) -> dict[str, Any]:
+async def publish_export(
+    export_id: RecordId,
+    body: ReleaseDeliverIn,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """The export must be approved and meant for the provider, and every artifact must match its size
     and SHA-256; a refusal is recorded as a failed publication and answered 422. Persisted as
     ``metadata_kind=endpoint-management-publication-delivery``. Role: operator."""
     store = await runtime.astore()
     config = runtime.require_config()
-    return await runtime.run_delivery(
+    result = await runtime.run_delivery(
         lambda: governance.publish_endpoint_export(
             store,
             config,
@@ -176,5 +199,9 @@ async def publish_export(export_id: RecordId, body: ReleaseDeliverIn, runtime: R
             base_dir=runtime.exports_dir,
             transport=runtime.transport,
             policy=runtime.policy(body.retries),
+            idempotency_key=idempotency_key,
+            wait=body.wait,
+            wait_seconds=body.wait_seconds,
         )
     )
+    return accepted_answer(result) if governance.is_accepted(result) else result
