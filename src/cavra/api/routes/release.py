@@ -12,15 +12,46 @@ repeated request answer the first request's jobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from cavra.api.deps import AuditorDep, OperatorDep, RuntimeDep, StoreDep
+from cavra.api.deps import AuditorDep, OperatorDep, Runtime, RuntimeDep, StoreDep
 from cavra.api.routes.queue import ACCEPTED_RESPONSE, IdempotencyKey, accepted_answer
 from cavra.api.schemas import DeliveryRecordOut, RecordOut, ReleaseDeliverIn, error_responses
 from cavra.governance import service as governance
 from cavra.governance.records import EndpointExport, PromotionExecution, RollbackExecution
+
+
+async def _deliver(
+    runtime: Runtime,
+    deliver: Callable[..., Coroutine[Any, Any, dict[str, Any]]],
+    record_id: str,
+    body: ReleaseDeliverIn,
+    idempotency_key: str | None,
+    **extra: Any,
+) -> Any:
+    """Run one of the façade's release deliveries for a stored record; 202 when it is still queued."""
+    store = await runtime.astore()
+    config = runtime.require_config()
+    result = await runtime.run_delivery(
+        lambda: deliver(
+            store,
+            config,
+            record_id,
+            provider=body.provider,
+            retries=body.retries,
+            transport=runtime.transport,
+            policy=runtime.policy(body.retries),
+            idempotency_key=idempotency_key,
+            wait=body.wait,
+            wait_seconds=body.wait_seconds,
+            **extra,
+        )
+    )
+    return accepted_answer(result) if governance.is_accepted(result) else result
+
 
 router = APIRouter(tags=["release"])
 
@@ -69,23 +100,7 @@ async def deliver_promotion(
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Persisted as ``metadata_kind=release-connector-delivery``. Role: operator."""
-    store = await runtime.astore()
-    config = runtime.require_config()
-    result = await runtime.run_delivery(
-        lambda: governance.deliver_promotion_audit(
-            store,
-            config,
-            execution_id,
-            provider=body.provider,
-            retries=body.retries,
-            transport=runtime.transport,
-            policy=runtime.policy(body.retries),
-            idempotency_key=idempotency_key,
-            wait=body.wait,
-            wait_seconds=body.wait_seconds,
-        )
-    )
-    return accepted_answer(result) if governance.is_accepted(result) else result
+    return await _deliver(runtime, governance.deliver_promotion_audit, execution_id, body, idempotency_key)
 
 
 # --- rollback executions -------------------------------------------------------------------------------
@@ -127,23 +142,7 @@ async def deliver_rollback(
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Persisted as ``metadata_kind=release-connector-delivery``. Role: operator."""
-    store = await runtime.astore()
-    config = runtime.require_config()
-    result = await runtime.run_delivery(
-        lambda: governance.deliver_rollback_execution(
-            store,
-            config,
-            execution_id,
-            provider=body.provider,
-            retries=body.retries,
-            transport=runtime.transport,
-            policy=runtime.policy(body.retries),
-            idempotency_key=idempotency_key,
-            wait=body.wait,
-            wait_seconds=body.wait_seconds,
-        )
-    )
-    return accepted_answer(result) if governance.is_accepted(result) else result
+    return await _deliver(runtime, governance.deliver_rollback_execution, execution_id, body, idempotency_key)
 
 
 # --- endpoint-management exports -----------------------------------------------------------------------
@@ -187,21 +186,11 @@ async def publish_export(
     """The export must be approved and meant for the provider, and every artifact must match its size
     and SHA-256; a refusal is recorded as a failed publication and answered 422. Persisted as
     ``metadata_kind=endpoint-management-publication-delivery``. Role: operator."""
-    store = await runtime.astore()
-    config = runtime.require_config()
-    result = await runtime.run_delivery(
-        lambda: governance.publish_endpoint_export(
-            store,
-            config,
-            export_id,
-            provider=body.provider,
-            retries=body.retries,
-            base_dir=runtime.exports_dir,
-            transport=runtime.transport,
-            policy=runtime.policy(body.retries),
-            idempotency_key=idempotency_key,
-            wait=body.wait,
-            wait_seconds=body.wait_seconds,
-        )
+    return await _deliver(
+        runtime,
+        governance.publish_endpoint_export,
+        export_id,
+        body,
+        idempotency_key,
+        base_dir=runtime.exports_dir,
     )
-    return accepted_answer(result) if governance.is_accepted(result) else result
