@@ -292,3 +292,15 @@ def test_a_revision_0002_store_is_upgraded_with_its_chain_kept(sql_target: Targe
         stored, _job, held = store.complete_job(queued.job.id, "w", _record(event(2)), JobOutcome(SUCCEEDED))
         assert held and stored.sequence == 2
         assert store.verify_chain().ok
+
+
+def test_claim_can_be_limited_to_providers(store: Store) -> None:
+    """A worker filling a SIEM batch claims more jobs of one provider only."""
+    mixed = [new_job(i, provider="splunk" if i % 2 else "webhook") for i in range(6)]
+    ids = {e.job.id: e.job.provider for e in store.enqueue_jobs(mixed)}
+    got = store.claim_jobs("w", limit=10, lease_seconds=30, providers=["splunk"])
+    assert [j.provider for j in got] == ["splunk"] * 3
+    assert store.claim_jobs("w", limit=10, lease_seconds=30, providers=[]) == []
+    rest = store.claim_jobs("w", limit=10, lease_seconds=30)
+    assert sorted(j.id for j in got + rest) == sorted(ids)
+    assert {j.provider for j in rest} == {"webhook"}

@@ -324,10 +324,12 @@ class Store(abc.ABC):
         lease_seconds: float,
         exclude_providers: Sequence[str] = (),
         job_ids: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs (queued and due, or running with an expired lease), oldest due
-        first; each claim starts an attempt run (``attempts + 1``). No job is leased to two owners."""
+        first; each claim starts an attempt run (``attempts + 1``). No job is leased to two owners.
+        ``providers``: only jobs of these providers (a worker filling a SIEM batch)."""
 
     @abc.abstractmethod
     def extend_leases(self, owner: str, job_ids: Sequence[str], *, lease_seconds: float) -> list[str]:

@@ -356,10 +356,11 @@ class JsonFileStore(Store):
         lease_seconds: float,
         exclude_providers: Sequence[str] = (),
         job_ids: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> list[Job]:
         when = utc(now or datetime.now(UTC))
-        if not mj.has_due(self._load().data, exclude_providers, job_ids, when):
+        if not mj.has_due(self._load().data, exclude_providers, job_ids, when, providers):
             return []  # nothing due: no need to take the lock and rewrite the file
         with self._update() as data:
             return mj.claim(
@@ -369,6 +370,7 @@ class JsonFileStore(Store):
                 lease_seconds=lease_seconds,
                 exclude=exclude_providers,
                 job_ids=job_ids,
+                providers=providers,
                 now=when,
             )
 

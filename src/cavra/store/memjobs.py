@@ -119,20 +119,32 @@ def _is_due(item: dict[str, Any], now: datetime) -> bool:
 
 
 def _claimable(
-    data: dict[str, Any], exclude: Sequence[str], job_ids: Sequence[str] | None, now: datetime
+    data: dict[str, Any],
+    exclude: Sequence[str],
+    job_ids: Sequence[str] | None,
+    now: datetime,
+    providers: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     wanted = None if job_ids is None else set(job_ids)
+    only = None if providers is None else set(providers)
     return [
         i
         for i in _items(data)
-        if _is_due(i, now) and i.get("provider") not in exclude and (wanted is None or i.get("id") in wanted)
+        if _is_due(i, now)
+        and i.get("provider") not in exclude
+        and (wanted is None or i.get("id") in wanted)
+        and (only is None or i.get("provider") in only)
     ]
 
 
 def has_due(
-    data: dict[str, Any], exclude: Sequence[str], job_ids: Sequence[str] | None, now: datetime
+    data: dict[str, Any],
+    exclude: Sequence[str],
+    job_ids: Sequence[str] | None,
+    now: datetime,
+    providers: Sequence[str] | None = None,
 ) -> bool:
-    return bool(_claimable(data, exclude, job_ids, now))
+    return bool(_claimable(data, exclude, job_ids, now, providers))
 
 
 def claim(
@@ -144,13 +156,9 @@ def claim(
     exclude: Sequence[str],
     job_ids: Sequence[str] | None,
     now: datetime,
+    providers: Sequence[str] | None = None,
 ) -> list[Job]:
-    wanted = None if job_ids is None else set(job_ids)
-    due = [
-        i
-        for i in _items(data)
-        if _is_due(i, now) and i.get("provider") not in exclude and (wanted is None or i.get("id") in wanted)
-    ]
+    due = _claimable(data, exclude, job_ids, now, providers)
     due.sort(key=lambda i: (str(i.get("run_after")), str(i.get("id"))))
     claimed = []
     for item in due[: max(0, limit)]:

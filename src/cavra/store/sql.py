@@ -352,6 +352,7 @@ class SqlStore(Store):
         lease_seconds: float,
         exclude_providers: Sequence[str] = (),
         job_ids: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None,
         now: datetime | None = None,
     ) -> list[Job]:
         when = utc(now or datetime.now(UTC))
@@ -364,6 +365,7 @@ class SqlStore(Store):
                 lease_seconds=lease_seconds,
                 exclude=exclude_providers,
                 job_ids=job_ids,
+                providers=providers,
                 now=when,
             )
 

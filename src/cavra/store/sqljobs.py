@@ -138,12 +138,17 @@ def claim(
     exclude: Sequence[str],
     job_ids: Sequence[str] | None,
     now: datetime,
+    providers: Sequence[str] | None = None,
 ) -> list[Job]:
     if limit <= 0:
         return []
     where = [_due(now)]
     if exclude:
         where.append(jobs.c.provider.not_in(list(exclude)))
+    if providers is not None:
+        if not providers:
+            return []
+        where.append(jobs.c.provider.in_(list(providers)))
     if job_ids is not None:
         if not job_ids:
             return []
