@@ -8,15 +8,23 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any
-from urllib.parse import quote, quote_plus
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import pytest
 
 from cavra.config import Target, target_from_mapping
 from cavra.connectors.base import Context, Delivered, Next, Pending, Reject, Response
 from cavra.connectors.flow import FlowState
-from cavra.connectors.linux_fleet import LinuxFleetConnector, LinuxFleetSettings, poll_interval
+from cavra.connectors.linux_fleet import (
+    RECHECK_PAGE,
+    LaunchState,
+    LinuxFleetConnector,
+    LinuxFleetSettings,
+    poll_interval,
+)
 from cavra.delivery.engine import deliver_one
 from cavra.delivery.policy import RetryPolicy
 from cavra.emulators import awx
@@ -32,6 +40,16 @@ USER, PASSWORD = "cavra-leak-user", "awxCanaryPassword~Yb4Ts9"
 POLICY = RetryPolicy(retries=2, base_delay=0.01, max_delay=0.05)
 CONNECTOR = LinuxFleetConnector()
 EVENT = publication_event("evt_linux_test_0001")
+ADOPTED = (
+    "; the launch's answer was lost, the job was found by cavra_delivery_key on re-check "
+    "and adopted (not launched again)"
+)
+
+
+class QuickSettle(LinuxFleetConnector):
+    """The connector with a short settle wait, so that the lost-answer tests stay quick."""
+
+    settle_seconds: ClassVar[float] = 0.05
 
 
 def overrides(**template: Any) -> dict[str, dict[str, Any]]:
@@ -43,6 +61,10 @@ def overrides(**template: Any) -> dict[str, dict[str, Any]]:
 async def server() -> AsyncIterator[EmulatorServer]:
     async with EmulatorServer(providers=["awx"], overrides=overrides()) as srv:
         yield srv
+
+
+def quick(t: Target) -> Target:
+    return replace(t, connector=QuickSettle())
 
 
 def target(srv: EmulatorServer | None, **extra: Any) -> Target:
@@ -123,13 +145,74 @@ def test_poll_interval_is_stretched_to_bound_the_number_of_polls() -> None:
     assert poll_interval(settings(poll_interval_seconds=5, verify_timeout_seconds=60)) == 5
 
 
-def judge(step: str, status: int, body: Any, state: FlowState | None = None) -> Any:
+def judge(step: str, status: int, body: Any, state: Any = None, attempt: int = 1) -> Any:
     s = settings()
-    req = CONNECTOR.prepare(EVENT, s, Context(delivery_key="dk"), state)
+    req = CONNECTOR.prepare(EVENT, s, Context(delivery_key="dk", attempt=attempt), state)
     assert req.step == step
     return CONNECTOR.interpret(
-        req, Response(status, {}, json.dumps(body).encode()), s, Context(delivery_key="dk"), state
+        req,
+        Response(status, {}, json.dumps(body).encode()),
+        s,
+        Context(delivery_key="dk", attempt=attempt),
+        state,
     )
+
+
+def test_a_retried_launch_rechecks_the_template_jobs_first() -> None:
+    now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    ctx = Context(delivery_key="dk_abc", now=now, attempt=2)
+    req = CONNECTOR.prepare(EVENT, settings(), ctx, None)
+    assert (req.method, req.step, req.body) == ("GET", "recheck", b"")
+    url = urlsplit(req.url)
+    assert url.path == "/api/v2/job_templates/7/jobs/"
+    assert parse_qs(url.query) == {
+        "created__gte": ["2026-03-01T11:55:00Z"],  # shortly before the delivery began
+        "order_by": ["-created"],
+        "page_size": [str(RECHECK_PAGE)],
+    }
+    assert "extra_vars" not in url.query  # AWX refuses filters on extra_vars
+    assert isinstance(req.headers["Authorization"], Secret)
+    # a launch scheduled after a re-check is sent as a launch; a retry of it re-checks again
+    later = LaunchState(since=4)
+    assert CONNECTOR.prepare(EVENT, settings(), Context(delivery_key="dk", attempt=4), later).step == "launch"
+    assert (
+        CONNECTOR.prepare(EVENT, settings(), Context(delivery_key="dk", attempt=5), later).step == "recheck"
+    )
+
+
+def job(job_id: int, key: str, status: str = "running") -> dict[str, Any]:
+    return {"id": job_id, "status": status, "extra_vars": json.dumps({"cavra_delivery_key": key, "x": 1})}
+
+
+def test_recheck_answers() -> None:
+    first = LaunchState()
+    found = judge("recheck", 200, {"count": 2, "results": [job(9, "other"), job(8, "dk")]}, first, 2)
+    assert isinstance(found, Next) and isinstance(found.state, FlowState)
+    assert (found.state.step, found.state.remote_id, found.state.action) == ("poll", "8", "adopted")
+    # a YAML extra_vars string still identifies the job; a key inside another variable does not
+    yaml_job = {"id": 5, "extra_vars": "cavra_delivery_key: dk\nx: 1\n"}
+    assert judge("recheck", 200, {"results": [yaml_job]}, first, 2).state.remote_id == "5"
+    lookalike = {
+        "id": 6,
+        "extra_vars": json.dumps({"note": "cavra_delivery_key dk", "cavra_delivery_key": "dk2"}),
+    }
+    empty = judge("recheck", 200, {"count": 1, "results": [lookalike]}, first, 2)
+    assert empty == Next(LaunchState(since=2, rechecks=1), after=CONNECTOR.settle_seconds)
+    assert judge("recheck", 200, {"count": 0, "results": []}, empty.state, 3) == Next(LaunchState(since=4))
+    bad = judge("recheck", 200, {"detail": "x"}, first, 2)
+    assert isinstance(bad, Reject) and "without a results list" in bad.reason
+    refused = judge("recheck", 403, {"detail": "no"}, first, 2)
+    assert isinstance(refused, Reject) and "may not read the jobs of job template 7" in refused.reason
+    assert "does not exist" in judge("recheck", 404, {"detail": "Not found."}, first, 2).reason
+    assert type(judge("recheck", 503, {}, first, 2)).__name__ == "Retry"
+
+
+def test_adopted_job_says_so_when_it_succeeds() -> None:
+    adopted = FlowState(step="poll", remote_id="8", action="adopted", deadline=time.monotonic() + 60)
+    done = judge("poll", 200, {"status": "successful"}, adopted)
+    assert isinstance(done, Delivered)
+    assert done.proof == "AWX job 8 (job template 7) finished successful" + ADOPTED
+    assert done.detail["launch"] == "adopted"
 
 
 def test_launch_answers() -> None:
@@ -170,6 +253,7 @@ async def test_happy_path_launches_and_polls_to_success(
     assert received[0].path == "/awx/api/v2/job_templates/7/launch/"
     assert received[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert [r.path for r in received[1:]] == [f"/awx/api/v2/jobs/{job.id}/"] * 2
+    assert d.detail["launch"] == "launched"
 
 
 async def test_basic_auth_delivers(server: EmulatorServer, transport: AiohttpTransport) -> None:
@@ -258,16 +342,90 @@ async def test_missing_credentials_fail_before_sending(
 
 async def test_5xx_retried_then_delivered(server: EmulatorServer, transport: AiohttpTransport) -> None:
     server.hub.add_fault("awx", Fault(status=502, count=1))
-    d = await deliver_one(target(server), EVENT, policy=POLICY, transport=transport)
+    d = await deliver_one(quick(target(server)), EVENT, policy=POLICY, transport=transport)
     assert d.success, d.error
-    assert steps(d)[:2] == [("launch", 502, "retry"), ("launch", 201, "next")]
+    assert steps(d)[:4] == [
+        ("launch", 502, "retry"),
+        ("recheck", 200, "next"),
+        ("recheck", 200, "next"),
+        ("launch", 201, "next"),
+    ]
+    assert len(awx.state(server.hub).jobs) == 1
+
+
+async def test_lost_launch_answer_adopts_the_job_awx_started(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    server.hub.add_fault(
+        "awx", Fault(drop=True, after_handler=True)
+    )  # AWX starts the job, the answer is lost
+    t = target(server)
+    d = await deliver_one(t, EVENT, policy=POLICY, transport=transport)
+    assert d.status == "delivered", d.error
+    assert steps(d) == [
+        ("launch", None, "retry"),
+        ("recheck", 200, "next"),
+        ("poll", 200, "next"),
+        ("poll", 200, "delivered"),
+    ]
+    (job,) = awx.state(server.hub).jobs.values()  # exactly one AWX job
+    assert job.extra_vars["cavra_delivery_key"] == d.delivery_key
+    assert d.remote_id == str(job.id)
+    assert d.proof == f"AWX job {job.id} (job template 7) finished successful" + ADOPTED
+    assert d.detail["launch"] == "adopted"
+    recheck = server.hub.received("awx")[1]
+    assert (recheck.method, recheck.path) == ("GET", "/awx/api/v2/job_templates/7/jobs/")
+    assert recheck.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_lost_launch_answer_ignores_other_deliveries_jobs(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    other = await deliver_one(
+        target(server), publication_event("evt_linux_other"), policy=POLICY, transport=transport
+    )
+    assert other.success
+    server.hub.add_fault("awx", Fault(drop=True))  # the connection drops before AWX acts
+    d = await deliver_one(quick(target(server)), EVENT, policy=POLICY, transport=transport)
+    assert d.status == "delivered", d.error
+    assert [s[0] for s in steps(d)] == ["launch", "recheck", "recheck", "launch", "poll", "poll"]
+    assert d.remote_id != other.remote_id
+    assert d.detail["launch"] == "launched" and d.proof is not None and "adopted" not in d.proof
+    assert len(awx.state(server.hub).jobs) == 2  # one per delivery
+
+
+async def test_launch_dropped_before_awx_acted_still_launches_once(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    server.hub.add_fault("awx", Fault(drop=True))
+    d = await deliver_one(quick(target(server)), EVENT, policy=POLICY, transport=transport)
+    assert d.status == "delivered", d.error
+    assert steps(d)[:4] == [
+        ("launch", None, "retry"),
+        ("recheck", 200, "next"),
+        ("recheck", 200, "next"),
+        ("launch", 201, "next"),
+    ]
+    (job,) = awx.state(server.hub).jobs.values()
+    assert d.remote_id == str(job.id) and d.detail["launch"] == "launched"
+    assert sum(1 for r in server.hub.received("awx") if r.path.endswith("/launch/")) == 2
+
+
+async def test_lost_answer_and_failed_recheck_does_not_launch_blindly(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    server.hub.add_fault("awx", Fault(drop=True, after_handler=True))
+    server.hub.add_fault("awx", Fault(status=503, count=5))  # every re-check fails
+    d = await deliver_one(quick(target(server)), EVENT, policy=POLICY, transport=transport)
+    assert d.status == "failed"
+    assert [s[0] for s in steps(d)] == ["launch", "recheck", "recheck"]
     assert len(awx.state(server.hub).jobs) == 1
 
 
 async def test_429_retry_after_is_honoured(server: EmulatorServer, transport: AiohttpTransport) -> None:
     server.hub.add_fault("awx", Fault(status=429, count=1, headers={"Retry-After": "1"}))
     started = time.monotonic()
-    d = await deliver_one(target(server), EVENT, policy=POLICY, transport=transport)
+    d = await deliver_one(quick(target(server)), EVENT, policy=POLICY, transport=transport)
     assert d.success, d.error
     assert time.monotonic() - started >= 1.0
     assert d.attempts[0].retry_after == 1.0 and d.attempts[0].waited_ms >= 1000
@@ -291,11 +449,23 @@ async def test_5xx_while_polling_is_retried(transport: AiohttpTransport) -> None
     assert steps(d) == [("launch", 201, "next"), ("poll", 503, "retry"), ("poll", 200, "delivered")]
 
 
-async def test_timeout_is_retried(server: EmulatorServer, transport: AiohttpTransport) -> None:
+class SettleOneSecond(LinuxFleetConnector):
+    settle_seconds: ClassVar[float] = 1.0
+
+
+async def test_timed_out_launch_that_lands_late_is_found_after_the_settle_wait(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    # AWX starts the job 0.6 s after the request, long after the client gave up (0.2 s): the first re-check
+    # finds nothing, the one after the settle wait finds the job
     server.hub.add_fault("awx", Fault(delay=0.6, count=1))
-    d = await deliver_one(target(server, timeout_seconds=0.2), EVENT, policy=POLICY, transport=transport)
+    t = replace(target(server, timeout_seconds=0.2), connector=SettleOneSecond())
+    d = await deliver_one(t, EVENT, policy=POLICY, transport=transport)
     assert d.success, d.error
     assert d.attempts[0].status_code is None and d.attempts[0].verdict == "retry"
+    assert [s[0] for s in steps(d)][:3] == ["launch", "recheck", "recheck"]
+    assert d.detail["launch"] == "adopted"
+    assert len(awx.state(server.hub).jobs) == 1
 
 
 async def test_connection_refused(transport: AiohttpTransport) -> None:

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from cavra.emulators import awx
+from cavra.emulators.framework import Fault
 from cavra.emulators.server import EmulatorServer
 
 BEARER = {"Authorization": f"Bearer {awx.DEMO_TOKEN}"}
@@ -159,3 +160,96 @@ def test_demo_config_targets_linux() -> None:
     assert entry["provider"] == "linux"
     assert entry["job_template_id"] == awx.DEMO_TEMPLATE_ID
     assert env == {"AWX_URL": "http://127.0.0.1:9/awx", "AWX_TOKEN": awx.DEMO_TOKEN}
+
+
+JOBS = "/awx/api/v2/job_templates/{}/jobs/"
+
+
+async def launch_jobs(srv: EmulatorServer, keys: list[str], template: int = 7) -> list[int]:
+    ids = []
+    for key in keys:
+        status, body, _ = await call(
+            srv, "POST", LAUNCH.format(template), BEARER, json={"extra_vars": {"cavra_delivery_key": key}}
+        )
+        assert status == 201
+        ids.append(body["id"])
+    return ids
+
+
+async def test_template_jobs_list_pages_like_the_controller() -> None:
+    two = {"awx": {"templates": {7: {"name": "t", "ask_variables_on_launch": True}, 8: {"name": "u"}}}}
+    async with EmulatorServer(providers=["awx"], overrides=two) as srv:
+        ids = await launch_jobs(srv, ["k1", "k2", "k3"])
+        (other,) = await launch_jobs(srv, ["k9"], template=8)
+        status, page, _ = await call(srv, "GET", JOBS.format(7) + "?page_size=2&order_by=-created", BEARER)
+        assert status == 200
+        assert set(page) == {"count", "next", "previous", "results"}
+        assert page["count"] == 3 and page["previous"] is None
+        assert [j["id"] for j in page["results"]] == ids[::-1][:2]  # newest first
+        assert page["next"] == JOBS.format(7) + "?page_size=2&order_by=-created&page=2"
+        status, last, _ = await call(srv, "GET", page["next"], BEARER)
+        assert [j["id"] for j in last["results"]] == [ids[0]]
+        assert last["next"] is None
+        assert last["previous"] == JOBS.format(7) + "?page_size=2&order_by=-created"
+        listed = last["results"][0]
+        assert listed["job_template"] == 7 and listed["type"] == "job"
+        assert json.loads(listed["extra_vars"]) == {"cavra_delivery_key": "k1"}  # a JSON string
+        assert (await call(srv, "GET", page["next"].replace("page=2", "page=3"), BEARER))[1] == {
+            "detail": "Invalid page."
+        }
+        # the global list filters by template; the default order is by id
+        _, everything, _ = await call(srv, "GET", "/awx/api/v2/jobs/", BEARER)
+        assert [j["id"] for j in everything["results"]] == [*ids, other]
+        _, only8, _ = await call(srv, "GET", "/awx/api/v2/jobs/?job_template=8", BEARER)
+        assert [j["id"] for j in only8["results"]] == [other]
+        # listing does not move jobs on
+        assert {j["status"] for j in everything["results"]} == {"pending"}
+
+
+async def test_job_list_filters_and_the_extra_vars_filter_is_refused() -> None:
+    async with EmulatorServer(providers=["awx"], overrides=templates(polls_to_finish=1)) as srv:
+        ids = await launch_jobs(srv, ["k1", "k2"])
+        await call(srv, "GET", f"/awx/api/v2/jobs/{ids[0]}/", BEARER)  # the first job finishes
+        base = JOBS.format(7)
+
+        async def listed(query: str) -> list[int]:
+            status, body, _ = await call(srv, "GET", base + query, BEARER)
+            assert status == 200, body
+            return [j["id"] for j in body["results"]]
+
+        assert await listed("?status=successful") == [ids[0]]
+        assert await listed("?status__in=pending,running") == [ids[1]]
+        assert await listed(f"?id__gt={ids[0]}") == [ids[1]]
+        assert await listed("?finished__isnull=true") == [ids[1]]
+        assert await listed("?created__gte=2000-01-01T00:00:00Z") == ids
+        assert await listed("?created__gte=2999-01-01T00:00:00Z") == []
+        assert await listed("?name__icontains=T&search=t") == ids
+        for query in ("?extra_vars__contains=k1", "?extra_vars__icontains=k1", "?extra_vars=x"):
+            status, body, _ = await call(srv, "GET", base + query, BEARER)
+            assert (status, body) == (403, {"detail": "Filtering on extra_vars is not allowed."})
+        assert (await call(srv, "GET", base + "?nope=1", BEARER))[0] == 400
+        assert (await call(srv, "GET", base + "?order_by=nope", BEARER))[0] == 400
+        assert (await call(srv, "GET", base + "?created__gte=yesterday", BEARER))[0] == 400
+
+
+async def test_job_lists_need_auth_and_a_known_template() -> None:
+    async with EmulatorServer(providers=["awx"]) as srv:
+        path = JOBS.format(awx.DEMO_TEMPLATE_ID)
+        status, body, headers = await call(srv, "GET", path)
+        assert status == 401 and "WWW-Authenticate" in headers
+        assert (await call(srv, "GET", "/awx/api/v2/jobs/", {"Authorization": "Bearer wrong"}))[0] == 401
+        assert (await call(srv, "GET", JOBS.format(99), BEARER))[1] == {"detail": "Not found."}
+        status, body, _ = await call(srv, "GET", path, BEARER)
+        assert (status, body) == (200, {"count": 0, "next": None, "previous": None, "results": []})
+
+
+async def test_lost_launch_answer_fault_starts_the_job() -> None:
+    async with EmulatorServer(providers=["awx"]) as srv:
+        srv.hub.add_fault("awx", Fault(drop=True, after_handler=True))
+        with pytest.raises(aiohttp.ClientError):
+            await call(
+                srv, "POST", LAUNCH.format(awx.DEMO_TEMPLATE_ID), BEARER, json={"extra_vars": {"a": 1}}
+            )
+        _, page, _ = await call(srv, "GET", JOBS.format(awx.DEMO_TEMPLATE_ID), BEARER)
+        assert page["count"] == 1
+        assert json.loads(page["results"][0]["extra_vars"]) == {"a": 1}

@@ -17,7 +17,16 @@ Flow (each line one recorded attempt):
    of delivery; ``failed``, ``error`` or ``canceled`` fail the delivery with that status; a job still
    running at the verify deadline is recorded as ``pending`` with its id.
 
-Launch has no idempotency key at the API: ``cavra_delivery_key`` lets the playbook recognise a repeat.
+The launch API has no idempotency key, so a launch whose answer is lost (dropped connection, timeout, 5xx or
+429) is not simply sent again: the retry first runs
+
+* ``recheck``: ``GET {url}/api/v2/job_templates/{job_template_id}/jobs/?created__gte=…&order_by=-created
+  &page_size=50``, the template's jobs created since shortly before this delivery began, newest first. AWX
+  refuses filters on ``extra_vars`` (403 "Filtering on extra_vars is not allowed"), so the connector reads
+  each job's ``extra_vars`` (a JSON string) itself and looks for its ``cavra_delivery_key``. A job found is
+  adopted: it is polled as if the launch had answered, and the record says so. When nothing is found the
+  connector waits ``settle_seconds`` (a launch that timed out may still be in progress at the controller),
+  looks once more, and only then launches again.
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ import base64
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from pydantic import Field
 
@@ -49,6 +61,12 @@ from cavra.secrets import Secret
 #: the most polls one delivery makes; the interval is stretched to fit the verify timeout
 MAX_POLLS = 30
 FAILED = ("failed", "error", "canceled")
+#: the re-check reads one page of the template's newest jobs (AWX caps page_size at 200)
+RECHECK_PAGE = 50
+#: the re-check looks at jobs created up to this many seconds before the delivery began (clock skew)
+RECHECK_WINDOW_SECONDS = 300.0
+ADOPTED = "adopted"
+LAUNCHED = "launched"
 
 _HINTS = {
     401: "the credentials were refused: check token (or username and password)",
@@ -56,6 +74,21 @@ _HINTS = {
     404: "job template {template} does not exist (check job_template_id)",
     405: "job template {template} cannot be launched (for example no inventory, or a disabled project)",
 }
+_RECHECK_HINTS = {
+    **_HINTS,
+    403: "the user may not read the jobs of job template {template} (needed to find a launch whose answer "
+    "was lost)",
+}
+
+
+@dataclass(frozen=True)
+class LaunchState:
+    """Before the job is known. ``since`` is the attempt number of the launch step's first request: a later
+    attempt in this state is a retry, so the launch's answer was lost and the jobs are re-checked first."""
+
+    since: int = 1
+    #: re-checks already made that found nothing
+    rechecks: int = 0
 
 
 class LinuxFleetSettings(ConnectorSettings):
@@ -105,6 +138,26 @@ def extra_vars(export: EndpointExport, delivery_key: str) -> dict[str, Any]:
     }
 
 
+def recheck_since(ctx: Context) -> str:
+    """The ``created__gte`` bound of the re-check: shortly before this delivery began, in UTC."""
+    at = datetime.fromtimestamp(ctx.now - RECHECK_WINDOW_SECONDS, UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def carries_key(job: object, delivery_key: str) -> bool:
+    """The job's ``extra_vars`` (a JSON string, or an object) hold ``cavra_delivery_key == delivery_key``."""
+    if not isinstance(job, dict):
+        return False
+    raw = job.get("extra_vars")
+    data: Any = raw
+    if isinstance(raw, str):
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except ValueError:  # not JSON (AWX stores JSON; be lenient with a YAML string)
+            return f"cavra_delivery_key: {delivery_key}" in raw
+    return isinstance(data, dict) and data.get("cavra_delivery_key") == delivery_key
+
+
 def awx_error(response: Response) -> str:
     """``HTTP 400: variables_needed_to_start: …`` or ``HTTP 404: Not found.`` from a DRF error body."""
     data = response.json_or_none()
@@ -123,6 +176,8 @@ class LinuxFleetConnector:
     category: ClassVar[str] = "endpoint"
     settings_model: ClassVar[type[ConnectorSettings]] = LinuxFleetSettings
     secret_url_path: ClassVar[bool] = False
+    #: after a re-check that found nothing, how long to let a slow launch land before looking once more
+    settle_seconds: ClassVar[float] = 2.0
 
     def prepare(
         self, event: Mapping[str, Any], settings: LinuxFleetSettings, ctx: Context, state: Any
@@ -139,6 +194,13 @@ class LinuxFleetConnector:
             return PreparedRequest(
                 "GET", f"{base}/api/v2/jobs/{state.remote_id}/", headers=headers, step="poll"
             )
+        launch = state if isinstance(state, LaunchState) else LaunchState()
+        if ctx.attempt > launch.since:  # a retry: the launch's answer was lost, look for its job first
+            query = urlencode(
+                {"created__gte": recheck_since(ctx), "order_by": "-created", "page_size": RECHECK_PAGE}
+            )
+            url = f"{base}/api/v2/job_templates/{template}/jobs/?{query}"
+            return PreparedRequest("GET", url, headers=headers, step="recheck")
         body = json.dumps({"extra_vars": extra_vars(export, ctx.delivery_key)}).encode("utf-8")
         headers["Content-Type"] = "application/json"
         url = f"{base}/api/v2/job_templates/{template}/launch/"
@@ -155,8 +217,54 @@ class LinuxFleetConnector:
         template = template_id(settings)
         if request.step == "launch":
             return _after_launch(response, settings, template)
+        if request.step == "recheck":
+            launch = state if isinstance(state, LaunchState) else LaunchState()
+            return self._after_recheck(response, settings, template, ctx, launch)
         flow = state if isinstance(state, FlowState) else FlowState(step="poll")
         return _after_poll(response, flow, settings, template)
+
+    def _after_recheck(
+        self,
+        response: Response,
+        settings: LinuxFleetSettings,
+        template: int,
+        ctx: Context,
+        launch: LaunchState,
+    ) -> Verdict:
+        label = f"AWX re-check of the jobs of job template {template}"
+        if response.status in _RECHECK_HINTS:
+            hint = _RECHECK_HINTS[response.status].format(template=template)
+            return Reject(f"{label}: {awx_error(response)}: {hint}")
+        if response.status == 400:
+            return Reject(f"{label}: {awx_error(response)}")
+        if response.status != 200:
+            verdict = default_verdict(response, f"{label}: {awx_error(response)}")
+            return (
+                Reject(f"{label}: unexpected HTTP {response.status}")
+                if isinstance(verdict, Delivered)
+                else verdict
+            )
+        data = response.json_or_none()
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            return Reject(f"{label}: HTTP 200 without a results list; is the url the AWX base?")
+        found = next((job for job in results if carries_key(job, ctx.delivery_key)), None)
+        job = found.get("id") if isinstance(found, dict) else None
+        if isinstance(job, int) and not isinstance(job, bool):
+            # the lost launch started this job: follow it instead of starting another
+            return Next(_polling(job, settings, ADOPTED))
+        if launch.rechecks == 0 and self.settle_seconds > 0:
+            return Next(LaunchState(since=ctx.attempt, rechecks=1), after=self.settle_seconds)
+        return Next(LaunchState(since=ctx.attempt + 1))
+
+
+def _polling(job: int, settings: LinuxFleetSettings, action: str) -> FlowState:
+    return FlowState(
+        step="poll",
+        remote_id=str(job),
+        action=action,
+        deadline=deadline_in(settings.verify_timeout_seconds),
+    )
 
 
 def _after_launch(response: Response, settings: LinuxFleetSettings, template: int) -> Verdict:
@@ -178,7 +286,7 @@ def _after_launch(response: Response, settings: LinuxFleetSettings, template: in
             f"enable 'Prompt on launch' for variables on job template {template}"
         )
     interval = poll_interval(settings)
-    state = FlowState(step="poll", remote_id=str(job), deadline=deadline_in(settings.verify_timeout_seconds))
+    state = _polling(job, settings, LAUNCHED)
     if settings.verify_timeout_seconds < interval:
         return Next(state)  # poll once at once: the deadline leaves no time to wait
     return Next(state, after=interval)
@@ -201,14 +309,21 @@ def _after_poll(response: Response, flow: FlowState, settings: LinuxFleetSetting
         return Reject(f"{label}: HTTP 200 without a job status")
     assert isinstance(data, dict)
     if status == "successful":
+        proof = f"AWX job {flow.remote_id} (job template {template}) finished successful"
+        if flow.action == ADOPTED:
+            proof += (
+                "; the launch's answer was lost, the job was found by cavra_delivery_key on re-check "
+                "and adopted (not launched again)"
+            )
         return Delivered(
             remote_id=flow.remote_id,
-            proof=f"AWX job {flow.remote_id} (job template {template}) finished successful",
+            proof=proof,
             detail={
                 "job_id": flow.remote_id or "",
                 "job_status": status,
                 "job_template_id": str(template),
                 "finished": str(data.get("finished") or ""),
+                "launch": flow.action or LAUNCHED,
             },
         )
     if status in FAILED:

@@ -2,7 +2,7 @@
 
 Routes (mounted at ``/awx``): ``GET /api/v2/ping/`` (no auth), ``GET /api/v2/me/``,
 ``GET /api/v2/job_templates/{id}/``, ``GET|POST /api/v2/job_templates/{id}/launch/``,
-``GET /api/v2/jobs/{id}/``.
+``GET /api/v2/job_templates/{id}/jobs/``, ``GET /api/v2/jobs/``, ``GET /api/v2/jobs/{id}/``.
 
 What is checked, as the real controller does:
 
@@ -16,6 +16,15 @@ What is checked, as the real controller does:
 * success is 201 with ``Location: …/api/v2/jobs/{id}/`` and the job (``job``, ``id``, ``status: "pending"``,
   ``ignored_fields``, ``extra_vars`` as a JSON string).
 
+The job lists page like the controller's: ``{"count", "next", "previous", "results"}``, ``page`` (an
+out-of-range or malformed page is 404 ``Invalid page.``) and ``page_size`` (default 25, capped at 200),
+``next``/``previous`` as request paths with the other parameters kept; ``order_by`` (``-`` for descending,
+several comma-separated; an unknown field is 400); field filters with Django lookups (``status=…``,
+``job_template=7``, ``id__gt=…``, ``created__gte=<ISO time>``, ``name__icontains=…``, ``status__in=a,b``,
+``finished__isnull=true``) and ``search`` (name). As in AWX, ``extra_vars`` is ``prevent_search``: any filter
+on it is 403 ``Filtering on extra_vars is not allowed.``; each listed job carries ``extra_vars`` as a JSON
+string, so a client matches variables itself. Listing does not move jobs on.
+
 A job moves on with each ``GET /api/v2/jobs/{id}/``: ``running`` until the template's ``polls_to_finish``-th
 poll, then the template's ``outcome`` (``successful``, ``failed``, ``error`` or ``canceled``), so tests can
 script a failing or a slow job. Templates are given in ``Settings.templates`` (id -> options).
@@ -27,9 +36,11 @@ import base64
 import binascii
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 from weakref import WeakKeyDictionary
 
 import yaml
@@ -165,6 +176,112 @@ def _serialize(job: Job, prefix: str) -> dict[str, Any]:
         "extra_vars": json.dumps(job.extra_vars),
         "job_explanation": "",
     }
+
+
+#: list filters: field -> how a query value is read for comparison
+_FIELDS: dict[str, Callable[[str], Any]] = {
+    "id": int,
+    "job_template": int,
+    "name": str,
+    "status": str,
+    "launch_type": str,
+    "failed": lambda v: v.strip().lower() in ("true", "1"),
+    **dict.fromkeys(("created", "started", "finished"), lambda v: _when(v)),
+}
+_LOOKUPS: dict[str, Callable[[Any, Any], bool]] = {
+    "exact": lambda a, b: a == b,
+    "gt": lambda a, b: a is not None and a > b,
+    "gte": lambda a, b: a is not None and a >= b,
+    "lt": lambda a, b: a is not None and a < b,
+    "lte": lambda a, b: a is not None and a <= b,
+    "contains": lambda a, b: a is not None and str(b) in str(a),
+    "icontains": lambda a, b: a is not None and str(b).lower() in str(a).lower(),
+}
+_RESERVED = {"page", "page_size", "order_by", "search", "format"}
+PAGE_SIZE, MAX_PAGE_SIZE = 25, 200
+
+
+def _when(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.strip())
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _value(job: Job, name: str) -> Any:
+    """A listed field's value as filters and ordering compare it (times as datetimes)."""
+    raw = _serialize(job, "")[name]
+    return _when(raw) if name in ("created", "started", "finished") and raw is not None else raw
+
+
+def _matcher(key: str, value: str) -> Callable[[Job], bool] | web.Response:
+    """One query parameter as a job predicate, or the controller's error answer."""
+    field_name, _, lookup = key.partition("__")
+    lookup = lookup or "exact"
+    if field_name == "extra_vars":
+        return _detail(403, "Filtering on extra_vars is not allowed.")
+    if field_name not in _FIELDS or (lookup not in _LOOKUPS and lookup not in ("in", "isnull")):
+        return _detail(400, f"Job has no field named '{key}'")
+    if lookup == "isnull":
+        wanted = value.strip().lower() in ("true", "1")
+        return lambda job: (_value(job, field_name) is None) is wanted
+    try:
+        if lookup == "in":
+            options = [_FIELDS[field_name](v) for v in value.split(",")]
+            return lambda job: _value(job, field_name) in options
+        target = value if lookup in ("contains", "icontains") else _FIELDS[field_name](value)
+    except ValueError:
+        return _detail(400, json.dumps([f"'{value}' value has an invalid format for {field_name}."]))
+    compare = _LOOKUPS[lookup]
+    return lambda job: bool(compare(_value(job, field_name), target))
+
+
+def _page_link(request: web.Request, page: int | None) -> str:
+    query = [(k, v) for k, v in request.query.items() if k != "page"]
+    if page is not None:
+        query.append(("page", str(page)))
+    return request.path + ("?" + urlencode(query) if query else "")
+
+
+def list_jobs(request: web.Request, jobs: list[Job], prefix: str) -> web.Response:
+    """A job list as the controller answers it: filtered, ordered and paged."""
+    selected = list(jobs)
+    for key, value in request.query.items():
+        if key in _RESERVED:
+            continue
+        predicate = _matcher(key, value)
+        if isinstance(predicate, web.Response):
+            return predicate
+        selected = [job for job in selected if predicate(job)]
+    search = request.query.get("search", "").lower()
+    selected = [job for job in selected if search in str(_value(job, "name")).lower()]
+    selected.sort(key=lambda job: job.id)
+    for field_name in reversed([f for f in request.query.get("order_by", "").split(",") if f]):
+        name = field_name.lstrip("-")
+        if name not in _FIELDS:
+            return _detail(400, f"Cannot resolve keyword '{name}' into field.")
+        missing = [job for job in selected if _value(job, name) is None]
+        present = [job for job in selected if _value(job, name) is not None]
+        present.sort(key=lambda job: _value(job, name), reverse=field_name.startswith("-"))
+        selected = present + missing
+    try:
+        size = int(request.query.get("page_size", PAGE_SIZE))
+    except ValueError:
+        size = PAGE_SIZE
+    size = min(size if size > 0 else PAGE_SIZE, MAX_PAGE_SIZE)
+    try:
+        page = int(request.query.get("page", "1"))
+    except ValueError:
+        return _detail(404, "Invalid page.")
+    pages = max(1, -(-len(selected) // size))
+    if not 1 <= page <= pages:
+        return _detail(404, "Invalid page.")
+    return json_response(
+        {
+            "count": len(selected),
+            "next": _page_link(request, page + 1) if page < pages else None,
+            "previous": None if page == 1 else _page_link(request, page - 1 if page > 2 else None),
+            "results": [_serialize(job, prefix) for job in selected[(page - 1) * size : page * size]],
+        }
+    )
 
 
 def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
@@ -310,6 +427,19 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         answer.update({"job": job.id, "ignored_fields": ignored})
         return json_response(answer, status=201, headers={"Location": answer["url"]})
 
+    async def template_jobs(request: web.Request) -> web.Response:
+        found = authenticate(request) or template_of(request)
+        if isinstance(found, web.Response):
+            return found
+        jobs = [job for job in st.jobs.values() if job.template_id == found[0]]
+        return list_jobs(request, jobs, prefix(request))
+
+    async def all_jobs(request: web.Request) -> web.Response:
+        denied = authenticate(request)
+        if denied is not None:
+            return denied
+        return list_jobs(request, list(st.jobs.values()), prefix(request))
+
     async def get_job(request: web.Request) -> web.Response:
         denied = authenticate(request)
         if denied is not None:
@@ -336,6 +466,8 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
     app.router.add_get("/api/v2/job_templates/{id}/", get_template)
     app.router.add_get("/api/v2/job_templates/{id}/launch/", launch_requirements)
     app.router.add_post("/api/v2/job_templates/{id}/launch/", launch)
+    app.router.add_get("/api/v2/job_templates/{id}/jobs/", template_jobs)
+    app.router.add_get("/api/v2/jobs/", all_jobs)
     app.router.add_get("/api/v2/jobs/{id}/", get_job)
     return app
 
