@@ -222,9 +222,9 @@ def make_sections() -> dict[str, Section]:
         "siem": Section(
             "siem",
             "2. SIEM batching throughput (HEC and Datadog formats)",
-            "Batching off: CAVRA's engine, one request per event. Batching on: the connector's envelopes, "
-            "many per request (no batch path exists in CAVRA yet: see the note). No persistence on either "
-            "side.",
+            "Batching off: CAVRA's engine, one request per event. Batching on: CAVRA's batch path "
+            "(deliver_batch: many events per request within the provider's limits, one result per event). "
+            "No persistence on either side.",
         ),
         "store": Section(
             "store",

@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cavra.delivery.record import ProviderDelivery
-from cavra.delivery.worker import RunObserver
+from cavra.delivery.runs import RunObserver
 from cavra.errors import CavraError
 from cavra.store import Store
 from cavra.store.jobs import CLOSED, HALF_OPEN, JOB_STATES, OPEN, Job, JobOutcome

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -145,6 +145,53 @@ Verdict = Delivered | Retry | Reject | Next | Pending
 
 
 @dataclass(frozen=True)
+class Split:
+    """A batch answer that settles part of the batch (Splunk HEC's ``invalid-event-number``).
+
+    Positions are indexes into the items of the request that was answered: ``delivered`` were accepted,
+    ``rejected`` were refused (with why); every other item is sent again at once, in a smaller request.
+    """
+
+    reason: str
+    delivered: tuple[int, ...] = ()
+    rejected: Mapping[int, str] = field(default_factory=dict)
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+BatchVerdict = Verdict | Split
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """How many encoded items one request may carry, and how large its body may be.
+
+    ``overhead`` is the body's bytes besides the items (``[]`` of a JSON array) and ``separator`` the bytes
+    between two items (``,`` or a newline)."""
+
+    max_items: int
+    max_bytes: int
+    overhead: int = 2
+    separator: int = 1
+
+    def plan(self, sizes: list[int]) -> list[list[int]]:
+        """Cut items (by their encoded sizes, in order) into requests within the limits; an item that
+        cannot fit even alone must have been refused by ``encode``."""
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        used = self.overhead
+        for index, size in enumerate(sizes):
+            extra = size + (self.separator if current else 0)
+            if current and (len(current) >= self.max_items or used + extra > self.max_bytes):
+                chunks.append(current)
+                current, used, extra = [], self.overhead, size
+            current.append(index)
+            used += extra
+        if current:
+            chunks.append(current)
+        return chunks
+
+
+@dataclass(frozen=True)
 class CachedToken:
     """An OAuth access token with its expiry (monotonic seconds)."""
 
@@ -205,6 +252,34 @@ class Connector(Protocol):
     def interpret(
         self, request: PreparedRequest, response: Response, settings: Any, ctx: Context, state: Any
     ) -> Verdict: ...
+
+
+@runtime_checkable
+class BatchConnector(Protocol):
+    """A connector that can also send many events in one request (the SIEM intakes).
+
+    The engine encodes every event once with :meth:`encode` (which refuses an event too large to send at
+    all), cuts the encoded items into requests within :meth:`batch_limits`, and runs each request as a
+    flow: :meth:`prepare_batch` / :meth:`interpret_batch` work like ``prepare`` / ``interpret``, with
+    :class:`Split` for an answer that settles only part of the batch.
+    """
+
+    def batch_limits(self, settings: Any) -> BatchLimits: ...
+
+    def encode(self, event: Mapping[str, Any], settings: Any, ctx: Context) -> bytes: ...
+
+    def prepare_batch(
+        self, items: list[bytes], settings: Any, ctx: Context, state: Any
+    ) -> PreparedRequest: ...
+
+    def interpret_batch(
+        self, request: PreparedRequest, response: Response, settings: Any, ctx: Context, state: Any
+    ) -> BatchVerdict: ...
+
+
+def json_array(items: list[bytes]) -> bytes:
+    """Encoded JSON values as one JSON array."""
+    return b"[" + b",".join(items) + b"]"
 
 
 class PayloadTooLarge(ValueError):

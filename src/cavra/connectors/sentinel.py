@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from cavra.connectors.auth import ClientCredentials, entra_token_url, token_request, token_verdict
 from cavra.connectors.base import (
+    BatchLimits,
     CachedToken,
     ConnectorSettings,
     Context,
@@ -40,6 +41,7 @@ from cavra.connectors.base import (
     Reject,
     Response,
     Verdict,
+    json_array,
 )
 from cavra.connectors.classify import classify
 from cavra.connectors.render import severity
@@ -71,6 +73,9 @@ class SentinelSettings(ConnectorSettings):
     scope: str = DEFAULT_SCOPE
     api_version: str = DEFAULT_API_VERSION
     api_key_header: str | None = "x-api-key"
+    #: batching: at most this many rows / bytes per call (1 turns batching off)
+    batch_max_events: int = Field(default=500, ge=1, le=10_000)
+    batch_max_bytes: int = Field(default=MAX_BODY_BYTES, ge=1_000, le=MAX_BODY_BYTES)
 
     @model_validator(mode="after")
     def _required(self) -> SentinelSettings:
@@ -163,19 +168,32 @@ class SentinelConnector:
     settings_model: ClassVar[type[ConnectorSettings]] = SentinelSettings
     secret_url_path: ClassVar[bool] = False
 
-    def body(self, event: Mapping[str, Any], now: float) -> bytes:
-        body = json.dumps([row_of(event, now)], ensure_ascii=False, default=str).encode("utf-8")
+    def encode(self, event: Mapping[str, Any], settings: SentinelSettings, ctx: Context) -> bytes:
+        row = json.dumps(row_of(event, ctx.now), ensure_ascii=False, default=str).encode("utf-8")
+        if len(row) + 2 > MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                f"sentinel: the body is {len(row) + 2} bytes, over the Logs Ingestion limit of 1 MB "
+                f"({MAX_BODY_BYTES} bytes) per call"
+            )
+        return row
+
+    def batch_limits(self, settings: SentinelSettings) -> BatchLimits:
+        return BatchLimits(settings.batch_max_events, settings.batch_max_bytes)
+
+    def prepare(
+        self, event: Mapping[str, Any], settings: SentinelSettings, ctx: Context, state: Any
+    ) -> PreparedRequest:
+        return self.prepare_batch([self.encode(event, settings, ctx)], settings, ctx, state)
+
+    def prepare_batch(
+        self, items: list[bytes], settings: SentinelSettings, ctx: Context, state: Any
+    ) -> PreparedRequest:
+        body = json_array(items)
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(
                 f"sentinel: the body is {len(body)} bytes, over the Logs Ingestion limit of 1 MB "
                 f"({MAX_BODY_BYTES} bytes) per call"
             )
-        return body
-
-    def prepare(
-        self, event: Mapping[str, Any], settings: SentinelSettings, ctx: Context, state: Any
-    ) -> PreparedRequest:
-        body = self.body(event, ctx.now)
         headers: dict[str, str | Secret] = {"Content-Type": "application/json", "Accept": "application/json"}
         if settings.mode == "api_key":
             assert settings.url is not None
@@ -198,6 +216,16 @@ class SentinelConnector:
         headers.update(settings.headers)
         headers["Authorization"] = Secret(f"Bearer {token.reveal()}", source="sentinel:token")
         return PreparedRequest(method="POST", url=ingestion_url(settings), headers=headers, body=body)
+
+    def interpret_batch(
+        self,
+        request: PreparedRequest,
+        response: Response,
+        settings: SentinelSettings,
+        ctx: Context,
+        state: Any,
+    ) -> Verdict:
+        return self.interpret(request, response, settings, ctx, state)
 
     def interpret(
         self,

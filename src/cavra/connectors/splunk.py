@@ -16,6 +16,11 @@ accepted by HEC, indexing not yet acknowledged). At most :data:`MAX_ACK_POLLS` p
 interval is stretched to fit the timeout, as the Linux fleet connector does. Once HEC accepted the event
 the delivery is never failed by a poll: 408/429/5xx answers are polled through, other answers end it as
 pending with their reason.
+
+Batching (the worker sends due jobs of one target together): envelopes are concatenated, one per line, up
+to ``batch_max_events`` (100) and ``batch_max_bytes`` per request. When HEC refuses event *n* of a batch
+(400 with ``invalid-event-number``) the envelopes before it were indexed: they are delivered, event *n* is
+failed with HEC's reason, and only the ones after it are sent again (providers.md §1.5).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from pydantic import Field, field_validator, model_validator
 
 from cavra.connectors.base import (
     BaseConnector,
+    BatchLimits,
+    BatchVerdict,
     ConnectorSettings,
     Context,
     Delivered,
@@ -43,6 +50,7 @@ from cavra.connectors.base import (
     Reject,
     Response,
     Retry,
+    Split,
     Verdict,
 )
 from cavra.connectors.classify import classify, parse_retry_after
@@ -91,6 +99,9 @@ class SplunkSettings(ConnectorSettings):
     ack: bool = False
     ack_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
     ack_poll_seconds: float = Field(default=1.0, gt=0, le=600)
+    #: batching: at most this many envelopes / bytes per request (1 turns batching off)
+    batch_max_events: int = Field(default=100, ge=1, le=10_000)
+    batch_max_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1_000, le=MAX_REQUEST_BYTES)
 
     @field_validator("authorization_scheme")
     @classmethod
@@ -212,26 +223,62 @@ class SplunkConnector(BaseConnector[SplunkSettings]):
         self, event: Mapping[str, Any], settings: SplunkSettings, ctx: Context, state: Any
     ) -> PreparedRequest:
         if isinstance(state, AckState):
-            if settings.url is None:
-                raise ConfigError("splunk: url is required")
-            body = json.dumps({"acks": [state.ack_id]}).encode("utf-8")
-            url = ack_url(settings.url.reveal(), channel_of(ctx))
-            return PreparedRequest(
-                method="POST", url=url, headers=self._headers(settings, ctx), body=body, step="ack"
-            )
+            return self._ack_request(settings, ctx, state)
         return self.build(event, settings, ctx)
 
     def build(self, event: Mapping[str, Any], settings: SplunkSettings, ctx: Context) -> PreparedRequest:
-        if settings.url is None:
-            raise ConfigError("splunk: url is required")
-        url = event_url(settings.url.reveal())
+        return self._send(self.encode(event, settings, ctx), settings, ctx)
+
+    def encode(self, event: Mapping[str, Any], settings: SplunkSettings, ctx: Context) -> bytes:
         body = json.dumps(envelope(event, settings, ctx.now), ensure_ascii=False, default=str).encode("utf-8")
         if len(body) > MAX_REQUEST_BYTES:
             raise PayloadTooLarge(
                 f"splunk: the HEC envelope is {len(body)} bytes, over the {MAX_REQUEST_BYTES}-byte "
                 "request cap (Splunk Cloud refuses requests over about 1 MB)"
             )
+        return body
+
+    def batch_limits(self, settings: SplunkSettings) -> BatchLimits:
+        return BatchLimits(settings.batch_max_events, settings.batch_max_bytes, overhead=0, separator=1)
+
+    def prepare_batch(
+        self, items: list[bytes], settings: SplunkSettings, ctx: Context, state: Any
+    ) -> PreparedRequest:
+        if isinstance(state, AckState):
+            return self._ack_request(settings, ctx, state)
+        return self._send(b"\n".join(items), settings, ctx)
+
+    def interpret_batch(
+        self, request: PreparedRequest, response: Response, settings: SplunkSettings, ctx: Context, state: Any
+    ) -> BatchVerdict:
+        verdict = self.interpret(request, response, settings, ctx, state)
+        if isinstance(state, AckState) or not isinstance(verdict, Reject):
+            return verdict
+        bad = verdict.detail.get("invalid_event_number")
+        count = request.body.count(b"\n") + 1
+        if isinstance(bad, bool) or not isinstance(bad, int) or not 0 <= bad < count:
+            return verdict
+        return Split(
+            reason=verdict.reason,
+            delivered=tuple(range(bad)),
+            rejected={bad: verdict.reason},
+            detail={"hec_code": 0, "indexed_before_invalid_event": bad},
+        )
+
+    def _send(self, body: bytes, settings: SplunkSettings, ctx: Context) -> PreparedRequest:
+        if settings.url is None:
+            raise ConfigError("splunk: url is required")
+        url = event_url(settings.url.reveal())
         return PreparedRequest(method="POST", url=url, headers=self._headers(settings, ctx), body=body)
+
+    def _ack_request(self, settings: SplunkSettings, ctx: Context, state: AckState) -> PreparedRequest:
+        if settings.url is None:
+            raise ConfigError("splunk: url is required")
+        body = json.dumps({"acks": [state.ack_id]}).encode("utf-8")
+        url = ack_url(settings.url.reveal(), channel_of(ctx))
+        return PreparedRequest(
+            method="POST", url=url, headers=self._headers(settings, ctx), body=body, step="ack"
+        )
 
     def _headers(self, settings: SplunkSettings, ctx: Context) -> dict[str, str | Secret]:
         if settings.token is None:

@@ -2,7 +2,10 @@
 
 ``deliver_one`` runs one event to one target: connector ``prepare`` → redactor records the request →
 transport sends → connector ``interpret`` → verdict → next step, retry after ``next_delay``, or finish.
-``deliver_many`` runs several targets concurrently and builds the ``cavra.connector.delivery.v1`` record.
+``deliver_batch`` runs many events to one batching target (the SIEM intakes): every event is encoded once,
+the items are cut into requests within the provider's limits, and each request runs the same flow; every
+event still gets its own :class:`ProviderDelivery`. ``deliver_many`` runs several targets concurrently and
+builds the ``cavra.connector.delivery.v1`` record.
 """
 
 from __future__ import annotations
@@ -11,21 +14,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cavra.config import Target
 from cavra.connectors.base import (
+    BatchConnector,
+    BatchVerdict,
     Context,
     Delivered,
     Next,
     PayloadTooLarge,
     Pending,
+    PreparedRequest,
     Reject,
     Response,
     Retry,
+    Split,
     TokenCache,
-    Verdict,
 )
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.record import Attempt, ProviderDelivery, build_record, utcnow
@@ -38,15 +44,256 @@ from cavra.transport import Transport, TransportError
 log = logging.getLogger("cavra.delivery")
 
 Sleep = Callable[[float], Awaitable[None]]
+Prepare = Callable[[list[Any], Context, Any], PreparedRequest]
+Interpret = Callable[[PreparedRequest, Response, Context, Any], BatchVerdict]
 
 #: a multi-step flow may take at most this many exchanges beyond its retries (guards a looping connector)
 MAX_STEPS = 40
 
 
-def _verdict_name(verdict: Verdict | None) -> str:
-    return {Delivered: "delivered", Retry: "retry", Reject: "reject", Next: "next", Pending: "pending"}.get(
-        type(verdict), "error"
+def _verdict_name(verdict: BatchVerdict | None) -> str:
+    return {
+        Delivered: "delivered",
+        Retry: "retry",
+        Reject: "reject",
+        Next: "next",
+        Pending: "pending",
+        Split: "split",
+    }.get(type(verdict), "error")
+
+
+def _not_sent(exc: Exception, provider: str, redactor: Redactor) -> str:
+    """Why an event could not even be turned into a request (a connector bug is named, never shown)."""
+    if isinstance(exc, PayloadTooLarge | CavraError):
+        return f"not sent: {exc}"
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return f"not sent: the event cannot be rendered for {provider} ({exc})"
+    log.debug("connector %s failed to prepare: %s", provider, redactor.scrub(repr(exc)))
+    return f"not sent: internal error in the {provider} connector ({type(exc).__name__})"
+
+
+def _new_result(target: Target, delivery_key: str) -> ProviderDelivery:
+    now = utcnow()
+    return ProviderDelivery(
+        provider=target.provider,
+        category=target.connector.category,
+        delivery_key=delivery_key,
+        started_at=now,
+        completed_at=now,
+        status="failed",
     )
+
+
+@dataclass
+class _Item:
+    """One event of a run: its result and what the connector prepares from (event or encoded bytes)."""
+
+    result: ProviderDelivery
+    payload: Any
+    event_id: str
+
+
+class _Flow:
+    """One request's flow (token step, send, ack polls, retries) for the items it carries."""
+
+    def __init__(
+        self,
+        target: Target,
+        items: list[_Item],
+        ctx: Context,
+        prepare: Prepare,
+        interpret: Interpret,
+        *,
+        policy: RetryPolicy,
+        transport: Transport,
+        sleep: Sleep,
+        batch: bool,
+    ) -> None:
+        self.target = target
+        self.live = items
+        self.ctx = ctx
+        self.prepare = prepare
+        self.interpret = interpret
+        self.policy = policy
+        self.transport = transport
+        self.sleep = sleep
+        self.batch = batch
+        self.redactor: Redactor = target.redactor
+        self.position: dict[int, int] = {}
+
+    def finish(self, items: Sequence[_Item], status: str, error: str | None = None) -> None:
+        text = None if error is None else self.redactor.text(error)
+        now = utcnow()
+        level = logging.INFO if status == "delivered" else logging.WARNING
+        for item in items:
+            item.result.status = status
+            item.result.error = text
+            item.result.completed_at = now
+            log.log(
+                level,
+                "%s delivery %s: %s",
+                self.target.provider,
+                status,
+                text or "ok",
+                extra={
+                    "provider": self.target.provider,
+                    "event_id": item.event_id,
+                    "attempts": item.result.attempt_count,
+                },
+            )
+        gone = {id(i) for i in items}
+        self.live = [i for i in self.live if id(i) not in gone]
+
+    def deliver(self, items: Sequence[_Item], verdict: Delivered | Split, size: int) -> None:
+        red = self.redactor
+        for item in items:
+            res = item.result
+            if isinstance(verdict, Delivered):
+                res.remote_id = None if verdict.remote_id is None else red.text(str(verdict.remote_id))
+                res.proof = None if verdict.proof is None else red.text(verdict.proof)
+            else:
+                res.proof = red.text(f"accepted in a batch partly refused: {verdict.reason}")
+            detail = {k: red.text(str(v)) for k, v in verdict.detail.items()}
+            if self.batch:
+                detail["batch_size"] = red.text(str(size))
+                detail["batch_position"] = red.text(str(self.position[id(item)]))
+            res.detail = detail
+        self.finish(items, "delivered")
+
+    async def run(self) -> None:
+        policy = self.policy
+        deadline = time.monotonic() + policy.deadline
+        retries_used = 0
+        state: Any = None
+        for _ in range(MAX_STEPS + policy.retries):
+            if not self.live:
+                return
+            sent = list(self.live)
+            self.position = {id(item): n for n, item in enumerate(sent)}
+            self.ctx.attempt = len(sent[0].result.attempts) + 1
+            try:
+                request = self.prepare([i.payload for i in sent], self.ctx, state)
+            except Exception as exc:  # a connector bug must not lose the delivery record
+                self.finish(sent, "failed", _not_sent(exc, self.target.provider, self.redactor))
+                return
+            header_secrets = [v for v in request.headers.values() if isinstance(v, Secret)]
+            if request.new_secrets or header_secrets:
+                self.redactor = self.redactor.with_secrets([*request.new_secrets, *header_secrets])
+            verdict, attempt = await self._exchange(request, deadline, state)
+            for item in sent:
+                item.result.attempts.append(attempt)
+
+            if isinstance(verdict, Delivered):
+                self.deliver(sent, verdict, len(sent))
+                return
+            if isinstance(verdict, Split):
+                if not verdict.delivered and not verdict.rejected:
+                    self.finish(sent, "failed", verdict.reason)
+                    return
+                accepted = [sent[n] for n in verdict.delivered if 0 <= n < len(sent)]
+                self.deliver(accepted, verdict, len(sent))
+                for n, why in verdict.rejected.items():
+                    if 0 <= n < len(sent):
+                        self.finish([sent[n]], "failed", why)
+                state = None  # the rest go again at once, in a smaller request
+                continue
+            if isinstance(verdict, Pending):
+                for item in sent:
+                    item.result.remote_id = (
+                        None if verdict.remote_id is None else self.redactor.text(verdict.remote_id)
+                    )
+                self.finish(sent, "pending", verdict.reason)
+                return
+            if isinstance(verdict, Reject):
+                self.finish(sent, "failed", verdict.reason)
+                return
+            if isinstance(verdict, Next):
+                if verdict.token is not None:
+                    self.ctx.tokens.put(verdict.token)
+                    self.redactor = self.redactor.with_secrets([verdict.token.value])
+                state = verdict.state
+                if verdict.after > 0:
+                    if time.monotonic() + verdict.after > deadline:
+                        self.finish(
+                            sent,
+                            "pending",
+                            f"deadline of {policy.deadline:g} s reached before the flow finished",
+                        )
+                        return
+                    await self.sleep(verdict.after)
+                    attempt.waited_ms = verdict.after * 1000
+                continue
+            # Retry
+            if retries_used >= policy.retries:
+                count = sent[0].result.attempt_count
+                self.finish(sent, "failed", f"gave up after {count} attempts: {verdict.reason}")
+                return
+            if verdict.after is not None and verdict.after > policy.max_retry_after:
+                self.finish(
+                    sent,
+                    "failed",
+                    f"{verdict.reason}; the provider asked to retry after {verdict.after:g} s, "
+                    f"beyond the cap of {policy.max_retry_after:g} s",
+                )
+                return
+            delay = policy.next_delay(retries_used + 1, verdict.after)
+            if time.monotonic() + delay > deadline:
+                self.finish(sent, "failed", f"deadline of {policy.deadline:g} s reached: {verdict.reason}")
+                return
+            retries_used += 1
+            await self.sleep(delay)
+            attempt.waited_ms = delay * 1000
+        self.finish(
+            self.live, "failed", f"{self.target.provider}: the flow did not finish within {MAX_STEPS} steps"
+        )
+
+    async def _exchange(
+        self, request: PreparedRequest, deadline: float, state: Any
+    ) -> tuple[BatchVerdict, Attempt]:
+        """Send one request and judge the answer; never raises."""
+        provider, redactor = self.target.provider, self.redactor
+        red_request = redactor.request(request.method, request.url, request.headers)
+        remaining = deadline - time.monotonic()
+        options = replace(self.target.options, timeout=max(0.05, min(self.target.options.timeout, remaining)))
+        started, t0 = utcnow(), time.monotonic()
+        response: Response | None = None
+        verdict: BatchVerdict
+        try:
+            response = await self.transport.send(request, options)
+        except TransportError as exc:
+            verdict = Reject(exc.message) if exc.kind == "refused_destination" else Retry(exc.message)
+        except Exception as exc:  # e.g. a header value the HTTP library refuses: record it, never lose it
+            log.debug("request to %s could not be sent: %s", provider, redactor.scrub(repr(exc)))
+            verdict = Reject(f"the request could not be sent ({type(exc).__name__})")
+        else:
+            try:
+                verdict = self.interpret(request, response, self.ctx, state)
+            except (ValueError, KeyError, TypeError) as exc:
+                verdict = Reject(f"unexpected answer from {provider}: {type(exc).__name__}")
+            except Exception as exc:  # a connector bug must not lose the delivery record
+                log.debug("connector %s failed to interpret: %s", provider, redactor.scrub(repr(exc)))
+                verdict = Reject(f"internal error in the {provider} connector ({type(exc).__name__})")
+        attempt = Attempt(
+            number=len(self.live[0].result.attempts) + 1,
+            step=request.step,
+            started_at=started,
+            duration_ms=(time.monotonic() - t0) * 1000,
+            verdict=_verdict_name(verdict),
+            reason=_reason(redactor, verdict, response),
+            request=red_request,
+            status_code=None if response is None else response.status,
+            response_excerpt=None if response is None else redactor.excerpt(response.body),
+            retry_after=verdict.after if isinstance(verdict, Retry) else None,
+        )
+        return verdict, attempt
+
+
+def _reason(redactor: Redactor, verdict: BatchVerdict, response: Response | None) -> Redacted | None:
+    if isinstance(verdict, (Retry, Reject, Pending, Split)):
+        return redactor.text(verdict.reason)
+    if isinstance(verdict, Delivered):
+        return redactor.text(f"HTTP {response.status}" if response is not None else "delivered")
+    return None
 
 
 async def deliver_one(
@@ -62,135 +309,92 @@ async def deliver_one(
     connector, settings = target.connector, target.settings
     event_id = event_id_of(event)
     ctx = Context(delivery_key=target.delivery_key(event_id), tokens=tokens or TokenCache())
-    redactor: Redactor = target.redactor
-    result = ProviderDelivery(
-        provider=target.provider,
-        category=connector.category,
-        delivery_key=ctx.delivery_key,
-        started_at=utcnow(),
-        completed_at=utcnow(),
-        status="failed",
+    item = _Item(_new_result(target, ctx.delivery_key), event, event_id)
+
+    def prepare(payloads: list[Any], c: Context, state: Any) -> PreparedRequest:
+        return connector.prepare(payloads[0], settings, c, state)
+
+    def interpret(request: PreparedRequest, response: Response, c: Context, state: Any) -> BatchVerdict:
+        return connector.interpret(request, response, settings, c, state)
+
+    flow = _Flow(
+        target, [item], ctx, prepare, interpret, policy=policy, transport=transport, sleep=sleep, batch=False
     )
-    deadline = time.monotonic() + policy.deadline
-    retries_used = 0
-    state: Any = None
+    await flow.run()
+    return item.result
 
-    def finish(status: str, error: str | None = None) -> ProviderDelivery:
-        result.status = status
-        result.error = None if error is None else redactor.text(error)
-        result.completed_at = utcnow()
-        level = logging.INFO if status == "delivered" else logging.WARNING
-        log.log(
-            level,
-            "%s delivery %s: %s",
-            target.provider,
-            status,
-            result.error or "ok",
-            extra={"provider": target.provider, "event_id": event_id, "attempts": result.attempt_count},
-        )
-        return result
 
-    for _ in range(MAX_STEPS + policy.retries):
-        ctx.attempt = len(result.attempts) + 1
-        try:
-            request = connector.prepare(event, settings, ctx, state)
-        except PayloadTooLarge as exc:
-            return finish("failed", f"not sent: {exc}")
-        except CavraError as exc:
-            return finish("failed", f"not sent: {exc}")
-        except (ValueError, KeyError, TypeError) as exc:
-            return finish("failed", f"not sent: the event cannot be rendered for {target.provider} ({exc})")
-        except Exception as exc:  # a connector bug must not lose the delivery record
-            log.debug("connector %s failed to prepare: %s", target.provider, redactor.scrub(repr(exc)))
-            return finish(
-                "failed",
-                f"not sent: internal error in the {target.provider} connector ({type(exc).__name__})",
+def batching(target: Target) -> int:
+    """How many events ``target`` takes per request (1: it does not batch)."""
+    connector = target.connector
+    if not isinstance(connector, BatchConnector):
+        return 1
+    return max(1, connector.batch_limits(target.settings).max_items)
+
+
+async def deliver_batch(
+    target: Target,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    policy: RetryPolicy,
+    transport: Transport,
+    tokens: TokenCache | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> list[ProviderDelivery]:
+    """Deliver many events to one target in as few requests as its limits allow; one result per event,
+    in order. A target that does not batch gets one request per event (run concurrently)."""
+    connector, settings = target.connector, target.settings
+    shared = tokens or TokenCache()
+    if not isinstance(connector, BatchConnector) or batching(target) == 1:
+        return list(
+            await asyncio.gather(
+                *(
+                    deliver_one(target, e, policy=policy, transport=transport, tokens=shared, sleep=sleep)
+                    for e in events
+                )
             )
-        header_secrets = [v for v in request.headers.values() if isinstance(v, Secret)]
-        if request.new_secrets or header_secrets:
-            redactor = redactor.with_secrets([*request.new_secrets, *header_secrets])
-        red_request = redactor.request(request.method, request.url, request.headers)
-        remaining = deadline - time.monotonic()
-        options = replace(target.options, timeout=max(0.05, min(target.options.timeout, remaining)))
-        started, t0 = utcnow(), time.monotonic()
-        response: Response | None = None
-        verdict: Verdict
+        )
+    batcher: BatchConnector = connector
+    items: list[_Item] = []
+    ready: list[_Item] = []
+    for event in events:
+        event_id = event_id_of(event)
+        ctx = Context(delivery_key=target.delivery_key(event_id), tokens=shared)
+        item = _Item(_new_result(target, ctx.delivery_key), b"", event_id)
+        items.append(item)
         try:
-            response = await transport.send(request, options)
-        except TransportError as exc:
-            verdict = Reject(exc.message) if exc.kind == "refused_destination" else Retry(exc.message)
-        except Exception as exc:  # e.g. a header value the HTTP library refuses: record it, never lose it
-            log.debug("request to %s could not be sent: %s", target.provider, redactor.scrub(repr(exc)))
-            verdict = Reject(f"the request could not be sent ({type(exc).__name__})")
+            item.payload = batcher.encode(event, settings, ctx)
+        except Exception as exc:  # this event alone is refused; the others go on
+            item.result.error = target.redactor.text(_not_sent(exc, target.provider, target.redactor))
+            item.result.completed_at = utcnow()
         else:
-            try:
-                verdict = connector.interpret(request, response, settings, ctx, state)
-            except (ValueError, KeyError, TypeError) as exc:
-                verdict = Reject(f"unexpected answer from {target.provider}: {type(exc).__name__}")
-            except Exception as exc:  # a connector bug must not lose the delivery record
-                log.debug("connector %s failed to interpret: %s", target.provider, redactor.scrub(repr(exc)))
-                verdict = Reject(f"internal error in the {target.provider} connector ({type(exc).__name__})")
-        attempt = Attempt(
-            number=len(result.attempts) + 1,
-            step=request.step,
-            started_at=started,
-            duration_ms=(time.monotonic() - t0) * 1000,
-            verdict=_verdict_name(verdict),
-            reason=_reason(redactor, verdict, response),
-            request=red_request,
-            status_code=None if response is None else response.status,
-            response_excerpt=None if response is None else redactor.excerpt(response.body),
-            retry_after=verdict.after if isinstance(verdict, Retry) else None,
+            ready.append(item)
+
+    def prepare(payloads: list[Any], c: Context, state: Any) -> PreparedRequest:
+        return batcher.prepare_batch(payloads, settings, c, state)
+
+    def interpret(request: PreparedRequest, response: Response, c: Context, state: Any) -> BatchVerdict:
+        return batcher.interpret_batch(request, response, settings, c, state)
+
+    chunks = batcher.batch_limits(settings).plan([len(i.payload) for i in ready])
+    flows = [
+        _Flow(
+            target,
+            [ready[n] for n in chunk],
+            Context(delivery_key=ready[chunk[0]].result.delivery_key, tokens=shared),
+            prepare,
+            interpret,
+            policy=policy,
+            transport=transport,
+            sleep=sleep,
+            batch=True,
         )
-        result.attempts.append(attempt)
-
-        if isinstance(verdict, Delivered):
-            result.remote_id = None if verdict.remote_id is None else redactor.text(str(verdict.remote_id))
-            result.proof = None if verdict.proof is None else redactor.text(verdict.proof)
-            result.detail = {k: redactor.text(str(v)) for k, v in verdict.detail.items()}
-            return finish("delivered")
-        if isinstance(verdict, Pending):
-            result.remote_id = None if verdict.remote_id is None else redactor.text(verdict.remote_id)
-            return finish("pending", verdict.reason)
-        if isinstance(verdict, Reject):
-            return finish("failed", verdict.reason)
-        if isinstance(verdict, Next):
-            if verdict.token is not None:
-                ctx.tokens.put(verdict.token)
-                redactor = redactor.with_secrets([verdict.token.value])
-            state = verdict.state
-            if verdict.after > 0:
-                if time.monotonic() + verdict.after > deadline:
-                    return finish(
-                        "pending", f"deadline of {policy.deadline:g} s reached before the flow finished"
-                    )
-                await sleep(verdict.after)
-                attempt.waited_ms = verdict.after * 1000
-            continue
-        # Retry
-        if retries_used >= policy.retries:
-            return finish("failed", f"gave up after {result.attempt_count} attempts: {verdict.reason}")
-        if verdict.after is not None and verdict.after > policy.max_retry_after:
-            return finish(
-                "failed",
-                f"{verdict.reason}; the provider asked to retry after {verdict.after:g} s, "
-                f"beyond the cap of {policy.max_retry_after:g} s",
-            )
-        delay = policy.next_delay(retries_used + 1, verdict.after)
-        if time.monotonic() + delay > deadline:
-            return finish("failed", f"deadline of {policy.deadline:g} s reached: {verdict.reason}")
-        retries_used += 1
-        await sleep(delay)
-        attempt.waited_ms = delay * 1000
-    return finish("failed", f"{target.provider}: the flow did not finish within {MAX_STEPS} steps")
-
-
-def _reason(redactor: Redactor, verdict: Verdict, response: Response | None) -> Redacted | None:
-    if isinstance(verdict, (Retry, Reject, Pending)):
-        return redactor.text(verdict.reason)
-    if isinstance(verdict, Delivered):
-        return redactor.text(f"HTTP {response.status}" if response is not None else "delivered")
-    return None
+        for chunk in chunks
+    ]
+    if flows:  # the first request fetches any token the others then share from the cache
+        await flows[0].run()
+        await asyncio.gather(*(f.run() for f in flows[1:]))
+    return [i.result for i in items]
 
 
 async def deliver_many(

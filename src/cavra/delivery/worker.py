@@ -5,7 +5,9 @@ of workers may share a store (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: on
 per claim). A worker
 
 * claims at most as many jobs as it has free slots (``concurrency``), oldest due first, skipping providers
-  whose breaker is open or that asked to wait;
+  whose breaker is open or that asked to wait; due jobs of a batching target (Splunk HEC, Datadog,
+  Sentinel) are claimed together, up to the target's batch size, and take one slot: they go in as few
+  requests as the provider's limits allow, and each job still gets its own record;
 * extends the leases of the jobs it runs every ``lease_seconds / 3`` (a run may take longer than a lease);
 * runs each job: resolves the target from the connector config *now* (no secret is in the queue), asks the
   guard (breaker, pause, rate limit), calls :func:`cavra.delivery.engine.deliver_one`, and completes the
@@ -21,17 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cavra.config import LoadedConfig, Target
 from cavra.connectors.base import TokenCache
-from cavra.delivery.engine import deliver_one
+from cavra.delivery.completer import Completer
+from cavra.delivery.engine import batching, deliver_batch, deliver_one
 from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import (
@@ -43,62 +43,22 @@ from cavra.delivery.queue import (
     outcome_for,
 )
 from cavra.delivery.record import ProviderDelivery, build_record
+from cavra.delivery.runs import (
+    RunObserver,
+    WorkerStats,
+    default_owner,
+    group_jobs,
+    policy_for,
+    target_for,
+)
 from cavra.errors import CavraError, ConfigError
-from cavra.store import Store, StoredDelivery
+from cavra.store import Store
 from cavra.store.jobs import Job, JobOutcome
 from cavra.transport import AiohttpTransport, Transport
 
 log = logging.getLogger("cavra.worker")
 
 ConfigSource = LoadedConfig | Callable[[], LoadedConfig | None] | None
-#: most job completions written in one store transaction
-MAX_BATCH = 64
-
-
-@dataclass
-class _Finished:
-    job_id: str
-    record: dict[str, Any]
-    outcome: JobOutcome
-    done: asyncio.Future[tuple[StoredDelivery, Job, bool]]
-
-
-class RunObserver:
-    """What a worker reports after each run (metrics implement it; the default does nothing)."""
-
-    def run_finished(
-        self, job: Job, result: ProviderDelivery | None, outcome: JobOutcome, seconds: float
-    ) -> None:  # pragma: no cover - interface
-        return None
-
-
-def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-
-
-def resolve_target(config: LoadedConfig | None, provider: str) -> Target:
-    """The configured target of ``provider``, or ConfigError saying why there is none."""
-    if config is None:
-        raise ConfigError("no connector config: the worker needs --config FILE or $CAVRA_CONNECTOR_CONFIG")
-    if provider in config.targets:
-        return config.targets[provider]
-    if provider in config.errors:
-        raise ConfigError(config.errors[provider])
-    raise ConfigError(
-        f"{config.source}: provider {provider!r} is not configured (connectors.{provider} is missing)"
-    )
-
-
-@dataclass
-class WorkerStats:
-    claimed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    rescheduled: int = 0
-    dead: int = 0
-    deferred: int = 0
-    released: int = 0
-    lease_lost: int = 0
 
 
 class Worker:
@@ -141,10 +101,11 @@ class Worker:
         self.observer = observer or RunObserver()
         self.tokens = TokenCache()
         self.stats = WorkerStats()
+        #: job id -> the task running it (a batch's jobs share one task); one slot per task
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._slots: dict[asyncio.Task[None], list[str]] = {}
         self._completing: set[str] = set()
-        self._finished: list[_Finished] = []
-        self._finished_ready = asyncio.Event()
+        self._completer = Completer(store, self.owner)
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._only: list[str] | None = None
@@ -187,7 +148,7 @@ class Worker:
         self._only = only
         self.signals.add_worker(self.wake)
         beat = asyncio.create_task(self._heartbeat())
-        completer = asyncio.create_task(self._completer())
+        completer = asyncio.create_task(self._completer.run())
         log.info(
             "worker %s started (concurrency %d, lease %gs)", self.owner, self.concurrency, self.lease_seconds
         )
@@ -197,7 +158,7 @@ class Worker:
                 claimed = await self._claim()
                 if once and not claimed and not self._active:
                     break
-                if claimed and len(self._active) < self.concurrency:
+                if claimed and len(self._slots) < self.concurrency:
                     continue  # there may be more due jobs
                 # all slots busy, or nothing due: wait for a free slot, a wake-up or the next poll
                 with contextlib.suppress(TimeoutError):
@@ -215,7 +176,7 @@ class Worker:
         return self.stats
 
     async def _claim(self) -> list[Job]:
-        free = self.concurrency - len(self._active)
+        free = self.concurrency - len(self._slots)
         if free <= 0 or self._stopping:
             return []
         try:
@@ -229,19 +190,55 @@ class Worker:
                 exclude_providers=paused,
                 job_ids=self._only,
             )
+            groups = group_jobs(jobs)
+            for key, size in list(self._batch_sizes(groups).items()):
+                more = size - len(groups[key])
+                if more <= 0 or self._only is not None:
+                    continue
+                extra = await asyncio.to_thread(
+                    self.store.claim_jobs,
+                    self.owner,
+                    limit=more,
+                    lease_seconds=self.lease_seconds,
+                    exclude_providers=paused,
+                    providers=[key[0]],
+                )
+                jobs.extend(extra)
+                groups = group_jobs(jobs)
         except CavraError as exc:
             log.error("worker %s cannot claim jobs: %s", self.owner, exc)
             return []
-        for job in jobs:
-            self.stats.claimed += 1
-            task = asyncio.create_task(self._run_job(job), name=f"job {job.id}")
-            self._active[job.id] = task
-            task.add_done_callback(self._on_done)
+        self.stats.claimed += len(jobs)
+        sizes = self._batch_sizes(groups)
+        for key, members in groups.items():
+            size = sizes.get(key, 1)
+            for start in range(0, len(members), size):
+                self._spawn(members[start : start + size])
         return jobs
 
+    def _batch_sizes(self, groups: dict[tuple[str, str], list[Job]]) -> dict[tuple[str, str], int]:
+        """The batch size of each group's target (only groups whose target batches)."""
+        sizes: dict[tuple[str, str], int] = {}
+        for key, members in groups.items():
+            try:
+                size = batching(self._target(key[0], dict(members[0].payload.get("options") or {})))
+            except ConfigError:
+                continue  # the job fails with the config error when it runs
+            if size > 1:
+                sizes[key] = size
+        return sizes
+
+    def _spawn(self, jobs: list[Job]) -> None:
+        name = f"job {jobs[0].id}" + (f" +{len(jobs) - 1}" if len(jobs) > 1 else "")
+        task = asyncio.create_task(self._run_jobs(jobs), name=name)
+        self._slots[task] = [j.id for j in jobs]
+        for job in jobs:
+            self._active[job.id] = task
+        task.add_done_callback(self._on_done)
+
     def _on_done(self, task: asyncio.Task[None]) -> None:
-        for jid, t in list(self._active.items()):
-            if t is task:
+        for jid in self._slots.pop(task, []):
+            if self._active.get(jid) is task:
                 del self._active[jid]
         self._wakeup.set()
 
@@ -281,7 +278,7 @@ class Worker:
             self.shutdown_timeout,
             len(self._active),
         )
-        _done, late = await asyncio.wait(list(self._active.values()), timeout=self.shutdown_timeout)
+        _done, late = await asyncio.wait(list(self._slots), timeout=self.shutdown_timeout)
         cancel = {
             jid: t for jid, t in list(self._active.items()) if t in late and jid not in self._completing
         }
@@ -298,21 +295,23 @@ class Worker:
                 log.info("worker %s released %d unfinished jobs", self.owner, n)
 
     # --- one job -----------------------------------------------------------------------------------------
-    async def _run_job(self, job: Job) -> None:
+    async def _run_jobs(self, jobs: list[Job]) -> None:
         try:
-            await self._execute(job)
+            if len(jobs) == 1:
+                await self._execute(jobs[0])
+            else:
+                await self._execute_batch(jobs)
         except asyncio.CancelledError:
             raise
         except CavraError as exc:  # the store failed: the lease expires and the job runs again
-            log.error("job %s: %s", job.id, exc)
+            log.error("job %s: %s", jobs[0].id, exc)
         except Exception:  # a bug must not kill the worker; the job's lease expires and it runs again
-            log.exception("job %s: unexpected error", job.id)
+            log.exception("job %s: unexpected error", jobs[0].id)
 
     async def _execute(self, job: Job) -> None:
         t0 = time.monotonic()
         result: ProviderDelivery | None = None
         config_error: str | None = None
-        event = job.event
         options: dict[str, Any] = dict(job.payload.get("options") or {})
         try:
             target = self._target(job.provider, options)
@@ -321,14 +320,52 @@ class Worker:
         else:
             admission = await self.guard.admit(job)
             if admission.defer is not None:
-                await self._defer(job, admission.defer, admission.reason)
+                await self._defer([job], admission.defer, admission.reason)
                 return
             if admission.wait > 0:
                 await asyncio.sleep(admission.wait)
             result = await deliver_one(
-                target, event, policy=self._policy(options), transport=self.transport, tokens=self.tokens
+                target, job.event, policy=self._policy(options), transport=self.transport, tokens=self.tokens
             )
             await self.guard.report(job, result)
+        await self._settle(job, result, config_error, t0)
+
+    async def _execute_batch(self, jobs: list[Job]) -> None:
+        """Jobs of one batching target: one admission (a request is what the rate limit counts), as few
+        requests as the provider's limits allow, one record per job."""
+        t0 = time.monotonic()
+        first = jobs[0]
+        options: dict[str, Any] = dict(first.payload.get("options") or {})
+        try:
+            target = self._target(first.provider, options)
+        except ConfigError as exc:
+            await asyncio.gather(*(self._settle(job, None, str(exc), t0) for job in jobs))
+            return
+        admission = await self.guard.admit(first)
+        if admission.defer is not None:
+            await self._defer(jobs, admission.defer, admission.reason)
+            return
+        if admission.wait > 0:
+            await asyncio.sleep(admission.wait)
+        results = await deliver_batch(
+            target,
+            [job.event for job in jobs],
+            policy=self._policy(options),
+            transport=self.transport,
+            tokens=self.tokens,
+        )
+        sent = [r for r in results if r.attempts]
+        if sent:  # the provider's health follows the request, not each event in it
+            await self.guard.report(first, max(sent, key=lambda r: r.attempt_count))
+        await asyncio.gather(
+            *(self._settle(job, result, None, t0) for job, result in zip(jobs, results, strict=True))
+        )
+
+    async def _settle(
+        self, job: Job, result: ProviderDelivery | None, config_error: str | None, t0: float
+    ) -> None:
+        """Store the run's record and the job's new state; then tell whoever waits."""
+        event = job.event
         if result is not None:
             record = build_record(event, [result])
         else:
@@ -336,7 +373,7 @@ class Worker:
         outcome = outcome_for(job, result, self.schedule, datetime.now(UTC), config_error=config_error)
         self._completing.add(job.id)
         try:
-            stored, after, held = await self._complete(job, record, outcome)
+            stored, after, held = await self._completer.complete(job.id, record, outcome)
         finally:
             self._completing.discard(job.id)
         self._count(outcome, held)
@@ -349,63 +386,20 @@ class Worker:
                 log.exception("job %s: completion hook %s failed", job.id, job.payload.get("on_complete"))
         self.signals.job_done(job.id)
 
-    async def _complete(
-        self, job: Job, record: dict[str, Any], outcome: JobOutcome
-    ) -> tuple[StoredDelivery, Job, bool]:
-        """Hand the run to the completer, which writes every run finished meanwhile in one transaction."""
-        done: asyncio.Future[tuple[StoredDelivery, Job, bool]] = asyncio.get_running_loop().create_future()
-        self._finished.append(_Finished(job.id, record, outcome, done))
-        self._finished_ready.set()
-        return await asyncio.shield(done)
-
-    async def _completer(self) -> None:
-        while True:
-            await self._finished_ready.wait()
-            self._finished_ready.clear()
-            batch, self._finished = self._finished[:MAX_BATCH], self._finished[MAX_BATCH:]
-            if self._finished:
-                self._finished_ready.set()
-            if batch:
-                await self._write_batch(batch)
-
-    async def _write_batch(self, batch: list[_Finished]) -> None:
-        items = [(f.job_id, f.record, f.outcome) for f in batch]
-        try:
-            results = await asyncio.to_thread(self.store.complete_jobs, self.owner, items)
-        except Exception as exc:
-            if len(batch) == 1:
-                batch[0].done.set_exception(exc)
-                return
-            for one in batch:  # one bad item must not fail the others: write them one by one
-                await self._write_batch([one])
-            return
-        for f, result in zip(batch, results, strict=True):
-            f.done.set_result(result)
-
     def _target(self, provider: str, options: dict[str, Any]) -> Target:
-        target = resolve_target(self.config(), provider)
-        timeout = options.get("timeout_seconds")
-        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
-            target = replace(target, options=replace(target.options, timeout=float(timeout)))
-        return target
+        return target_for(self.config(), provider, options)
 
     def _policy(self, options: dict[str, Any]) -> RetryPolicy:
-        retries = options.get("retries", 1)
-        n = (
-            retries
-            if isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= 10
-            else 1
-        )
-        base = self.retry_base_delay
-        if base is None:
-            return RetryPolicy(retries=n)
-        return RetryPolicy(retries=n, base_delay=base, max_delay=max(base, base * 8))
+        return policy_for(options, self.retry_base_delay)
 
-    async def _defer(self, job: Job, seconds: float, reason: str | None) -> None:
+    async def _defer(self, jobs: list[Job], seconds: float, reason: str | None) -> None:
         at = datetime.now(UTC) + timedelta(seconds=max(0.0, seconds))
-        n = await asyncio.to_thread(self.store.release_jobs, self.owner, [job.id], run_after=at, uncount=True)
+        ids = [j.id for j in jobs]
+        n = await asyncio.to_thread(self.store.release_jobs, self.owner, ids, run_after=at, uncount=True)
         self.stats.deferred += n
-        log.info("job %s to %s waits %.1fs: %s", job.id, job.provider, seconds, reason or "held back")
+        log.info(
+            "%d job(s) to %s wait %.1fs: %s", len(jobs), jobs[0].provider, seconds, reason or "held back"
+        )
 
     def _count(self, outcome: JobOutcome, held: bool) -> None:
         if not held:

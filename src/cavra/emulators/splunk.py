@@ -11,7 +11,9 @@ Bodies are a stream of concatenated JSON envelopes. The first bad one answers 40
 13 or 15) and ``invalid-event-number``; the envelopes before it are indexed, it and the rest are dropped.
 An empty body is 400 code 5. gzip is accepted; deflate (and any other encoding) is 415. A body over
 ``max_content_length`` bytes (before or after gunzip) is 413. ``failure`` switches the collector into
-503 code 9 / 18 / 19 / 20 or 500 code 8. Indexed events are kept in :func:`state` for tests.
+503 code 9 / 18 / 19 / 20 or 500 code 8. Indexed events are kept in :func:`state` for tests. Tests script
+a bad event in a batch with ``unparsable_event_ids``: an envelope whose event carries such an ``event_id``
+is refused as HEC refuses one it cannot parse (400 code 6 with its ``invalid-event-number``).
 
 Indexer acknowledgement (a token with ``"ack": true``): each accepted request answers an ``ackId`` counting
 up per channel; ``POST …/ack`` with ``{"acks": [ids]}`` answers ``{"acks": {"id": bool}}``. An id is
@@ -91,7 +93,7 @@ def _check_envelope(env: Any, index: int, allowed: list[str] | None) -> BodyErro
 
 
 def parse_event_stream(
-    body: bytes, allowed: list[str] | None
+    body: bytes, allowed: list[str] | None, unparsable: frozenset[str] = frozenset()
 ) -> tuple[list[dict[str, Any]], BodyError | None]:
     """Parse concatenated JSON envelopes: the good ones before the first bad one, and that error."""
     try:
@@ -113,11 +115,18 @@ def parse_event_stream(
         except ValueError:
             return good, BodyError(6, index)
         problem = _check_envelope(env, index, allowed)
+        if problem is None and unparsable and _event_id(env) in unparsable:
+            problem = BodyError(6, index)
         if problem is not None:
             return good, problem
         if "event" in env:  # an envelope with only fields is a metric: accepted, not indexed as an event
             good.append(env)
         index += 1
+
+
+def _event_id(env: Any) -> str | None:
+    event = env.get("event") if isinstance(env, dict) else None
+    return str(event.get("event_id")) if isinstance(event, dict) else None
 
 
 def parse_raw(
@@ -165,6 +174,8 @@ class Settings:
     failure: str | None = None
     #: an ackId is reported true on its Nth poll (1: indexed at once); 0 never acknowledges (a stuck indexer)
     ack_after_polls: int = 1
+    #: scripted: envelopes whose event has one of these ``event_id`` values are refused with code 6
+    unparsable_event_ids: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -324,7 +335,7 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             }
             envelopes, error = parse_raw(body, query, allowed)
         else:
-            envelopes, error = parse_event_stream(body, allowed)
+            envelopes, error = parse_event_stream(body, allowed, settings.unparsable_event_ids)
         for env in envelopes:
             st.events.append(
                 IndexedEvent(

@@ -1,0 +1,69 @@
+"""Job completions written together: a worker's runs that finish while one store write is under way are
+written in the next, in one transaction (at most :data:`MAX_BATCH` per transaction).
+
+A completion is the run's delivery record plus the job's new state (see ``Store.complete_jobs``). If a
+multi-item write fails, each item is written alone, so one bad item cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from cavra.store import Store, StoredDelivery
+from cavra.store.jobs import Job, JobOutcome
+
+#: most job completions written in one store transaction
+MAX_BATCH = 64
+
+Done = tuple[StoredDelivery, Job, bool]
+
+
+@dataclass
+class _Finished:
+    job_id: str
+    record: dict[str, Any]
+    outcome: JobOutcome
+    done: asyncio.Future[Done]
+
+
+class Completer:
+    """``await complete(...)`` from any run; ``run()`` is the one task that writes."""
+
+    def __init__(self, store: Store, owner: str) -> None:
+        self.store = store
+        self.owner = owner
+        self._finished: list[_Finished] = []
+        self._ready = asyncio.Event()
+
+    async def complete(self, job_id: str, record: dict[str, Any], outcome: JobOutcome) -> Done:
+        """Queue the run for the writer and wait for it to be stored: (stored record, job, lease held)."""
+        done: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
+        self._finished.append(_Finished(job_id, record, outcome, done))
+        self._ready.set()
+        return await asyncio.shield(done)
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            batch, self._finished = self._finished[:MAX_BATCH], self._finished[MAX_BATCH:]
+            if self._finished:
+                self._ready.set()
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Finished]) -> None:
+        items = [(f.job_id, f.record, f.outcome) for f in batch]
+        try:
+            results = await asyncio.to_thread(self.store.complete_jobs, self.owner, items)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].done.set_exception(exc)
+                return
+            for one in batch:  # one bad item must not fail the others: write them one by one
+                await self._write([one])
+            return
+        for f, result in zip(batch, results, strict=True):
+            f.done.set_result(result)
