@@ -449,6 +449,21 @@ async def test_5xx_while_polling_is_retried(transport: AiohttpTransport) -> None
     assert steps(d) == [("launch", 201, "next"), ("poll", 503, "retry"), ("poll", 200, "delivered")]
 
 
+async def test_polls_lost_after_the_launch_end_pending_with_the_job(transport: AiohttpTransport) -> None:
+    """AWX started the job; its polls then get no answer until the retries run out. Failing would invite a
+    second launch: the delivery is pending, naming the job."""
+    async with EmulatorServer(providers=["awx"], overrides=overrides(polls_to_finish=1)) as srv:
+        srv.hub.add_fault("awx", Fault(count=1))  # the launch passes
+        srv.hub.add_fault("awx", Fault(drop=True, count=10))  # every poll's connection drops
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+        launched = [r for r in srv.hub.received("awx") if r.method == "POST"]
+    assert d.status == "pending" and d.remote_id is not None
+    assert d.error is not None and str(d.error).startswith(
+        f"AWX started job {d.remote_id}, its end not yet known"
+    )
+    assert [s[0] for s in steps(d)] == ["launch", "poll", "poll", "poll"] and len(launched) == 1
+
+
 class SettleOneSecond(LinuxFleetConnector):
     settle_seconds: ClassVar[float] = 1.0
 

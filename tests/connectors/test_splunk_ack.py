@@ -220,3 +220,25 @@ async def test_ack_off_is_unchanged_and_a_token_without_ack_is_delivered() -> No
         # and the channel is the one the delivery key gives
         (first, _) = srv.hub.received("splunk")
         assert uuid.UUID(first.headers["X-Splunk-Request-Channel"])
+
+
+async def test_ack_polls_lost_on_the_network_end_pending_never_failed() -> None:
+    """HEC accepted the event; the ack polls then get no answer until the retries run out. Failing the
+    delivery would invite a resend that indexes the event twice: it is pending, with the ackId."""
+    async with server() as srv, AiohttpTransport() as tr:
+        srv.hub.add_fault("splunk", Fault())  # the event passes
+        srv.hub.add_fault("splunk", Fault(drop=True, count=10))  # every poll's connection is dropped
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=tr)
+    assert d.status == "pending" and not d.success
+    assert str(d.remote_id) == "ackId:0"
+    assert d.error is not None and str(d.error).startswith(f"{PENDING_ACK} (ackId 0); then gave up after")
+    assert [a.verdict for a in d.attempts] == ["next", "retry", "retry", "retry"]
+    assert len(hec.state(srv.hub).events) == 1
+
+
+async def test_a_send_lost_on_the_network_still_fails() -> None:
+    """Before HEC accepted anything, giving up is a failure (nothing was accepted)."""
+    async with server() as srv, AiohttpTransport() as tr:
+        srv.hub.add_fault("splunk", Fault(drop=True, count=10))
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=tr)
+    assert d.status == "failed" and d.remote_id is None

@@ -126,11 +126,19 @@ class Reject:
 
 @dataclass(frozen=True)
 class Next:
-    """Go on with the next step of a multi-step flow. ``token`` is cached by the engine when given."""
+    """Go on with the next step of a multi-step flow. ``token`` is cached by the engine when given.
+
+    ``accepted``: the provider has accepted the work at this step (HEC answered code 0, AWX started a job);
+    what follows only proves it. From here on, a step the engine gives up on (retries spent, deadline)
+    ends the delivery **pending** with this text and ``remote_id``, never failed: sending again would
+    duplicate the work. A :class:`Reject` from a later step still fails it (e.g. the AWX job failed).
+    """
 
     state: Any
     token: CachedToken | None = None
     after: float = 0.0
+    accepted: str | None = None
+    remote_id: str | None = None
 
 
 @dataclass(frozen=True)

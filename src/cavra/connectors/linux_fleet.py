@@ -252,7 +252,11 @@ class LinuxFleetConnector:
         job = found.get("id") if isinstance(found, dict) else None
         if isinstance(job, int) and not isinstance(job, bool):
             # the lost launch started this job: follow it instead of starting another
-            return Next(_polling(job, settings, ADOPTED))
+            return Next(
+                _polling(job, settings, ADOPTED),
+                accepted=f"AWX job {job} (started by the lost launch) was adopted, its end not yet known",
+                remote_id=str(job),
+            )
         if launch.rechecks == 0 and self.settle_seconds > 0:
             return Next(LaunchState(since=ctx.attempt, rechecks=1), after=self.settle_seconds)
         return Next(LaunchState(since=ctx.attempt + 1))
@@ -287,9 +291,10 @@ def _after_launch(response: Response, settings: LinuxFleetSettings, template: in
         )
     interval = poll_interval(settings)
     state = _polling(job, settings, LAUNCHED)
-    if settings.verify_timeout_seconds < interval:
-        return Next(state)  # poll once at once: the deadline leaves no time to wait
-    return Next(state, after=interval)
+    accepted = f"AWX started job {job}, its end not yet known"
+    if settings.verify_timeout_seconds < interval:  # poll once at once: the deadline leaves no time to wait
+        return Next(state, accepted=accepted, remote_id=str(job))
+    return Next(state, after=interval, accepted=accepted, remote_id=str(job))
 
 
 def _after_poll(response: Response, flow: FlowState, settings: LinuxFleetSettings, template: int) -> Verdict:

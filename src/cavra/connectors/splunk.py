@@ -314,9 +314,11 @@ class SplunkConnector(BaseConnector[SplunkSettings]):
             )
         interval = ack_interval(settings)
         polling = AckState(ack_id=ack_id, deadline=time.monotonic() + settings.ack_timeout_seconds)
-        if settings.ack_timeout_seconds < interval:
-            return Next(polling)  # the timeout leaves no time to wait: poll once at once
-        return Next(polling, after=interval)
+        accepted = f"{PENDING_ACK} (ackId {ack_id})"
+        remote = f"ackId:{ack_id}"
+        if settings.ack_timeout_seconds < interval:  # the timeout leaves no time to wait: poll once at once
+            return Next(polling, accepted=accepted, remote_id=remote)
+        return Next(polling, after=interval, accepted=accepted, remote_id=remote)
 
 
 def channel_of(ctx: Context) -> str:

@@ -120,6 +120,8 @@ class _Flow:
         self.batch = batch
         self.redactor: Redactor = target.redactor
         self.position: dict[int, int] = {}
+        #: set once the provider accepted the work (see :class:`Next`): giving up then means pending
+        self.accepted: Next | None = None
 
     def finish(self, items: Sequence[_Item], status: str, error: str | None = None) -> None:
         text = None if error is None else self.redactor.text(error)
@@ -143,6 +145,16 @@ class _Flow:
             )
         gone = {id(i) for i in items}
         self.live = [i for i in self.live if id(i) not in gone]
+
+    def give_up(self, items: Sequence[_Item], error: str) -> None:
+        """The engine stops trying: failed, or pending when the provider already accepted the work."""
+        if self.accepted is None or self.accepted.accepted is None:
+            self.finish(items, "failed", error)
+            return
+        remote = self.accepted.remote_id
+        for item in items:
+            item.result.remote_id = None if remote is None else self.redactor.text(remote)
+        self.finish(items, "pending", f"{self.accepted.accepted}; then {error}")
 
     def deliver(self, items: Sequence[_Item], verdict: Delivered | Split, size: int) -> None:
         red = self.redactor
@@ -208,6 +220,8 @@ class _Flow:
                 self.finish(sent, "failed", verdict.reason)
                 return
             if isinstance(verdict, Next):
+                if verdict.accepted is not None:
+                    self.accepted = verdict
                 if verdict.token is not None:
                     self.ctx.tokens.put(verdict.token)
                     self.redactor = self.redactor.with_secrets([verdict.token.value])
@@ -226,26 +240,23 @@ class _Flow:
             # Retry
             if retries_used >= policy.retries:
                 count = sent[0].result.attempt_count
-                self.finish(sent, "failed", f"gave up after {count} attempts: {verdict.reason}")
+                self.give_up(sent, f"gave up after {count} attempts: {verdict.reason}")
                 return
             if verdict.after is not None and verdict.after > policy.max_retry_after:
-                self.finish(
+                self.give_up(
                     sent,
-                    "failed",
                     f"{verdict.reason}; the provider asked to retry after {verdict.after:g} s, "
                     f"beyond the cap of {policy.max_retry_after:g} s",
                 )
                 return
             delay = policy.next_delay(retries_used + 1, verdict.after)
             if time.monotonic() + delay > deadline:
-                self.finish(sent, "failed", f"deadline of {policy.deadline:g} s reached: {verdict.reason}")
+                self.give_up(sent, f"deadline of {policy.deadline:g} s reached: {verdict.reason}")
                 return
             retries_used += 1
             await self.sleep(delay)
             attempt.waited_ms = delay * 1000
-        self.finish(
-            self.live, "failed", f"{self.target.provider}: the flow did not finish within {MAX_STEPS} steps"
-        )
+        self.give_up(self.live, f"{self.target.provider}: the flow did not finish within {MAX_STEPS} steps")
 
     async def _exchange(
         self, request: PreparedRequest, deadline: float, state: Any
