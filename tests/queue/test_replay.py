@@ -74,6 +74,37 @@ async def test_dead_letters_are_delivered_by_a_replay_after_recovery(
     assert db.verify_chain().ok
 
 
+async def test_a_failed_replay_is_replayed_once_not_twice(db: SqlStore, webhook_srv: EmulatorServer) -> None:
+    """Dead letters replayed while the provider is still down die again; the next bulk replay lists both the
+    originals and their dead replays and must deliver each event once (a replay of the replay), not also
+    re-arm the first replay."""
+    dead = await _kill_three(db, webhook_srv)
+    first = replay(db, states=(DEAD,))
+    webhook_srv.hub.add_fault("webhook", Fault(status=503, count=1000))  # still down
+    no_breaker = GuardSettings(failure_threshold=1000)
+    replays = [i.replay.id for i in first if i.replay is not None]
+    async with worker_running(db, emulator_config(webhook_srv), guard=no_breaker):
+        await until(lambda: all(job(db, r).state == DEAD for r in replays))
+    webhook_srv.hub.faults.clear()  # recovered
+    second = replay(db, states=(DEAD,))
+    by_original = {i.original.id: i for i in second}
+    assert set(by_original) == {*dead, *replays}
+    for original, replayed in zip(dead, replays, strict=True):
+        item = by_original[original]
+        assert not item.created and item.replay is not None and item.replay.id == replayed
+    fresh = [by_original[r] for r in replays]
+    assert all(i.created and i.replay is not None for i in fresh)
+    async with worker_running(db, emulator_config(webhook_srv)):
+        await until(lambda: all(job(db, i.replay.id).state == SUCCEEDED for i in fresh if i.replay))
+        await until(lambda: receiver_state(webhook_srv.hub).unique == 3)
+    assert {job(db, r).state for r in replays} == {DEAD}  # the first replays were not re-armed
+    state = receiver_state(webhook_srv.hub)
+    assert state.unique == 3 and state.duplicates == 0
+    for i in fresh:
+        assert i.replay is not None and job(db, i.replay.id).replay_of == i.original.delivery_id
+    assert db.verify_chain().ok
+
+
 def test_cli_replay_and_jobs(db: SqlStore, db_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 

@@ -5,6 +5,9 @@ produced the record (same event, provider, options and store fields), with ``rep
 the new job's records carry ``job.replay_of`` too, so the audit trail links them. The original job keeps
 its state and its one final record.
 
+A bulk replay that lists both a job and its failed replay replays only the replay (the newest link of the
+chain); the original is reported as already replayed.
+
 Replays are idempotent: the new job's key is derived from the record it replays (or from the caller's
 ``Idempotency-Key``), so replaying the same record twice returns the first replay job. To try again after
 a replay also failed, replay the replay's newest record. A job that is still queued or running is not
@@ -155,8 +158,18 @@ def replay(
     jobs = [j for j in store.list_jobs(flt, limit=limit) if j.delivery_id is not None]
     if dry_run or not jobs:
         return [ReplayItem(j, None, False) for j in jobs]
-    news = [replay_job(j, str(j.delivery_id)) for j in jobs]
-    done: list[Enqueued] = []
+    # a job whose failed replay is listed too is not replayed again: only the newest link of a chain is
+    # (replaying both would deliver the event twice: the old replay re-armed, and a replay of it)
+    replaced = {j.replay_of: j for j in jobs if j.replay_of is not None}
+    todo = [j for j in jobs if j.delivery_id not in replaced]
+    news = [replay_job(j, str(j.delivery_id)) for j in todo]
+    done: dict[str, Enqueued] = {}
     for start in range(0, len(news), 500):
-        done.extend(store.enqueue_jobs(news[start : start + 500]))
-    return [ReplayItem(j, e.job, e.created) for j, e in zip(jobs, done, strict=True)]
+        chunk = store.enqueue_jobs(news[start : start + 500])
+        done.update((j.id, e) for j, e in zip(todo[start : start + 500], chunk, strict=True))
+    return [
+        ReplayItem(j, done[j.id].job, done[j.id].created)
+        if j.id in done
+        else ReplayItem(j, replaced[str(j.delivery_id)], False)
+        for j in jobs
+    ]
