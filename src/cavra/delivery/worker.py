@@ -52,7 +52,7 @@ from cavra.delivery.runs import (
     target_for,
 )
 from cavra.errors import CavraError, ConfigError
-from cavra.store import Store
+from cavra.store import Store, StoredDelivery
 from cavra.store.jobs import Job, JobOutcome
 from cavra.transport import AiohttpTransport, Transport
 
@@ -109,6 +109,8 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._only: list[str] | None = None
+        #: with ``only``: job id -> (its stored record, the job after the run), for the face to answer from
+        self.results: dict[str, tuple[StoredDelivery, Job]] = {}
         self._task: asyncio.Task[WorkerStats] | None = None
 
     # --- control -----------------------------------------------------------------------------------------
@@ -143,9 +145,10 @@ class Worker:
     async def run(self, *, once: bool = False, only: list[str] | None = None) -> WorkerStats:
         """Claim and run jobs until stopped; with ``once``, return when nothing is due and nothing runs.
 
-        ``only``: claim these jobs and no others (a face running a request's jobs at once)."""
+        ``only``: claim these jobs and no others (a face running a request's jobs at once); each one is
+        claimed at most once, and what its run stored is kept in :attr:`results`."""
         self._stopping = False
-        self._only = only
+        self._only = None if only is None else list(only)
         self.signals.add_worker(self.wake)
         beat = asyncio.create_task(self._heartbeat())
         completer = asyncio.create_task(self._completer.run())
@@ -182,6 +185,8 @@ class Worker:
         try:
             await self.guard.refresh()
             paused = self.guard.paused(datetime.now(UTC))
+            if self._only is not None and not self._only:
+                return []  # every job asked for has been claimed once
             jobs = await asyncio.to_thread(
                 self.store.claim_jobs,
                 self.owner,
@@ -190,6 +195,9 @@ class Worker:
                 exclude_providers=paused,
                 job_ids=self._only,
             )
+            if self._only is not None:
+                taken = {j.id for j in jobs}
+                self._only = [jid for jid in self._only if jid not in taken]
             groups = group_jobs(jobs)
             for key, size in list(self._batch_sizes(groups).items()):
                 more = size - len(groups[key])
@@ -377,6 +385,8 @@ class Worker:
         finally:
             self._completing.discard(job.id)
         self._count(outcome, held)
+        if self._only is not None:
+            self.results[job.id] = (stored, after)
         self.observer.run_finished(job, result, outcome, time.monotonic() - t0)
         hook = COMPLETION_HOOKS.get(str(job.payload.get("on_complete") or ""))
         if hook is not None:
