@@ -10,7 +10,9 @@ registered through the API. Per round, alternating:
   done and its record stored.
 
 Latencies are per request; the added latency of a round is the API's p50 (p99) minus the sink's p50
-(p99) in the same round. :class:`ApiServer` also serves the memory section (RSS of a server process).
+(p99) in the same round. The server's CPU time per request (all its threads, from ``/proc``) is reported
+too: unlike latency it hardly moves when other work shares the machine. :class:`ApiServer` also serves the
+memory section (RSS of a server process).
 """
 
 from __future__ import annotations
@@ -153,6 +155,16 @@ def _api_ok(status: int, data: bytes) -> None:
         raise RuntimeError(f"API delivery failed: {data[:300]!r}")
 
 
+def cpu_ms(pid: int) -> float | None:
+    """CPU time (user + system, all threads) a process has used so far, in ms; ``None`` off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def register_integration(api_url: str) -> None:
     async def go() -> None:
         async with aiohttp.ClientSession() as session:
@@ -203,7 +215,16 @@ def run(
                 stats: dict[str, dict[int, float]] = {}
                 for name in order:
                     url, bodies, check = runs[name]
+                    cpu_before = cpu_ms(server.pid)
                     lat = asyncio.run(_timed_posts(url, bodies, clients, check, budget))
+                    cpu_after = cpu_ms(server.pid)
+                    if name == "api" and cpu_before is not None and cpu_after is not None and lat:
+                        section.figure(
+                            f"api_cpu_c{clients}",
+                            f"server CPU per request, {clients} client(s)",
+                            "ms",
+                            higher_is_better=False,
+                        ).add((cpu_after - cpu_before) / len(lat))
                     stats[name] = {q: percentile(lat, q) for q in (50, 99)}
                     for q in (50, 99):
                         who = "deliver route" if name == "api" else "sink alone"

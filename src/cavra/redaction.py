@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
@@ -75,6 +76,36 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
 )
 
+#: For each pattern above, lower-case words of which (ASCII) text must hold one for the pattern to match at
+#: all. Skipping a pattern whose words are absent is the redactor's fast path: most texts (status lines,
+#: header values, provider answers) hold none of them, and a regex scan costs far more than ``in``. A
+#: replacement only inserts ``**REDACTED**`` (``*`` at both ends), so it never creates a word for a later
+#: pattern. Text that is not ASCII runs every pattern: ``(?i)`` also matches non-ASCII case variants
+#: (the long s U+017F for ``s``, the Kelvin sign U+212A for ``k``) that ``str.lower`` does not fold.
+_GATES: tuple[tuple[str, ...], ...] = (
+    ("bearer", "basic", "splunk", "sharedkey"),
+    ("token",),
+    ("hooks.slack.com/services/",),
+    ("sig=", "signature=", "code=", "token=", "key="),
+    ("whsec_",),
+    ('token"', 'client_secret"', 'password"'),
+)
+assert len(_GATES) == len(_PATTERNS)
+_GATED = tuple((pattern, repl, gate) for (pattern, repl), gate in zip(_PATTERNS, _GATES, strict=True))
+
+
+def _defence(text: str) -> str:
+    """Apply the defence-in-depth patterns, skipping those that cannot match."""
+    if text.isascii():
+        lower = text.lower()
+        for pattern, repl, gate in _GATED:
+            if any(word in lower for word in gate):
+                text = pattern.sub(repl, text)
+        return text
+    for pattern, repl, _gate in _GATED:
+        text = pattern.sub(repl, text)
+    return text
+
 
 class Redacted(str):
     """Text that has been through the redactor. Build it with :class:`Redactor`, never directly."""
@@ -129,46 +160,73 @@ class Redactor:
         secret_url_path: bool = False,
         extra_credential_headers: Iterable[str] = (),
     ) -> None:
-        values: set[str] = set()
-        whole_urls: set[str] = set()
-        self._originals: list[Secret | str] = list(secrets)
-        for s in self._originals:
-            plain = s.reveal() if isinstance(s, Secret) else s
-            if plain and len(plain) >= MIN_SECRET_LENGTH:
-                forms = _forms(plain)
-                values |= forms
-                if _URL_RE.match(plain):
-                    whole_urls |= forms
-                # a secret inside Basic auth appears only as base64("user:secret"); those are added by
-                # the connector as a Secret header value, which lands here too.
-        # longest first, so a secret containing another is replaced whole
-        self._values = sorted(values, key=len, reverse=True)
-        # A configured URL is scrubbed whole wherever it is echoed, but the URL shown as request evidence is
-        # redacted by the URL rules (user-info, query values, secret paths) so the host stays visible.
-        self._url_values = sorted(values - whole_urls, key=len, reverse=True)
+        self._originals: list[Secret | str] = []
+        self._known: set[str] = set()
+        self._forms: set[str] = set()
+        self._whole_urls: set[str] = set()
         self._secret_url_path = secret_url_path
         self._credential_headers = CREDENTIAL_HEADERS | {h.lower() for h in extra_credential_headers}
+        self._learn(secrets)
+        self._index()
+
+    def _learn(self, secrets: Iterable[Secret | str]) -> bool:
+        """Add secrets (their encoded forms, built once here); whether any was new."""
+        new = False
+        for s in secrets:
+            plain = s.reveal() if isinstance(s, Secret) else s
+            if not plain or len(plain) < MIN_SECRET_LENGTH or plain in self._known:
+                continue
+            new = True
+            self._originals.append(s)
+            self._known.add(plain)
+            forms = _forms(plain)
+            self._forms |= forms
+            if _URL_RE.match(plain):
+                self._whole_urls |= forms
+            # a secret inside Basic auth appears only as base64("user:secret"); those are added by
+            # the connector as a Secret header value, which lands here too.
+        return new
+
+    def _index(self) -> None:
+        """The lookup lists, built once per secret set (a redactor never changes after this)."""
+        # longest first, so a secret containing another is replaced whole
+        self._values = sorted(self._forms, key=len, reverse=True)
+        # A configured URL is scrubbed whole wherever it is echoed, but the URL shown as request evidence is
+        # redacted by the URL rules (user-info, query values, secret paths) so the host stays visible.
+        self._url_values = sorted(self._forms - self._whole_urls, key=len, reverse=True)
+        # negated lengths (ascending), to skip at once the forms longer than a text
+        self._value_keys = [-len(v) for v in self._values]
+        self._url_value_keys = [-len(v) for v in self._url_values]
 
     def with_secrets(self, secrets: Iterable[Secret | str]) -> Redactor:
-        """A redactor that also knows these secrets (for example a token fetched during delivery)."""
-        merged = Redactor(
-            [*self._originals, *secrets],
-            secret_url_path=self._secret_url_path,
-            extra_credential_headers=self._credential_headers - CREDENTIAL_HEADERS,
-        )
+        """A redactor that also knows these secrets (for example a token fetched during delivery).
+
+        The encoded forms already built are reused; when every secret is already known the answer is this
+        redactor itself (redactors never change once built, so sharing one is safe)."""
+        merged = Redactor.__new__(Redactor)
+        merged._originals = list(self._originals)
+        merged._known = set(self._known)
+        merged._forms = set(self._forms)
+        merged._whole_urls = set(self._whole_urls)
+        merged._secret_url_path = self._secret_url_path
+        merged._credential_headers = self._credential_headers
+        if not merged._learn(secrets):
+            return self
+        merged._index()
         return merged
 
     # -- text -----------------------------------------------------------------------------------------
     def scrub(self, text: str) -> str:
-        return self._scrub(text, self._values)
+        return self._scrub(text, self._values, self._value_keys)
 
-    def _scrub(self, text: str, values: list[str]) -> str:
-        for value in values:
+    @staticmethod
+    def _scrub(text: str, values: list[str], keys: list[int]) -> str:
+        # values is longest first; those longer than the text cannot be in it (nor in the text after a
+        # replacement: replacements happen only once every longer value has been looked for)
+        for value in values[bisect_left(keys, -len(text)) :]:
             if value in text:
                 text = text.replace(value, REDACTED)
-        for pattern, repl in _PATTERNS:
-            text = pattern.sub(repl, text)
-        return text
+        return _defence(text)
 
     def text(self, text: str) -> Redacted:
         return Redacted(self.scrub(text), _TOKEN)
@@ -209,7 +267,7 @@ class Redactor:
                 pairs.append(f"{key}={REDACTED}" if key else REDACTED)
             query = "&".join(pairs)
         rebuilt = urlunsplit((parts.scheme, netloc, path, query, ""))
-        return Redacted(self._scrub(rebuilt, self._url_values), _TOKEN)
+        return Redacted(self._scrub(rebuilt, self._url_values, self._url_value_keys), _TOKEN)
 
     # -- headers and requests -------------------------------------------------------------------------
     def header(self, name: str, value: str | Secret) -> Redacted:

@@ -188,15 +188,21 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_store(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Store:
-    return runtime.store
+# The dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its thread pool,
+# a thread hop (and a wake-up of the event loop) on every request for what is an attribute read.
+async def runtime_dependency(request: Request) -> Runtime:
+    return get_runtime(request)
 
 
-def get_config(runtime: Annotated[Runtime, Depends(get_runtime)]) -> LoadedConfig:
+async def get_store(runtime: Annotated[Runtime, Depends(runtime_dependency)]) -> Store:
+    return await runtime.astore()
+
+
+async def get_config(runtime: Annotated[Runtime, Depends(runtime_dependency)]) -> LoadedConfig:
     return runtime.require_config()
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
 StoreDep = Annotated[Store, Depends(get_store)]
 ConfigDep = Annotated[LoadedConfig, Depends(get_config)]
 

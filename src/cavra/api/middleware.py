@@ -109,20 +109,21 @@ class RequestContext:
             if not status_holder["started"]:
                 await answer(500, "internal_error", f"internal error; the server log has request {rid}", [])
         finally:
-            access_log.info(
-                "%s %s %s",
-                scope.get("method"),
-                scope.get("path"),
-                status_holder["status"],
-                extra={
-                    "request_id": rid,
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status_holder["status"],
-                    "duration_ms": round((time.monotonic() - t0) * 1000, 3),
-                    "client": (scope.get("client") or ("-",))[0],
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):  # the extra fields cost a dict per request
+                access_log.info(
+                    "%s %s %s",
+                    scope.get("method"),
+                    scope.get("path"),
+                    status_holder["status"],
+                    extra={
+                        "request_id": rid,
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status_holder["status"],
+                        "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+                        "client": (scope.get("client") or ("-",))[0],
+                    },
+                )
 
     async def _limited_body(self, scope: Scope, receive: Receive) -> Receive | None:
         """A receive that replays the whole body, or ``None`` when the body is over the limit."""

@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 from dataclasses import replace
+from importlib.util import find_spec
 from typing import Annotated, Literal
 
 import typer
@@ -48,6 +49,13 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def event_loop_and_parser() -> tuple[Literal["uvloop", "asyncio"], Literal["httptools", "h11"]]:
+    """uvloop and httptools (from ``uvicorn[standard]``) when installed, else the pure-Python pair."""
+    loop: Literal["uvloop", "asyncio"] = "uvloop" if find_spec("uvloop") else "asyncio"
+    http: Literal["httptools", "h11"] = "httptools" if find_spec("httptools") else "h11"
+    return loop, http
 
 
 def serve(
@@ -144,10 +152,13 @@ def serve(
     mode = (
         "protected mode: loopback clients only" if settings.tokens.protected_mode else "API tokens required"
     )
-    log.info("cavra API listening on http://%s:%d (%s)", shown, bound, mode)
+    loop, http = event_loop_and_parser()
+    log.info("cavra API listening on http://%s:%d (%s; %s, %s)", shown, bound, mode, loop, http)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
+            loop=loop,
+            http=http,
             log_config=None,
             access_log=False,
             server_header=False,
