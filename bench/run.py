@@ -28,7 +28,7 @@ from bench import api_overhead, memory, report, store_scale
 from bench.common import REPO, Section, machine_facts, now_iso, package_versions
 from bench.contestants import Contestant, alternate
 from bench.contestants.baselines import AiohttpCeiling, AppriseJson, RequestsPost, RequestsSession
-from bench.contestants.cavra_paths import EngineOnly, IntegrationDeliver
+from bench.contestants.cavra_paths import EngineOnly, IntegrationDeliver, IntegrationFile
 from bench.contestants.siem import Batched, EngineSingle
 from bench.contestants.worker_path import StoreFactory, WorkerPath
 from bench.pg import PgSchema
@@ -120,6 +120,7 @@ def throughput(
         WorkerPath(sink.url, backend="sqlite", stores=None),
         WorkerPath(sink.url, backend="postgresql", stores=None if pg_error else pg_factory(), skip=pg_error),
         IntegrationDeliver(sink.url, concurrency=32),
+        IntegrationFile(sink.url),
         EngineOnly(sink.url),
         RequestsPost(sink.url),
         RequestsSession(sink.url),
@@ -160,6 +161,18 @@ def throughput(
         "integration deliver / requests.post loop",
         "cavra_integration_32",
         "requests_post",
+    )
+    section.ratio(
+        "integration_file_vs_requests",
+        "integration deliver EVENTS.jsonl (batch input) / requests.post loop",
+        "cavra_integration_file",
+        "requests_post",
+    )
+    section.ratio(
+        "integration_file_vs_loop",
+        "integration deliver EVENTS.jsonl / the deliver_integration loop (32 in flight)",
+        "cavra_integration_file",
+        "cavra_integration_32",
     )
     section.ratio("engine_vs_ceiling", "engine only / bare aiohttp ceiling", "cavra_engine_32", "aiohttp_32")
     section.ratio(

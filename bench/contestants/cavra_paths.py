@@ -3,14 +3,20 @@
 * ``cavra_integration_seq`` / ``cavra_integration_32``: an events file delivered through an integration,
   the service call that ``POST /integrations/{id}/deliver`` makes (``governance.deliver_integration``:
   connector → engine → transport, then the record appended to the chain and the integration's
-  ``last_delivery`` updated), one event after another, or 32 in flight. There is no batch input on
-  ``cavra integration deliver`` yet (it takes one event file), so this is the loop such an input runs.
+  ``last_delivery`` updated), one event after another, or 32 in flight: the loop a caller of that route
+  runs over a file of events.
+* ``cavra_integration_file``: the same JSON-lines events file through ``cavra integration deliver
+  EVENTS.jsonl --output DIR`` as the command runs it: ``events.load_events_file`` (every event validated),
+  ``service.deliver_events`` (``deliver_one`` 32 in flight per provider; SIEM targets would use
+  ``deliver_batch``), then one evidence file per event (``service.write_evidence_many``: each fsynced and
+  linked atomically, 16 at once).
 * ``cavra_engine_32``: the engine alone (``deliver_one``: connector, redactor, transport, verdict, attempt
   evidence), 32 in flight, persisting nothing: what CAVRA's delivery costs before the store.
 * ``cavra_worker_<backend>``: the outbox path (enqueue → worker claims → delivers → record with the job's
   completion), see :mod:`bench.contestants.worker_path`.
 
-Every run checks that each event was delivered and that the store holds one more record per event.
+Every run checks that each event was delivered and that one more record per event was persisted (in the
+store, or as an evidence file).
 """
 
 from __future__ import annotations
@@ -129,6 +135,72 @@ class IntegrationDeliver(Contestant):
         store = getattr(self, "store", None)
         if store is not None:
             store.close()
+        if hasattr(self, "_tmp"):
+            self._tmp.cleanup()
+
+
+class IntegrationFile(Contestant):
+    """A JSON-lines events file through ``service.deliver_events`` (what ``cavra integration deliver
+    EVENTS.jsonl --provider webhook --output DIR`` runs), one evidence file written per event."""
+
+    key = "cavra_integration_file"
+    label = "CAVRA integration deliver EVENTS.jsonl --output DIR (batch input, 32 in flight, evidence files)"
+
+    #: the file is delivered in slices of this many events so a run can stop at its time budget
+    SLICE = 1000
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def setup(self) -> None:
+        from cavra.config import config_from_data
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="cavra-bench-integration-file-")
+        self.config = config_from_data(webhook_connectors(self.base_url), "bench")
+        self.runs = 0
+
+    def run(self, events: list[dict[str, Any]]) -> Measured:
+        self.runs += 1
+        root = Path(self._tmp.name)
+        path, out = root / f"events-{self.runs}.jsonl", root / f"evidence-{self.runs}"
+        write_events_file(path, events)
+        delivered, seconds = asyncio.run(self._run(path, out))
+        written = len(list(out.glob("*-connector-delivery.json"))) if out.exists() else 0
+        if written != delivered:
+            raise RuntimeError(f"{written} evidence files written for {delivered} events delivered")
+        return delivered, seconds
+
+    async def _run(self, path: Path, out: Path) -> Measured:
+        from cavra import service
+        from cavra.events import load_events_file
+        from cavra.transport import AiohttpTransport
+
+        async with AiohttpTransport() as transport:
+            t0 = time.perf_counter()
+            events, _many = load_events_file(str(path))  # reading and validating the file is part of the job
+            service.ensure_output_dir(out)
+            failed: list[str] = []
+            done = 0
+            for start in range(0, len(events), self.SLICE):
+                records = await service.deliver_events(
+                    events[start : start + self.SLICE],
+                    self.config,
+                    ["webhook"],
+                    retries=1,
+                    transport=transport,
+                )
+                failed.extend(str(r["errors"]) for r in records if not r["success"])
+                service.write_evidence_many(out, records)
+                done += len(records)
+                if self.over_budget():
+                    break
+            elapsed = time.perf_counter() - t0
+        if failed:
+            raise RuntimeError(f"{len(failed)} deliveries failed: {failed[0][:200]}")
+        return done, elapsed
+
+    def teardown(self) -> None:
         if hasattr(self, "_tmp"):
             self._tmp.cleanup()
 

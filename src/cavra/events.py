@@ -10,6 +10,8 @@ from typing import Any
 from cavra.errors import InputError
 
 DELIVERY_SCHEMA = "cavra.connector.delivery.v1"
+#: ``cavra integration deliver --json`` for a file of many events: ``{schema_version, events, success, …}``
+DELIVERY_BATCH_SCHEMA = "cavra.connector.delivery.batch.v1"
 WEBHOOK_SCHEMA = "cavra.webhook.evidence.v1"
 EVIDENCE_BUNDLE = "cavra.evidence_bundle"
 
@@ -75,3 +77,80 @@ def load_event_file(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
     return normalize_event(raw, source=path)
+
+
+#: file suffixes always read as JSON Lines (one event per line)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a JSON file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _json_lines(path: str, text: str) -> list[tuple[str, dict[str, Any]]]:
+    events: list[tuple[str, dict[str, Any]]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {n}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: not valid JSON (column {exc.colno}: {exc.msg})") from None
+        events.append((f"line {n}", normalize_event(raw, source=where)))
+    return events
+
+
+def _array(path: str, raw: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    if raw and not isinstance(raw[0], dict):
+        raise InputError(
+            f"{path}: must be a JSON object or an array of JSON objects (index 0 is {type(raw[0]).__name__})"
+        )
+    return [(f"index {i}", normalize_event(item, source=f"{path}: index {i}")) for i, item in enumerate(raw)]
+
+
+def load_events_file(path: str) -> tuple[list[dict[str, Any]], bool]:
+    """Read an event file that may hold many events; return ``(events, many)``.
+
+    ``many`` is false for a file holding one JSON object (read exactly as :func:`load_event_file` does)
+    and true for a JSON array of objects or JSON Lines (a ``.jsonl``/``.ndjson`` file, or any file whose
+    content is several JSON values one per line). Every event is validated before this returns; errors
+    name the file and the line (JSON Lines) or index (array). Duplicate event ids are refused.
+    """
+    text = _read_text(path)
+    if path.lower().endswith(JSONL_SUFFIXES):
+        located = _json_lines(path, text)
+    else:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":
+                raise InputError(
+                    f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+                ) from None
+            located = _json_lines(path, text)  # several JSON values: JSON Lines
+        else:
+            if not isinstance(raw, list):
+                return [normalize_event(raw, source=path)], False
+            located = _array(path, raw)
+    if not located:
+        raise InputError(f"{path}: holds no events")
+    seen: dict[str, str] = {}
+    for where, event in located:
+        first = seen.setdefault(event["event_id"], where)
+        if first != where:
+            raise InputError(
+                f"{path}: {where}: duplicate event_id {event['event_id']!r} (first at {first}); "
+                "every event in a file needs its own event_id"
+            )
+    return [event for _, event in located], True

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cavra.config import LoadedConfig, Target, load_config
+from cavra.connectors.base import TokenCache
 from cavra.connectors.registry import PROVIDERS, unknown_provider_message
-from cavra.delivery.engine import deliver_many
+from cavra.delivery.engine import batching, deliver_batch, deliver_many, deliver_one
 from cavra.delivery.policy import RetryPolicy
+from cavra.delivery.record import ProviderDelivery, build_record
 from cavra.errors import ConfigError, InputError
 from cavra.transport import AiohttpTransport, Transport
 
@@ -91,6 +96,144 @@ def deliver_event_sync(
     return asyncio.run(deliver_event(event, config, parse_providers(providers), retries=retries))
 
 
+#: deliveries in flight per provider for targets that take one event per request
+EVENTS_IN_FLIGHT = 32
+#: batch requests in flight per batching provider (each carries up to the provider's batch size)
+BATCHES_IN_FLIGHT = 4
+
+
+@dataclass
+class BatchProgress:
+    """How far :func:`deliver_events` is: events finished at every provider, and per provider."""
+
+    total: int
+    done: int = 0
+    per_provider: dict[str, int] = field(default_factory=dict)
+
+
+async def deliver_events(
+    events: Sequence[Mapping[str, Any]],
+    config: LoadedConfig,
+    providers: list[str] | None,
+    *,
+    retries: int = 1,
+    policy: RetryPolicy | None = None,
+    transport: Transport | None = None,
+    concurrency: int = EVENTS_IN_FLIGHT,
+    on_progress: Callable[[BatchProgress], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Deliver many events to the selected providers; return one delivery record per event, in order.
+
+    Batching targets (the SIEM intakes) get ``deliver_batch`` (many events per request within the
+    provider's limits), the others ``deliver_one`` with ``concurrency`` in flight per provider; providers
+    run concurrently. Events must carry distinct ``event_id`` values (see ``events.load_events_file``).
+    """
+    targets, errors = select_targets(config, providers)
+    seen: dict[str, int] = {}
+    for i, event in enumerate(events):
+        event_id = str(event.get("event_id") or "")
+        if not event_id:
+            raise InputError(f"events[{i}]: event_id is required (use events.normalize_event)")
+        if seen.setdefault(event_id, i) != i:
+            raise InputError(
+                f"events[{i}]: duplicate event_id {event_id!r} (first at events[{seen[event_id]}])"
+            )
+    pol = policy or RetryPolicy(retries=validate_retries(retries))
+    progress = BatchProgress(total=len(events), per_provider={t.provider: 0 for t in targets})
+    finished = [0] * len(events)  # providers done per event
+    results: list[list[ProviderDelivery | None]] = [[None] * len(events) for _ in targets]
+    if not targets:
+        progress.done = len(events)
+    if on_progress is not None:
+        on_progress(progress)
+    tokens = TokenCache()
+    own = transport is None
+    tr: Transport = transport if transport is not None else AiohttpTransport()
+
+    def record(t: int, start: int, got: Sequence[ProviderDelivery]) -> None:
+        for n, result in enumerate(got, start=start):
+            results[t][n] = result
+            finished[n] += 1
+            if finished[n] == len(targets):
+                progress.done += 1
+        progress.per_provider[targets[t].provider] += len(got)
+        if on_progress is not None:
+            on_progress(progress)
+
+    async def run_target(t: int) -> None:
+        target = targets[t]
+        size = batching(target)
+        if size > 1:
+            lanes = BATCHES_IN_FLIGHT
+
+            async def unit(start: int) -> None:
+                chunk = events[start : start + size]
+                got = await deliver_batch(target, chunk, policy=pol, transport=tr, tokens=tokens)
+                record(t, start, got)
+        else:
+            size, lanes = 1, max(1, concurrency)
+
+            async def unit(start: int) -> None:
+                got = await deliver_one(target, events[start], policy=pol, transport=tr, tokens=tokens)
+                record(t, start, [got])
+
+        starts: Iterator[int] = iter(range(0, len(events), size))
+        first = next(starts, None)
+        if first is None:
+            return
+        await unit(first)  # the first request fetches any access token the others then share
+
+        async def lane() -> None:
+            for start in starts:
+                await unit(start)
+
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+
+    try:
+        await asyncio.gather(*(run_target(t) for t in range(len(targets))))
+    finally:
+        if own:
+            await tr.close()
+    return [build_record(event, _column(results, n), config_errors=errors) for n, event in enumerate(events)]
+
+
+def _column(results: list[list[ProviderDelivery | None]], n: int) -> list[ProviderDelivery]:
+    """Event ``n``'s results across providers (every provider reports every event)."""
+    out: list[ProviderDelivery] = []
+    for row in results:
+        got = row[n]
+        if got is None:  # pragma: no cover - the engine returns one result per event
+            raise RuntimeError(f"no delivery result for event {n}")
+        out.append(got)
+    return out
+
+
+def ensure_output_dir(directory: str | Path) -> Path:
+    """Create ``--output DIR`` up front (before anything is delivered); errors name the directory."""
+    out = Path(directory)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--output {out}: cannot create directory ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"--output {out}: directory is not writable")
+    return out
+
+
+#: evidence files written at once by :func:`write_evidence_many` (each is fsynced; they overlap well)
+EVIDENCE_WRITERS = 16
+
+
+def write_evidence_many(directory: str | Path, records: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """:func:`write_evidence` for each record (distinct ``event_id`` values), several at once.
+
+    Returns the paths in the records' order."""
+    if len(records) <= 1:
+        return [write_evidence(directory, r) for r in records]
+    with ThreadPoolExecutor(max_workers=min(EVIDENCE_WRITERS, len(records))) as pool:
+        return list(pool.map(lambda r: write_evidence(directory, r), records))
+
+
 def write_evidence(directory: str | Path, record: Mapping[str, Any]) -> Path:
     """Write ``DIR/<event_id>-connector-delivery.json`` atomically, never overwriting earlier evidence."""
     out = Path(directory)
@@ -98,7 +241,9 @@ def write_evidence(directory: str | Path, record: Mapping[str, Any]) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"--output {out}: cannot create directory ({exc.strerror})") from None
-    stem = f"{record.get('event_id') or 'event'}-connector-delivery"
+    # the event id names the file: anything that could leave DIR or hide the file ("/", "..") is replaced
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(record.get("event_id") or "")).lstrip(".")
+    stem = f"{safe or 'event'}-connector-delivery"
     data = (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     tmp = out / f".{stem}.{os.getpid()}.tmp"
     try:

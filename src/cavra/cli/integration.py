@@ -1,17 +1,21 @@
-"""``cavra integration deliver``: deliver one event file to one, several or all configured providers."""
+"""``cavra integration deliver``: deliver one event, or a file of many, to one, several or all providers."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import logging
+import os
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cavra import service
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
-from cavra.cli.render import delivery_table
-from cavra.config import load_config
-from cavra.events import load_event_file
+from cavra.cli.render import batch_summary_table, delivery_table, provider_counts
+from cavra.config import LoadedConfig, load_config
+from cavra.events import DELIVERY_BATCH_SCHEMA, load_events_file
 
 app = typer.Typer(help="Deliver CAVRA events through configured connectors.", no_args_is_help=True)
 
@@ -19,7 +23,12 @@ app = typer.Typer(help="Deliver CAVRA events through configured connectors.", no
 @app.command("deliver")
 def deliver(
     event_file: Annotated[
-        str, typer.Argument(metavar="EVENT.json", help="The event to deliver (a JSON object).")
+        str,
+        typer.Argument(
+            metavar="EVENT.json",
+            help="The event to deliver (a JSON object), or many: a JSON array of objects or JSON Lines "
+            "(.jsonl/.ndjson, or one JSON object per line).",
+        ),
     ],
     config: Annotated[
         str | None,
@@ -30,16 +39,20 @@ def deliver(
     ] = "all",
     retries: Annotated[int, typer.Option("--retries", help="Retries after the first attempt (0-10).")] = 1,
     output: Annotated[
-        str | None, typer.Option("--output", help="Directory for the delivery evidence file.")
+        str | None,
+        typer.Option("--output", help="Directory for the delivery evidence file (one per event)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the delivery record as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the delivery record(s) as JSON.")] = False,
 ) -> None:
     """Deliver EVENT.json and write redacted delivery evidence (cavra.connector.delivery.v1)."""
     with handled():
-        event = load_event_file(event_file)
+        events, many = load_events_file(event_file)  # every event is validated before anything is sent
         providers = service.parse_providers(provider)
         service.validate_retries(retries)
         loaded = load_config(config)
+        if many:
+            _deliver_many(events, loaded, providers, retries=retries, output=output, as_json=as_json)
+        event = events[0]
         with err_console.status(f"delivering {event['event_id']} …", spinner="dots"):
             record = asyncio.run(service.deliver_event(event, loaded, providers, retries=retries))
         path = service.write_evidence(output, record) if output else None
@@ -50,3 +63,63 @@ def deliver(
         if path is not None:
             console.print(f"evidence: {path}", highlight=False)
     raise typer.Exit(EXIT_OK if record["success"] else EXIT_FAILED)
+
+
+def _deliver_many(
+    events: Sequence[dict[str, Any]],
+    loaded: LoadedConfig,
+    providers: list[str] | None,
+    *,
+    retries: int,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """A file of many events: progress on stderr, then a per-provider summary (or JSON); exits."""
+    service.select_targets(loaded, providers)  # config errors before the output directory is made
+    if output:
+        service.ensure_output_dir(output)
+    progress = Progress(
+        TextColumn("delivering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events  {task.fields[providers]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task("deliver", total=len(events), providers="")
+
+    def show(state: service.BatchProgress) -> None:
+        per = "  ".join(f"{name} {n}" for name, n in state.per_provider.items())
+        progress.update(task, completed=state.done, providers=per)
+
+    # one warning per failed delivery would bury the bar and the summary (which names the first error)
+    quiet = None if "CAVRA_LOG_LEVEL" in os.environ else logging.getLogger("cavra.delivery")
+    level = quiet.level if quiet is not None else logging.NOTSET
+    try:
+        if quiet is not None:
+            quiet.setLevel(logging.ERROR)
+        with progress:
+            records = asyncio.run(
+                service.deliver_events(events, loaded, providers, retries=retries, on_progress=show)
+            )
+    finally:
+        if quiet is not None:
+            quiet.setLevel(level)
+    written = service.write_evidence_many(output, records) if output else []
+    success = all(r["success"] for r in records)
+    if as_json:
+        print_json(
+            {
+                "schema_version": DELIVERY_BATCH_SCHEMA,
+                "events": len(records),
+                "success": success,
+                "providers": provider_counts(records),
+                "records": records,
+            }
+        )
+    else:
+        console.print(batch_summary_table(records))
+        if written:
+            console.print(f"evidence: {len(written)} files in {output}", highlight=False)
+    raise typer.Exit(EXIT_OK if success else EXIT_FAILED)

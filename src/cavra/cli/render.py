@@ -1,8 +1,8 @@
-"""Rich renderings shared by commands: the delivery record as a table."""
+"""Rich renderings shared by commands: the delivery record as a table, a batch of records as a summary."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
@@ -36,4 +36,56 @@ def delivery_table(record: Mapping[str, Any]) -> Table:
                 "",
                 str(err.get("error")),
             )
+    return table
+
+
+def provider_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per provider: how many of a batch's events were delivered, failed or are pending. A provider
+    whose config did not load counts every event as failed."""
+    counts: dict[str, dict[str, int]] = {}
+    for record in records:
+        seen = set()
+        for d in record.get("deliveries", []):
+            provider = str(d.get("provider"))
+            seen.add(provider)
+            row = counts.setdefault(provider, {"delivered": 0, "failed": 0, "pending": 0})
+            status = str(d.get("status"))
+            row[status if status in row else "failed"] += 1
+        for err in record.get("errors", []):
+            provider = str(err.get("provider"))
+            if provider not in seen:
+                counts.setdefault(provider, {"delivered": 0, "failed": 0, "pending": 0})["failed"] += 1
+    return counts
+
+
+def batch_summary_table(records: Sequence[Mapping[str, Any]]) -> Table:
+    """The per-provider summary of a batch: delivered / failed / pending counts and the first error."""
+    first_error: dict[str, str] = {}
+    for record in records:
+        seen = set()
+        for d in record.get("deliveries", []):
+            seen.add(str(d.get("provider")))
+            if d.get("status") != "delivered" and d.get("error"):
+                first_error.setdefault(str(d.get("provider")), f"{record.get('event_id')}: {d['error']}")
+        for err in record.get("errors", []):
+            if str(err.get("provider")) not in seen:
+                first_error.setdefault(str(err.get("provider")), f"not configured: {err.get('error')}")
+    ok = sum(1 for r in records if r.get("success"))
+    table = Table(
+        title=f"{len(records)} events: {ok} delivered everywhere, {len(records) - ok} not",
+        title_justify="left",
+    )
+    table.add_column("provider")
+    for col in ("delivered", "failed", "pending"):
+        table.add_column(col, justify="right")
+    table.add_column("first error", overflow="fold")
+    for provider, row in provider_counts(records).items():
+        table.add_row(
+            provider,
+            *(
+                Text(str(row[k]), style=_STYLE[k] if row[k] else "")
+                for k in ("delivered", "failed", "pending")
+            ),
+            first_error.get(provider, ""),
+        )
     return table
