@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.queue import (
     DEFAULT_WAIT_SECONDS,
     SIGNALS,
@@ -30,6 +32,7 @@ from cavra.store import Store, StoredDelivery
 from cavra.store.jobs import QUEUED, RUNNING, Job, NewJob, RecordPut
 from cavra.transport import Transport
 
+_GUARDS: weakref.WeakKeyDictionary[Store, Guard] = weakref.WeakKeyDictionary()
 #: inline runs that outlive the request that started them (kept referenced until they finish)
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
@@ -85,6 +88,7 @@ async def deliver_jobs(
             worker = Worker(
                 store,
                 config,
+                guard=_guard_of(store),
                 concurrency=len(fresh),
                 transport=transport,
                 retry_base_delay=retry_base_delay,
@@ -127,6 +131,15 @@ async def deliver_jobs(
         current = await signals.wait(store, [j.id for j in current], timeout=timeout, until=answerable)
     documents = await asyncio.to_thread(_documents, store, current)
     return Submission(current, [e.created for e in enqueued], documents)
+
+
+def _guard_of(store: Store) -> Guard:
+    """One guard per store for the inline runs of this process: its snapshot of the destinations is read
+    at most once a second, not once per request."""
+    guard = _GUARDS.get(store)
+    if guard is None:
+        guard = _GUARDS[store] = Guard(store, GuardSettings.from_environment())
+    return guard
 
 
 def _document(stored: StoredDelivery) -> dict[str, Any]:

@@ -73,7 +73,7 @@ class Worker:
         concurrency: int = 4,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         schedule: Schedule | None = None,
-        guard: GuardSettings | None = None,
+        guard: GuardSettings | Guard | None = None,
         transport: Transport | None = None,
         retry_base_delay: float | None = None,
         poll_interval: float = 1.0,
@@ -91,7 +91,9 @@ class Worker:
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.schedule = schedule or Schedule.from_environment()
-        self.guard = Guard(store, guard or GuardSettings.from_environment())
+        self.guard = (
+            guard if isinstance(guard, Guard) else Guard(store, guard or GuardSettings.from_environment())
+        )
         self._transport = transport
         self._own_transport = transport is None
         self.retry_base_delay = retry_base_delay

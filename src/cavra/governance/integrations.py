@@ -9,6 +9,7 @@ run by any worker, later, is noted too).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -149,7 +150,7 @@ async def deliver_integration(
     is queued as one outbox job per provider (``idempotency_key``: the caller's key; otherwise one derived
     from the event and the target) and answered as :func:`cavra.governance.outbox.submit` says.
     """
-    integration = get_integration(store, integration_id)
+    integration = await asyncio.to_thread(get_integration, store, integration_id)  # off the event loop
     if integration.get("status") != "active":
         raise ConflictError(
             f"integration {integration_id!r} is {integration.get('status')}; "
