@@ -16,9 +16,11 @@ from cavra.config import LoadedConfig, Target, load_config
 from cavra.connectors.base import TokenCache
 from cavra.connectors.registry import PROVIDERS, unknown_provider_message
 from cavra.delivery.engine import batching, deliver_batch, deliver_many, deliver_one
+from cavra.delivery.guard import GuardSettings, effective_limits
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.record import ProviderDelivery, build_record
 from cavra.errors import ConfigError, InputError
+from cavra.ratelimit import Pacer
 from cavra.transport import AiohttpTransport, Transport
 
 MAX_RETRIES = 10
@@ -147,6 +149,7 @@ async def deliver_events(
     if on_progress is not None:
         on_progress(progress)
     tokens = TokenCache()
+    limits = effective_limits(GuardSettings.from_environment().rate_limits, config)
     own = transport is None
     tr: Transport = transport if transport is not None else AiohttpTransport()
 
@@ -172,8 +175,12 @@ async def deliver_events(
                 record(t, start, got)
         else:
             size, lanes = 1, max(1, concurrency)
+            limit = limits.get(target.provider)
+            pacer = None if limit is None else Pacer(limit)
 
             async def unit(start: int) -> None:
+                if pacer is not None:  # e.g. Slack: about 1 message per second per hook
+                    await pacer.take()
                 got = await deliver_one(target, events[start], policy=pol, transport=tr, tokens=tokens)
                 record(t, start, [got])
 

@@ -417,3 +417,23 @@ def test_evidence_file_names_stay_inside_the_output_directory(workdir: tuple[Pat
     assert not list(cwd.glob("escape*")) and not list(cwd.parent.glob("escape*"))
     records = [json.loads((cwd / "out/evidence" / n).read_text()) for n in names]
     assert sorted(r["event_id"] for r in records) == ["../../escape", "a/b c"]  # the record keeps the id
+
+
+def test_a_file_to_slack_is_paced_so_the_hook_never_answers_429() -> None:
+    """Slack takes about 1 message per second per hook: a file of events is sent within that by default."""
+    import asyncio
+
+    from cavra import service
+    from cavra.config import config_from_data
+    from cavra.emulators.server import EmulatorServer, demo_environment
+
+    async def run() -> tuple[list[dict[str, object]], list[int | None]]:
+        async with EmulatorServer(providers=["slack"]) as srv:
+            data, env = demo_environment(srv.base_url, srv.settings)
+            config = config_from_data({"connectors": {"slack": data["connectors"]["slack"]}}, "emu", env)
+            records = await service.deliver_events(_events(7, "paced"), config, ["slack"], retries=0)
+            return records, [r.status for r in srv.hub.received("slack")]
+
+    records, statuses = asyncio.run(run())
+    assert all(r["success"] for r in records)
+    assert statuses == [200] * 7

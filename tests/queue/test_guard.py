@@ -90,3 +90,34 @@ def test_rate_limit_spec() -> None:
         parse_rate_limits("splunk")
     with pytest.raises(ConfigError):
         parse_rate_limits("splunk=0")
+
+
+def test_limits_come_from_the_operator_then_the_connector_then_the_default() -> None:
+    from cavra.config import config_from_data
+    from cavra.delivery.guard import effective_limits
+    from cavra.ratelimit import DEFAULT_RATE_LIMITS
+
+    data = {
+        "connectors": {
+            "webhook": {"url": "https://hooks.example/in", "rate_limit": "10/2"},
+            "slack": {"url": "https://hooks.slack.com/services/T0/B0/xyz123", "rate_limit": "0.5"},
+        }
+    }
+    config = config_from_data(data, "test.json", {})
+    assert effective_limits({}, None) == DEFAULT_RATE_LIMITS
+    assert DEFAULT_RATE_LIMITS["slack"] == RateLimit(1, 4) and DEFAULT_RATE_LIMITS["intune"] == RateLimit(
+        4, 20
+    )
+    limits = effective_limits({}, config)
+    assert limits["webhook"] == RateLimit(10, 2) and limits["slack"] == RateLimit(0.5, 1)
+    assert limits["intune"] == RateLimit(4, 20)
+    assert effective_limits({"slack": RateLimit(3, 3)}, config)["slack"] == RateLimit(3, 3)
+
+
+def test_a_bad_connector_rate_limit_names_the_key() -> None:
+    from cavra.config import config_from_data
+
+    loaded = config_from_data(
+        {"connectors": {"webhook": {"url": "https://hooks.example/in", "rate_limit": "fast"}}}, "c.json", {}
+    )
+    assert "webhook" not in loaded.targets and "rate_limit" in loaded.errors["webhook"]

@@ -212,6 +212,32 @@ async def test_rate_limit_is_shared_through_the_store(db: SqlStore, webhook_srv:
     assert len(times) == 6 and times[-1] - times[0] >= 0.45  # 10/s with a burst of 1: 5 gaps of 0.1 s
 
 
+async def test_a_connector_rate_limit_paces_the_workers(db: SqlStore, webhook_srv: EmulatorServer) -> None:
+    from cavra.config import config_from_data
+    from cavra.emulators.server import demo_environment
+
+    data, env = demo_environment(webhook_srv.base_url, webhook_srv.settings)
+    hook = {**data["connectors"]["webhook"], "rate_limit": "10/1"}
+    config = config_from_data({"connectors": {"webhook": hook}}, "emulators", env)
+    ids = [e.job.id for e in db.enqueue_jobs([new_job(i) for i in range(6)])]
+    async with running(db, config, concurrency=6):
+        await until(lambda: all(job(db, i).state == SUCCEEDED for i in ids))
+    times = sorted(r.at for r in webhook_srv.hub.received("webhook"))
+    assert len(times) == 6 and times[-1] - times[0] >= 0.45  # 10/s with a burst of 1: 5 gaps of 0.1 s
+
+
+async def test_slack_is_paced_by_default_so_the_hook_never_answers_429(db: SqlStore) -> None:
+    """Slack takes about 1 message per second per hook (its emulator: 1/s, burst 5): with no setting at all,
+    the workers send within that, and none of eight messages is refused."""
+    ids = [e.job.id for e in db.enqueue_jobs([new_job(i, provider="slack") for i in range(8)])]
+    async with EmulatorServer(providers=["slack"]) as srv:
+        async with running(db, emulator_config(srv, ["slack"]), concurrency=8):
+            await until(lambda: all(job(db, i).final for i in ids), timeout=40)
+        statuses = [r.status for r in srv.hub.received("slack")]
+    assert {job(db, i).state for i in ids} == {SUCCEEDED}
+    assert statuses == [200] * 8  # no 429, no retry
+
+
 async def test_metrics_count_runs_and_read_the_queue(db: SqlStore, webhook_srv: EmulatorServer) -> None:
     metrics = DeliveryMetrics()
     metrics.bind_store(db)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cavra.secrets import Secret
 
@@ -47,6 +47,17 @@ class ConnectorSettings(BaseModel):
     ca_bundle: str | None = None
     enabled: bool = True
     max_response_bytes: int = Field(default=1_048_576, gt=0)
+    #: ``RATE[/BURST]`` per second for all workers together (default: the provider's, see cavra.ratelimit)
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            from cavra.ratelimit import parse_rate
+
+            parse_rate(value, "rate_limit")
+        return value
 
     def secrets(self) -> list[Secret]:
         """Every secret this connector holds, for the redactor."""

@@ -85,10 +85,11 @@ async def deliver_jobs(
         if fresh:
             from cavra.metrics import METRICS
 
+            guard = _guard_of(store)
             worker = Worker(
                 store,
                 config,
-                guard=_guard_of(store),
+                guard=guard,
                 concurrency=len(fresh),
                 transport=transport,
                 retry_base_delay=retry_base_delay,

@@ -185,6 +185,7 @@ class Worker:
         if free <= 0 or self._stopping:
             return []
         try:
+            self.guard.use_config(self.config())
             await self.guard.refresh()
             paused = self.guard.paused(datetime.now(UTC))
             if self._only is not None and not self._only:

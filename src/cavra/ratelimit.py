@@ -1,0 +1,63 @@
+"""Rate limits per destination: ``RATE[/BURST]`` per second, a token bucket.
+
+Used by the workers' guard (shared through the store) and by connector settings (``rate_limit``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cavra.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    rate: float
+    burst: float
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ConfigError("rate limit: rate must be > 0 and burst >= 1")
+
+
+def parse_rate(text: str, where: str) -> RateLimit:
+    """``5`` or ``4/20``: per-second rate, optionally /burst (default: max(1, rate)); errors name where."""
+    rate_text, _, burst_text = text.strip().partition("/")
+    try:
+        rate = float(rate_text)
+        burst = float(burst_text) if burst_text else max(1.0, rate)
+    except ValueError:
+        rate = burst = -1.0
+    if rate <= 0 or burst < 1:
+        raise ConfigError(f"{where}: expected RATE[/BURST] per second (e.g. 1 or 4/20), got {text!r}")
+    return RateLimit(rate, burst)
+
+
+#: what a provider takes without throttling, when nothing else is configured: Slack incoming webhooks about
+#: 1 message per second with a small burst; Intune (Graph) writes 100 per 20 seconds per tenant
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {"slack": RateLimit(1.0, 4.0), "intune": RateLimit(4.0, 20.0)}
+
+
+class Pacer:
+    """An in-process token bucket for one face's own run (``cavra integration deliver`` of a file); the
+    workers share theirs through the store instead."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        import asyncio
+
+        self.limit = limit
+        self._tokens = limit.burst
+        self._at = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        import asyncio
+
+        async with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.limit.burst, self._tokens + (now - self._at) * self.limit.rate)
+            self._at = now
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self.limit.rate)
+                self._tokens, self._at = 1.0, time.monotonic()
+            self._tokens -= 1
