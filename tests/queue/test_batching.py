@@ -6,6 +6,8 @@ Datadog emulators on loopback.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -85,7 +87,17 @@ async def test_a_failing_batch_is_rescheduled_job_by_job(store: Store) -> None:
     store.enqueue_jobs([new_job(i, provider="datadog") for i in range(40)])
     async with EmulatorServer(providers=["datadog"]) as srv:
         srv.hub.add_fault("datadog", Fault(status=503, count=2))  # two runs of one attempt each fail
-        await drain(store, srv, ["datadog"], concurrency=1)
+        worker = Worker(
+            store, emulator_config(srv, ["datadog"]), poll_interval=0.02, retry_base_delay=0.01, schedule=FAST
+        )
+        await worker.start()  # not --once: the rescheduled jobs are due again only 50 ms later
+        try:
+            deadline = time.monotonic() + 30
+            while not all(j.final for j in store.list_jobs(JobFilter(provider="datadog"), limit=100)):
+                assert time.monotonic() < deadline, "the jobs did not finish"
+                await asyncio.sleep(0.02)
+        finally:
+            await worker.close()
         requests = srv.hub.received("datadog")
         logs = intake.state(srv.hub).logs
     assert [r.status for r in requests] == [503, 503, 202]
