@@ -1,7 +1,7 @@
 """Loading the dataset into stores through the store's own write path, many records per transaction.
 
-:func:`load_sql` builds exactly the rows ``append_delivery`` writes (``build_document``, ``record_hash``,
-``delivery_columns``, ``index_rows``, the chain head) but commits ``batch`` records per transaction;
+:func:`load_sql` appends through the store's own batch append (``cavra.store.sqlappend.append_batch``:
+documents, hashes, index rows, aggregates, chain head), ``batch`` records per transaction;
 :func:`copy_to_postgres` copies a loaded SQLite chain into PostgreSQL with COPY (the same documents and
 hashes, so the same valid chain); :func:`load_json` appends to the JSON-file store in one atomic rewrite.
 """
@@ -12,57 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.dataset import Planned
-
-
-class ChainRows:
-    """Builds the rows ``append_delivery`` writes (document, hashes, index rows), continuing a chain head."""
-
-    def __init__(self, count: int = 0, last_id: str | None = None, last_sha256: str | None = None) -> None:
-        from cavra.store.chain import GENESIS_SHA256
-
-        self.count = count
-        self.last_id = last_id
-        self.last_sha256 = last_sha256 or GENESIS_SHA256
-
-    def build(self, items: list[Planned]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        from cavra.events import canonical_json
-        from cavra.store.base import iso, utc
-        from cavra.store.chain import record_hash
-        from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
-
-        rows: list[dict[str, Any]] = []
-        index: list[dict[str, Any]] = []
-        for item in items:
-            self.count += 1
-            created = utc(item.created_at)
-            delivery_id = new_delivery_id()
-            doc = build_document(
-                item.record,
-                delivery_id=delivery_id,
-                sequence=self.count,
-                metadata_kind=item.metadata_kind,
-                created_at=str(iso(created)),
-                subject_kind=item.subject_kind,
-                subject_id=item.subject_id,
-                integration_id=item.integration_id,
-                previous_id=self.last_id,
-                previous_sha256=self.last_sha256,
-            )
-            sha = record_hash(doc)
-            body = {k: v for k, v in doc.items() if k != "previous_sha256"}
-            rows.append(
-                {
-                    "sequence": self.count,
-                    "id": delivery_id,
-                    **(delivery_columns(doc) | {"created_at": created}),
-                    "record": canonical_json(body).decode(),
-                    "record_sha256": sha,
-                    "previous_sha256": self.last_sha256,
-                }
-            )
-            index.extend(index_rows(doc, created))
-            self.last_id, self.last_sha256 = delivery_id, sha
-        return rows, index
 
 
 def _chunks(planned: Iterator[Planned], size: int) -> Iterator[list[Planned]]:
@@ -77,29 +26,28 @@ def _chunks(planned: Iterator[Planned], size: int) -> Iterator[list[Planned]]:
 
 
 def load_sql(store: Any, planned: Iterator[Planned], *, batch: int = 2000) -> int:
-    """Append ``planned`` to a SQL store as ``append_delivery`` would, ``batch`` records per transaction."""
-    import sqlalchemy as sa
-
-    from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, provider_deliveries
+    """Append ``planned`` to a SQL store through ``append_batch`` (what ``append_delivery`` and worker
+    completions run: documents, hashes, index rows, aggregates, chain head), ``batch`` records per
+    transaction."""
+    from cavra.store.sqlappend import Append, append_batch
 
     total = 0
-    head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME).with_for_update()
     for chunk in _chunks(planned, batch):
+        items = [
+            Append(
+                p.record,
+                p.metadata_kind,
+                subject_kind=p.subject_kind,
+                subject_id=p.subject_id,
+                integration_id=p.integration_id,
+                created_at=p.created_at,
+            )
+            for p in chunk
+        ]
         with store.engine.connect() as conn:
             conn.execution_options(cavra_immediate=True)
             with conn.begin():
-                head = conn.execute(head_stmt).mappings().one()
-                chain = ChainRows(int(head["count"]), head["last_id"], head["last_sha256"])
-                rows, index = chain.build(chunk)
-                conn.execute(sa.insert(deliveries), rows)
-                if index:
-                    conn.execute(sa.insert(provider_deliveries), index)
-                conn.execute(
-                    sa.update(chain_head)
-                    .where(chain_head.c.name == CHAIN_NAME)
-                    .values(count=chain.count, last_id=chain.last_id, last_sha256=chain.last_sha256)
-                )
-                total += len(rows)
+                total += len(append_batch(conn, items))
     return total
 
 
@@ -112,15 +60,30 @@ def copy_to_postgres(src: Any, dst: Any, *, batch: int = 5000) -> int:
     """
     import sqlalchemy as sa
 
-    from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, provider_deliveries
+    from cavra.store.schema import (
+        CHAIN_NAME,
+        chain_head,
+        deliveries,
+        pd_event_streaks,
+        pd_event_type_totals,
+        pd_totals,
+        provider_deliveries,
+    )
 
+    tables = (
+        (deliveries, "sequence"),
+        (provider_deliveries, "id"),
+        (pd_totals, "metadata_kind, provider"),
+        (pd_event_type_totals, "metadata_kind, event_key"),
+        (pd_event_streaks, "metadata_kind, provider, event_key"),
+    )
     copied = 0
     raw_src = src.engine.raw_connection()
     try:
         with dst.engine.connect() as dconn:
             raw = dconn.connection.driver_connection
             with dconn.begin():
-                for table, order in ((deliveries, "sequence"), (provider_deliveries, "id")):
+                for table, order in tables:
                     names = ", ".join(c.name for c in table.c)
                     cur = raw_src.cursor()
                     cur.execute(f"SELECT {names} FROM {table.name} ORDER BY {order}")
@@ -150,7 +113,7 @@ def copy_to_postgres(src: Any, dst: Any, *, batch: int = 5000) -> int:
         raw_src.close()
     with dst.engine.connect() as dconn:
         auto = dconn.execution_options(isolation_level="AUTOCOMMIT")
-        for name in ("deliveries", "provider_deliveries", "records"):
+        for name in ("deliveries", "provider_deliveries", "records", "pd_totals", "pd_event_streaks"):
             auto.exec_driver_sql(f"ANALYZE {name}")
     return copied
 

@@ -304,3 +304,33 @@ def test_claim_can_be_limited_to_providers(store: Store) -> None:
     rest = store.claim_jobs("w", limit=10, lease_seconds=30)
     assert sorted(j.id for j in got + rest) == sorted(ids)
     assert {j.provider for j in rest} == {"webhook"}
+
+
+def test_a_batch_enqueue_returns_the_jobs_as_stored(store: Store) -> None:
+    """Many jobs in one call (one insert, one read back by key): each answer equals the stored job, a key
+    repeated in the batch or already stored returns the existing job, not a second one."""
+    (first,) = store.enqueue_jobs([new_job(0)])
+    at = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    batch = [new_job(1), new_job(2, run_after=at), new_job(1), new_job(0)]
+    got = store.enqueue_jobs(batch)
+    assert [e.created for e in got] == [True, True, False, False]
+    assert got[2].job.id == got[0].job.id and got[3].job == first.job
+    for e in got:
+        assert store.get_job(e.job.id) == e.job
+    assert got[1].job.run_after == at
+    assert len(store.list_jobs(JobFilter())) == 3
+
+
+def test_a_completion_batch_is_one_chain_and_a_repeated_job_is_lease_lost(store: Store) -> None:
+    made = store.enqueue_jobs([new_job(i) for i in range(5)])
+    ids = [e.job.id for e in made]
+    store.claim_jobs("w", limit=5, lease_seconds=60)
+    items = [(i, _record(event(n)), JobOutcome(SUCCEEDED)) for n, i in enumerate(ids)]
+    items.append((ids[0], _record(event(0)), JobOutcome(SUCCEEDED)))  # the same run reported twice
+    out = store.complete_jobs("w", items)
+    assert [held for _s, _j, held in out] == [True] * 5 + [False]
+    assert [s.sequence for s, _j, _h in out] == list(range(1, 7))
+    assert [s.document["job"]["final"] for s, _j, _h in out] == [True] * 5 + [False]
+    for _stored, job, held in out[:5]:
+        assert held and store.get_job(job.id) == job and job.state == SUCCEEDED
+    assert store.verify_chain().ok

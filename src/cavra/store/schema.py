@@ -19,6 +19,11 @@ Tables:
 ``destinations``
     per provider, shared by every worker (revision 0003): the circuit breaker, a provider-wide pause
     (``Retry-After``) and the rate-limit token bucket.
+``pd_totals``, ``pd_event_type_totals``, ``pd_event_streaks``
+    aggregates of the index kept in each append's transaction (revision 0005): per (metadata kind,
+    provider) counts, times and the current failure streak; per (metadata kind, event type) counts; per
+    (metadata kind, provider, event id) the failure streak of rollback events. Dashboards read these
+    instead of scanning all history (:mod:`cavra.store.aggregates`).
 
 Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
 that the migrated schema matches this module.
@@ -169,4 +174,56 @@ destinations = sa.Table(
     sa.Column("tokens_at", UTCDateTime),
     sa.Column("last_error", sa.Text),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+# --- aggregates kept on append (revision 0005; see cavra.store.aggregates) ---
+def _streak_columns() -> list[sa.Column[object]]:
+    big = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+    return [
+        sa.Column("last_ok_id", big, nullable=False),
+        sa.Column("streak_count", sa.Integer, nullable=False),
+        sa.Column("streak_first_id", big),
+        sa.Column("streak_since", UTCDateTime),
+        sa.Column("streak_last_at", UTCDateTime),
+        sa.Column("streak_last_id", big),
+        sa.Column("streak_event_type", sa.String(255)),
+    ]
+
+
+pd_totals = sa.Table(
+    "pd_totals",
+    metadata,
+    sa.Column("metadata_kind", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("succeeded", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+    sa.Column("pending", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.BigInteger, nullable=False),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("last_failure_at", UTCDateTime),
+    sa.Column("first_failure_at", UTCDateTime),
+    *_streak_columns(),
+)
+
+pd_event_type_totals = sa.Table(
+    "pd_event_type_totals",
+    metadata,
+    sa.Column("metadata_kind", sa.String(64), primary_key=True),
+    sa.Column("event_key", sa.String(256), primary_key=True),
+    sa.Column("event_type", sa.String(255)),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("succeeded", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+)
+
+pd_event_streaks = sa.Table(
+    "pd_event_streaks",
+    metadata,
+    sa.Column("metadata_kind", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("event_key", sa.String(256), primary_key=True),
+    sa.Column("event_id", sa.String(255)),
+    *_streak_columns(),
 )

@@ -11,8 +11,9 @@ record and sets the job's state in one of them.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cavra.errors import StoreError
 from cavra.events import canonical_json
+from cavra.store import aggquery as agg
 from cavra.store import sqljobs as sj
 from cavra.store import sqlquery as q
 from cavra.store.base import (
@@ -39,10 +41,11 @@ from cavra.store.base import (
     iso,
     utc,
 )
-from cavra.store.chain import ChainEntry, ChainHead, ChainIter, record_hash
-from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
+from cavra.store.chain import ChainEntry, ChainHead, ChainIter
+from cavra.store.document import delivery_columns, index_rows, new_delivery_id
 from cavra.store.engine import Location, create_engine, scrub
 from cavra.store.jobs import (
+    RUNNING,
     Destination,
     Enqueued,
     Job,
@@ -56,10 +59,13 @@ from cavra.store.jobs import (
 from cavra.store.migrate import current_revision, upgrade_engine
 from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, destinations, provider_deliveries, records
 from cavra.store.schema import jobs as jobs_table
+from cavra.store.sqlappend import Append, append_batch
 
 T = TypeVar("T")
 
 _BATCH = 500
+#: the first schema revision with the aggregate tables
+AGGREGATES_REVISION = 5
 _INDEX_COLUMNS = [c.name for c in provider_deliveries.c if c.name != "id"]
 
 
@@ -70,18 +76,25 @@ class SqlStore(Store):
         self.backend = loc.backend
         self._loc = loc
         self.engine = engine
+        #: the schema keeps aggregates (revision 0005 or later): appends update them, dashboards read them
+        self.aggregates = True
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if loc.backend == "sqlite" else nullcontext()
+        )
 
     @classmethod
     def open(cls, loc: Location, *, migrate: bool = True) -> SqlStore:
         """Connect (creating a SQLite file) and, unless ``migrate=False``, upgrade to the newest schema."""
         store = cls(loc, create_engine(loc))
-        if migrate:
-            try:
-                with store._errors("cannot open the store"):
+        try:
+            with store._errors("cannot open the store"):
+                if migrate:
                     upgrade_engine(store.engine)
-            except BaseException:
-                store.close()
-                raise
+                else:  # an older schema is written as it is; revision 0005 counts its rows when it comes
+                    store.aggregates = _has_aggregates(store.revision())
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def upgrade(self, revision: str = "head") -> str | None:
@@ -110,8 +123,12 @@ class SqlStore(Store):
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        """A transaction that holds the database write lock on SQLite (``BEGIN IMMEDIATE``)."""
-        with self._errors("cannot write to the store"), self.engine.connect() as conn:
+        """A transaction that holds the database write lock on SQLite (``BEGIN IMMEDIATE``).
+
+        On SQLite the threads of one process queue on an in-process lock first: SQLite admits one writer,
+        and a thread that finds the database locked sleeps in the busy handler (1, 2, 5, 10 ... ms) instead
+        of starting when the writer before it commits. Other processes still wait in the busy handler."""
+        with self._write_lock, self._errors("cannot write to the store"), self.engine.connect() as conn:
             conn.execution_options(cavra_immediate=True)
             with conn.begin():
                 yield conn
@@ -180,69 +197,9 @@ class SqlStore(Store):
         created_at: datetime | None = None,
     ) -> StoredDelivery:
         check_metadata_kind(metadata_kind)
+        item = Append(record, metadata_kind, subject_kind, subject_id, integration_id, created_at)
         with self._write() as conn:
-            return self._append(
-                conn,
-                record,
-                metadata_kind=metadata_kind,
-                subject_kind=subject_kind,
-                subject_id=subject_id,
-                integration_id=integration_id,
-                created_at=created_at,
-            )
-
-    def _append(
-        self,
-        conn: sa.Connection,
-        record: dict[str, Any],
-        *,
-        metadata_kind: str,
-        subject_kind: str | None,
-        subject_id: str | None,
-        integration_id: str | None,
-        created_at: datetime | None = None,
-        delivery_id: str | None = None,
-    ) -> StoredDelivery:
-        """Append inside the caller's write transaction (the chain head row is locked here)."""
-        created = utc(created_at or datetime.now(UTC))
-        delivery_id = delivery_id or new_delivery_id()
-        head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME).with_for_update()
-        head = conn.execute(head_stmt).mappings().one()
-        sequence = int(head["count"]) + 1
-        doc = build_document(
-            record,
-            delivery_id=delivery_id,
-            sequence=sequence,
-            metadata_kind=metadata_kind,
-            created_at=str(iso(created)),
-            subject_kind=subject_kind,
-            subject_id=subject_id,
-            integration_id=integration_id,
-            previous_id=head["last_id"],
-            previous_sha256=head["last_sha256"],
-        )
-        sha = record_hash(doc)
-        body = {k: v for k, v in doc.items() if k != "previous_sha256"}
-        conn.execute(
-            sa.insert(deliveries).values(
-                sequence=sequence,
-                id=delivery_id,
-                **(delivery_columns(doc) | {"created_at": created}),
-                record=canonical_json(body).decode(),
-                record_sha256=sha,
-                previous_sha256=head["last_sha256"],
-            )
-        )
-        rows = index_rows(doc, created)
-        if rows:
-            conn.execute(sa.insert(provider_deliveries), rows)
-        conn.execute(
-            sa.update(chain_head)
-            .where(chain_head.c.name == CHAIN_NAME)
-            .values(count=sequence, last_id=delivery_id, last_sha256=sha)
-        )
-        doc["record_sha256"] = sha
-        return StoredDelivery(delivery_id, sequence, metadata_kind, created, sha, doc["previous_sha256"], doc)
+            return append_batch(conn, [item], aggregates=self.aggregates)[0]
 
     def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         stmt = sa.select(deliveries).where(deliveries.c.id == delivery_id)
@@ -298,7 +255,8 @@ class SqlStore(Store):
     # --- queries -------------------------------------------------------------------------------------
     def count_provider_deliveries(self, flt: DeliveryFilter) -> int:
         with self._read() as conn:
-            return int(conn.execute(q.count_stmt(flt)).scalar_one())
+            fast = agg.count(conn, flt) if self.aggregates else None
+            return fast if fast is not None else int(conn.execute(q.count_stmt(flt)).scalar_one())
 
     def page_provider_deliveries(
         self, flt: DeliveryFilter, *, limit: int, after: Cursor | None = None, offset: int = 0
@@ -308,14 +266,23 @@ class SqlStore(Store):
 
     def provider_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
         with self._read() as conn:
-            return q.provider_stats(conn.execute(q.provider_stats_stmt(flt)).all())
+            fast = agg.provider_stats(conn, flt) if self.aggregates else None
+            return (
+                fast if fast is not None else q.provider_stats(conn.execute(q.provider_stats_stmt(flt)).all())
+            )
 
     def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]:
         with self._read() as conn:
+            fast = agg.event_type_stats(conn, flt) if self.aggregates else None
+            if fast is not None:
+                return fast
             return q.event_type_stats(conn.execute(q.event_type_stats_stmt(flt)).all())
 
     def failure_streaks(self, flt: DeliveryFilter, *, per_event: bool = False) -> list[FailureStreak]:
         with self._read(snapshot=True) as conn:
+            fast = agg.failure_streaks(conn, flt, per_event) if self.aggregates else None
+            if fast is not None:
+                return fast
             rows = conn.execute(q.streaks_stmt(flt, per_event)).all()
             last_ids = [int(r[-1]) for r in rows]
             errors: dict[int, str | None] = {}
@@ -376,23 +343,30 @@ class SqlStore(Store):
     def complete_jobs(
         self, owner: str, items: Sequence[tuple[str, dict[str, Any], JobOutcome]]
     ) -> list[tuple[StoredDelivery, Job, bool]]:
+        if not items:
+            return []
         now = datetime.now(UTC)
-        out: list[tuple[StoredDelivery, Job, bool]] = []
         with self._write() as conn:
-            # job rows are locked in id order, then the chain head (as everywhere): no deadlock
-            sj.lock_in_order(conn, [job_id for job_id, _r, _o in items])
+            # job rows are locked (and read) in id order, then the chain head (as everywhere): no deadlock
+            held = sj.lock_jobs(conn, [job_id for job_id, _r, _o in items])
+            finished: list[tuple[Job, bool]] = []
+            appends: list[Append] = []
             for job_id, record, outcome in items:
-                delivery_id = new_delivery_id()
-                after = sj.finish(conn, job_id, owner, outcome, delivery_id, now)
-                job = after or sj.get(conn, job_id)
+                job = held.get(job_id)
                 if job is None:
                     raise StoreError(f"{self.location}: job {job_id} not found")
-                section = job_section(job, outcome, after is not None)
-                stored = self._append(
-                    conn, {**record, "job": section}, delivery_id=delivery_id, **job.append_args()
+                delivery_id = new_delivery_id()
+                mine = job.state == RUNNING and job.lease_owner == owner
+                if mine:
+                    job = held[job_id] = sj.finished(job, outcome, delivery_id, now)
+                section = job_section(job, outcome, mine)
+                appends.append(
+                    Append({**record, "job": section}, delivery_id=delivery_id, **job.append_args())
                 )
-                out.append((stored, after or job, after is not None))
-        return out
+                finished.append((job, mine))
+            sj.write_finished(conn, owner, [job for job, mine in finished if mine])
+            stored = append_batch(conn, appends, aggregates=self.aggregates)
+        return [(s, job, mine) for s, (job, mine) in zip(stored, finished, strict=True)]
 
     def release_jobs(
         self, owner: str, job_ids: Sequence[str], *, run_after: datetime | None = None, uncount: bool = False
@@ -433,6 +407,10 @@ class SqlStore(Store):
         with self._read() as conn:
             rows = conn.execute(sa.select(destinations).order_by(destinations.c.provider)).mappings()
             return [sj.to_destination(m) for m in rows]
+
+
+def _has_aggregates(revision: str | None) -> bool:
+    return revision is not None and revision.isdigit() and int(revision) >= AGGREGATES_REVISION
 
 
 def _record(m: sa.RowMapping) -> StoredRecord:

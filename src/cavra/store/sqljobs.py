@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cavra.store import rawsql
 from cavra.store.base import parse_iso, utc
 from cavra.store.jobs import (
     DESTINATION_FIELDS,
@@ -48,7 +49,7 @@ def _insert(backend: str, table: sa.Table) -> Any:
     return (postgresql.insert if backend == "postgresql" else sqlite.insert)(table)
 
 
-def to_job(m: sa.RowMapping) -> Job:
+def to_job(m: sa.RowMapping | dict[str, Any]) -> Job:
     try:
         payload = json.loads(m["payload"])
     except ValueError:
@@ -73,35 +74,59 @@ def to_job(m: sa.RowMapping) -> Job:
 
 
 def enqueue(conn: sa.Connection, backend: str, new: Sequence[NewJob], now: datetime) -> list[Enqueued]:
-    out: list[Enqueued] = []
-    for job in new:
-        job_id = new_job_id()
-        stmt = (
-            _insert(backend, jobs)
-            .values(
-                id=job_id,
-                idempotency_key=job.idempotency_key,
-                kind=job.kind,
-                provider=job.provider,
-                payload=payload_json(job.payload),
-                state=QUEUED,
-                attempts=0,
-                run_after=job.run_after or now,
-                replay_of=job.replay_of,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[jobs.c.idempotency_key])
+    """Insert the jobs (one ``INSERT ... ON CONFLICT DO NOTHING`` executemany), read them back by key in one
+    query; a key that already held a job keeps it (re-armed when its last run failed, one by one)."""
+    if not new:
+        return []
+    rows = [
+        {
+            "id": new_job_id(),
+            "idempotency_key": job.idempotency_key,
+            "kind": job.kind,
+            "provider": job.provider,
+            "payload": payload_json(job.payload),
+            "state": QUEUED,
+            "attempts": 0,
+            "run_after": job.run_after or now,
+            "replay_of": job.replay_of,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for job in new
+    ]
+    conn.execute(_insert(backend, jobs).on_conflict_do_nothing(index_elements=[jobs.c.idempotency_key]), rows)
+    keys = sorted({job.idempotency_key for job in new})
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), 500):
+        stmt = sa.select(jobs.c.idempotency_key, jobs.c.id).where(
+            jobs.c.idempotency_key.in_(keys[start : start + 500])
         )
-        conn.execute(stmt)
-        row = _by_key(conn, job.idempotency_key)
-        if row["id"] == job_id:
-            out.append(Enqueued(to_job(row), created=True))
+        found.update((key, job_id) for key, job_id in conn.execute(stmt).all())
+    out: list[Enqueued] = []
+    for job, row in zip(new, rows, strict=True):
+        if found[job.idempotency_key] == row["id"]:  # inserted now: the job is what was written
+            out.append(Enqueued(_written(row), created=True))
             continue
-        old = to_job(row)
+        old = to_job(_by_key(conn, job.idempotency_key))
         rearmed = rearmable(old, job) and _rearm(conn, old, now)
         out.append(Enqueued(to_job(_by_key(conn, job.idempotency_key)) if rearmed else old, False, rearmed))
     return out
+
+
+def _written(row: dict[str, Any]) -> Job:
+    """The job as a row just inserted reads back (times as aware UTC, payload parsed from its JSON)."""
+    return to_job(
+        row
+        | {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "last_error": None,
+            "delivery_id": None,
+            "run_after": utc(row["run_after"]),
+            "created_at": utc(row["created_at"]),
+            "updated_at": utc(row["updated_at"]),
+        }
+    )
 
 
 def _by_key(conn: sa.Connection, key: str) -> sa.RowMapping:
@@ -166,12 +191,10 @@ def claim(
         stmt = sa.update(jobs).where(jobs.c.id == due.c.id, _due(now)).values(**values).returning(*jobs.c)
         claimed = [to_job(m) for m in conn.execute(stmt).mappings()]
         return sorted(claimed, key=lambda j: (j.run_after, j.id))
-    ids = list(conn.execute(pick).scalars())
-    if not ids:
-        return []
-    conn.execute(sa.update(jobs).where(jobs.c.id.in_(ids)).values(**values))
-    rows = conn.execute(sa.select(jobs).where(jobs.c.id.in_(ids)).order_by(jobs.c.run_after, jobs.c.id))
-    return [to_job(m) for m in rows.mappings()]
+    # SQLite: one UPDATE ... RETURNING under the database write lock (BEGIN IMMEDIATE)
+    stmt = sa.update(jobs).where(jobs.c.id.in_(pick.scalar_subquery())).values(**values).returning(*jobs.c)
+    claimed = [to_job(m) for m in conn.execute(stmt).mappings()]
+    return sorted(claimed, key=lambda j: (j.run_after, j.id))
 
 
 def lock_in_order(conn: sa.Connection, job_ids: Sequence[str]) -> None:
@@ -197,23 +220,53 @@ def get(conn: sa.Connection, job_id: str) -> Job | None:
     return None if row is None else to_job(row)
 
 
-def finish(
-    conn: sa.Connection, job_id: str, owner: str, outcome: JobOutcome, delivery_id: str, now: datetime
-) -> Job | None:
-    """Set the outcome if ``owner`` holds the job (one ``UPDATE ... RETURNING``); ``None`` if it does not."""
-    values: dict[str, Any] = {
-        "state": outcome.state,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "last_error": clip_error(outcome.error),
-        "delivery_id": delivery_id,
-        "updated_at": now,
-    }
-    if outcome.state == QUEUED and outcome.run_after is not None:
-        values["run_after"] = outcome.run_after
-    held = sa.and_(jobs.c.id == job_id, jobs.c.state == RUNNING, jobs.c.lease_owner == owner)
-    row = conn.execute(sa.update(jobs).where(held).values(**values).returning(*jobs.c)).mappings().first()
-    return None if row is None else to_job(row)
+def lock_jobs(conn: sa.Connection, job_ids: Sequence[str]) -> dict[str, Job]:
+    """Read job rows, locked in id order on PostgreSQL (``FOR UPDATE``; SQLite holds the database lock)."""
+    if not job_ids:
+        return {}
+    stmt = sa.select(jobs).where(jobs.c.id.in_(sorted(set(job_ids)))).order_by(jobs.c.id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {m["id"]: to_job(m) for m in conn.execute(stmt).mappings()}
+
+
+def finished(job: Job, outcome: JobOutcome, delivery_id: str, now: datetime) -> Job:
+    """The job as :func:`write_finished` stores it after ``outcome`` (its lease released)."""
+    run_after = (
+        outcome.run_after if outcome.state == QUEUED and outcome.run_after is not None else job.run_after
+    )
+    return replace(
+        job,
+        state=outcome.state,
+        lease_owner=None,
+        lease_expires_at=None,
+        last_error=clip_error(outcome.error),
+        delivery_id=delivery_id,
+        run_after=utc(run_after),
+        updated_at=now,
+    )
+
+
+_FINISH = rawsql.Raw(
+    "UPDATE jobs SET state = ?, lease_owner = NULL, lease_expires_at = NULL, last_error = ?, "
+    "delivery_id = ?, run_after = ?, updated_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
+    [
+        jobs.c.state.type,
+        jobs.c.last_error.type,
+        jobs.c.delivery_id.type,
+        jobs.c.run_after.type,
+        jobs.c.updated_at.type,
+        jobs.c.id.type,
+        jobs.c.lease_owner.type,
+    ],
+)
+assert RUNNING == "running"
+
+
+def write_finished(conn: sa.Connection, owner: str, done: Sequence[Job]) -> None:
+    """Store finished jobs (from :func:`finished`) that ``owner`` held when they were read and locked."""
+    rows = [(j.state, j.last_error, j.delivery_id, j.run_after, j.updated_at, j.id, owner) for j in done]
+    _FINISH.executemany(conn, rows)
 
 
 def release(
