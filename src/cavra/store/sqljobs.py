@@ -191,8 +191,30 @@ def claim(
         stmt = sa.update(jobs).where(jobs.c.id == due.c.id, _due(now)).values(**values).returning(*jobs.c)
         claimed = [to_job(m) for m in conn.execute(stmt).mappings()]
         return sorted(claimed, key=lambda j: (j.run_after, j.id))
-    # SQLite: one UPDATE ... RETURNING under the database write lock (BEGIN IMMEDIATE)
-    stmt = sa.update(jobs).where(jobs.c.id.in_(pick.scalar_subquery())).values(**values).returning(*jobs.c)
+    # SQLite, under the database write lock (BEGIN IMMEDIATE): the queued and the expired jobs are picked
+    # apart, each by its own index range in run_after order and LIMITed, so a claim reads a few index
+    # entries; one query with the OR and ORDER BY (run_after, id) sorted every due job first (23 ms a claim
+    # with 20,000 queued jobs, whatever the limit)
+    extra = where[1:]
+    queued = (
+        sa.select(jobs.c.id, jobs.c.run_after)
+        .where(jobs.c.state == QUEUED, jobs.c.run_after <= now, *extra)
+        .order_by(jobs.c.run_after)
+        .limit(limit)
+    )
+    expired = (
+        sa.select(jobs.c.id, jobs.c.run_after)
+        .where(jobs.c.state == RUNNING, jobs.c.lease_expires_at <= now, *extra)
+        .order_by(jobs.c.run_after)
+        .limit(limit)
+    )
+    found = [*conn.execute(queued).all(), *conn.execute(expired).all()]
+    ids = [r[0] for r in sorted(found, key=lambda r: (r[1], r[0]))[:limit]]
+    if not ids:
+        return []
+    # the write lock is held since the picks: they are still due (no second condition: it would lead
+    # SQLite's planner to the OR of the due ranges instead of the primary key)
+    stmt = sa.update(jobs).where(jobs.c.id.in_(ids)).values(**values).returning(*jobs.c)
     claimed = [to_job(m) for m in conn.execute(stmt).mappings()]
     return sorted(claimed, key=lambda j: (j.run_after, j.id))
 
