@@ -4,6 +4,7 @@ Used by the workers' guard (shared through the store) and by connector settings 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -43,16 +44,12 @@ class Pacer:
     workers share theirs through the store instead."""
 
     def __init__(self, limit: RateLimit) -> None:
-        import asyncio
-
         self.limit = limit
         self._tokens = limit.burst
         self._at = time.monotonic()
         self._lock = asyncio.Lock()
 
     async def take(self) -> None:
-        import asyncio
-
         async with self._lock:
             now = time.monotonic()
             self._tokens = min(self.limit.burst, self._tokens + (now - self._at) * self.limit.rate)

@@ -28,6 +28,7 @@ from cavra.emulators import sentinel as dcr
 from cavra.emulators import splunk as hec
 from cavra.emulators.framework import Fault, decode_body
 from cavra.emulators.server import EmulatorServer
+from cavra.errors import ConfigError
 from cavra.transport import AiohttpTransport
 
 from .kit import evidence_event, target_for
@@ -85,7 +86,7 @@ def test_batch_size_comes_from_the_target_settings() -> None:
     assert batching(target_from_mapping("webhook", {"url": "https://hooks.example/x"})) == 1
     dd = target_from_mapping("datadog", {"api_key": "k" * 32})
     assert batching(dd) == 1000
-    with pytest.raises(Exception, match="batch_max_events"):
+    with pytest.raises(ConfigError, match="batch_max_events"):
         target_from_mapping("datadog", {"api_key": "k" * 32, "batch_max_events": 1001})
 
 

@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from cavra.delivery.queue import Schedule
 from cavra.delivery.worker import Worker
 from cavra.emulators import datadog as intake
@@ -104,3 +106,24 @@ async def test_a_failing_batch_is_rescheduled_job_by_job(store: Store) -> None:
     assert Counter(str(s.entry["event_id"]) for s in logs) == Counter({f"evt-{i}": 1 for i in range(40)})
     done = store.list_jobs(JobFilter(provider="datadog"), limit=100)
     assert {j.state for j in done} == {SUCCEEDED} and {j.attempts for j in done} == {3}
+
+
+async def test_a_store_error_while_filling_a_batch_keeps_the_jobs_already_claimed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The top-up claim fails: the jobs of the first claim still run now (not after their leases expire)."""
+    from cavra.errors import StoreError
+
+    store.enqueue_jobs([new_job(i, provider="splunk") for i in range(10)])
+    plain = store.claim_jobs
+
+    def claim(*args: Any, **kw: Any) -> Any:
+        if kw.get("providers") is not None:
+            raise StoreError("the store is unavailable")
+        return plain(*args, **kw)
+
+    monkeypatch.setattr(store, "claim_jobs", claim)
+    async with EmulatorServer(providers=["splunk"]) as srv:
+        worker = await drain(store, srv, ["splunk"], concurrency=2)
+    assert worker.stats.succeeded == 10 and len(indexed(srv)) == 10
+    assert {j.state for j in store.list_jobs(JobFilter(provider="splunk"), limit=20)} == {SUCCEEDED}

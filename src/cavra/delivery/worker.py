@@ -184,12 +184,12 @@ class Worker:
         free = self.concurrency - len(self._slots)
         if free <= 0 or self._stopping:
             return []
+        if self._only is not None and not self._only:
+            return []  # every job asked for has been claimed once
         try:
             self.guard.use_config(self.config())
             await self.guard.refresh()
             paused = self.guard.paused(datetime.now(UTC))
-            if self._only is not None and not self._only:
-                return []  # every job asked for has been claimed once
             jobs = await asyncio.to_thread(
                 self.store.claim_jobs,
                 self.owner,
@@ -198,15 +198,34 @@ class Worker:
                 exclude_providers=paused,
                 job_ids=self._only,
             )
-            if self._only is not None:
-                taken = {j.id for j in jobs}
-                self._only = [jid for jid in self._only if jid not in taken]
-            groups = group_jobs(jobs)
-            for key, size in list(self._batch_sizes(groups).items()):
-                more = size - len(groups[key])
-                if more <= 0 or self._only is not None:
-                    continue
-                extra = await asyncio.to_thread(
+        except CavraError as exc:
+            log.error("worker %s cannot claim jobs: %s", self.owner, exc)
+            return []
+        if self._only is not None:
+            taken = {j.id for j in jobs}
+            self._only = [jid for jid in self._only if jid not in taken]
+        else:
+            jobs.extend(await self._top_up(jobs, paused))
+        self.stats.claimed += len(jobs)
+        groups = group_jobs(jobs)
+        sizes = self._batch_sizes(groups)
+        for key, members in groups.items():
+            size = sizes.get(key, 1)
+            for start in range(0, len(members), size):
+                self._spawn(members[start : start + size])
+        return jobs
+
+    async def _top_up(self, jobs: list[Job], paused: list[str]) -> list[Job]:
+        """More due jobs of each batching provider just claimed, up to its batch size. A store error here
+        keeps what was claimed already (it runs now) and just claims nothing more."""
+        groups = group_jobs(jobs)
+        extra: list[Job] = []
+        for key, size in self._batch_sizes(groups).items():
+            more = size - len(groups[key])
+            if more <= 0:
+                continue
+            try:
+                extra += await asyncio.to_thread(
                     self.store.claim_jobs,
                     self.owner,
                     limit=more,
@@ -214,18 +233,10 @@ class Worker:
                     exclude_providers=paused,
                     providers=[key[0]],
                 )
-                jobs.extend(extra)
-                groups = group_jobs(jobs)
-        except CavraError as exc:
-            log.error("worker %s cannot claim jobs: %s", self.owner, exc)
-            return []
-        self.stats.claimed += len(jobs)
-        sizes = self._batch_sizes(groups)
-        for key, members in groups.items():
-            size = sizes.get(key, 1)
-            for start in range(0, len(members), size):
-                self._spawn(members[start : start + size])
-        return jobs
+            except CavraError as exc:
+                log.error("worker %s cannot claim more %s jobs for a batch: %s", self.owner, key[0], exc)
+                break
+        return extra
 
     def _batch_sizes(self, groups: dict[tuple[str, str], list[Job]]) -> dict[tuple[str, str], int]:
         """The batch size of each group's target (only groups whose target batches)."""
