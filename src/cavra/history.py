@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any
 
 from cavra.delivery.health import queue_alerts
 from cavra.errors import InputError
+from cavra.store.aggquery import NewestStreaks, newest_event_streaks
 from cavra.store.base import (
     Cursor,
     DeliveryFilter,
@@ -182,7 +184,9 @@ def _alert(
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else f"{n} {word}s"
 
 
 def _last_error(error: str | None) -> str:
@@ -196,6 +200,21 @@ def _duration(window: timedelta) -> str:
     if seconds % 60 == 0:
         return _plural(seconds // 60, "minute")
     return _plural(seconds, "second")
+
+
+def newest_rollback_streaks(store: Store, flt: DeliveryFilter) -> NewestStreaks:
+    """The :data:`MAX_EVENT_ALERTS` newest per-event failure streaks of ``flt`` (newest first; equal
+    starts in the order of ``failure_streaks``), how many there are, and the earliest start of them all.
+
+    A SQL store with aggregates reads only those (:func:`cavra.store.aggquery.newest_event_streaks`);
+    otherwise every streak is read and sorted here."""
+    fast = newest_event_streaks(store, flt, MAX_EVENT_ALERTS)
+    if fast is not None:
+        return fast
+    every = store.failure_streaks(flt, per_event=True)
+    # heapq.nlargest is sorted(..., reverse=True)[:n], equal keys kept in their order
+    newest = heapq.nlargest(MAX_EVENT_ALERTS, every, key=lambda st: st.since)
+    return NewestStreaks(newest, len(every), min((st.since for st in every), default=None))
 
 
 def dashboard(
@@ -238,25 +257,22 @@ def dashboard(
                 provider=st.provider,
             )
         )
-    rollback_streaks = sorted(
-        store.failure_streaks(base.narrowed(event_type_contains="rollback"), per_event=True),
-        key=lambda st: st.since,
-        reverse=True,
-    )
-    if len(rollback_streaks) > MAX_EVENT_ALERTS:
-        rest = rollback_streaks[MAX_EVENT_ALERTS:]
+    rollback = newest_rollback_streaks(store, base.narrowed(event_type_contains="rollback"))
+    if rollback.total > MAX_EVENT_ALERTS:
+        rest = rollback.total - MAX_EVENT_ALERTS
+        assert rollback.oldest is not None
         alerts.append(
             _alert(
                 "critical",
                 "rollback_delivery_failed_more",
-                f"{len(rest)} more rollback execution events were not delivered "
+                f"{rest} more rollback execution events were not delivered "
                 f"(the {MAX_EVENT_ALERTS} most recent are listed one by one)",
-                since=min(st.since for st in rest),
-                count=len(rest),
+                since=rollback.oldest,
+                count=rest,
                 provider=None,
             )
         )
-    for st in rollback_streaks[:MAX_EVENT_ALERTS]:
+    for st in rollback.newest:
         alerts.append(
             _alert(
                 "critical",

@@ -47,6 +47,32 @@ def test_enqueue_is_idempotent_by_key(store: Store) -> None:
     assert store.get_job_by_key(first[1].job.idempotency_key) == first[1].job
 
 
+def test_enqueue_can_claim_the_jobs_it_creates(store: Store) -> None:
+    from cavra.store.jobs import ClaimNew
+
+    (old,) = store.enqueue_jobs([new_job(0)])
+    later = new_job(3, run_after=datetime.now(UTC) + timedelta(hours=1))
+    claim = ClaimNew("face-1", 30, exclude_providers=("slack",))
+    before = datetime.now(UTC)
+    out = store.enqueue_jobs([new_job(0), new_job(1), new_job(2, provider="slack"), later], claim=claim)
+    made = [(e.created, e.claimed) for e in out]
+    assert made == [(False, False), (True, True), (True, False), (True, False)]
+    taken = out[1].job
+    assert taken.state == RUNNING and taken.attempts == 1 and taken.lease_owner == "face-1"
+    assert taken.lease_expires_at is not None
+    lease = taken.lease_expires_at - before
+    assert timedelta(seconds=29) < lease <= timedelta(seconds=31)
+    assert store.get_job(taken.id) == taken  # the answer is what was written
+    assert store.get_job(old.job.id) == old.job  # an existing job is left as it was
+    assert out[2].job.state == QUEUED and out[3].job.state == QUEUED and out[3].job.attempts == 0
+    # other workers take the rest, never the claimed job; its lease expires like any claim's
+    got = store.claim_jobs("w", limit=10, lease_seconds=30)
+    assert {j.id for j in got} == {old.job.id, out[2].job.id}
+    expired = datetime.now(UTC) + timedelta(seconds=31)
+    (again,) = store.claim_jobs("w", limit=10, lease_seconds=30, job_ids=[taken.id], now=expired)
+    assert again.id == taken.id and again.lease_owner == "w" and again.attempts == 2
+
+
 def test_caller_key_scopes_and_conflicts(store: Store) -> None:
     a = new_job(1, key="client-key-1")
     assert a.idempotency_key != new_job(1).idempotency_key

@@ -97,3 +97,33 @@ async def test_several_providers_are_several_jobs_with_one_combined_answer(db: S
     assert [d["provider"] for d in combined["deliveries"]] == ["webhook", "slack"]
     assert combined["delivery_ids"] == [d["id"] for d in sub.documents if d]
     assert combined["event_id"] == event(1)["event_id"]
+
+
+async def test_new_jobs_are_claimed_by_their_enqueue_and_a_paused_provider_is_not(
+    db: SqlStore, webhook_srv: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline run takes the jobs its enqueue wrote claimed: no claim transaction, one attempt."""
+    claims: list[object] = []
+    real = db.claim_jobs
+
+    def spy(*args: object, **kwargs: object) -> object:
+        claims.append(kwargs.get("job_ids"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(db, "claim_jobs", spy)
+    config = emulator_config(webhook_srv)
+    sub = await deliver_jobs(db, config, [new_job(1), new_job(2)], retry_base_delay=0.01, signals=Signals())
+    assert sub.done and [j.state for j in sub.jobs] == [SUCCEEDED, SUCCEEDED]
+    assert [j.attempts for j in sub.jobs] == [1, 1] and claims == []
+    assert len(webhook_srv.hub.received("webhook")) == 2
+
+    def pause(dest: Destination, now: datetime) -> None:
+        dest.breaker_state, dest.probe_at = OPEN, now + timedelta(minutes=5)
+
+    db.update_destination("webhook", pause)
+    from cavra.delivery.submit import _guard_of
+
+    _guard_of(db)._read_at = 0.0  # the inline guard's snapshot is kept a second; read the breaker now
+    sub = await deliver_jobs(db, config, [new_job(3)], timeout=5, signals=Signals())
+    assert not sub.done and sub.jobs[0].state == QUEUED and sub.jobs[0].lease_owner is None
+    assert len(webhook_srv.hub.received("webhook")) == 2

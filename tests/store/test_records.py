@@ -37,6 +37,39 @@ def test_record_crud(store: Store) -> None:
     assert [r["integration_id"] for r in store.list_records("integration")] == ["slack"]
 
 
+def test_update_record_is_one_read_modify_write(store: Store) -> None:
+    assert store.update_record("integration", "none", lambda body: {**body, "x": 1}) is False
+    assert store.get_record("integration", "none") is None  # nothing created
+    store.put_record("integration", "hook", {"integration_id": "hook", "n": 0})
+    created = store.get_record_entry("integration", "hook")
+    assert store.update_record("integration", "hook", lambda body: {**body, "n": body["n"] + 1}) is True
+    after = store.get_record_entry("integration", "hook")
+    assert after is not None and created is not None
+    assert after.body == {"integration_id": "hook", "n": 1} and after.created_at == created.created_at
+    seen: list[dict[str, object]] = []
+    assert store.update_record("integration", "hook", lambda body: seen.append(body) or None) is True
+    assert seen == [{"integration_id": "hook", "n": 1}] and store.get_record("integration", "hook") == seen[0]
+    with pytest.raises(InputError):
+        store.update_record("nope", "hook", lambda body: body)
+
+
+def test_concurrent_updates_lose_nothing(store: Store) -> None:
+    import threading
+
+    store.put_record("integration", "hook", {"integration_id": "hook", "n": 0})
+
+    def bump() -> None:
+        for _ in range(25):
+            store.update_record("integration", "hook", lambda body: {**body, "n": body["n"] + 1})
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get_record("integration", "hook") == {"integration_id": "hook", "n": 100}
+
+
 def test_every_record_kind_is_separate(store: Store) -> None:
     for kind in RECORD_KINDS:
         store.put_record(kind, "same-id", {"kind": kind})

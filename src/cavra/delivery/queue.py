@@ -340,6 +340,8 @@ class Submission:
     jobs: list[Job]
     created: list[bool]
     documents: list[dict[str, Any] | None]
+    #: jobs whose completion hook already ran in this process after their run (nothing left to ensure)
+    hooked: frozenset[str] = frozenset()
 
     @property
     def done(self) -> bool:

@@ -20,16 +20,18 @@ from typing import Any
 
 from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.queue import (
+    DEFAULT_LEASE_SECONDS,
     DEFAULT_WAIT_SECONDS,
     SIGNALS,
     Signals,
     Submission,
     check_reuse,
 )
+from cavra.delivery.runs import default_owner
 from cavra.delivery.worker import ConfigSource, Worker
 from cavra.errors import InputError
 from cavra.store import Store, StoredDelivery
-from cavra.store.jobs import QUEUED, RUNNING, Job, NewJob, RecordPut
+from cavra.store.jobs import QUEUED, RUNNING, ClaimNew, Job, NewJob, RecordPut
 from cavra.transport import Transport
 
 _GUARDS: weakref.WeakKeyDictionary[Store, Guard] = weakref.WeakKeyDictionary()
@@ -70,14 +72,23 @@ async def deliver_jobs(
     """
     if not jobs:
         raise InputError("nothing to deliver: no provider selected")
-    enqueued = await asyncio.to_thread(store.enqueue_jobs, list(jobs), records=list(records))
+    inline = wait and timeout > 0
+    claim: ClaimNew | None = None
+    if inline:  # the new jobs are written claimed for this process's inline run (no claim transaction)
+        guard = _guard_of(store)
+        guard.use_config(config() if callable(config) else config)
+        await guard.refresh()
+        paused = tuple(guard.paused(datetime.now(UTC)))
+        claim = ClaimNew(default_owner(), DEFAULT_LEASE_SECONDS, paused)
+    enqueued = await asyncio.to_thread(store.enqueue_jobs, list(jobs), records=list(records), claim=claim)
     check_reuse(jobs, enqueued)
     current = [e.job for e in enqueued]
     # new jobs, and jobs re-armed after a failed run (a repeated request runs them again)
     fresh = [e.job.id for e in enqueued if e.created or e.rearmed]
+    claimed = [e.job for e in enqueued if e.claimed]
     since = {e.job.id: e.job.attempts for e in enqueued if e.rearmed}
     known: dict[str, tuple[StoredDelivery, Job]] = {}
-    if not wait or timeout <= 0:
+    if not inline:
         signals.enqueued()  # the workers take them
     else:
         inline_over = asyncio.Event()
@@ -85,11 +96,12 @@ async def deliver_jobs(
         if fresh:
             from cavra.metrics import METRICS
 
-            guard = _guard_of(store)
+            assert claim is not None
             worker = Worker(
                 store,
                 config,
-                guard=guard,
+                owner=claim.owner,
+                guard=_guard_of(store),
                 concurrency=len(fresh),
                 transport=transport,
                 retry_base_delay=retry_base_delay,
@@ -97,7 +109,9 @@ async def deliver_jobs(
                 signals=signals,
                 observer=METRICS,
             )
-            task = asyncio.create_task(worker.run(once=True, only=fresh), name="cavra inline delivery")
+            taken = {j.id for j in claimed}
+            run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)
+            task = asyncio.create_task(run, name="cavra inline delivery")
             _BACKGROUND.add(task)
 
             def over(t: asyncio.Task[Any]) -> None:
@@ -118,7 +132,7 @@ async def deliver_jobs(
             if all(j.id in known for j in current):
                 current = [known[j.id][1] for j in current]
                 docs: list[dict[str, Any] | None] = [_document(known[j.id][0]) for j in current]
-                return Submission(current, [e.created for e in enqueued], docs)
+                return Submission(current, [e.created for e in enqueued], docs, frozenset(worker.hooked))
             timeout = max(0.0, timeout - (time.monotonic() - started))
 
         def answerable(j: Job) -> bool:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,6 +113,8 @@ class Worker:
         self._only: list[str] | None = None
         #: with ``only``: job id -> (its stored record, the job after the run), for the face to answer from
         self.results: dict[str, tuple[StoredDelivery, Job]] = {}
+        #: with ``only``: the jobs whose completion hook ran (after their record was stored) without error
+        self.hooked: set[str] = set()
         self._task: asyncio.Task[WorkerStats] | None = None
 
     # --- control -----------------------------------------------------------------------------------------
@@ -144,13 +146,19 @@ class Worker:
         return self._transport
 
     # --- the loop ----------------------------------------------------------------------------------------
-    async def run(self, *, once: bool = False, only: list[str] | None = None) -> WorkerStats:
+    async def run(
+        self, *, once: bool = False, only: list[str] | None = None, claimed: Sequence[Job] = ()
+    ) -> WorkerStats:
         """Claim and run jobs until stopped; with ``once``, return when nothing is due and nothing runs.
 
         ``only``: claim these jobs and no others (a face running a request's jobs at once); each one is
-        claimed at most once, and what its run stored is kept in :attr:`results`."""
+        claimed at most once, and what its run stored is kept in :attr:`results`. ``claimed``: jobs already
+        claimed for this worker's owner (``Store.enqueue_jobs(..., claim=...)``), run first."""
         self._stopping = False
         self._only = None if only is None else list(only)
+        if claimed:
+            self.stats.claimed += len(claimed)
+            self._launch(list(claimed))
         self.signals.add_worker(self.wake)
         beat = asyncio.create_task(self._heartbeat())
         completer = asyncio.create_task(self._completer.run())
@@ -207,13 +215,17 @@ class Worker:
         else:
             jobs.extend(await self._top_up(jobs, paused))
         self.stats.claimed += len(jobs)
+        self._launch(jobs)
+        return jobs
+
+    def _launch(self, jobs: list[Job]) -> None:
+        """Start claimed jobs: a batching target's jobs in groups of its batch size, the rest one by one."""
         groups = group_jobs(jobs)
         sizes = self._batch_sizes(groups)
         for key, members in groups.items():
             size = sizes.get(key, 1)
             for start in range(0, len(members), size):
                 self._spawn(members[start : start + size])
-        return jobs
 
     async def _top_up(self, jobs: list[Job], paused: list[str]) -> list[Job]:
         """More due jobs of each batching provider just claimed, up to its batch size. A store error here
@@ -408,6 +420,9 @@ class Worker:
                 await asyncio.to_thread(hook, self.store, after, stored)
             except Exception:
                 log.exception("job %s: completion hook %s failed", job.id, job.payload.get("on_complete"))
+            else:
+                if self._only is not None:
+                    self.hooked.add(job.id)
         self.signals.job_done(job.id)
 
     def _target(self, provider: str, options: dict[str, Any]) -> Target:

@@ -190,23 +190,24 @@ def note_integration_delivery(store: Store, delivery_id: str, doc: Mapping[str, 
     integration_id = doc.get("integration_id") or doc.get("subject_id")
     if not isinstance(integration_id, str):
         return
-    with NOTE_LOCK:
-        current = store.get_record("integration", integration_id)
-        if current is None:  # deleted meanwhile
-            return
+    errors = [e.get("error") for e in doc.get("errors") or [] if e.get("error")]
+    last = {
+        "delivery_id": delivery_id,
+        "event_id": doc.get("event_id"),
+        "event_type": doc.get("event_type"),
+        "success": bool(doc.get("success")),
+        "at": doc.get("created_at") or iso(utcnow()),
+        "error": errors[0] if errors else None,
+    }
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
         noted = current.get("last_delivery")
         if isinstance(noted, dict) and noted.get("delivery_id") == delivery_id:
-            return
-        errors = [e.get("error") for e in doc.get("errors") or [] if e.get("error")]
-        last = {
-            "delivery_id": delivery_id,
-            "event_id": doc.get("event_id"),
-            "event_type": doc.get("event_type"),
-            "success": bool(doc.get("success")),
-            "at": doc.get("created_at") or iso(utcnow()),
-            "error": errors[0] if errors else None,
-        }
-        store.put_record("integration", integration_id, {**current, "last_delivery": last})
+            return None  # noted already
+        return {**current, "last_delivery": last}
+
+    with NOTE_LOCK:  # one read-modify-write (a deleted integration is left deleted)
+        store.update_record("integration", integration_id, change)
 
 
 def _integration_hook(store: Store, job: Job, stored: StoredDelivery) -> None:

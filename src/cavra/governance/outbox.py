@@ -121,8 +121,8 @@ async def submit(
     if not sub.done:
         return sub.accepted()
     if note is not None:
-        for doc in sub.documents:
-            if doc is not None:
+        for job, doc in zip(sub.jobs, sub.documents, strict=True):
+            if doc is not None and job.id not in sub.hooked:  # the hook noted it already
                 await asyncio.to_thread(ensure_noted, note, store, doc)
     return combined_record(sub)
 

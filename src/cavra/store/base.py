@@ -19,6 +19,7 @@ from cavra.store.chain import ChainIter, ChainReport, verify_entries
 
 if TYPE_CHECKING:
     from cavra.store.jobs import (
+        ClaimNew,
         Destination,
         Enqueued,
         Job,
@@ -252,6 +253,13 @@ class Store(abc.ABC):
         entry = self.get_record_entry(kind, record_id)
         return None if entry is None else entry.body
 
+    @abc.abstractmethod
+    def update_record(
+        self, kind: str, record_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bool:
+        """Read-modify-write a record in one transaction: ``change(body)`` answers the new body, or ``None``
+        to leave it as it is. ``False`` when there is no such record (``change`` is not called)."""
+
     def list_records(self, kind: str) -> list[dict[str, Any]]:
         return [entry.body for entry in self.list_record_entries(kind)]
 
@@ -311,9 +319,12 @@ class Store(abc.ABC):
 
     # --- the outbox (cavra.store.jobs; docs/operations.md) --------------------------------------------
     @abc.abstractmethod
-    def enqueue_jobs(self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = ()) -> list[Enqueued]:
+    def enqueue_jobs(
+        self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = (), claim: ClaimNew | None = None
+    ) -> list[Enqueued]:
         """Write ``records`` and the jobs in one transaction; a job whose idempotency key exists is not
-        written again: its existing row is returned (``created=False``)."""
+        written again: its existing row is returned (``created=False``). With ``claim``, the new jobs it
+        takes are written claimed by its owner (``Enqueued.claimed``), saving the claim's transaction."""
 
     @abc.abstractmethod
     def claim_jobs(

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cavra.store.base import iso
@@ -136,11 +136,31 @@ class Job:
 @dataclass(frozen=True)
 class Enqueued:
     """The job for a requested key, and whether this enqueue created it (``False``: it existed) or re-armed
-    it (``rearmed``: it existed after a failed run and was queued to run now)."""
+    it (``rearmed``: it existed after a failed run and was queued to run now); ``claimed``: created already
+    claimed (see :class:`ClaimNew`)."""
 
     job: Job
     created: bool
     rearmed: bool = False
+    claimed: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimNew:
+    """Claim the jobs an enqueue creates, in the enqueue's transaction, for ``owner`` (a face that runs a
+    request's jobs at once): each is written running, with its lease and its first attempt counted, as a
+    claim right after the enqueue would leave it. Jobs for ``exclude_providers`` (breaker open, paused),
+    jobs due later, and existing or re-armed jobs are written or left as a plain enqueue does."""
+
+    owner: str
+    lease_seconds: float
+    exclude_providers: tuple[str, ...] = ()
+
+    def takes(self, job: NewJob, now: datetime) -> bool:
+        return job.provider not in self.exclude_providers and (job.run_after is None or job.run_after <= now)
+
+    def lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.lease_seconds)
 
 
 def rearmable(job: Job, new: NewJob) -> bool:

@@ -53,6 +53,7 @@ from cavra.store.chain import ChainIter, record_hash
 from cavra.store.document import build_document, new_delivery_id
 from cavra.store.jobs import (
     RUNNING,
+    ClaimNew,
     Destination,
     Enqueued,
     Job,
@@ -216,6 +217,19 @@ class JsonFileStore(Store):
         with self._update() as data:
             self._put(data, kind, record_id, body, now)
 
+    def update_record(
+        self, kind: str, record_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bool:
+        check_kind(kind)
+        with self._update() as data:
+            entry = data["records"].get(kind, {}).get(record_id)
+            if entry is None:
+                return False
+            new = change(json.loads(json.dumps(entry["body"])))
+            if new is not None:
+                self._put(data, kind, record_id, new, datetime.now(UTC))
+            return True
+
     @staticmethod
     def _put(data: dict[str, Any], kind: str, record_id: str, body: dict[str, Any], now: datetime) -> None:
         plain = json.loads(json.dumps(body, default=str))
@@ -337,7 +351,9 @@ class JsonFileStore(Store):
         return mq.export_counts(self._load().data["records"].get("endpoint_export", {}), self._rows())
 
     # --- the outbox (cavra.store.memjobs): every change under the file lock, in one file write -------
-    def enqueue_jobs(self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = ()) -> list[Enqueued]:
+    def enqueue_jobs(
+        self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = (), claim: ClaimNew | None = None
+    ) -> list[Enqueued]:
         for job in jobs:
             check_metadata_kind(job.kind)
         for put in records:
@@ -346,7 +362,7 @@ class JsonFileStore(Store):
         with self._update() as data:
             for put in records:
                 self._put(data, put.kind, put.record_id, dict(put.body), now)
-            return mj.enqueue(data, jobs, now)
+            return mj.enqueue(data, jobs, now, claim)
 
     def claim_jobs(
         self,

@@ -17,6 +17,7 @@ from cavra.store.base import iso, parse_iso, utc
 from cavra.store.jobs import (
     QUEUED,
     RUNNING,
+    ClaimNew,
     Destination,
     Enqueued,
     Job,
@@ -67,7 +68,9 @@ def _items(data: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def enqueue(data: dict[str, Any], new: Sequence[NewJob], now: datetime) -> list[Enqueued]:
+def enqueue(
+    data: dict[str, Any], new: Sequence[NewJob], now: datetime, claim: ClaimNew | None = None
+) -> list[Enqueued]:
     items = _items(data)
     by_key = {i.get("idempotency_key"): i for i in items}
     out: list[Enqueued] = []
@@ -102,9 +105,17 @@ def enqueue(data: dict[str, Any], new: Sequence[NewJob], now: datetime) -> list[
             "created_at": iso(now),
             "updated_at": iso(now),
         }
+        taken = claim is not None and claim.takes(job, now)
+        if claim is not None and taken:
+            item.update(
+                state=RUNNING,
+                attempts=1,
+                lease_owner=claim.owner,
+                lease_expires_at=iso(claim.lease_until(now)),
+            )
         items.append(item)
         by_key[job.idempotency_key] = item
-        out.append(Enqueued(to_job(item), created=True))
+        out.append(Enqueued(to_job(item), created=True, claimed=taken))
     return out
 
 

@@ -23,7 +23,9 @@ Tables:
     aggregates of the index kept in each append's transaction (revision 0005): per (metadata kind,
     provider) counts, times and the current failure streak; per (metadata kind, event type) counts; per
     (metadata kind, provider, event id) the failure streak of rollback events. Dashboards read these
-    instead of scanning all history (:mod:`cavra.store.aggregates`).
+    instead of scanning all history (:mod:`cavra.store.aggregates`). A partial index on the open
+    per-event streaks (revision 0006) lets the dashboard count them and list the newest without reading
+    them all.
 
 Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
 that the migrated schema matches this module.
@@ -226,4 +228,12 @@ pd_event_streaks = sa.Table(
     sa.Column("event_key", sa.String(256), primary_key=True),
     sa.Column("event_id", sa.String(255)),
     *_streak_columns(),
+    # the open streaks only (revision 0006): the dashboard counts them and lists the newest
+    sa.Index(
+        "ix_pd_event_streaks_open",
+        "metadata_kind",
+        "streak_since",
+        sqlite_where=sa.text("streak_count > 0"),
+        postgresql_where=sa.text("streak_count > 0"),
+    ),
 )

@@ -46,6 +46,7 @@ from cavra.store.document import delivery_columns, index_rows, new_delivery_id
 from cavra.store.engine import Location, create_engine, scrub
 from cavra.store.jobs import (
     RUNNING,
+    ClaimNew,
     Destination,
     Enqueued,
     Job,
@@ -155,12 +156,20 @@ class SqlStore(Store):
             "created_at": now,
             "updated_at": now,
         }
-        insert = (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(records)
-        stmt = insert.values(**values).on_conflict_do_update(
-            index_elements=[records.c.kind, records.c.record_id],
-            set_={"body": insert.excluded.body, "updated_at": insert.excluded.updated_at},
-        )
-        conn.execute(stmt)
+        conn.execute(_UPSERT_RECORD[self.backend], values)
+
+    def update_record(
+        self, kind: str, record_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bool:
+        check_kind(kind)
+        with self._write() as conn:
+            row = conn.execute(_RECORD_BODY_LOCKED, {"kind": kind, "record_id": record_id}).first()
+            if row is None:
+                return False
+            new = change(json.loads(row[0]))
+            if new is not None:
+                self._put(conn, kind, record_id, new, datetime.now(UTC))
+            return True
 
     def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
         check_kind(kind)
@@ -300,7 +309,9 @@ class SqlStore(Store):
         return int(total), int(delivered)
 
     # --- the outbox (statements in cavra.store.sqljobs) ----------------------------------------------
-    def enqueue_jobs(self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = ()) -> list[Enqueued]:
+    def enqueue_jobs(
+        self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = (), claim: ClaimNew | None = None
+    ) -> list[Enqueued]:
         for job in jobs:
             check_metadata_kind(job.kind)
         for put in records:
@@ -309,7 +320,7 @@ class SqlStore(Store):
         with self._write() as conn:
             for put in records:
                 self._put(conn, put.kind, put.record_id, dict(put.body), now)
-            return sj.enqueue(conn, self.backend, jobs, now)
+            return sj.enqueue(conn, self.backend, jobs, now, claim)
 
     def claim_jobs(
         self,
@@ -407,6 +418,24 @@ class SqlStore(Store):
         with self._read() as conn:
             rows = conn.execute(sa.select(destinations).order_by(destinations.c.provider)).mappings()
             return [sj.to_destination(m) for m in rows]
+
+
+def _upsert_record(insert: Any) -> Any:
+    """Create or replace a record, ``created_at`` kept (values are bound per call: one cached statement)."""
+    stmt = insert(records)
+    return stmt.on_conflict_do_update(
+        index_elements=[records.c.kind, records.c.record_id],
+        set_={"body": stmt.excluded.body, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+_UPSERT_RECORD = {"postgresql": _upsert_record(postgresql.insert), "sqlite": _upsert_record(sqlite.insert)}
+#: a record's body, its row locked (PostgreSQL; SQLite's write transaction holds the database lock)
+_RECORD_BODY_LOCKED = (
+    sa.select(records.c.body)
+    .where(records.c.kind == sa.bindparam("kind"), records.c.record_id == sa.bindparam("record_id"))
+    .with_for_update()
+)
 
 
 def _has_aggregates(revision: str | None) -> bool:

@@ -28,6 +28,7 @@ from cavra.store.jobs import (
     DESTINATION_FIELDS,
     QUEUED,
     RUNNING,
+    ClaimNew,
     Destination,
     Enqueued,
     Job,
@@ -73,27 +74,34 @@ def to_job(m: sa.RowMapping | dict[str, Any]) -> Job:
     )
 
 
-def enqueue(conn: sa.Connection, backend: str, new: Sequence[NewJob], now: datetime) -> list[Enqueued]:
+def enqueue(
+    conn: sa.Connection, backend: str, new: Sequence[NewJob], now: datetime, claim: ClaimNew | None = None
+) -> list[Enqueued]:
     """Insert the jobs (one ``INSERT ... ON CONFLICT DO NOTHING`` executemany), read them back by key in one
-    query; a key that already held a job keeps it (re-armed when its last run failed, one by one)."""
+    query; a key that already held a job keeps it (re-armed when its last run failed, one by one). With
+    ``claim``, the jobs it takes are inserted claimed (running, leased, one attempt)."""
     if not new:
         return []
-    rows = [
-        {
-            "id": new_job_id(),
-            "idempotency_key": job.idempotency_key,
-            "kind": job.kind,
-            "provider": job.provider,
-            "payload": payload_json(job.payload),
-            "state": QUEUED,
-            "attempts": 0,
-            "run_after": job.run_after or now,
-            "replay_of": job.replay_of,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for job in new
-    ]
+    rows = []
+    for job in new:
+        taken = claim is not None and claim.takes(job, now)
+        rows.append(
+            {
+                "id": new_job_id(),
+                "idempotency_key": job.idempotency_key,
+                "kind": job.kind,
+                "provider": job.provider,
+                "payload": payload_json(job.payload),
+                "state": RUNNING if taken else QUEUED,
+                "attempts": 1 if taken else 0,
+                "run_after": job.run_after or now,
+                "lease_owner": claim.owner if claim is not None and taken else None,
+                "lease_expires_at": claim.lease_until(now) if claim is not None and taken else None,
+                "replay_of": job.replay_of,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     conn.execute(_insert(backend, jobs).on_conflict_do_nothing(index_elements=[jobs.c.idempotency_key]), rows)
     keys = sorted({job.idempotency_key for job in new})
     found: dict[str, str] = {}
@@ -105,7 +113,7 @@ def enqueue(conn: sa.Connection, backend: str, new: Sequence[NewJob], now: datet
     out: list[Enqueued] = []
     for job, row in zip(new, rows, strict=True):
         if found[job.idempotency_key] == row["id"]:  # inserted now: the job is what was written
-            out.append(Enqueued(_written(row), created=True))
+            out.append(Enqueued(_written(row), created=True, claimed=row["state"] == RUNNING))
             continue
         old = to_job(_by_key(conn, job.idempotency_key))
         rearmed = rearmable(old, job) and _rearm(conn, old, now)
@@ -118,8 +126,7 @@ def _written(row: dict[str, Any]) -> Job:
     return to_job(
         row
         | {
-            "lease_owner": None,
-            "lease_expires_at": None,
+            "lease_expires_at": utc(row["lease_expires_at"]) if row["lease_expires_at"] else None,
             "last_error": None,
             "delivery_id": None,
             "run_after": utc(row["run_after"]),
