@@ -127,3 +127,15 @@ async def test_new_jobs_are_claimed_by_their_enqueue_and_a_paused_provider_is_no
     sub = await deliver_jobs(db, config, [new_job(3)], timeout=5, signals=Signals())
     assert not sub.done and sub.jobs[0].state == QUEUED and sub.jobs[0].lease_owner is None
     assert len(webhook_srv.hub.received("webhook")) == 2
+
+
+async def test_inline_runs_share_access_tokens(db: SqlStore) -> None:
+    """Two API requests to Sentinel: one Entra token, not one per request."""
+    async with EmulatorServer(providers=["entra", "sentinel"]) as srv:
+        config = emulator_config(srv, ["sentinel"])
+        for n in (1, 2):
+            sub = await deliver_jobs(db, config, [new_job(n, provider="sentinel")], signals=Signals())
+            doc = sub.documents[0]
+            assert sub.done and doc is not None and doc["success"] is True, doc
+        assert len(srv.hub.received("sentinel")) == 2
+        assert len(srv.hub.received("entra")) <= 1  # another test of this process may have cached it

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from cavra.connectors.base import TokenCache
 from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.queue import (
     DEFAULT_LEASE_SECONDS,
@@ -35,6 +36,9 @@ from cavra.store.jobs import QUEUED, RUNNING, ClaimNew, Job, NewJob, RecordPut
 from cavra.transport import Transport
 
 _GUARDS: weakref.WeakKeyDictionary[Store, Guard] = weakref.WeakKeyDictionary()
+#: access tokens (Entra, OAuth) shared by this process's inline runs: one token per credential while it
+#: is valid, not one token request per API request
+_TOKENS = TokenCache()
 #: inline runs that outlive the request that started them (kept referenced until they finish)
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
@@ -108,6 +112,7 @@ async def deliver_jobs(
                 poll_interval=0.05,
                 signals=signals,
                 observer=METRICS,
+                tokens=_TOKENS,
             )
             taken = {j.id for j in claimed}
             run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)

@@ -80,6 +80,7 @@ class Worker:
         shutdown_timeout: float = 30.0,
         signals: Signals = SIGNALS,
         observer: RunObserver | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency: must be at least 1, got {concurrency}")
@@ -101,7 +102,7 @@ class Worker:
         self.shutdown_timeout = shutdown_timeout
         self.signals = signals
         self.observer = observer or RunObserver()
-        self.tokens = TokenCache()
+        self.tokens = tokens if tokens is not None else TokenCache()
         self.stats = WorkerStats()
         #: job id -> the task running it (a batch's jobs share one task); one slot per task
         self._active: dict[str, asyncio.Task[None]] = {}
