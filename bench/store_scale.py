@@ -239,40 +239,128 @@ def _json_backends(section: Section, workdir: Path, sizes: tuple[int, ...]) -> l
 
 
 def _sqlite_dataset(section: Section, db: Path, records: int, *, cache: Path | None) -> int:
-    """Load the dataset into ``db``, or copy it from ``cache`` (a dataset built earlier by this code for the
-    same record count and schema revision; kept there after it is built)."""
-    from cavra.store import open_store
+    """Load the dataset into ``db``, or copy it from ``cache``; return the records in it.
+
+    The cache holds datasets built earlier by this code, one file per dataset version, record count and
+    schema revision (``scale-v{DATASET_VERSION}-{records}-{revision}.db`` and its ``.json`` info). One for
+    the current revision is copied. Failing that, one built at an older revision of the same chain (the
+    newest such) is copied and upgraded with the store's own migrations (``cavra.store.upgrade``, what
+    ``cavra db upgrade`` runs); the upgraded file replaces the older one in the cache, and the info and
+    the section's notes say so. Only when neither exists (or the upgrade fails) is the dataset built
+    (:func:`_build`) and then cached."""
     from cavra.store.migrate import head_revision
 
-    cached = None
-    if cache is not None:
-        cached = cache / f"scale-v{DATASET_VERSION}-{records}-{head_revision()}.db"
-        info = cached.with_suffix(".json")
-        if cached.exists() and info.exists():
-            built = json.loads(info.read_text(encoding="utf-8"))
-            shutil.copyfile(cached, db)
-            section.notes.append(
-                f"dataset reused from {cached} (built {built['built_at']} at {built['rate']:,.0f} records/s; "
-                "delete it to rebuild)"
-            )
-            log.info("  reused the cached dataset %s", cached)
-            return int(built["records"])
+    head = head_revision()
+    if cache is None:
+        return _build(section, db, records)[0]
+    cached = _cache_file(cache, records, head)
+    info = cached.with_suffix(".json")
+    if cached.exists() and info.exists():
+        built = json.loads(info.read_text(encoding="utf-8"))
+        shutil.copyfile(cached, db)
+        section.notes.append(f"dataset reused from {cached} ({_described(built)}; delete it to rebuild)")
+        log.info("  reused the cached dataset %s", cached)
+        return int(built["records"])
+    older = _older_cached(cache, records)
+    if older is not None:
+        try:
+            return _upgrade_cached(section, db, older, cached)
+        except Exception as exc:  # build it instead; say why
+            log.exception("  upgrading the cached dataset %s failed; building it", older[0])
+            section.notes.append(f"the cached dataset {older[0]} could not be upgraded ({exc}); rebuilt")
+            for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+    loaded, rate, seconds = _build(section, db, records)
+    built = {"records": loaded, "revision": head, "built_at": now_iso(), "rate": rate, "seconds": seconds}
+    _cache_put(db, cached, built)
+    return loaded
+
+
+def _cache_file(cache: Path, records: int, revision: str) -> Path:
+    return cache / f"scale-v{DATASET_VERSION}-{records}-{revision}.db"
+
+
+def _described(built: dict[str, Any]) -> str:
+    text = f"built {built['built_at']} at {built['rate']:,.0f} records/s"
+    if built.get("upgraded_from"):
+        text += (
+            f", upgraded from revision {built['upgraded_from']} to {built['revision']} with the store's "
+            f"migrations on {built['upgraded_at']} in {built['upgrade_seconds']:.1f} s"
+        )
+    return text
+
+
+def _older_cached(cache: Path, records: int) -> tuple[Path, str] | None:
+    """The cached dataset of the newest revision older than the head (of the head's own history), if any."""
+    from alembic.script import ScriptDirectory
+
+    from cavra.store.migrate import alembic_config, head_revision
+
+    script = ScriptDirectory.from_config(alembic_config())
+    history = [r.revision for r in script.iterate_revisions(head_revision(), "base")]
+    for revision in history[1:]:  # newest first, the head itself excluded
+        path = _cache_file(cache, records, revision)
+        if path.exists() and path.with_suffix(".json").exists():
+            return path, revision
+    return None
+
+
+def _upgrade_cached(section: Section, db: Path, older: tuple[Path, str], cached: Path) -> int:
+    """Copy an older revision's cached dataset to ``db``, upgrade it to the head with the store's own
+    migrations, and put it in the cache in place of the older file."""
+    from cavra.store import current_revision, upgrade
+
+    path, revision = older
+    built = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    shutil.copyfile(path, db)
+    url = f"sqlite:///{db}"
+    found = current_revision(url)
+    if found != revision:
+        raise RuntimeError(f"{path}: the cached dataset is at revision {found}, its name says {revision}")
+    log.info("  upgrading the cached dataset %s from revision %s", path, revision)
+    t0 = time.perf_counter()
+    now = upgrade(url)
+    seconds = time.perf_counter() - t0
+    built = built | {
+        "revision": now,
+        "upgraded_from": revision,
+        "upgraded_at": now_iso(),
+        "upgrade_seconds": seconds,
+    }
+    _cache_put(db, cached, built)
+    path.unlink()
+    path.with_suffix(".json").unlink()
+    section.notes.append(f"dataset reused from {path}: {_described(built)}; now cached as {cached}")
+    log.info("  upgraded to %s in %.1f s; cached as %s (the older file removed)", now, seconds, cached)
+    return int(built["records"])
+
+
+def _cache_put(db: Path, cached: Path, info: dict[str, Any]) -> None:
+    """Copy ``db`` into the cache as ``cached`` (through a temporary name, so a partial copy is never
+    taken for a dataset) and write its info beside it."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(cached.name + ".partial")
+    shutil.copyfile(db, partial)
+    partial.replace(cached)
+    cached.with_suffix(".json").write_text(json.dumps(info), encoding="utf-8")
+
+
+def _build(section: Section, db: Path, records: int) -> tuple[int, float, float]:
+    """Build the dataset in ``db`` through the store's write path (:func:`bench.loaders.load_sql`);
+    return the records loaded, the rate (records/s) and the seconds it took."""
+    from cavra.store import open_store
+
     store = open_store(f"sqlite:///{db}")
     t0 = time.perf_counter()
-    loaded = load_sql(store, iter(Generator(records)))
+    loaded = load_sql(store, iter(Generator(records)), build=True)
     seconds = time.perf_counter() - t0
     store.close()
     rate = loaded / seconds
     section.figure(
         "load_sqlite", "dataset load into SQLite (generate + build + insert, batched)", "records/s"
     ).add(rate)
-    log.info("  loaded %d records into SQLite in %.1f s", loaded, seconds)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(db, cached)
-        built = {"records": loaded, "built_at": now_iso(), "rate": rate, "seconds": seconds}
-        cached.with_suffix(".json").write_text(json.dumps(built), encoding="utf-8")
-    return loaded
+    log.info("  loaded %d records into SQLite in %.1f s (%.0f records/s)", loaded, seconds, rate)
+    return loaded, rate, seconds
 
 
 def _rows(store: Any) -> int:

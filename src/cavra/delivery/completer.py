@@ -1,5 +1,5 @@
-"""Job completions written together: a worker's runs that finish while one store write is under way are
-written in the next, in one transaction (at most :data:`MAX_BATCH` per transaction).
+"""Job completions written together: the runs that finish while one store write is under way are written in
+the next, in one transaction (at most :data:`MAX_BATCH` per transaction).
 
 A completion is the run's delivery record plus the job's new state (see ``Store.complete_jobs``). If a
 multi-item write fails, each item is written alone, so one bad item cannot fail the others.
@@ -29,30 +29,28 @@ class _Finished:
 
 
 class Completer:
-    """``await complete(...)`` from any run; ``run()`` is the one task that writes."""
+    """``await complete(...)`` from any run of one event loop; a writer task runs while completions wait
+    (started by the first, ended when none is left), so one completer can serve many workers of a loop:
+    the API's inline runs of concurrent requests share one, and their completions share transactions."""
 
     def __init__(self, store: Store, owner: str) -> None:
         self.store = store
         self.owner = owner
         self._finished: list[_Finished] = []
-        self._ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     async def complete(self, job_id: str, record: dict[str, Any], outcome: JobOutcome) -> Done:
         """Queue the run for the writer and wait for it to be stored: (stored record, job, lease held)."""
         done: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
         self._finished.append(_Finished(job_id, record, outcome, done))
-        self._ready.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name=f"cavra completions {self.owner}")
         return await asyncio.shield(done)
 
-    async def run(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
+    async def _drain(self) -> None:
+        while self._finished:
             batch, self._finished = self._finished[:MAX_BATCH], self._finished[MAX_BATCH:]
-            if self._finished:
-                self._ready.set()
-            if batch:
-                await self._write(batch)
+            await self._write(batch)
 
     async def _write(self, batch: list[_Finished]) -> None:
         items = [(f.job_id, f.record, f.outcome) for f in batch]

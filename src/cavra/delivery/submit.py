@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import weakref
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cavra.connectors.base import TokenCache
+from cavra.delivery.completer import Completer
 from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.queue import (
     DEFAULT_LEASE_SECONDS,
@@ -39,6 +41,28 @@ _GUARDS: weakref.WeakKeyDictionary[Store, Guard] = weakref.WeakKeyDictionary()
 #: access tokens (Entra, OAuth) shared by this process's inline runs: one token per credential while it
 #: is valid, not one token request per API request
 _TOKENS = TokenCache()
+#: per event loop and store: the completer this process's inline runs share, so that the runs of
+#: concurrent requests store their records in one transaction (the group commit a worker has)
+_COMPLETERS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Store, Completer]
+] = weakref.WeakKeyDictionary()
+_OWNER: tuple[int, str] | None = None
+
+
+def inline_owner() -> str:
+    """The lease owner of this process's inline runs (one per process: a forked child gets its own)."""
+    global _OWNER
+    if _OWNER is None or _OWNER[0] != os.getpid():
+        _OWNER = (os.getpid(), default_owner())
+    return _OWNER[1]
+
+
+def _completer_of(store: Store) -> Completer:
+    per_loop = _COMPLETERS.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
+    completer = per_loop.get(store)
+    if completer is None or completer.owner != inline_owner():
+        completer = per_loop[store] = Completer(store, inline_owner())
+    return completer
 #: inline runs that outlive the request that started them (kept referenced until they finish)
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
@@ -83,7 +107,7 @@ async def deliver_jobs(
         guard.use_config(config() if callable(config) else config)
         await guard.refresh()
         paused = tuple(guard.paused(datetime.now(UTC)))
-        claim = ClaimNew(default_owner(), DEFAULT_LEASE_SECONDS, paused)
+        claim = ClaimNew(inline_owner(), DEFAULT_LEASE_SECONDS, paused)
     enqueued = await asyncio.to_thread(store.enqueue_jobs, list(jobs), records=list(records), claim=claim)
     check_reuse(jobs, enqueued)
     current = [e.job for e in enqueued]
@@ -113,6 +137,7 @@ async def deliver_jobs(
                 signals=signals,
                 observer=METRICS,
                 tokens=_TOKENS,
+                completer=_completer_of(store),
             )
             taken = {j.id for j in claimed}
             run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)

@@ -81,6 +81,7 @@ class Worker:
         signals: Signals = SIGNALS,
         observer: RunObserver | None = None,
         tokens: TokenCache | None = None,
+        completer: Completer | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency: must be at least 1, got {concurrency}")
@@ -108,7 +109,9 @@ class Worker:
         self._active: dict[str, asyncio.Task[None]] = {}
         self._slots: dict[asyncio.Task[None], list[str]] = {}
         self._completing: set[str] = set()
-        self._completer = Completer(store, self.owner)
+        if completer is not None and (completer.store is not store or completer.owner != self.owner):
+            raise ValueError("a shared completer must be for this worker's store and owner")
+        self._completer = completer or Completer(store, self.owner)
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._only: list[str] | None = None
@@ -162,7 +165,6 @@ class Worker:
             self._launch(list(claimed))
         self.signals.add_worker(self.wake)
         beat = asyncio.create_task(self._heartbeat())
-        completer = asyncio.create_task(self._completer.run())
         log.info(
             "worker %s started (concurrency %d, lease %gs)", self.owner, self.concurrency, self.lease_seconds
         )
@@ -180,9 +182,8 @@ class Worker:
         finally:
             self.signals.remove_worker(self.wake)
             await self._shutdown()
-            for task in (beat, completer):
-                task.cancel()
-            await asyncio.gather(beat, completer, return_exceptions=True)
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
             if self._own_transport and self._transport is not None:
                 await self._transport.close()
                 self._transport = None
