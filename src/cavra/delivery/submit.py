@@ -21,6 +21,7 @@ from typing import Any
 
 from cavra.connectors.base import TokenCache
 from cavra.delivery.completer import Completer
+from cavra.delivery.enqueuer import Enqueuer
 from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.queue import (
     DEFAULT_LEASE_SECONDS,
@@ -41,10 +42,11 @@ _GUARDS: weakref.WeakKeyDictionary[Store, Guard] = weakref.WeakKeyDictionary()
 #: access tokens (Entra, OAuth) shared by this process's inline runs: one token per credential while it
 #: is valid, not one token request per API request
 _TOKENS = TokenCache()
-#: per event loop and store: the completer this process's inline runs share, so that the runs of
-#: concurrent requests store their records in one transaction (the group commit a worker has)
-_COMPLETERS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Store, Completer]
+#: per event loop and store: the enqueuer and the completer that this process's faces share, so that
+#: concurrent requests write their jobs, and store their runs' records, in shared transactions (the group
+#: commit a worker has)
+_SHARED: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Store, tuple[Enqueuer, Completer]]
 ] = weakref.WeakKeyDictionary()
 _OWNER: tuple[int, str] | None = None
 
@@ -57,12 +59,14 @@ def inline_owner() -> str:
     return _OWNER[1]
 
 
-def _completer_of(store: Store) -> Completer:
-    per_loop = _COMPLETERS.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
-    completer = per_loop.get(store)
-    if completer is None or completer.owner != inline_owner():
-        completer = per_loop[store] = Completer(store, inline_owner())
-    return completer
+def _shared(store: Store) -> tuple[Enqueuer, Completer]:
+    per_loop = _SHARED.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
+    found = per_loop.get(store)
+    if found is None or found[1].owner != inline_owner():
+        found = per_loop[store] = (Enqueuer(store), Completer(store, inline_owner()))
+    return found
+
+
 #: inline runs that outlive the request that started them (kept referenced until they finish)
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
@@ -108,7 +112,7 @@ async def deliver_jobs(
         await guard.refresh()
         paused = tuple(guard.paused(datetime.now(UTC)))
         claim = ClaimNew(inline_owner(), DEFAULT_LEASE_SECONDS, paused)
-    enqueued = await asyncio.to_thread(store.enqueue_jobs, list(jobs), records=list(records), claim=claim)
+    enqueued = await _shared(store)[0].enqueue(jobs, records=records, claim=claim)
     check_reuse(jobs, enqueued)
     current = [e.job for e in enqueued]
     # new jobs, and jobs re-armed after a failed run (a repeated request runs them again)
@@ -137,7 +141,7 @@ async def deliver_jobs(
                 signals=signals,
                 observer=METRICS,
                 tokens=_TOKENS,
-                completer=_completer_of(store),
+                completer=_shared(store)[1],
             )
             taken = {j.id for j in claimed}
             run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)
