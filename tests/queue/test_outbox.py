@@ -360,3 +360,31 @@ def test_a_completion_batch_is_one_chain_and_a_repeated_job_is_lease_lost(store:
     for _stored, job, held in out[:5]:
         assert held and store.get_job(job.id) == job and job.state == SUCCEEDED
     assert store.verify_chain().ok
+
+
+def test_completion_notes_run_in_the_completion_and_a_failing_one_is_undone(store: Store) -> None:
+    from cavra.store.base import RecordAccess, StoredDelivery
+
+    store.put_record("integration", "hook", {"integration_id": "hook", "seen": []})
+    enq = store.enqueue_jobs([new_job(1), new_job(2), new_job(3)])
+    claimed = store.claim_jobs("w", limit=3, lease_seconds=30)
+    by_event = {j.event["event_id"]: j for j in claimed}
+
+    def note(records: RecordAccess, stored: StoredDelivery) -> None:
+        body = records.get("integration", "hook")
+        assert body is not None
+        records.put("integration", "hook", {**body, "seen": [*body["seen"], stored.document["event_id"]]})
+
+    def broken(records: RecordAccess, stored: StoredDelivery) -> None:
+        records.put("integration", "half-written", {"integration_id": "half-written"})
+        raise RuntimeError("a bug in a note")
+
+    items = [(j.id, _record(j.event), JobOutcome(SUCCEEDED)) for j in claimed]
+    notes = {by_event["evt-1"].id: note, by_event["evt-2"].id: broken, by_event["evt-3"].id: note}
+    done = store.complete_jobs("w", items, notes=notes)
+    assert [held for _s, _j, held in done] == [True, True, True]
+    assert {j.state for j in store.list_jobs(JobFilter())} == {SUCCEEDED} and len(enq) == 3
+    assert store.get_record("integration", "half-written") is None  # the failing note's write is undone
+    seen = store.get_record("integration", "hook")
+    assert seen is not None and sorted(seen["seen"]) == ["evt-1", "evt-3"]
+    assert store.verify_chain().ok and len(list(store.chain().entries)) == 3

@@ -15,7 +15,7 @@ from cavra.emulators.framework import Fault
 from cavra.emulators.server import EmulatorServer
 from cavra.emulators.webhook import receiver_state
 from cavra.store import open_store
-from cavra.store.jobs import OPEN, QUEUED, SUCCEEDED, Destination, RecordPut
+from cavra.store.jobs import OPEN, QUEUED, SUCCEEDED, Destination, JobFilter, RecordPut
 from cavra.store.sql import SqlStore
 
 from .conftest import emulator_config, event, new_job
@@ -139,3 +139,21 @@ async def test_inline_runs_share_access_tokens(db: SqlStore) -> None:
             assert sub.done and doc is not None and doc["success"] is True, doc
         assert len(srv.hub.received("sentinel")) == 2
         assert len(srv.hub.received("entra")) <= 1  # another test of this process may have cached it
+
+
+async def test_a_worker_notes_the_integration_in_the_completion(
+    db: SqlStore, webhook_srv: EmulatorServer
+) -> None:
+    """A job queued with ``wait: false`` and run by a worker: the integration's ``last_delivery`` is
+    written in the same transaction as the record (no face is waiting to note it)."""
+    from cavra.governance import service as gov
+
+    gov.upsert_integration(db, {"integration_id": "hooks", "provider": "webhook", "status": "active"})
+    config = emulator_config(webhook_srv)
+    answer = await gov.deliver_integration(db, config, "hooks", event(7), retries=0, wait=False)
+    assert gov.is_accepted(answer)
+    assert db.get_record("integration", "hooks").get("last_delivery") is None  # type: ignore[union-attr]
+    await Worker(db, config, poll_interval=0.02).run(once=True)
+    (job,) = db.list_jobs(JobFilter())
+    last = db.get_record("integration", "hooks")["last_delivery"]  # type: ignore[index]
+    assert job.state == SUCCEEDED and last["delivery_id"] == job.delivery_id and last["success"] is True

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cavra.store import Store, StoredDelivery
+from cavra.store.base import CompletionNote
 from cavra.store.jobs import Job, JobOutcome
 
 #: most job completions written in one store transaction
@@ -25,6 +26,7 @@ class _Finished:
     job_id: str
     record: dict[str, Any]
     outcome: JobOutcome
+    note: CompletionNote | None
     done: asyncio.Future[Done]
 
 
@@ -39,10 +41,13 @@ class Completer:
         self._finished: list[_Finished] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def complete(self, job_id: str, record: dict[str, Any], outcome: JobOutcome) -> Done:
-        """Queue the run for the writer and wait for it to be stored: (stored record, job, lease held)."""
+    async def complete(
+        self, job_id: str, record: dict[str, Any], outcome: JobOutcome, note: CompletionNote | None = None
+    ) -> Done:
+        """Queue the run for the writer and wait for it to be stored: (stored record, job, lease held);
+        ``note`` runs in the same transaction (see ``Store.complete_jobs``)."""
         done: asyncio.Future[Done] = asyncio.get_running_loop().create_future()
-        self._finished.append(_Finished(job_id, record, outcome, done))
+        self._finished.append(_Finished(job_id, record, outcome, note, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain(), name=f"cavra completions {self.owner}")
         return await asyncio.shield(done)
@@ -54,8 +59,9 @@ class Completer:
 
     async def _write(self, batch: list[_Finished]) -> None:
         items = [(f.job_id, f.record, f.outcome) for f in batch]
+        notes = {f.job_id: f.note for f in batch if f.note is not None}
         try:
-            results = await asyncio.to_thread(self.store.complete_jobs, self.owner, items)
+            results = await asyncio.to_thread(self.store.complete_jobs, self.owner, items, notes=notes)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].done.set_exception(exc)

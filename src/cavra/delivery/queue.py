@@ -31,7 +31,8 @@ from typing import Any
 from cavra.delivery.record import ProviderDelivery
 from cavra.errors import ConfigError, ConflictError, InputError
 from cavra.events import event_id_of
-from cavra.store import Store, StoredDelivery
+from cavra.store import Store
+from cavra.store.base import CompletionNote
 from cavra.store.jobs import (
     DEAD,
     FAILED,
@@ -54,15 +55,20 @@ DEFAULT_WAIT_SECONDS = 30.0
 #: Longest idempotency key a caller may send.
 MAX_KEY_LENGTH = 255
 
-#: ``payload["on_complete"]`` name -> what to do after a job's record is stored (e.g. note the outcome on
-#: the integration record). Filled by the modules that own those records (see register_completion_hook).
-CompletionHook = Callable[[Store, Job, StoredDelivery], None]
-COMPLETION_HOOKS: dict[str, CompletionHook] = {}
+#: ``payload["on_complete"]`` name -> the note a job's completion runs in its own transaction, right after
+#: the run's record is stored (e.g. the outcome on the integration record): the record and the note are
+#: written together or not at all. Filled by the modules that own those records.
+COMPLETION_NOTES: dict[str, CompletionNote] = {}
 
 
-def register_completion_hook(name: str, hook: CompletionHook) -> None:
-    """Run ``hook(store, job, stored)`` after each run of a job whose payload names ``on_complete=name``."""
-    COMPLETION_HOOKS[name] = hook
+def register_completion_note(name: str, note: CompletionNote) -> None:
+    """Run ``note(records, stored)`` in the completion of each run of a job whose payload names
+    ``on_complete=name``."""
+    COMPLETION_NOTES[name] = note
+
+
+def completion_note(job: Job) -> CompletionNote | None:
+    return COMPLETION_NOTES.get(str(job.payload.get("on_complete") or ""))
 
 
 # --- the long retry schedule ------------------------------------------------------------------------------
@@ -340,8 +346,6 @@ class Submission:
     jobs: list[Job]
     created: list[bool]
     documents: list[dict[str, Any] | None]
-    #: jobs whose completion hook already ran in this process after their run (nothing left to ensure)
-    hooked: frozenset[str] = frozenset()
 
     @property
     def done(self) -> bool:

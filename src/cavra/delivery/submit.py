@@ -166,7 +166,7 @@ async def deliver_jobs(
             if all(j.id in known for j in current):
                 current = [known[j.id][1] for j in current]
                 docs: list[dict[str, Any] | None] = [_document(known[j.id][0]) for j in current]
-                return Submission(current, [e.created for e in enqueued], docs, frozenset(worker.hooked))
+                return Submission(current, [e.created for e in enqueued], docs)
             timeout = max(0.0, timeout - (time.monotonic() - started))
 
         def answerable(j: Job) -> bool:

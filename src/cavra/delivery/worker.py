@@ -35,11 +35,11 @@ from cavra.delivery.engine import batching, deliver_batch, deliver_one
 from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import (
-    COMPLETION_HOOKS,
     DEFAULT_LEASE_SECONDS,
     SIGNALS,
     Schedule,
     Signals,
+    completion_note,
     outcome_for,
 )
 from cavra.delivery.record import ProviderDelivery, build_record
@@ -117,8 +117,6 @@ class Worker:
         self._only: list[str] | None = None
         #: with ``only``: job id -> (its stored record, the job after the run), for the face to answer from
         self.results: dict[str, tuple[StoredDelivery, Job]] = {}
-        #: with ``only``: the jobs whose completion hook ran (after their record was stored) without error
-        self.hooked: set[str] = set()
         self._task: asyncio.Task[WorkerStats] | None = None
 
     # --- control -----------------------------------------------------------------------------------------
@@ -375,7 +373,8 @@ class Worker:
         try:
             target = self._target(first.provider, options)
         except ConfigError as exc:
-            await asyncio.gather(*(self._settle(job, None, str(exc), t0) for job in jobs))
+            now = datetime.now(UTC)
+            await asyncio.gather(*(self._settle(job, None, str(exc), t0, now) for job in jobs))
             return
         admission = await self.guard.admit(first)
         if admission.defer is not None:
@@ -393,38 +392,37 @@ class Worker:
         sent = [r for r in results if r.attempts]
         if sent:  # the provider's health follows the request, not each event in it
             await self.guard.report(first, max(sent, key=lambda r: r.attempt_count))
+        now = datetime.now(UTC)
         await asyncio.gather(
-            *(self._settle(job, result, None, t0) for job, result in zip(jobs, results, strict=True))
+            *(self._settle(job, r, None, t0, now) for job, r in zip(jobs, results, strict=True))
         )
 
     async def _settle(
-        self, job: Job, result: ProviderDelivery | None, config_error: str | None, t0: float
+        self,
+        job: Job,
+        result: ProviderDelivery | None,
+        config_error: str | None,
+        t0: float,
+        now: datetime | None = None,
     ) -> None:
-        """Store the run's record and the job's new state; then tell whoever waits."""
+        """Store the run's record and the job's new state; then tell whoever waits. ``now``: one time for
+        all the jobs of a batch, so that those rescheduled come due together (and go out as a batch)."""
         event = job.event
         if result is not None:
             record = build_record(event, [result])
         else:
             record = build_record(event, [], config_errors={job.provider: f"not sent: {config_error}"})
-        outcome = outcome_for(job, result, self.schedule, datetime.now(UTC), config_error=config_error)
+        outcome = outcome_for(job, result, self.schedule, now or datetime.now(UTC), config_error=config_error)
         self._completing.add(job.id)
         try:
-            stored, after, held = await self._completer.complete(job.id, record, outcome)
+            note = completion_note(job)
+            stored, after, held = await self._completer.complete(job.id, record, outcome, note)
         finally:
             self._completing.discard(job.id)
         self._count(outcome, held)
         if self._only is not None:
             self.results[job.id] = (stored, after)
         self.observer.run_finished(job, result, outcome, time.monotonic() - t0)
-        hook = COMPLETION_HOOKS.get(str(job.payload.get("on_complete") or ""))
-        if hook is not None:
-            try:
-                await asyncio.to_thread(hook, self.store, after, stored)
-            except Exception:
-                log.exception("job %s: completion hook %s failed", job.id, job.payload.get("on_complete"))
-            else:
-                if self._only is not None:
-                    self.hooked.add(job.id)
         self.signals.job_done(job.id)
 
     def _target(self, provider: str, options: dict[str, Any]) -> Target:

@@ -10,7 +10,7 @@ run by any worker, later, is noted too).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,15 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cavra.config import LoadedConfig
 from cavra.connectors.registry import CATEGORY_OF, unknown_provider_message
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import register_completion_hook
+from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import iso, utcnow
 from cavra.errors import ConflictError, InputError, NotFoundError
 from cavra.events import normalize_event
-from cavra.governance.outbox import NOTE_LOCK, Request, check_timeout, submit
+from cavra.governance.outbox import Request, check_timeout, submit
 from cavra.governance.records import format_errors
 from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import INTEGRATION_DELIVERY, Store, StoredDelivery
-from cavra.store.jobs import Job
+from cavra.store.base import RecordAccess
 from cavra.transport import Transport
 
 INTEGRATION_SCHEMA = "cavra.integration.v1"
@@ -177,7 +177,6 @@ async def deliver_integration(
         store,
         config,
         request,
-        note=note_integration_delivery,
         wait=wait,
         wait_seconds=wait_seconds,
         transport=transport,
@@ -185,33 +184,29 @@ async def deliver_integration(
     )
 
 
-def note_integration_delivery(store: Store, delivery_id: str, doc: Mapping[str, Any]) -> None:
-    """Set the integration's ``last_delivery`` from one stored delivery record (idempotent)."""
+def note_integration_delivery(records: RecordAccess, stored: StoredDelivery) -> None:
+    """Set the integration's ``last_delivery`` from one stored delivery record (idempotent; a deleted
+    integration stays deleted). A completion note: it runs in the completion's transaction."""
+    doc = stored.document
     integration_id = doc.get("integration_id") or doc.get("subject_id")
     if not isinstance(integration_id, str):
         return
+    current = records.get("integration", integration_id)
+    if current is None:
+        return
+    noted = current.get("last_delivery")
+    if isinstance(noted, dict) and noted.get("delivery_id") == stored.id:
+        return
     errors = [e.get("error") for e in doc.get("errors") or [] if e.get("error")]
     last = {
-        "delivery_id": delivery_id,
+        "delivery_id": stored.id,
         "event_id": doc.get("event_id"),
         "event_type": doc.get("event_type"),
         "success": bool(doc.get("success")),
         "at": doc.get("created_at") or iso(utcnow()),
         "error": errors[0] if errors else None,
     }
-
-    def change(current: dict[str, Any]) -> dict[str, Any] | None:
-        noted = current.get("last_delivery")
-        if isinstance(noted, dict) and noted.get("delivery_id") == delivery_id:
-            return None  # noted already
-        return {**current, "last_delivery": last}
-
-    with NOTE_LOCK:  # one read-modify-write (a deleted integration is left deleted)
-        store.update_record("integration", integration_id, change)
+    records.put("integration", integration_id, {**current, "last_delivery": last})
 
 
-def _integration_hook(store: Store, job: Job, stored: StoredDelivery) -> None:
-    note_integration_delivery(store, stored.id, stored.document)
-
-
-register_completion_hook(INTEGRATION_HOOK, _integration_hook)
+register_completion_note(INTEGRATION_HOOK, note_integration_delivery)

@@ -8,16 +8,13 @@ record, or, when the caller does not wait or the deadline passes, the 202 body o
 "jobs"}``); :func:`is_accepted` tells the two apart.
 
 Records that note a delivery's outcome (an integration's ``last_delivery``, an export's publication) are
-updated by completion hooks, which run after every run of the job in whichever worker runs it. The hook
-runs just after the record is stored, so a waiting caller may see the record first: :func:`ensure_noted`
-applies the same (idempotent) note before the façade answers.
+updated by completion notes (``cavra.delivery.queue.register_completion_note``), which run in the job's
+completion transaction, whichever worker runs it: a caller that sees the record sees the note.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +31,6 @@ from cavra.transport import Transport
 UNTIL_DONE = 24 * 3600.0
 #: Longest per-attempt timeout a caller may ask for.
 MAX_TIMEOUT_SECONDS = 300.0
-
-#: Serializes read-modify-write notes in this process (two providers' jobs may complete at once).
-NOTE_LOCK = threading.Lock()
-
-#: ``(store, delivery_id, document)``: record one run's outcome where it is noted.
-Note = Callable[[Store, str, Mapping[str, Any]], None]
 
 
 def check_timeout(timeout_seconds: float | None) -> None:
@@ -82,7 +73,6 @@ async def submit(
     request: Request,
     *,
     records: Sequence[RecordPut] = (),
-    note: Note | None = None,
     wait: bool = True,
     wait_seconds: float | None = None,
     transport: Transport | None = None,
@@ -120,14 +110,4 @@ async def submit(
     )
     if not sub.done:
         return sub.accepted()
-    if note is not None:
-        for job, doc in zip(sub.jobs, sub.documents, strict=True):
-            if doc is not None and job.id not in sub.hooked:  # the hook noted it already
-                await asyncio.to_thread(ensure_noted, note, store, doc)
     return combined_record(sub)
-
-
-def ensure_noted(note: Note, store: Store, document: Mapping[str, Any]) -> None:
-    delivery_id = document.get("delivery_id") or document.get("id")
-    if isinstance(delivery_id, str):
-        note(store, delivery_id, document)

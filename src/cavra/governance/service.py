@@ -20,7 +20,7 @@ from typing import Any
 from cavra import history
 from cavra.config import LoadedConfig
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import register_completion_hook
+from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError
 from cavra.governance.events import (
@@ -38,12 +38,12 @@ from cavra.governance.integrations import (
     list_integrations,
     upsert_integration,
 )
-from cavra.governance.outbox import NOTE_LOCK, Request, check_wait, is_accepted, submit
+from cavra.governance.outbox import Request, check_wait, is_accepted, submit
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
 from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import Store
-from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, StoredDelivery
-from cavra.store.jobs import Job, RecordPut
+from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, RecordAccess, StoredDelivery
+from cavra.store.jobs import RecordPut
 from cavra.transport import Transport
 
 __all__ = [
@@ -237,45 +237,42 @@ def _publication_providers(spec: str, export: Mapping[str, Any]) -> list[str]:
     return providers
 
 
-def note_publication(store: Store, delivery_id: str, doc: Mapping[str, Any]) -> None:
+def note_publication(records: RecordAccess, stored: StoredDelivery) -> None:
     """Keep the latest publication outcome per provider in the ``endpoint_publication`` record (from one
-    stored publication delivery record; idempotent)."""
+    stored publication delivery record; idempotent). A completion note: it runs in the completion's
+    transaction (and in :meth:`Store.with_records` for a publication refused before any job)."""
+    doc = stored.document
     export_id = doc.get("subject_id") or doc.get("export_id")
     if not isinstance(export_id, str):
         return
     by_provider = {d.get("provider"): d for d in doc.get("deliveries") or []}
     errors = {e.get("provider"): e.get("error") for e in doc.get("errors") or []}
     providers = [str(p) for p in dict.fromkeys([*by_provider, *errors]) if p]
-    with NOTE_LOCK:
-        current = store.get_record("endpoint_publication", export_id) or {}
-        outcomes = dict(current.get("providers") or {})
-        if current and all((outcomes.get(p) or {}).get("delivery_id") == delivery_id for p in providers):
-            return
-        export = store.get_record("endpoint_export", export_id) or {}
-        for name in providers:
-            item = by_provider.get(name) or {}
-            outcomes[name] = {
-                "delivery_id": delivery_id,
-                "success": bool(item.get("success")),
-                "status": item.get("status") or "failed",
-                "at": doc.get("created_at"),
-                "error": item.get("error") or errors.get(name),
-            }
-        body = {
-            "export_id": export_id,
-            "release": export.get("release", current.get("release")),
-            "channel": export.get("channel", current.get("channel")),
-            "published": any(o["success"] for o in outcomes.values()),
-            "providers": outcomes,
+    current = records.get("endpoint_publication", export_id) or {}
+    outcomes = dict(current.get("providers") or {})
+    if current and all((outcomes.get(p) or {}).get("delivery_id") == stored.id for p in providers):
+        return
+    export = records.get("endpoint_export", export_id) or {}
+    for name in providers:
+        item = by_provider.get(name) or {}
+        outcomes[name] = {
+            "delivery_id": stored.id,
+            "success": bool(item.get("success")),
+            "status": item.get("status") or "failed",
+            "at": doc.get("created_at"),
+            "error": item.get("error") or errors.get(name),
         }
-        store.put_record("endpoint_publication", export_id, body)
+    body = {
+        "export_id": export_id,
+        "release": export.get("release", current.get("release")),
+        "channel": export.get("channel", current.get("channel")),
+        "published": any(o["success"] for o in outcomes.values()),
+        "providers": outcomes,
+    }
+    records.put("endpoint_publication", export_id, body)
 
 
-def _publication_hook(store: Store, job: Job, stored: StoredDelivery) -> None:
-    note_publication(store, stored.id, stored.document)
-
-
-register_completion_hook(PUBLICATION_HOOK, _publication_hook)
+register_completion_note(PUBLICATION_HOOK, note_publication)
 
 
 async def publish_endpoint_export(
@@ -326,7 +323,7 @@ async def publish_endpoint_export(
             subject_kind=k.name,
             subject_id=rid,
         )
-        await asyncio.to_thread(note_publication, store, stored.id, stored.document)
+        await asyncio.to_thread(store.with_records, lambda records: note_publication(records, stored))
         raise PublicationRefused(refused.export_id, refused.reason, delivery_id=stored.id) from None
     request = Request(
         event,
@@ -343,7 +340,6 @@ async def publish_endpoint_export(
         config,
         request,
         records=[RecordPut(k.name, rid, record)] if is_new else (),
-        note=note_publication,
         wait=wait,
         wait_seconds=wait_seconds,
         transport=transport,

@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from cavra.store import rawsql
 from cavra.store.base import utc
 from cavra.store.schema import pd_event_streaks, pd_event_type_totals, pd_totals
 from cavra.store.schema import provider_deliveries as pd
@@ -163,13 +164,14 @@ class Aggregates:
             wanted = keys - set(into)
             if not wanted:
                 continue
-            # one cached statement per table: each key column IN the values wanted (a superset of the
-            # wanted keys, which the loop below picks out)
-            stmt = _READS[table.name]
-            params = {c: sorted({k[i] for k in wanted}) for i, c in enumerate(cols)}
-            for start in range(0, len(params[cols[-1]]), _READ_CHUNK):
-                chunk = params | {cols[-1]: params[cols[-1]][start : start + _READ_CHUNK]}
-                for m in conn.execute(stmt, chunk).mappings():
+            # one statement per table: each key column IN the values wanted (a superset of the wanted
+            # keys, which the loop below picks out)
+            stmt, columns = _READS[table.name]
+            values = [sorted({k[i] for k in wanted}) for i in range(len(cols))]
+            last = values[-1]
+            for start in range(0, len(last), _READ_CHUNK):
+                for row in stmt.rows(conn, [*values[:-1], last[start : start + _READ_CHUNK]]):
+                    m = dict(zip(columns, row, strict=True))
                     key = tuple(m[c] for c in cols)
                     if key not in wanted:
                         continue
@@ -214,37 +216,55 @@ class Aggregates:
 
     def write(self, conn: sa.Connection) -> None:
         """Write every row held back: UPDATE the ones read, INSERT the new ones (each as one executemany)."""
-        for table, cols, names, items in (
+        for table, _cols, names, items in (
             (pd_totals, ("metadata_kind", "provider"), _TOTALS, self.totals),
             (pd_event_type_totals, ("metadata_kind", "event_key"), _TYPE, self.types),
             (pd_event_streaks, ("metadata_kind", "provider", "event_key"), _EVENT, self.events),
         ):
-            updates: list[dict[str, Any]] = []
-            inserts: list[dict[str, Any]] = []
+            updates: list[tuple[Any, ...]] = []
+            inserts: list[tuple[Any, ...]] = []
             for key, value in items.items():
-                row = {n: getattr(value, n) for n in names}
+                row = tuple(getattr(value, n) for n in names)
                 if (table.name, key) in self._stored:
-                    updates.append(row | {f"k_{c}": k for c, k in zip(cols, key, strict=True)})
+                    updates.append(row + key)
                 else:
-                    inserts.append(row | dict(zip(cols, key, strict=True)))
-            if inserts:
-                conn.execute(sa.insert(table), inserts)
-            if updates:
-                where = [table.c[c] == sa.bindparam(f"k_{c}") for c in cols]
-                conn.execute(
-                    sa.update(table).where(*where).values({n: sa.bindparam(n) for n in names}), updates
-                )
+                    inserts.append(row + key)
+            insert, update = _WRITES[table.name]
+            insert.executemany(conn, inserts)
+            update.executemany(conn, updates)
             self._stored.update((table.name, key) for key in items)
 
 
-_READS = {
-    table.name: sa.select(table).where(*[table.c[c].in_(sa.bindparam(c, expanding=True)) for c in cols])
-    for table, cols in (
-        (pd_totals, ("metadata_kind", "provider")),
-        (pd_event_type_totals, ("metadata_kind", "event_key")),
-        (pd_event_streaks, ("metadata_kind", "provider", "event_key")),
+def _writes(table: sa.Table, cols: Sequence[str], names: Sequence[str]) -> tuple[rawsql.Raw, rawsql.Raw]:
+    """The INSERT and the UPDATE of an aggregate row (parameters: ``names``' values, then the key's)."""
+    insert = rawsql.insert(table, [*names, *cols])
+    sets = ", ".join(f'"{n}" = ?' for n in names)
+    where = " AND ".join(f'"{c}" = ?' for c in cols)
+    update = rawsql.Raw(
+        f'UPDATE "{table.name}" SET {sets} WHERE {where}',  # noqa: S608 - names from schema.py
+        [table.c[c].type for c in (*names, *cols)],
     )
-}
+    return insert, update
+
+
+def _reads(table: sa.Table, cols: Sequence[str]) -> tuple[rawsql.Raw, list[str]]:
+    """Every column of the aggregate rows whose key columns are each IN a list of values."""
+    where = " AND ".join(f'"{c}" IN (?*)' for c in cols)
+    stmt = rawsql.Raw(
+        f'SELECT {rawsql.columns(table)} FROM "{table.name}" WHERE {where}',  # noqa: S608 - from schema.py
+        [rawsql.many(table.c[c].type) for c in cols],
+        result=[c.type for c in table.c],
+    )
+    return stmt, [c.name for c in table.c]
+
+
+_KEYS = (
+    (pd_totals, ("metadata_kind", "provider"), _TOTALS),
+    (pd_event_type_totals, ("metadata_kind", "event_key"), _TYPE),
+    (pd_event_streaks, ("metadata_kind", "provider", "event_key"), _EVENT),
+)
+_WRITES = {table.name: _writes(table, cols, names) for table, cols, names in _KEYS}
+_READS = {table.name: _reads(table, cols) for table, cols, _names in _KEYS}
 
 _INDEX_READ = sa.select(
     pd.c.id,

@@ -8,11 +8,11 @@ for the seed's ``--metadata-json`` file). Faces never use a backend directly: th
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from cavra.errors import InputError
 from cavra.store.chain import ChainIter, ChainReport, verify_entries
@@ -76,6 +76,19 @@ def check_metadata_kind(kind: str) -> str:
     if kind not in METADATA_KINDS:
         raise InputError(f"unknown metadata kind {kind!r} (expected one of: {', '.join(METADATA_KINDS)})")
     return kind
+
+
+class RecordAccess(Protocol):
+    """Plain records inside a store transaction (:meth:`Store.with_records`, completion notes)."""
+
+    def get(self, kind: str, record_id: str) -> dict[str, Any] | None: ...
+
+    def put(self, kind: str, record_id: str, body: dict[str, Any]) -> None: ...
+
+
+#: ``note(records, stored)``: run in a job completion's transaction, after its record is stored, to keep a
+#: plain record in step with it (an integration's ``last_delivery``, an export's publication outcomes)
+CompletionNote = Callable[[RecordAccess, "StoredDelivery"], None]
 
 
 @dataclass(frozen=True)
@@ -254,11 +267,27 @@ class Store(abc.ABC):
         return None if entry is None else entry.body
 
     @abc.abstractmethod
+    def with_records(self, work: Callable[[RecordAccess], T]) -> T:
+        """Run ``work(records)`` in one write transaction: what it reads and writes through ``records`` is
+        one atomic read-modify-write (across threads and processes)."""
+
     def update_record(
         self, kind: str, record_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
     ) -> bool:
         """Read-modify-write a record in one transaction: ``change(body)`` answers the new body, or ``None``
         to leave it as it is. ``False`` when there is no such record (``change`` is not called)."""
+
+        def work(records: RecordAccess) -> bool:
+            body = records.get(kind, record_id)
+            if body is None:
+                return False
+            new = change(body)
+            if new is not None:
+                records.put(kind, record_id, new)
+            return True
+
+        check_kind(kind)
+        return self.with_records(work)
 
     def list_records(self, kind: str) -> list[dict[str, Any]]:
         return [entry.body for entry in self.list_record_entries(kind)]
@@ -358,9 +387,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def complete_jobs(
-        self, owner: str, items: Sequence[tuple[str, dict[str, Any], JobOutcome]]
+        self,
+        owner: str,
+        items: Sequence[tuple[str, dict[str, Any], JobOutcome]],
+        *,
+        notes: Mapping[str, CompletionNote] | None = None,
     ) -> list[tuple[StoredDelivery, Job, bool]]:
-        """:meth:`complete_job` for several jobs in one transaction (all or none are written)."""
+        """:meth:`complete_job` for several jobs in one transaction (all or none are written).
+
+        ``notes``: job id -> a note run in the same transaction after that job's record is stored; a note
+        that fails is logged and undone (its writes only), never failing the completion."""
 
     @abc.abstractmethod
     def release_jobs(

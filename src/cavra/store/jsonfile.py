@@ -16,11 +16,12 @@ Layout (one delivery per line, so a diff or ``grep`` shows one record)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,12 +35,14 @@ from cavra.store import jsonformat as fmt
 from cavra.store import memjobs as mj
 from cavra.store import memquery as mq
 from cavra.store.base import (
+    CompletionNote,
     Cursor,
     DeliveryFilter,
     EventTypeStats,
     FailureStreak,
     ProviderDeliveryRow,
     ProviderStats,
+    RecordAccess,
     Store,
     StoredDelivery,
     StoredRecord,
@@ -64,6 +67,8 @@ from cavra.store.jobs import (
     RecordPut,
     job_section,
 )
+
+log = logging.getLogger("cavra.store")
 
 LOCK_TIMEOUT = 60.0
 T = TypeVar("T")
@@ -217,18 +222,9 @@ class JsonFileStore(Store):
         with self._update() as data:
             self._put(data, kind, record_id, body, now)
 
-    def update_record(
-        self, kind: str, record_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
-    ) -> bool:
-        check_kind(kind)
+    def with_records(self, work: Callable[[RecordAccess], T]) -> T:
         with self._update() as data:
-            entry = data["records"].get(kind, {}).get(record_id)
-            if entry is None:
-                return False
-            new = change(json.loads(json.dumps(entry["body"])))
-            if new is not None:
-                self._put(data, kind, record_id, new, datetime.now(UTC))
-            return True
+            return work(_Records(self, data))
 
     @staticmethod
     def _put(data: dict[str, Any], kind: str, record_id: str, body: dict[str, Any], now: datetime) -> None:
@@ -397,7 +393,11 @@ class JsonFileStore(Store):
             return mj.extend(data, owner, job_ids, lease_seconds, datetime.now(UTC))
 
     def complete_jobs(
-        self, owner: str, items: Sequence[tuple[str, dict[str, Any], JobOutcome]]
+        self,
+        owner: str,
+        items: Sequence[tuple[str, dict[str, Any], JobOutcome]],
+        *,
+        notes: Mapping[str, CompletionNote] | None = None,
     ) -> list[tuple[StoredDelivery, Job, bool]]:
         now = datetime.now(UTC)
         out: list[tuple[StoredDelivery, Job, bool]] = []
@@ -411,7 +411,21 @@ class JsonFileStore(Store):
                 section = job_section(job, outcome, held)
                 stored = self._append(data, {**record, "job": section}, **job.append_args())
                 out.append((stored, mj.finish(item, outcome, stored.id, now) if held else job, held))
+            for stored, job, _held in out:
+                note = (notes or {}).get(job.id)
+                if note is not None:
+                    self._note(data, note, stored)
         return out
+
+    def _note(self, data: dict[str, Any], note: CompletionNote, stored: StoredDelivery) -> None:
+        """Run a completion note; if it fails, undo what it wrote (the records as they were) and log it."""
+        before = data["records"]
+        data["records"] = {kind: dict(entries) for kind, entries in before.items()}
+        try:
+            note(_Records(self, data), stored)
+        except Exception:
+            data["records"] = before
+            log.exception("a completion note failed for delivery %s (the record is stored)", stored.id)
 
     def release_jobs(
         self, owner: str, job_ids: Sequence[str], *, run_after: datetime | None = None, uncount: bool = False
@@ -458,3 +472,20 @@ class JsonFileStore(Store):
     def list_destinations(self) -> list[Destination]:
         table = self._load().data.get("destinations") or {}
         return [mj.to_destination(p, raw) for p, raw in sorted(table.items())]
+
+
+class _Records:
+    """Plain records of the document being updated (:meth:`JsonFileStore.with_records`, notes)."""
+
+    def __init__(self, store: JsonFileStore, data: dict[str, Any]) -> None:
+        self._store = store
+        self._data = data
+
+    def get(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        check_kind(kind)
+        entry = self._data["records"].get(kind, {}).get(record_id)
+        return None if entry is None else fmt.record(kind, record_id, entry).body
+
+    def put(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
+        check_kind(kind)
+        self._store._put(self._data, kind, record_id, body, datetime.now(UTC))

@@ -41,9 +41,11 @@ def many(type_: sa.types.TypeEngine[Any]) -> Any:
 
 
 class _Rendered:
-    __slots__ = ("sql", "procs", "lists", "results", "any_proc")
+    __slots__ = ("any_proc", "lists", "procs", "results", "sql")
 
-    def __init__(self, sql: str, procs: list[Processor], lists: list[bool], results: list[Processor]) -> None:
+    def __init__(
+        self, sql: str, procs: list[Processor], lists: list[bool], results: Sequence[Processor]
+    ) -> None:
         self.sql = sql
         self.procs = procs
         self.lists = lists
@@ -60,7 +62,7 @@ class Raw:
         types: Sequence[Any],
         result: Sequence[sa.types.TypeEngine[Any]] = (),
     ) -> None:
-        marks = sql.count("?") - sql.count("(?*)")
+        marks = sql.count("?")  # an IN (?*) list is one parameter
         if marks != len(types):
             raise ValueError(f"{len(types)} types for {marks} placeholders: {sql}")
         if sum(isinstance(t, _Many) for t in types) != sql.count("(?*)"):
@@ -94,7 +96,9 @@ class Raw:
         if not any(r.lists):
             if not r.any_proc:
                 return r.sql, list(params)
-            return r.sql, [v if p is None or v is None else p(v) for p, v in zip(r.procs, params, strict=True)]
+            return r.sql, [
+                v if p is None or v is None else p(v) for p, v in zip(r.procs, params, strict=True)
+            ]
         out: list[Any] = []
         lengths: list[int] = []
         for p, listed, v in zip(r.procs, r.lists, params, strict=True):
@@ -136,7 +140,8 @@ class Raw:
         if not any(p is not None for p in procs):
             return [tuple(row) for row in got]
         return [
-            tuple(v if p is None or v is None else p(v) for p, v in zip(procs, row, strict=True)) for row in got
+            tuple(v if p is None or v is None else p(v) for p, v in zip(procs, row, strict=True))
+            for row in got
         ]
 
     def run(self, conn: sa.Connection, params: Sequence[Any] = ()) -> int:
@@ -158,7 +163,10 @@ class Raw:
             raise ValueError(f"executemany with list parameters: {self.sql}")
         if r.any_proc:
             procs = r.procs
-            rows = [tuple(v if p is None or v is None else p(v) for p, v in zip(procs, x, strict=True)) for x in rows]
+            rows = [
+                tuple(v if p is None or v is None else p(v) for p, v in zip(procs, x, strict=True))
+                for x in rows
+            ]
         if len(rows) == 1:
             _run(conn, r.sql, rows[0], many=False).close()
         else:

@@ -11,8 +11,9 @@ record and sets the job's state in one of them.
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,12 +27,14 @@ from cavra.store import aggquery as agg
 from cavra.store import sqljobs as sj
 from cavra.store import sqlquery as q
 from cavra.store.base import (
+    CompletionNote,
     Cursor,
     DeliveryFilter,
     EventTypeStats,
     FailureStreak,
     ProviderDeliveryRow,
     ProviderStats,
+    RecordAccess,
     Store,
     StoredDelivery,
     StoredRecord,
@@ -62,6 +65,7 @@ from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, destinations,
 from cavra.store.schema import jobs as jobs_table
 from cavra.store.sqlappend import Append, append_batch
 
+log = logging.getLogger("cavra.store")
 T = TypeVar("T")
 
 _BATCH = 500
@@ -158,18 +162,9 @@ class SqlStore(Store):
         }
         conn.execute(_UPSERT_RECORD[self.backend], values)
 
-    def update_record(
-        self, kind: str, record_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
-    ) -> bool:
-        check_kind(kind)
+    def with_records(self, work: Callable[[RecordAccess], T]) -> T:
         with self._write() as conn:
-            row = conn.execute(_RECORD_BODY_LOCKED, {"kind": kind, "record_id": record_id}).first()
-            if row is None:
-                return False
-            new = change(json.loads(row[0]))
-            if new is not None:
-                self._put(conn, kind, record_id, new, datetime.now(UTC))
-            return True
+            return work(_Records(self, conn))
 
     def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
         check_kind(kind)
@@ -352,7 +347,11 @@ class SqlStore(Store):
             return sj.extend(conn, owner, job_ids, lease_seconds, datetime.now(UTC))
 
     def complete_jobs(
-        self, owner: str, items: Sequence[tuple[str, dict[str, Any], JobOutcome]]
+        self,
+        owner: str,
+        items: Sequence[tuple[str, dict[str, Any], JobOutcome]],
+        *,
+        notes: Mapping[str, CompletionNote] | None = None,
     ) -> list[tuple[StoredDelivery, Job, bool]]:
         if not items:
             return []
@@ -377,7 +376,23 @@ class SqlStore(Store):
                 finished.append((job, mine))
             sj.write_finished(conn, owner, [job for job, mine in finished if mine])
             stored = append_batch(conn, appends, aggregates=self.aggregates)
+            for (job_id, _r, _o), one in zip(items, stored, strict=True):
+                note = (notes or {}).get(job_id)
+                if note is not None:
+                    self._note(conn, note, one)
         return [(s, job, mine) for s, (job, mine) in zip(stored, finished, strict=True)]
+
+    def _note(self, conn: sa.Connection, note: CompletionNote, stored: StoredDelivery) -> None:
+        """Run a completion note in a savepoint: if it fails, what it wrote is undone and it is logged; the
+        completion (the record and the job's state) is written all the same."""
+        savepoint = conn.begin_nested()
+        try:
+            note(_Records(self, conn), stored)
+        except Exception:
+            savepoint.rollback()
+            log.exception("a completion note failed for delivery %s (the record is stored)", stored.id)
+        else:
+            savepoint.commit()
 
     def release_jobs(
         self, owner: str, job_ids: Sequence[str], *, run_after: datetime | None = None, uncount: bool = False
@@ -470,3 +485,20 @@ def _document(m: sa.RowMapping) -> dict[str, Any] | None:
     doc["previous_sha256"] = m["previous_sha256"]
     doc["record_sha256"] = m["record_sha256"]
     return doc
+
+
+class _Records:
+    """Plain records inside one of the store's write transactions (rows locked on PostgreSQL)."""
+
+    def __init__(self, store: SqlStore, conn: sa.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    def get(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        check_kind(kind)
+        row = self._conn.execute(_RECORD_BODY_LOCKED, {"kind": kind, "record_id": record_id}).first()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
+        check_kind(kind)
+        self._store._put(self._conn, kind, record_id, body, datetime.now(UTC))

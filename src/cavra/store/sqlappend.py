@@ -9,6 +9,7 @@ aggregates those rows change (:mod:`cavra.store.aggregates`), and the head, once
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,26 +25,51 @@ from cavra.store.chain import record_hash
 from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
 from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, provider_deliveries
 
-_HEAD = sa.select(chain_head.c.count, chain_head.c.last_id, chain_head.c.last_sha256).where(
-    chain_head.c.name == CHAIN_NAME
-)
-_HEAD_LOCKED = _HEAD.with_for_update()
-_SET_HEAD = (
-    sa.update(chain_head)
-    .where(chain_head.c.name == CHAIN_NAME)
-    .values(
-        count=sa.bindparam("h_count"), last_id=sa.bindparam("h_last_id"), last_sha256=sa.bindparam("h_sha")
-    )
+_HEAD_TYPES = [chain_head.c.count.type, chain_head.c.last_id.type, chain_head.c.last_sha256.type]
+#: the chain head, locked (PostgreSQL); on SQLite (which holds the database lock) with the greatest index
+#: row id, the rowid the next index row gets after
+_HEAD = {
+    "postgresql": rawsql.Raw(
+        'SELECT "count", "last_id", "last_sha256" FROM chain_head WHERE "name" = ? FOR UPDATE',
+        [chain_head.c.name.type],
+        result=_HEAD_TYPES,
+    ),
+    "sqlite": rawsql.Raw(
+        'SELECT "count", "last_id", "last_sha256", (SELECT max("id") FROM provider_deliveries) '
+        'FROM chain_head WHERE "name" = ?',
+        [chain_head.c.name.type],
+        result=[*_HEAD_TYPES, provider_deliveries.c.id.type],
+    ),
+}
+_SET_HEAD = rawsql.Raw(
+    'UPDATE chain_head SET "count" = ?, "last_id" = ?, "last_sha256" = ? WHERE "name" = ?',
+    [*_HEAD_TYPES, chain_head.c.name.type],
 )
 _DELIVERY_COLUMNS = [c.name for c in deliveries.c]
+assert _DELIVERY_COLUMNS == [
+    "sequence",
+    "id",
+    "metadata_kind",
+    "created_at",
+    "event_type",
+    "event_id",
+    "subject_kind",
+    "subject_id",
+    "integration_id",
+    "record",
+    "record_sha256",
+    "previous_sha256",
+]
 _INDEX_COLUMNS = [c.name for c in provider_deliveries.c]
 _INSERT_DELIVERIES = rawsql.insert(deliveries, _DELIVERY_COLUMNS)
 _INSERT_INDEX_ROWS = rawsql.insert(provider_deliveries, _INDEX_COLUMNS)
 _INSERT_INDEX_PLAIN = sa.insert(provider_deliveries)
-_MAX_INDEX_ID = sa.select(sa.func.max(provider_deliveries.c.id))
-_PG_NEXT_IDS = sa.text(
-    "SELECT nextval(pg_get_serial_sequence('provider_deliveries', 'id')) FROM generate_series(1, :n)"
+_PG_NEXT_IDS = rawsql.Raw(
+    "SELECT nextval(pg_get_serial_sequence('provider_deliveries', 'id')) FROM generate_series(1, ?)",
+    [sa.Integer()],
 )
+#: the one top-level field of a hashed document that its stored ``record`` text leaves out
+_PREVIOUS = "previous_sha256"
 
 
 @dataclass(frozen=True)
@@ -59,13 +85,43 @@ class Append:
     delivery_id: str | None = None
 
 
-def _next_index_ids(conn: sa.Connection, n: int) -> list[int]:
+def _next_index_ids(conn: sa.Connection, n: int, max_id: int | None) -> list[int]:
     """Ids for ``n`` new index rows, increasing in append order (the caller holds the chain head, so no
-    other appender takes ids meanwhile): SQLite's next rowids; PostgreSQL's sequence, advanced by ``n``."""
+    other appender takes ids meanwhile): SQLite's next rowids (after ``max_id``, read with the head);
+    PostgreSQL's sequence, advanced by ``n``."""
     if conn.dialect.name == "postgresql":
-        return sorted(int(i) for i in conn.execute(_PG_NEXT_IDS, {"n": n}).scalars())
-    start = int(conn.execute(_MAX_INDEX_ID).scalar() or 0)
+        return sorted(int(r[0]) for r in _PG_NEXT_IDS.rows(conn, [n]))
+    start = int(max_id or 0)
     return list(range(start + 1, start + n + 1))
+
+
+def _object(items: dict[str, Any]) -> bytes:
+    """The canonical JSON members of ``items`` without the enclosing braces."""
+    return canonical_json(items)[1:-1]
+
+
+def hashed_and_stored(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """``(record_sha256, stored record text)`` of a document without ``record_sha256``: the hash of its
+    canonical JSON (:func:`cavra.store.chain.record_hash`) and the canonical JSON without
+    ``previous_sha256``, from one encoding of its other fields (canonical JSON sorts the keys, so the
+    hashed text is the stored text with the previous hash's member put in its place)."""
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for key, value in doc.items():
+        if not isinstance(key, str):  # not canonical-JSON-sortable with the others: the plain way
+            body = {k: v for k, v in doc.items() if k != _PREVIOUS}
+            return record_hash(doc), canonical_json(body).decode()
+        if key < _PREVIOUS:
+            before[key] = value
+        elif key > _PREVIOUS:
+            after[key] = value
+    head, tail = _object(before), _object(after)
+    stored = b",".join(part for part in (head, tail) if part)
+    if _PREVIOUS not in doc:
+        return hashlib.sha256(b"{" + stored + b"}").hexdigest(), "{" + stored.decode() + "}"
+    member = canonical_json({_PREVIOUS: doc[_PREVIOUS]})[1:-1]
+    hashed = b",".join(part for part in (head, member, tail) if part)
+    return hashlib.sha256(b"{" + hashed + b"}").hexdigest(), "{" + stored.decode() + "}"
 
 
 def append_batch(
@@ -77,10 +133,14 @@ def append_batch(
     builds them from the index rows when it is upgraded)."""
     if not items:
         return []
-    count, last_id, last_sha = conn.execute(_HEAD_LOCKED).one()
+    head = _HEAD["postgresql" if conn.dialect.name == "postgresql" else "sqlite"].rows(conn, [CHAIN_NAME])
+    if not head:
+        raise sa.exc.NoResultFound("No row was found when one was required")
+    count, last_id, last_sha = head[0][:3]
+    max_id = head[0][3] if len(head[0]) > 3 else None
     count = int(count)
     now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     index: list[dict[str, Any]] = []
     out: list[StoredDelivery] = []
     for item in items:
@@ -99,32 +159,38 @@ def append_batch(
             previous_id=last_id,
             previous_sha256=last_sha,
         )
-        sha = record_hash(doc)
-        body = {k: v for k, v in doc.items() if k != "previous_sha256"}
+        sha, stored = hashed_and_stored(doc)
+        cols = delivery_columns(doc)
         rows.append(
-            {
-                "sequence": count,
-                "id": delivery_id,
-                **(delivery_columns(doc) | {"created_at": created}),
-                "record": canonical_json(body).decode(),
-                "record_sha256": sha,
-                "previous_sha256": last_sha,
-            }
+            (
+                count,
+                delivery_id,
+                cols["metadata_kind"],
+                created,
+                cols["event_type"],
+                cols["event_id"],
+                cols["subject_kind"],
+                cols["subject_id"],
+                cols["integration_id"],
+                stored,
+                sha,
+                last_sha,
+            )
         )
         index.extend(index_rows(doc, created))
         doc["record_sha256"] = sha
         out.append(StoredDelivery(delivery_id, count, item.metadata_kind, created, sha, last_sha, doc))
         last_id, last_sha = delivery_id, sha
-    _INSERT_DELIVERIES.executemany(conn, [tuple(r[c] for c in _DELIVERY_COLUMNS) for r in rows])
+    _INSERT_DELIVERIES.executemany(conn, rows)
     if index and not aggregates:
         conn.execute(_INSERT_INDEX_PLAIN, index)
     elif index:
         agg = Aggregates()
         agg.read(conn, index)
-        for row, row_id in zip(index, _next_index_ids(conn, len(index)), strict=True):
+        for row, row_id in zip(index, _next_index_ids(conn, len(index), max_id), strict=True):
             row["id"] = row_id
             agg.add(row, row_id)
         _INSERT_INDEX_ROWS.executemany(conn, [tuple(r[c] for c in _INDEX_COLUMNS) for r in index])
         agg.write(conn)
-    conn.execute(_SET_HEAD, {"h_count": count, "h_last_id": last_id, "h_sha": last_sha})
+    _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
     return out

@@ -74,46 +74,123 @@ def to_job(m: sa.RowMapping | dict[str, Any]) -> Job:
     )
 
 
+def _payload(text: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+_JOB_COLUMNS = rawsql.columns(jobs)
+_JOB_TYPES = [c.type for c in jobs.c]
+assert [c.name for c in jobs.c] == [
+    "id",
+    "idempotency_key",
+    "kind",
+    "provider",
+    "payload",
+    "state",
+    "attempts",
+    "run_after",
+    "lease_owner",
+    "lease_expires_at",
+    "last_error",
+    "delivery_id",
+    "replay_of",
+    "created_at",
+    "updated_at",
+]
+
+
+def _row_job(r: Sequence[Any]) -> Job:
+    """:func:`to_job` of a row of ``jobs`` in column order (from a :mod:`rawsql` statement)."""
+    return Job(
+        id=r[0],
+        idempotency_key=r[1],
+        kind=r[2],
+        provider=r[3],
+        payload=_payload(r[4]),
+        state=r[5],
+        attempts=int(r[6]),
+        run_after=r[7],
+        lease_owner=r[8],
+        lease_expires_at=r[9],
+        last_error=r[10],
+        delivery_id=r[11],
+        replay_of=r[12],
+        created_at=r[13],
+        updated_at=r[14],
+    )
+
+
+_ENQUEUE_COLUMNS = [
+    "id",
+    "idempotency_key",
+    "kind",
+    "provider",
+    "payload",
+    "state",
+    "attempts",
+    "run_after",
+    "lease_owner",
+    "lease_expires_at",
+    "replay_of",
+    "created_at",
+    "updated_at",
+]
+_ON_KEY = ' ON CONFLICT ("idempotency_key") DO NOTHING'
+_INSERT_JOBS = rawsql.insert(jobs, _ENQUEUE_COLUMNS, _ON_KEY)
+_INSERT_JOB_RETURNING = rawsql.insert(jobs, _ENQUEUE_COLUMNS, _ON_KEY + ' RETURNING "id"')
+_IDS_BY_KEY = rawsql.Raw(
+    'SELECT "idempotency_key", "id" FROM jobs WHERE "idempotency_key" IN (?*)',
+    [rawsql.many(jobs.c.idempotency_key.type)],
+)
+
+
 def enqueue(
     conn: sa.Connection, backend: str, new: Sequence[NewJob], now: datetime, claim: ClaimNew | None = None
 ) -> list[Enqueued]:
     """Insert the jobs (one ``INSERT ... ON CONFLICT DO NOTHING`` executemany), read them back by key in one
-    query; a key that already held a job keeps it (re-armed when its last run failed, one by one). With
-    ``claim``, the jobs it takes are inserted claimed (running, leased, one attempt)."""
+    query (a single job: its id comes back from the insert's ``RETURNING``); a key that already held a job
+    keeps it (re-armed when its last run failed, one by one). With ``claim``, the jobs it takes are inserted
+    claimed (running, leased, one attempt)."""
     if not new:
         return []
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for job in new:
         taken = claim is not None and claim.takes(job, now)
         rows.append(
-            {
-                "id": new_job_id(),
-                "idempotency_key": job.idempotency_key,
-                "kind": job.kind,
-                "provider": job.provider,
-                "payload": payload_json(job.payload),
-                "state": RUNNING if taken else QUEUED,
-                "attempts": 1 if taken else 0,
-                "run_after": job.run_after or now,
-                "lease_owner": claim.owner if claim is not None and taken else None,
-                "lease_expires_at": claim.lease_until(now) if claim is not None and taken else None,
-                "replay_of": job.replay_of,
-                "created_at": now,
-                "updated_at": now,
-            }
+            (
+                new_job_id(),
+                job.idempotency_key,
+                job.kind,
+                job.provider,
+                payload_json(job.payload),
+                RUNNING if taken else QUEUED,
+                1 if taken else 0,
+                job.run_after or now,
+                claim.owner if claim is not None and taken else None,
+                claim.lease_until(now) if claim is not None and taken else None,
+                job.replay_of,
+                now,
+                now,
+            )
         )
-    conn.execute(_insert(backend, jobs).on_conflict_do_nothing(index_elements=[jobs.c.idempotency_key]), rows)
-    keys = sorted({job.idempotency_key for job in new})
     found: dict[str, str] = {}
-    for start in range(0, len(keys), 500):
-        stmt = sa.select(jobs.c.idempotency_key, jobs.c.id).where(
-            jobs.c.idempotency_key.in_(keys[start : start + 500])
-        )
-        found.update((key, job_id) for key, job_id in conn.execute(stmt).all())
+    if len(rows) == 1:
+        got = _INSERT_JOB_RETURNING.rows(conn, rows[0])
+        if got:
+            found[new[0].idempotency_key] = got[0][0]
+    else:
+        _INSERT_JOBS.executemany(conn, rows)
+        keys = sorted({job.idempotency_key for job in new})
+        for start in range(0, len(keys), 500):
+            found.update((str(k), str(i)) for k, i in _IDS_BY_KEY.rows(conn, [keys[start : start + 500]]))
     out: list[Enqueued] = []
     for job, row in zip(new, rows, strict=True):
-        if found[job.idempotency_key] == row["id"]:  # inserted now: the job is what was written
-            out.append(Enqueued(_written(row), created=True, claimed=row["state"] == RUNNING))
+        if found.get(job.idempotency_key) == row[0]:  # inserted now: the job is what was written
+            out.append(Enqueued(_written(row), created=True, claimed=row[5] == RUNNING))
             continue
         old = to_job(_by_key(conn, job.idempotency_key))
         rearmed = rearmable(old, job) and _rearm(conn, old, now)
@@ -121,18 +198,25 @@ def enqueue(
     return out
 
 
-def _written(row: dict[str, Any]) -> Job:
-    """The job as a row just inserted reads back (times as aware UTC, payload parsed from its JSON)."""
-    return to_job(
-        row
-        | {
-            "lease_expires_at": utc(row["lease_expires_at"]) if row["lease_expires_at"] else None,
-            "last_error": None,
-            "delivery_id": None,
-            "run_after": utc(row["run_after"]),
-            "created_at": utc(row["created_at"]),
-            "updated_at": utc(row["updated_at"]),
-        }
+def _written(row: tuple[Any, ...]) -> Job:
+    """The job as a row just inserted (``_ENQUEUE_COLUMNS``) reads back (times as aware UTC, payload parsed
+    from its JSON)."""
+    return Job(
+        id=row[0],
+        idempotency_key=row[1],
+        kind=row[2],
+        provider=row[3],
+        payload=_payload(row[4]),
+        state=row[5],
+        attempts=int(row[6]),
+        run_after=utc(row[7]),
+        lease_owner=row[8],
+        lease_expires_at=utc(row[9]) if row[9] else None,
+        last_error=None,
+        delivery_id=None,
+        replay_of=row[10],
+        created_at=utc(row[11]),
+        updated_at=utc(row[12]),
     )
 
 
@@ -153,11 +237,80 @@ def _rearm(conn: sa.Connection, old: Job, now: datetime) -> bool:
     return bool(conn.execute(sa.update(jobs).where(unchanged).values(**values)).rowcount)
 
 
-def _due(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.or_(
-        sa.and_(jobs.c.state == QUEUED, jobs.c.run_after <= now),
-        sa.and_(jobs.c.state == RUNNING, jobs.c.lease_expires_at <= now),
-    )
+_SET_CLAIMED = (
+    'SET "state" = ?, "lease_owner" = ?, "lease_expires_at" = ?, "attempts" = "attempts" + 1, '
+    '"updated_at" = ?'
+)
+_SET_CLAIMED_PG = _SET_CLAIMED.replace('= "attempts" + 1', "= jobs.attempts + 1")
+_CLAIM_SET_TYPES = [
+    jobs.c.state.type,
+    jobs.c.lease_owner.type,
+    jobs.c.lease_expires_at.type,
+    jobs.c.updated_at.type,
+]
+assert QUEUED == "queued"
+_CLAIMS: dict[tuple[str, bool, bool, bool], rawsql.Raw] = {}
+
+
+def _claim_statement(backend: str, exclude: bool, providers: bool, job_ids: bool) -> rawsql.Raw:
+    """The claim of one backend with the given filters (built once each; the SQL text is made of this
+    module's constants and the schema's names only).
+
+    PostgreSQL: the due jobs are picked, locked and skipped when locked in a CTE, and updated in one
+    statement (the due condition again: a row may have changed before it was locked). SQLite, under the
+    database write lock (``BEGIN IMMEDIATE``): the queued and the expired jobs are picked apart, each by its
+    own index range in run_after order and LIMITed (so a claim reads a few index entries; one query with
+    the OR and ORDER BY (run_after, id) sorted every due job first: 23 ms a claim with 20,000 queued jobs,
+    whatever the limit), merged in (run_after, id) order, and updated by primary key (no second due
+    condition: it would lead SQLite's planner to the OR of the due ranges instead of the primary key)."""
+    key = (backend, exclude, providers, job_ids)
+    got = _CLAIMS.get(key)
+    if got is not None:
+        return got
+    extra, extra_types = "", []
+    if exclude:
+        extra += ' AND "provider" NOT IN (?*)'
+        extra_types.append(rawsql.many(jobs.c.provider.type))
+    if providers:
+        extra += ' AND "provider" IN (?*)'
+        extra_types.append(rawsql.many(jobs.c.provider.type))
+    if job_ids:
+        extra += ' AND "id" IN (?*)'
+        extra_types.append(rawsql.many(jobs.c.id.type))
+    run_after, lease = jobs.c.run_after.type, jobs.c.lease_expires_at.type
+    limit = sa.Integer()
+    if backend == "postgresql":
+        due = (
+            '(("state" = \'queued\' AND "run_after" <= ?) '
+            'OR ("state" = \'running\' AND "lease_expires_at" <= ?))'
+        )
+        jdue = (
+            "((jobs.state = 'queued' AND jobs.run_after <= ?) "
+            "OR (jobs.state = 'running' AND jobs.lease_expires_at <= ?))"
+        )
+        sql = (
+            f'WITH due AS (SELECT "id" FROM jobs WHERE {due}{extra} ORDER BY "run_after", "id" LIMIT ? '  # noqa: S608 - constants and schema names
+            f"FOR UPDATE SKIP LOCKED) UPDATE jobs {_SET_CLAIMED_PG} "
+            f"FROM due WHERE jobs.id = due.id AND {jdue} RETURNING {rawsql.columns(jobs, prefix='jobs')}"
+        )
+        types = [run_after, lease, *extra_types, limit, *_CLAIM_SET_TYPES, run_after, lease]
+    else:
+        queued = (
+            f'SELECT "id", "run_after" FROM jobs WHERE "state" = \'queued\' AND "run_after" <= ?{extra} '  # noqa: S608 - constants and schema names
+            'ORDER BY "run_after" LIMIT ?'
+        )
+        expired = (
+            'SELECT "id", "run_after" FROM jobs WHERE "state" = \'running\' '  # noqa: S608 - constants and schema names
+            f'AND "lease_expires_at" <= ?{extra} ORDER BY "run_after" LIMIT ?'
+        )
+        sql = (
+            f'UPDATE jobs {_SET_CLAIMED} WHERE "id" IN (SELECT "id" FROM '  # noqa: S608 - constants and schema names
+            f"(SELECT * FROM ({queued}) UNION ALL SELECT * FROM ({expired})) "
+            f'ORDER BY "run_after", "id" LIMIT ?) RETURNING {_JOB_COLUMNS}'
+        )
+        types = [*_CLAIM_SET_TYPES, run_after, *extra_types, limit, lease, *extra_types, limit, limit]
+    got = _CLAIMS[key] = rawsql.Raw(sql, types, result=_JOB_TYPES)
+    return got
 
 
 def claim(
@@ -174,55 +327,24 @@ def claim(
 ) -> list[Job]:
     if limit <= 0:
         return []
-    where = [_due(now)]
-    if exclude:
-        where.append(jobs.c.provider.not_in(list(exclude)))
-    if providers is not None:
-        if not providers:
-            return []
-        where.append(jobs.c.provider.in_(list(providers)))
-    if job_ids is not None:
-        if not job_ids:
-            return []
-        where.append(jobs.c.id.in_(list(job_ids)))
-    pick = sa.select(jobs.c.id).where(*where).order_by(jobs.c.run_after, jobs.c.id).limit(limit)
-    values = {
-        "state": RUNNING,
-        "lease_owner": owner,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds),
-        "attempts": jobs.c.attempts + 1,
-        "updated_at": now,
-    }
-    if backend == "postgresql":
-        due = pick.with_for_update(skip_locked=True).cte("due")
-        stmt = sa.update(jobs).where(jobs.c.id == due.c.id, _due(now)).values(**values).returning(*jobs.c)
-        claimed = [to_job(m) for m in conn.execute(stmt).mappings()]
-        return sorted(claimed, key=lambda j: (j.run_after, j.id))
-    # SQLite, under the database write lock (BEGIN IMMEDIATE): the queued and the expired jobs are picked
-    # apart, each by its own index range in run_after order and LIMITed, so a claim reads a few index
-    # entries; one query with the OR and ORDER BY (run_after, id) sorted every due job first (23 ms a claim
-    # with 20,000 queued jobs, whatever the limit)
-    extra = where[1:]
-    queued = (
-        sa.select(jobs.c.id, jobs.c.run_after)
-        .where(jobs.c.state == QUEUED, jobs.c.run_after <= now, *extra)
-        .order_by(jobs.c.run_after)
-        .limit(limit)
-    )
-    expired = (
-        sa.select(jobs.c.id, jobs.c.run_after)
-        .where(jobs.c.state == RUNNING, jobs.c.lease_expires_at <= now, *extra)
-        .order_by(jobs.c.run_after)
-        .limit(limit)
-    )
-    found = [*conn.execute(queued).all(), *conn.execute(expired).all()]
-    ids = [r[0] for r in sorted(found, key=lambda r: (r[1], r[0]))[:limit]]
-    if not ids:
+    if providers is not None and not providers:
         return []
-    # the write lock is held since the picks: they are still due (no second condition: it would lead
-    # SQLite's planner to the OR of the due ranges instead of the primary key)
-    stmt = sa.update(jobs).where(jobs.c.id.in_(ids)).values(**values).returning(*jobs.c)
-    claimed = [to_job(m) for m in conn.execute(stmt).mappings()]
+    if job_ids is not None and not job_ids:
+        return []
+    extra: list[Any] = []
+    if exclude:
+        extra.append(list(exclude))
+    if providers is not None:
+        extra.append(list(providers))
+    if job_ids is not None:
+        extra.append(list(job_ids))
+    stmt = _claim_statement(backend, bool(exclude), providers is not None, job_ids is not None)
+    claimed_set = [RUNNING, owner, now + timedelta(seconds=lease_seconds), now]
+    if backend == "postgresql":
+        params = [now, now, *extra, limit, *claimed_set, now, now]
+    else:
+        params = [*claimed_set, now, *extra, limit, now, *extra, limit, limit]
+    claimed = [_row_job(r) for r in stmt.rows(conn, params)]
     return sorted(claimed, key=lambda j: (j.run_after, j.id))
 
 
@@ -249,14 +371,22 @@ def get(conn: sa.Connection, job_id: str) -> Job | None:
     return None if row is None else to_job(row)
 
 
+_LOCK_JOBS = {
+    backend: rawsql.Raw(
+        f'SELECT {_JOB_COLUMNS} FROM jobs WHERE "id" IN (?*) ORDER BY "id"{lock}',  # noqa: S608 - constants and schema names
+        [rawsql.many(jobs.c.id.type)],
+        result=_JOB_TYPES,
+    )
+    for backend, lock in (("sqlite", ""), ("postgresql", " FOR UPDATE"))
+}
+
+
 def lock_jobs(conn: sa.Connection, job_ids: Sequence[str]) -> dict[str, Job]:
     """Read job rows, locked in id order on PostgreSQL (``FOR UPDATE``; SQLite holds the database lock)."""
     if not job_ids:
         return {}
-    stmt = sa.select(jobs).where(jobs.c.id.in_(sorted(set(job_ids)))).order_by(jobs.c.id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return {m["id"]: to_job(m) for m in conn.execute(stmt).mappings()}
+    stmt = _LOCK_JOBS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    return {r[0]: _row_job(r) for r in stmt.rows(conn, [sorted(set(job_ids))])}
 
 
 def finished(job: Job, outcome: JobOutcome, delivery_id: str, now: datetime) -> Job:
