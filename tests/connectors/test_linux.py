@@ -523,3 +523,35 @@ async def test_no_secret_leaks(
         for form in _forms(secret):
             for text in texts:
                 assert form not in text
+
+
+async def test_a_resumed_run_adopts_the_job_an_earlier_runs_lost_launch_started(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    """The outbox runs a job again after a run whose launch answer was lost and whose retries were spent:
+    the new run looks for the job first (back to when the first run began) and adopts it."""
+    began = time.time()
+    server.hub.add_fault("awx", Fault(drop=True, after_handler=True))  # AWX starts the job, answer lost
+    once = RetryPolicy(retries=0)
+    first = await deliver_one(quick(target(server)), EVENT, policy=once, transport=transport)
+    assert not first.success and [s[0] for s in steps(first)] == ["launch"]
+    assert len(awx.state(server.hub).jobs) == 1
+    again = await deliver_one(
+        quick(target(server)), EVENT, policy=POLICY, transport=transport, resumed_since=began
+    )
+    assert again.success, again.error
+    assert [s[0] for s in steps(again)][:2] == ["recheck", "poll"]
+    (job,) = awx.state(server.hub).jobs.values()  # still exactly one AWX job
+    assert again.remote_id == str(job.id) and again.detail["launch"] == "adopted"
+    recheck = server.hub.received("awx")[1]
+    assert (recheck.method, recheck.path) == ("GET", "/awx/api/v2/job_templates/7/jobs/")
+
+
+def test_a_resumed_run_starts_with_a_recheck_back_to_its_first_run() -> None:
+    now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+    ctx = Context(delivery_key="dk", now=now, attempt=1, resumed_since=now - 3600)
+    req = CONNECTOR.prepare(EVENT, settings(), ctx, None)
+    assert req.step == "recheck"
+    assert parse_qs(urlsplit(req.url).query)["created__gte"] == ["2026-03-01T10:55:00Z"]
+    # a first run launches at once
+    assert CONNECTOR.prepare(EVENT, settings(), Context(delivery_key="dk", now=now), None).step == "launch"

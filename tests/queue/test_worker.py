@@ -269,3 +269,27 @@ def test_backlog_alert_when_the_oldest_due_job_waits_too_long(db: SqlStore) -> N
     board = dashboard(db, metadata_kinds=None, now=datetime.now(UTC) + timedelta(minutes=6))
     assert board["status"] == "warning" and [a["code"] for a in board["alerts"]] == ["queue_backlog"]
     assert len(db.list_jobs(JobFilter(states=(QUEUED,)))) == 1
+
+
+async def test_a_job_run_again_tells_the_engine_when_its_first_run_began(
+    db: SqlStore, webhook_srv: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connector that creates something (AWX launch) looks for it first on any run but the first."""
+    import cavra.delivery.worker as worker_module
+
+    seen: list[float | None] = []
+    real = worker_module.deliver_one
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("resumed_since"))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "deliver_one", spy)
+    db.enqueue_jobs([new_job(1)])
+    (second,) = db.enqueue_jobs([new_job(2)])
+    db.claim_jobs("gone", limit=1, lease_seconds=30, job_ids=[second.job.id])  # an earlier run...
+    db.release_jobs("gone", [second.job.id])  # ...that ended without a record (its worker stopped)
+    await Worker(db, emulator_config(webhook_srv), poll_interval=0.02).run(once=True)
+    runs = {j.event["event_id"]: j for j in db.list_jobs(JobFilter())}
+    assert runs["evt-1"].attempts == 1 and runs["evt-2"].attempts == 2
+    assert sorted(seen, key=lambda s: s is not None) == [None, second.job.created_at.timestamp()]

@@ -250,6 +250,10 @@ class Context:
     tokens: TokenCache = field(default_factory=TokenCache)
     now: float = field(default_factory=time.time)
     attempt: int = 1
+    #: when an earlier run of this delivery began (epoch seconds), for a run that is not the first (an
+    #: outbox job run again): what that run created may exist though its answer was lost, so a connector
+    #: that creates something looks for it first
+    resumed_since: float | None = None
 
 
 S = TypeVar("S", bound=ConnectorSettings)

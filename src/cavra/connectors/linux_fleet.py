@@ -139,8 +139,10 @@ def extra_vars(export: EndpointExport, delivery_key: str) -> dict[str, Any]:
 
 
 def recheck_since(ctx: Context) -> str:
-    """The ``created__gte`` bound of the re-check: shortly before this delivery began, in UTC."""
-    at = datetime.fromtimestamp(ctx.now - RECHECK_WINDOW_SECONDS, UTC)
+    """The ``created__gte`` bound of the re-check: shortly before this delivery began (its first run, for
+    a run resumed by the outbox), in UTC."""
+    began = ctx.now if ctx.resumed_since is None else min(ctx.now, ctx.resumed_since)
+    at = datetime.fromtimestamp(began - RECHECK_WINDOW_SECONDS, UTC)
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -195,7 +197,9 @@ class LinuxFleetConnector:
                 "GET", f"{base}/api/v2/jobs/{state.remote_id}/", headers=headers, step="poll"
             )
         launch = state if isinstance(state, LaunchState) else LaunchState()
-        if ctx.attempt > launch.since:  # a retry: the launch's answer was lost, look for its job first
+        # a retry: the launch's answer was lost, look for its job first; so too at the start of a run the
+        # outbox resumed, in case an earlier run's launch started a job and its answer was lost
+        if ctx.attempt > launch.since or (state is None and ctx.resumed_since is not None):
             query = urlencode(
                 {"created__gte": recheck_since(ctx), "order_by": "-created", "page_size": RECHECK_PAGE}
             )

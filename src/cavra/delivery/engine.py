@@ -315,11 +315,19 @@ async def deliver_one(
     transport: Transport,
     tokens: TokenCache | None = None,
     sleep: Sleep = asyncio.sleep,
+    resumed_since: float | None = None,
 ) -> ProviderDelivery:
-    """Deliver one event to one target, with retries; never raises for a delivery problem."""
+    """Deliver one event to one target, with retries; never raises for a delivery problem.
+
+    ``resumed_since``: this delivery's first run began then (an outbox job run again); see
+    :attr:`cavra.connectors.base.Context.resumed_since`."""
     connector, settings = target.connector, target.settings
     event_id = event_id_of(event)
-    ctx = Context(delivery_key=target.delivery_key(event_id), tokens=tokens or TokenCache())
+    ctx = Context(
+        delivery_key=target.delivery_key(event_id),
+        tokens=tokens or TokenCache(),
+        resumed_since=resumed_since,
+    )
     item = _Item(_new_result(target, ctx.delivery_key), event, event_id)
 
     def prepare(payloads: list[Any], c: Context, state: Any) -> PreparedRequest:

@@ -359,7 +359,13 @@ class Worker:
             if admission.wait > 0:
                 await asyncio.sleep(admission.wait)
             result = await deliver_one(
-                target, job.event, policy=self._policy(options), transport=self.transport, tokens=self.tokens
+                target,
+                job.event,
+                policy=self._policy(options),
+                transport=self.transport,
+                tokens=self.tokens,
+                # not the job's first run: an earlier one may have created what it asked for
+                resumed_since=job.created_at.timestamp() if job.attempts > 1 else None,
             )
             await self.guard.report(job, result)
         await self._settle(job, result, config_error, t0)
