@@ -1,8 +1,10 @@
-"""``cavra deliveries``: the outbox seen from the command line: list jobs, replay what was not delivered."""
+"""``cavra deliveries``: the outbox seen from the command line: list jobs, replay what was not delivered,
+purge finished jobs past their retention."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -10,10 +12,11 @@ from rich.table import Table
 
 from cavra.cli.common import console, handled, print_json
 from cavra.cli.stores import MetadataJsonOption, StoreOption, open_selected
-from cavra.store.jobs import JOB_STATES, JobFilter
+from cavra.store.jobs import FINAL_STATES, JOB_STATES, SUCCEEDED, JobFilter
 
 app = typer.Typer(
-    help="Outbox jobs: list them, replay failed and dead-letter deliveries.", no_args_is_help=True
+    help="Outbox jobs: list them, replay failed and dead-letter deliveries, purge old finished jobs.",
+    no_args_is_help=True,
 )
 
 Provider = Annotated[str | None, typer.Option("--provider", help="Only jobs for this provider.")]
@@ -113,3 +116,76 @@ def jobs(
     console.print(table)
     summary = ", ".join(f"{stats.count(s)} {s}" for s in JOB_STATES)
     console.print(f"queue: {summary}; {stats.due} due now", highlight=False)
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def older_than_cutoff(text: str, now: datetime) -> datetime:
+    """``now`` minus ``--older-than`` (``30d``, ``12h``, ``90m``, ``3600s``) of ``cavra deliveries purge``."""
+    from cavra.errors import InputError
+
+    m = re.fullmatch(r"\s*(\d{1,9})\s*([dhms])\s*", text)
+    if m is None:
+        raise InputError(f"--older-than: {text!r} is not an age like 30d, 12h, 90m or 3600s")
+    try:
+        return now - timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    except OverflowError:
+        raise InputError(f"--older-than: {text!r} reaches before year 1") from None
+
+
+@app.command("purge")
+def purge(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Purge jobs finished more than AGE ago: <n>d, <n>h, <n>m or <n>s (e.g. 30d).",
+        ),
+    ],
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            metavar="STATE",
+            help=f"Final state to purge, repeatable: {', '.join(FINAL_STATES)} (default: succeeded only).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be purged; change nothing.")
+    ] = False,
+    as_json: AsJson = False,
+    store: StoreOption = None,
+    metadata_json: MetadataJsonOption = None,
+) -> None:
+    """Delete finished outbox jobs older than the retention; their delivery records (the chain) stay.
+
+    Failed and dead jobs are what `deliveries replay` works on, so they are purged only when asked for
+    (--state failed --state dead). A purged job's idempotency key is free again: a repeated request after
+    the purge delivers again (the retention is the idempotency window).
+    """
+    from cavra.errors import InputError
+    from cavra.store.base import check_purge_states, iso
+
+    with handled():
+        before = older_than_cutoff(older_than, datetime.now(UTC))
+        given = [s.strip() for value in state or [] for s in value.split(",") if s.strip()]
+        bad = [s for s in given if s not in FINAL_STATES]
+        if bad:
+            raise InputError(
+                f"--state: {bad[0]!r} is not one of {', '.join(FINAL_STATES)} (finished jobs only)"
+            )
+        states = check_purge_states(given or [SUCCEEDED])
+        with open_selected(store, metadata_json) as opened:
+            purged = opened.purge_jobs(states=states, finished_before=before, dry_run=dry_run)
+    if as_json:
+        print_json(
+            {"dry_run": dry_run, "states": list(states), "finished_before": iso(before), "purged": purged}
+        )
+        return
+    verb = "would purge" if dry_run else "purged"
+    noun = "job" if purged == 1 else "jobs"
+    console.print(
+        f"{verb} {purged} {noun} ({', '.join(states)}) finished before {iso(before)}", highlight=False
+    )

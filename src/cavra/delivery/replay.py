@@ -11,7 +11,8 @@ chain); the original is reported as already replayed.
 Replays are idempotent: the new job's key is derived from the record it replays (or from the caller's
 ``Idempotency-Key``), so replaying the same record twice returns the first replay job. To try again after
 a replay also failed, replay the replay's newest record. A job that is still queued or running is not
-replayed (it will be delivered; a replay would deliver it twice).
+replayed (it will be delivered; a replay would deliver it twice), nor is a record whose job was purged
+under retention (``cavra deliveries purge``: the record stays, the event it delivered is gone with the job).
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ def job_of_delivery(store: Store, delivery_id: str) -> Job:
             "kept; deliver the event again"
         )
     job = store.get_job(job_id)
-    if job is None:
-        raise ConflictError(f"delivery {delivery_id}: its job {job_id} is no longer in the store")
+    if job is None:  # only retention deletes jobs (Store.purge_jobs); the record stays, its event did not
+        raise ConflictError(
+            f"delivery {delivery_id}: its job {job_id} was purged under the outbox retention "
+            "(cavra deliveries purge), so its event is no longer kept; deliver the event again"
+        )
     return job
 
 

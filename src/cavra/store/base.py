@@ -423,6 +423,14 @@ class Store(abc.ABC):
     def queue_stats(self, *, now: datetime | None = None) -> QueueStats: ...
 
     @abc.abstractmethod
+    def purge_jobs(self, *, states: Sequence[str], finished_before: datetime, dry_run: bool = False) -> int:
+        """Retention: delete the jobs in ``states`` (final states only: succeeded, failed, dead; a queued or
+        running job is refused with :class:`~cavra.errors.InputError`) whose ``updated_at`` (when they
+        finished) is before ``finished_before``; return how many (``dry_run``: how many would be, nothing
+        changed). Delivery records and the chain are never touched; a purged job's idempotency key is free
+        again (a repeated request makes a new job). SQL backends delete in short chunked transactions."""
+
+    @abc.abstractmethod
     def update_destination(self, provider: str, change: Callable[[Destination, datetime], T]) -> T:
         """Atomically read a provider's shared state (a fresh one if none), let ``change`` modify it (it
         gets the current time), write it back, and return what ``change`` returned."""
@@ -447,3 +455,22 @@ def normalize_kinds(kinds: Sequence[str] | None) -> tuple[str, ...] | None:
     if kinds is None:
         return None
     return tuple(check_metadata_kind(k) for k in kinds)
+
+
+def check_purge_states(states: Sequence[str]) -> tuple[str, ...]:
+    """The states :meth:`Store.purge_jobs` may delete (final ones), deduplicated in order; anything else is
+    refused naming the state."""
+    from cavra.store.jobs import FINAL_STATES, JOB_STATES
+
+    out: list[str] = []
+    for state in states:
+        if state not in FINAL_STATES:
+            why = "it is still to be delivered" if state in JOB_STATES else "not a job state"
+            raise InputError(
+                f"state {state!r}: only finished jobs ({', '.join(FINAL_STATES)}) can be purged ({why})"
+            )
+        if state not in out:
+            out.append(state)
+    if not out:
+        raise InputError(f"no state to purge (give one or more of: {', '.join(FINAL_STATES)})")
+    return tuple(out)

@@ -49,6 +49,7 @@ from cavra.store.base import (
     UnpublishedExport,
     check_kind,
     check_metadata_kind,
+    check_purge_states,
     iso,
     utc,
 )
@@ -458,6 +459,15 @@ class JsonFileStore(Store):
 
     def queue_stats(self, *, now: datetime | None = None) -> QueueStats:
         return mj.stats(self._load().data, utc(now or datetime.now(UTC)))
+
+    def purge_jobs(self, *, states: Sequence[str], finished_before: datetime, dry_run: bool = False) -> int:
+        wanted = check_purge_states(states)
+        before = utc(finished_before)
+        count = mj.purge(self._load().data, wanted, before, dry_run=True)
+        if dry_run or not count:
+            return count  # nothing to write: the file is not locked nor rewritten
+        with self._update() as data:
+            return mj.purge(data, wanted, before, dry_run=False)
 
     def update_destination(self, provider: str, change: Callable[[Destination, datetime], T]) -> T:
         now = datetime.now(UTC)

@@ -310,3 +310,23 @@ def from_destination(dest: Destination) -> dict[str, Any]:
         value = getattr(dest, f.name)
         out[f.name] = iso(value) if f.name in _DEST_TIMES else value
     return out
+
+
+def purge(data: dict[str, Any], states: Sequence[str], before: datetime, *, dry_run: bool) -> int:
+    """Retention (``Store.purge_jobs``): drop the jobs in ``states`` (final states, checked by the caller)
+    last changed before ``before``; how many (``dry_run``: how many would be, ``data`` unchanged)."""
+    wanted = set(states)
+
+    def old(item: dict[str, Any]) -> bool:
+        if item.get("state") not in wanted:
+            return False
+        when = _when(item.get("updated_at"))
+        return when is not None and when < before
+
+    items = data.get("jobs")
+    if not isinstance(items, list):
+        return 0
+    gone = sum(1 for i in items if old(i))
+    if gone and not dry_run:
+        items[:] = [i for i in items if not old(i)]
+    return gone

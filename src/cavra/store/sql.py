@@ -41,6 +41,7 @@ from cavra.store.base import (
     UnpublishedExport,
     check_kind,
     check_metadata_kind,
+    check_purge_states,
     iso,
     utc,
 )
@@ -424,6 +425,29 @@ class SqlStore(Store):
     def queue_stats(self, *, now: datetime | None = None) -> QueueStats:
         with self._read(snapshot=True) as conn:
             return sj.stats(conn, utc(now or datetime.now(UTC)))
+
+    def purge_jobs(self, *, states: Sequence[str], finished_before: datetime, dry_run: bool = False) -> int:
+        """Count each state's matching jobs in a read transaction, then delete them in chunks of
+        :data:`~cavra.store.sqljobs.PURGE_CHUNK`, one write transaction each (SQLite's write lock is held
+        for one chunk; workers claim and complete between chunks)."""
+        wanted = check_purge_states(states)
+        before = utc(finished_before)
+        purged = 0
+        for state in wanted:
+            with self._read() as conn:
+                count, last_run_after = sj.purge_count(conn, state, before)
+            if dry_run or last_run_after is None:
+                purged += count
+                continue
+            left = count  # no more can match than the count saw (a job that changes since no longer does)
+            while left > 0:
+                with self._write() as conn:
+                    n = sj.purge_chunk(conn, state, before, last_run_after)
+                purged += n
+                left -= n
+                if n < sj.PURGE_CHUNK:
+                    break
+        return purged
 
     def update_destination(self, provider: str, change: Callable[[Destination, datetime], T]) -> T:
         with self._write() as conn:

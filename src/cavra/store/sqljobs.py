@@ -542,3 +542,54 @@ def update_destination(
 def to_destination(m: sa.RowMapping) -> Destination:
     names = {f.name for f in fields(Destination)}
     return Destination(**{k: m[k] for k in m.keys() if k in names})  # noqa: SIM118 - RowMapping
+
+
+# --- retention (Store.purge_jobs) ------------------------------------------------------------------------
+#: jobs deleted per write transaction: SQLite's write lock is held for one chunk at a time
+PURGE_CHUNK = 5000
+
+_PURGE_MATCH = '"state" = ? AND "updated_at" < ?'
+_PURGE_TYPES = [jobs.c.state.type, jobs.c.updated_at.type]
+#: how many jobs of a state match, and the latest ``run_after`` among them (the bound of the deletes below)
+_PURGE_COUNT = rawsql.Raw(
+    f'SELECT count(*), max("run_after") FROM jobs WHERE {_PURGE_MATCH}',  # noqa: S608 - constants and schema names
+    _PURGE_TYPES,
+    result=[sa.Integer(), jobs.c.run_after.type],
+)
+_PICK = (
+    'SELECT "id" FROM jobs WHERE "state" = ? AND "run_after" <= ? AND "updated_at" < ? '
+    'ORDER BY "run_after" LIMIT ?'
+)
+_PICK_TYPES = [jobs.c.state.type, jobs.c.run_after.type, jobs.c.updated_at.type, sa.Integer()]
+_PURGE_CHUNKS = {
+    # SQLite: under the write lock nothing changes between the pick and the delete
+    "sqlite": rawsql.Raw(f'DELETE FROM jobs WHERE "id" IN ({_PICK})', _PICK_TYPES),  # noqa: S608 - constants and schema names
+    # PostgreSQL: a job re-armed by a repeated request after the pick is re-checked (and kept)
+    "postgresql": rawsql.Raw(
+        f'DELETE FROM jobs WHERE "id" IN ({_PICK}) AND {_PURGE_MATCH}',  # noqa: S608 - constants and schema names
+        [*_PICK_TYPES, *_PURGE_TYPES],
+    ),
+}
+
+
+def purge_count(conn: sa.Connection, state: str, before: datetime) -> tuple[int, datetime | None]:
+    """(jobs of ``state`` last changed before ``before``, the latest ``run_after`` among them): one read of
+    the state's range of ``ix_jobs_state_run_after``, outside the write lock."""
+    ((n, last),) = _PURGE_COUNT.rows(conn, [state, before])
+    return int(n or 0), None if last is None else _aware(last)
+
+
+def purge_chunk(conn: sa.Connection, state: str, before: datetime, last_run_after: datetime) -> int:
+    """Delete up to :data:`PURGE_CHUNK` jobs of ``state`` last changed before ``before``, oldest
+    ``run_after`` first; the number deleted.
+
+    The ids are picked by ``ix_jobs_state_run_after`` (``state`` = and ``run_after`` <= the latest
+    ``run_after`` :func:`purge_count` saw), so a chunk reads about the rows it deletes, not every finished
+    job kept. The bound only narrows (state and ``updated_at`` are matched all the same), and drops no job
+    that matched at the count; a job that finishes after the count has ``updated_at`` = now, not before a
+    ``before`` in the past (one after it, if any, is left to the next purge)."""
+    stmt = _PURGE_CHUNKS["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    params: list[Any] = [state, last_run_after, before, PURGE_CHUNK]
+    if conn.dialect.name == "postgresql":
+        params += [state, before]
+    return stmt.run(conn, params)
