@@ -124,21 +124,8 @@ def _row_job(r: Sequence[Any]) -> Job:
     )
 
 
-_ENQUEUE_COLUMNS = [
-    "id",
-    "idempotency_key",
-    "kind",
-    "provider",
-    "payload",
-    "state",
-    "attempts",
-    "run_after",
-    "lease_owner",
-    "lease_expires_at",
-    "replay_of",
-    "created_at",
-    "updated_at",
-]
+#: what an enqueue writes: every column but a run's outcome (``last_error``, ``delivery_id``)
+_ENQUEUE_COLUMNS = [c.name for c in jobs.c if c.name not in ("last_error", "delivery_id")]
 _ON_KEY = ' ON CONFLICT ("idempotency_key") DO NOTHING'
 _INSERT_JOBS = rawsql.insert(jobs, _ENQUEUE_COLUMNS, _ON_KEY)
 _INSERT_JOB_RETURNING = rawsql.insert(jobs, _ENQUEUE_COLUMNS, _ON_KEY + ' RETURNING "id"')
