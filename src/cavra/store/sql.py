@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cavra.errors import StoreError
 from cavra.events import canonical_json
 from cavra.store import aggquery as agg
+from cavra.store import rawsql
 from cavra.store import sqljobs as sj
 from cavra.store import sqlquery as q
 from cavra.store.base import (
@@ -154,14 +154,7 @@ class SqlStore(Store):
             self._put(conn, kind, record_id, body, datetime.now(UTC))
 
     def _put(self, conn: sa.Connection, kind: str, record_id: str, body: Any, now: datetime) -> None:
-        values = {
-            "kind": kind,
-            "record_id": record_id,
-            "body": canonical_json(body).decode(),
-            "created_at": now,
-            "updated_at": now,
-        }
-        conn.execute(_UPSERT_RECORD[self.backend], values)
+        _UPSERT_RECORD.run(conn, [kind, record_id, canonical_json(body).decode(), now, now])
 
     def with_records(self, work: Callable[[RecordAccess], T]) -> T:
         with self._write() as conn:
@@ -169,10 +162,12 @@ class SqlStore(Store):
 
     def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
         check_kind(kind)
-        stmt = sa.select(records).where(records.c.kind == kind, records.c.record_id == record_id)
-        with self._read() as conn:
-            row = conn.execute(stmt).mappings().first()
-        return None if row is None else _record(row)
+        with self._read() as conn:  # on every deliver request (the integration): driver SQL
+            found = _RECORD_ENTRY.rows(conn, [kind, record_id])
+        if not found:
+            return None
+        body, created_at, updated_at = found[0]
+        return StoredRecord(kind, record_id, json.loads(body), created_at, updated_at)
 
     def list_record_entries(self, kind: str) -> list[StoredRecord]:
         check_kind(kind)
@@ -459,22 +454,26 @@ class SqlStore(Store):
             return [sj.to_destination(m) for m in rows]
 
 
-def _upsert_record(insert: Any) -> Any:
-    """Create or replace a record, ``created_at`` kept (values are bound per call: one cached statement)."""
-    stmt = insert(records)
-    return stmt.on_conflict_do_update(
-        index_elements=[records.c.kind, records.c.record_id],
-        set_={"body": stmt.excluded.body, "updated_at": stmt.excluded.updated_at},
-    )
-
-
-_UPSERT_RECORD = {"postgresql": _upsert_record(postgresql.insert), "sqlite": _upsert_record(sqlite.insert)}
-#: a record's body, its row locked (PostgreSQL; SQLite's write transaction holds the database lock)
-_RECORD_BODY_LOCKED = (
-    sa.select(records.c.body)
-    .where(records.c.kind == sa.bindparam("kind"), records.c.record_id == sa.bindparam("record_id"))
-    .with_for_update()
+#: create or replace a record, ``created_at`` kept (the same SQL on SQLite and PostgreSQL)
+_UPSERT_RECORD = rawsql.insert(
+    records,
+    ["kind", "record_id", "body", "created_at", "updated_at"],
+    ' ON CONFLICT ("kind", "record_id") DO UPDATE SET "body" = excluded."body", '
+    '"updated_at" = excluded."updated_at"',
 )
+_RECORD_ENTRY = rawsql.Raw(
+    'SELECT "body", "created_at", "updated_at" FROM records WHERE "kind" = ? AND "record_id" = ?',
+    [records.c.kind.type, records.c.record_id.type],
+    result=[records.c.body.type, records.c.created_at.type, records.c.updated_at.type],
+)
+#: a record's body, its row locked (PostgreSQL; SQLite's write transaction holds the database lock)
+_RECORD_BODY_LOCKED = {
+    backend: rawsql.Raw(
+        f'SELECT "body" FROM records WHERE "kind" = ? AND "record_id" = ?{lock}',  # noqa: S608 - constant
+        [records.c.kind.type, records.c.record_id.type],
+    )
+    for backend, lock in (("sqlite", ""), ("postgresql", " FOR UPDATE"))
+}
 
 
 def _has_aggregates(revision: str | None) -> bool:
@@ -520,8 +519,8 @@ class _Records:
 
     def get(self, kind: str, record_id: str) -> dict[str, Any] | None:
         check_kind(kind)
-        row = self._conn.execute(_RECORD_BODY_LOCKED, {"kind": kind, "record_id": record_id}).first()
-        return None if row is None else dict(json.loads(row[0]))
+        found = _RECORD_BODY_LOCKED[self._store.backend].rows(self._conn, [kind, record_id])
+        return None if not found else dict(json.loads(found[0][0]))
 
     def put(self, kind: str, record_id: str, body: dict[str, Any]) -> None:
         check_kind(kind)
