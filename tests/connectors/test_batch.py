@@ -240,3 +240,33 @@ async def test_batch_records_never_show_a_secret(provider: str, caplog: pytest.L
         for form in (secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()):
             for text in texts:
                 assert form not in text, f"{provider}: a secret leaked into a batch record or log"
+
+
+async def test_a_target_that_does_not_batch_gets_one_request_per_event_with_a_bound() -> None:
+    """deliver_batch given a webhook target: one request per event, never more than 16 in flight."""
+    from cavra.delivery.engine import UNBATCHED_CONCURRENCY
+    from cavra.transport import PreparedRequest, Response, SendOptions
+
+    class Counting:
+        def __init__(self, inner: AiohttpTransport) -> None:
+            self.inner, self.now, self.most = inner, 0, 0
+
+        async def send(self, request: PreparedRequest, options: SendOptions) -> Response:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            try:
+                return await self.inner.send(request, options)
+            finally:
+                self.now -= 1
+
+        async def close(self) -> None:
+            await self.inner.close()
+
+    async with EmulatorServer(providers=["webhook"]) as srv, AiohttpTransport() as tr:
+        counting = Counting(tr)
+        tgt, _secrets = target_for(srv, "webhook")
+        results = await deliver_batch(tgt, events(60), policy=POLICY, transport=counting)
+    assert [r.success for r in results] == [True] * 60
+    assert [r.detail.get("batch_size") for r in results] == [None] * 60
+    assert len(srv.hub.received("webhook")) == 60
+    assert 1 < counting.most <= UNBATCHED_CONCURRENCY

@@ -351,6 +351,10 @@ def batching(target: Target) -> int:
     return max(1, connector.batch_limits(target.settings).max_items)
 
 
+#: requests in flight at once when :func:`deliver_batch` is given a target that does not batch
+UNBATCHED_CONCURRENCY = 16
+
+
 async def deliver_batch(
     target: Target,
     events: Sequence[Mapping[str, Any]],
@@ -361,18 +365,20 @@ async def deliver_batch(
     sleep: Sleep = asyncio.sleep,
 ) -> list[ProviderDelivery]:
     """Deliver many events to one target in as few requests as its limits allow; one result per event,
-    in order. A target that does not batch gets one request per event (run concurrently)."""
+    in order. A target that does not batch gets one request per event, at most
+    :data:`UNBATCHED_CONCURRENCY` at a time."""
     connector, settings = target.connector, target.settings
     shared = tokens or TokenCache()
     if not isinstance(connector, BatchConnector) or batching(target) == 1:
-        return list(
-            await asyncio.gather(
-                *(
-                    deliver_one(target, e, policy=policy, transport=transport, tokens=shared, sleep=sleep)
-                    for e in events
+        limit = asyncio.Semaphore(UNBATCHED_CONCURRENCY)
+
+        async def one(event: Mapping[str, Any]) -> ProviderDelivery:
+            async with limit:
+                return await deliver_one(
+                    target, event, policy=policy, transport=transport, tokens=shared, sleep=sleep
                 )
-            )
-        )
+
+        return list(await asyncio.gather(*(one(e) for e in events)))
     batcher: BatchConnector = connector
     items: list[_Item] = []
     ready: list[_Item] = []
