@@ -91,3 +91,27 @@ async def test_concurrent_inline_deliveries_share_completions(
     assert sum(completes) == 24 and len(completes) < 24
     assert sum(enqueues) == 24 and len(enqueues) < 24
     assert db.verify_chain().ok and len(webhook_srv.hub.received("webhook")) == 24
+
+
+def test_the_shared_writers_do_not_keep_loops_or_stores_alive(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    from cavra.delivery import submit
+
+    gc.collect()
+    before = len(submit._SHARED)  # the loops of other tests still running, if any
+    stores: list[weakref.ref[Any]] = []
+    for n in range(3):
+        store = open_store(f"sqlite:///{tmp_path / f'm{n}.db'}")
+        stores.append(weakref.ref(store))
+
+        async def one(s: Any = store, k: int = n) -> None:
+            await submit._shared(s)[0].enqueue([new_job(k)])
+
+        asyncio.run(one())
+        store.close()
+        del store, one
+    gc.collect()
+    assert len(submit._SHARED) == before
+    assert [r() for r in stores] == [None, None, None]

@@ -157,3 +157,21 @@ async def test_a_worker_notes_the_integration_in_the_completion(
     (job,) = db.list_jobs(JobFilter())
     last = db.get_record("integration", "hooks")["last_delivery"]  # type: ignore[index]
     assert job.state == SUCCEEDED and last["delivery_id"] == job.delivery_id and last["success"] is True
+
+
+async def test_a_conflicting_request_leaves_no_job_leased_to_nobody(
+    db: SqlStore, webhook_srv: EmulatorServer
+) -> None:
+    """One of a request's keys conflicts (409): the request's other job, written claimed, is given back to
+    the queue at once (not left running until its lease expires)."""
+    from cavra.errors import ConflictError
+
+    config = emulator_config(webhook_srv)
+    await deliver_jobs(db, config, [new_job(1, key="K")], signals=Signals())
+    with pytest.raises(ConflictError):
+        await deliver_jobs(
+            db, config, [new_job(2, key="K"), new_job(2, key="K", provider="slack")], signals=Signals()
+        )
+    await until(lambda: all(j.state != "running" for j in db.list_jobs(JobFilter())), timeout=5)
+    (other,) = [j for j in db.list_jobs(JobFilter()) if j.provider == "slack"]
+    assert other.state == QUEUED and other.lease_owner is None and other.attempts == 0

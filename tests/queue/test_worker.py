@@ -293,3 +293,50 @@ async def test_a_job_run_again_tells_the_engine_when_its_first_run_began(
     runs = {j.event["event_id"]: j for j in db.list_jobs(JobFilter())}
     assert runs["evt-1"].attempts == 1 and runs["evt-2"].attempts == 2
     assert sorted(seen, key=lambda s: s is not None) == [None, second.job.created_at.timestamp()]
+
+
+def test_when_a_run_continues_a_delivery_and_when_it_starts_a_new_one(db: SqlStore) -> None:
+    """resumed_since: the runs since the last run that ended the job are one delivery; a re-armed job's
+    next run is a new one (an earlier delivery's AWX job must not be adopted again)."""
+    from cavra.delivery.worker import resumed_since
+    from cavra.store.jobs import JobOutcome
+
+    from ..store.conftest import make_record
+
+    def claim(job_id: str) -> Job:
+        (job,) = db.claim_jobs("w", limit=1, lease_seconds=30, job_ids=[job_id])
+        return job
+
+    def finish(job: Job, outcome: JobOutcome) -> None:
+        db.complete_job(job.id, "w", make_record("webhook", success=False), outcome)
+
+    # no record: the first run died unrecorded; the delivery began when the job was made
+    (e,) = db.enqueue_jobs([new_job(1)])
+    claim(e.job.id)
+    db.release_jobs("w", [e.job.id])
+    again = claim(e.job.id)
+    assert again.attempts == 2 and resumed_since(db, again) == e.job.created_at.timestamp()
+
+    # rescheduled after a failed run: the delivery goes on, since that run began
+    (e,) = db.enqueue_jobs([new_job(2)])
+    finish(claim(e.job.id), JobOutcome(QUEUED, "HTTP 503", datetime.now(UTC)))
+    again = claim(e.job.id)
+    started = datetime(2025, 1, 1, tzinfo=UTC).timestamp()  # make_record's delivery started_at
+    assert resumed_since(db, again) == started
+
+    # failed (final), then re-armed by a repeated request: its next run is a new delivery
+    (e,) = db.enqueue_jobs([new_job(3)])
+    finish(claim(e.job.id), JobOutcome(FAILED, "AWX job 12 failed"))
+    (rearmed,) = db.enqueue_jobs([new_job(3)])
+    assert rearmed.rearmed
+    next_run = claim(e.job.id)
+    assert next_run.attempts == 2 and resumed_since(db, next_run) is None
+    # ...and if that run dies unrecorded, the one after looks back to when the new delivery began
+    db.release_jobs("w", [e.job.id])
+    after = claim(e.job.id)
+    final = db.get_delivery(after.delivery_id or "")
+    assert final is not None and after.attempts == 3
+    assert (
+        resumed_since(db, after)
+        == datetime.fromisoformat(final["created_at"].replace("Z", "+00:00")).timestamp()
+    )

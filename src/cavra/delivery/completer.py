@@ -53,9 +53,18 @@ class Completer:
         return await asyncio.shield(done)
 
     async def _drain(self) -> None:
-        while self._finished:
-            batch, self._finished = self._finished[:MAX_BATCH], self._finished[MAX_BATCH:]
-            await self._write(batch)
+        try:
+            while self._finished:
+                batch, self._finished = self._finished[:MAX_BATCH], self._finished[MAX_BATCH:]
+                try:
+                    await self._write(batch)
+                except BaseException:  # cancelled (the loop is closing): no run is left waiting
+                    for f in batch:
+                        if not f.done.done():
+                            f.done.cancel()
+                    raise
+        finally:
+            self._writer = None  # a finished task keeps its loop alive
 
     async def _write(self, batch: list[_Finished]) -> None:
         items = [(f.job_id, f.record, f.outcome) for f in batch]

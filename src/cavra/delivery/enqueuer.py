@@ -39,25 +39,41 @@ class Enqueuer:
     async def enqueue(
         self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = (), claim: ClaimNew | None = None
     ) -> list[Enqueued]:
+        return await asyncio.shield(self.submit(jobs, records=records, claim=claim))
+
+    def submit(
+        self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = (), claim: ClaimNew | None = None
+    ) -> asyncio.Future[list[Enqueued]]:
+        """Queue the request for the writer; the future is its answer (it is written even if the caller
+        stops waiting: see ``cavra.delivery.submit`` for what becomes of jobs it claimed then)."""
         done: asyncio.Future[list[Enqueued]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Request(list(jobs), list(records), claim, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain(), name="cavra enqueues")
-        return await asyncio.shield(done)
+        return done
 
     async def _drain(self) -> None:
-        while self._waiting:
-            first = self._waiting[0]
-            batch: list[_Request] = []
-            size = 0
-            for request in self._waiting:
-                # one transaction per claim (a claim carries the providers paused when it was made)
-                if request.claim != first.claim or (batch and size + len(request.jobs) > MAX_JOBS):
-                    break
-                batch.append(request)
-                size += len(request.jobs)
-            self._waiting = self._waiting[len(batch) :]
-            await self._write(batch)
+        try:
+            while self._waiting:
+                first = self._waiting[0]
+                batch: list[_Request] = []
+                size = 0
+                for request in self._waiting:
+                    # one transaction per claim (a claim carries the providers paused when it was made)
+                    if request.claim != first.claim or (batch and size + len(request.jobs) > MAX_JOBS):
+                        break
+                    batch.append(request)
+                    size += len(request.jobs)
+                self._waiting = self._waiting[len(batch) :]
+                try:
+                    await self._write(batch)
+                except BaseException:  # cancelled (the loop is closing): no caller is left hanging
+                    for request in batch:
+                        if not request.done.done():
+                            request.done.cancel()
+                    raise
+        finally:
+            self._writer = None  # a finished task keeps its loop alive
 
     async def _write(self, batch: list[_Request]) -> None:
         jobs = [job for request in batch for job in request.jobs]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from cavra.delivery.runs import default_owner
 from cavra.delivery.worker import ConfigSource, Worker
 from cavra.errors import InputError
 from cavra.store import Store, StoredDelivery
-from cavra.store.jobs import QUEUED, RUNNING, ClaimNew, Job, NewJob, RecordPut
+from cavra.store.jobs import QUEUED, RUNNING, ClaimNew, Enqueued, Job, NewJob, RecordPut
 from cavra.transport import Transport
 
 _GUARDS: weakref.WeakKeyDictionary[Store, Guard] = weakref.WeakKeyDictionary()
@@ -49,14 +50,33 @@ _SHARED: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Store, tuple[Enqueuer, Completer]]
 ] = weakref.WeakKeyDictionary()
 _OWNER: tuple[int, str] | None = None
+_OWNER_LOCK = threading.Lock()
 
 
 def inline_owner() -> str:
     """The lease owner of this process's inline runs (one per process: a forked child gets its own)."""
     global _OWNER
-    if _OWNER is None or _OWNER[0] != os.getpid():
-        _OWNER = (os.getpid(), default_owner())
-    return _OWNER[1]
+    with _OWNER_LOCK:
+        if _OWNER is None or _OWNER[0] != os.getpid():
+            _OWNER = (os.getpid(), default_owner())
+        return _OWNER[1]
+
+
+def _release_unrun(store: Store, owner: str, written: asyncio.Future[list[Enqueued]]) -> None:
+    """The request ended (an error, or it was cancelled) before its claimed jobs were handed to a run: once
+    the enqueue is written, give them back to the queue (their attempt uncounted) for the workers, instead
+    of leaving them leased to nobody until the lease expires."""
+
+    def give_back(f: asyncio.Future[list[Enqueued]]) -> None:
+        if f.cancelled() or f.exception() is not None:
+            return
+        ids = [e.job.id for e in f.result() if e.claimed]
+        if ids:
+            task = asyncio.ensure_future(asyncio.to_thread(store.release_jobs, owner, ids, uncount=True))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+
+    written.add_done_callback(give_back)
 
 
 def _shared(store: Store) -> tuple[Enqueuer, Completer]:
@@ -112,8 +132,33 @@ async def deliver_jobs(
         await guard.refresh()
         paused = tuple(guard.paused(datetime.now(UTC)))
         claim = ClaimNew(inline_owner(), DEFAULT_LEASE_SECONDS, paused)
-    enqueued = await _shared(store)[0].enqueue(jobs, records=records, claim=claim)
-    check_reuse(jobs, enqueued)
+    worker: Worker | None = None
+    if claim is not None:  # made first: nothing is claimed yet if this fails
+        from cavra.metrics import METRICS
+
+        worker = Worker(
+            store,
+            config,
+            owner=claim.owner,
+            guard=_guard_of(store),
+            concurrency=len(jobs),
+            transport=transport,
+            retry_base_delay=retry_base_delay,
+            poll_interval=0.05,
+            signals=signals,
+            observer=METRICS,
+            tokens=_TOKENS,
+            completer=_shared(store)[1],
+        )
+    written = _shared(store)[0].submit(jobs, records=records, claim=claim)
+    try:
+        enqueued = await asyncio.shield(written)
+        check_reuse(jobs, enqueued)
+    except BaseException:  # a conflict, or the request was cancelled: nobody will run what was claimed
+        if claim is not None:
+            _release_unrun(store, claim.owner, written)
+        raise
+    # from here to the inline run's start nothing awaits: the claimed jobs reach it
     current = [e.job for e in enqueued]
     # new jobs, and jobs re-armed after a failed run (a repeated request runs them again)
     fresh = [e.job.id for e in enqueued if e.created or e.rearmed]
@@ -124,25 +169,9 @@ async def deliver_jobs(
         signals.enqueued()  # the workers take them
     else:
         inline_over = asyncio.Event()
-        worker: Worker | None = None
-        if fresh:
-            from cavra.metrics import METRICS
-
-            assert claim is not None
-            worker = Worker(
-                store,
-                config,
-                owner=claim.owner,
-                guard=_guard_of(store),
-                concurrency=len(fresh),
-                transport=transport,
-                retry_base_delay=retry_base_delay,
-                poll_interval=0.05,
-                signals=signals,
-                observer=METRICS,
-                tokens=_TOKENS,
-                completer=_shared(store)[1],
-            )
+        if not fresh:
+            worker = None
+        if worker is not None:
             taken = {j.id for j in claimed}
             run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)
             task = asyncio.create_task(run, name="cavra inline delivery")

@@ -358,14 +358,14 @@ class Worker:
                 return
             if admission.wait > 0:
                 await asyncio.sleep(admission.wait)
+            resumed = await asyncio.to_thread(resumed_since, self.store, job) if job.attempts > 1 else None
             result = await deliver_one(
                 target,
                 job.event,
                 policy=self._policy(options),
                 transport=self.transport,
                 tokens=self.tokens,
-                # not the job's first run: an earlier one may have created what it asked for
-                resumed_since=job.created_at.timestamp() if job.attempts > 1 else None,
+                resumed_since=resumed,
             )
             await self.guard.report(job, result)
         await self._settle(job, result, config_error, t0)
@@ -454,3 +454,48 @@ class Worker:
             outcome.state
         ]
         setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+
+def resumed_since(store: Store, job: Job) -> float | None:
+    """When the delivery this run continues began (epoch seconds), or ``None`` when the run starts a new one.
+
+    A run continues the delivery of the runs before it, since the last run that *ended* the job: what one of
+    them created (an AWX job whose launch answer was lost) may exist, and the connector looks for it from
+    then. A repeated request re-arms a finished job: its next run is a new delivery (as a replay is), so an
+    earlier delivery's AWX job is not adopted again. Read from the job's latest record (``job.run``,
+    ``job.final``; the delivery's ``started_at``):
+
+    * no record yet: every run so far died unrecorded: since the job was created;
+    * the latest record ended the job and this is the next run: a new delivery (``None``);
+    * it ended the job and a run since died unrecorded: since that record;
+    * it did not end the job (rescheduled, lease lost): since that run began.
+    """
+    if job.delivery_id is None:
+        return job.created_at.timestamp()
+    try:
+        doc = store.get_delivery(job.delivery_id)
+    except CavraError:
+        return job.created_at.timestamp()  # cannot tell: look back to the start (never launch blindly)
+    section = (doc or {}).get("job")
+    if not isinstance(doc, dict) or not isinstance(section, dict):
+        return job.created_at.timestamp()
+    run = section.get("run")
+    if section.get("final"):
+        if isinstance(run, int) and job.attempts <= run + 1:
+            return None
+        return _epoch(doc.get("created_at")) or job.created_at.timestamp()
+    starts = [_epoch(d.get("started_at")) for d in doc.get("deliveries") or [] if isinstance(d, dict)]
+    return (
+        min((s for s in starts if s is not None), default=None)
+        or _epoch(doc.get("created_at"))
+        or (job.created_at.timestamp())
+    )
+
+
+def _epoch(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

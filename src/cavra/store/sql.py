@@ -379,11 +379,14 @@ class SqlStore(Store):
         return [(s, job, mine) for s, (job, mine) in zip(stored, finished, strict=True)]
 
     def _note(self, conn: sa.Connection, note: CompletionNote, stored: StoredDelivery) -> None:
-        """Run a completion note in a savepoint: if it fails, what it wrote is undone and it is logged; the
-        completion (the record and the job's state) is written all the same."""
+        """Run a completion note in a savepoint: if its own logic fails, what it wrote is undone and it is
+        logged, and the completion (the record and the job's state) is written all the same; if the database
+        fails, the completion fails with it (and is written again, note and all, by the caller's retry)."""
         savepoint = conn.begin_nested()
         try:
             note(_Records(self, conn), stored)
+        except sa.exc.DBAPIError:
+            raise  # the database failed (a deadlock, a lost connection): the whole completion is retried
         except Exception:
             savepoint.rollback()
             log.exception("a completion note failed for delivery %s (the record is stored)", stored.id)
