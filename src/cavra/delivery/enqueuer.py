@@ -1,5 +1,6 @@
 """Enqueues of concurrent requests written together: the requests that arrive while one enqueue is being
-written are written in the next, in one store transaction (at most :data:`MAX_JOBS` jobs per transaction).
+written are written in the next, in one store transaction (at most :data:`MAX_JOBS` jobs per transaction;
+:mod:`cavra.delivery.groupwrite`).
 
 Each request still gets exactly its own answer (its jobs' :class:`~cavra.store.jobs.Enqueued`, in its
 order), as if it had been written alone: a key asked for twice in one transaction is created by the first
@@ -13,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cavra.delivery.groupwrite import GroupWriter
 from cavra.store import Store
 from cavra.store.jobs import ClaimNew, Enqueued, NewJob, RecordPut
 
@@ -20,78 +22,52 @@ from cavra.store.jobs import ClaimNew, Enqueued, NewJob, RecordPut
 MAX_JOBS = 256
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Request:
     jobs: list[NewJob]
     records: list[RecordPut]
     claim: ClaimNew | None
-    done: asyncio.Future[list[Enqueued]]
 
 
-class Enqueuer:
-    """``await enqueue(...)`` from any task of one event loop; a writer task runs while requests wait."""
+class Enqueuer(GroupWriter[_Request, list[Enqueued]]):
+    """``await enqueue(...)`` (or :meth:`submit`) from any task of one event loop."""
+
+    task_name = "cavra enqueues"
 
     def __init__(self, store: Store) -> None:
+        super().__init__()
         self.store = store
-        self._waiting: list[_Request] = []
-        self._writer: asyncio.Task[None] | None = None
 
     async def enqueue(
         self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = (), claim: ClaimNew | None = None
     ) -> list[Enqueued]:
-        return await asyncio.shield(self.submit(jobs, records=records, claim=claim))
+        return await asyncio.shield(self.request(jobs, records=records, claim=claim))
 
-    def submit(
+    def request(
         self, jobs: Sequence[NewJob], *, records: Sequence[RecordPut] = (), claim: ClaimNew | None = None
     ) -> asyncio.Future[list[Enqueued]]:
         """Queue the request for the writer; the future is its answer (it is written even if the caller
         stops waiting: see ``cavra.delivery.submit`` for what becomes of jobs it claimed then)."""
-        done: asyncio.Future[list[Enqueued]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Request(list(jobs), list(records), claim, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="cavra enqueues")
-        return done
+        return self.submit(_Request(list(jobs), list(records), claim))
 
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                first = self._waiting[0]
-                batch: list[_Request] = []
-                size = 0
-                for request in self._waiting:
-                    # one transaction per claim (a claim carries the providers paused when it was made)
-                    if request.claim != first.claim or (batch and size + len(request.jobs) > MAX_JOBS):
-                        break
-                    batch.append(request)
-                    size += len(request.jobs)
-                self._waiting = self._waiting[len(batch) :]
-                try:
-                    await self._write(batch)
-                except BaseException:  # cancelled (the loop is closing): no caller is left hanging
-                    for request in batch:
-                        if not request.done.done():
-                            request.done.cancel()
-                    raise
-        finally:
-            self._writer = None  # a finished task keeps its loop alive
+    def batch_size(self, waiting: Sequence[_Request]) -> int:
+        # one transaction per claim (a claim carries the providers paused when it was made)
+        n = size = 0
+        for request in waiting:
+            if request.claim != waiting[0].claim or (n and size + len(request.jobs) > MAX_JOBS):
+                break
+            n += 1
+            size += len(request.jobs)
+        return n
 
-    async def _write(self, batch: list[_Request]) -> None:
-        jobs = [job for request in batch for job in request.jobs]
-        records = [put for request in batch for put in request.records]
-        try:
-            claim = batch[0].claim
-            out = await asyncio.to_thread(self.store.enqueue_jobs, jobs, records=records, claim=claim)
-        except Exception as exc:
-            if len(batch) == 1:
-                if not batch[0].done.done():
-                    batch[0].done.set_exception(exc)
-                return
-            for one in batch:  # one request's error must not fail the others: write them one by one
-                await self._write([one])
-            return
+    async def write(self, items: list[_Request]) -> list[list[Enqueued]]:
+        jobs = [job for request in items for job in request.jobs]
+        records = [put for request in items for put in request.records]
+        claim = items[0].claim
+        out = await asyncio.to_thread(self.store.enqueue_jobs, jobs, records=records, claim=claim)
+        answers: list[list[Enqueued]] = []
         start = 0
-        for request in batch:
-            mine = out[start : start + len(request.jobs)]
+        for request in items:
+            answers.append(out[start : start + len(request.jobs)])
             start += len(request.jobs)
-            if not request.done.done():
-                request.done.set_result(mine)
+        return answers

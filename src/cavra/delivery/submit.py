@@ -150,7 +150,7 @@ async def deliver_jobs(
             tokens=_TOKENS,
             completer=_shared(store)[1],
         )
-    written = _shared(store)[0].submit(jobs, records=records, claim=claim)
+    written = _shared(store)[0].request(jobs, records=records, claim=claim)
     try:
         enqueued = await asyncio.shield(written)
         check_reuse(jobs, enqueued)
