@@ -21,7 +21,16 @@ from typing import Any
 from urllib.parse import quote
 
 from cavra.connectors.auth import ClientCredentials, token_request, token_verdict
-from cavra.connectors.base import CachedToken, Context, Next, PreparedRequest, Reject, Response, Verdict
+from cavra.connectors.base import (
+    CachedToken,
+    Context,
+    Delivered,
+    Next,
+    PreparedRequest,
+    Reject,
+    Response,
+    Verdict,
+)
 from cavra.connectors.classify import classify
 from cavra.secrets import Secret
 
@@ -121,6 +130,15 @@ def api_request(
 def default_verdict(response: Response, label: str) -> Verdict:
     """The default classification (5xx/408/429 retried, honouring Retry-After), labelled with the step."""
     return classify(response, what=label)
+
+
+def failure_verdict(response: Response, label: str, detail: str) -> Verdict:
+    """An answer a step did not expect: retried or rejected as :func:`default_verdict` says (``detail``: the
+    provider's own error text), and a 2xx the step does not expect is rejected, never taken as delivered."""
+    verdict = default_verdict(response, f"{label}: {detail}")
+    if isinstance(verdict, Delivered):
+        return Reject(f"{label}: unexpected HTTP {response.status}")
+    return verdict
 
 
 def path_segment(value: str) -> str:

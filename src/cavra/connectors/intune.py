@@ -52,7 +52,7 @@ from cavra.connectors.flow import (
     after_token,
     api_request,
     bearer,
-    default_verdict,
+    failure_verdict,
     fetch_token,
     path_segment,
     unauthorized,
@@ -302,7 +302,4 @@ def _after_verify(response: Response, flow: FlowState, label: str, group_id: str
 
 
 def _failure(response: Response, label: str) -> Verdict:
-    verdict = default_verdict(response, f"{label}: {graph_error(response)}")
-    if isinstance(verdict, Delivered):
-        return Reject(f"{label}: unexpected HTTP {response.status}")
-    return verdict
+    return failure_verdict(response, label, graph_error(response))

@@ -52,7 +52,7 @@ from cavra.connectors.flow import (
     after_token,
     api_request,
     bearer,
-    default_verdict,
+    failure_verdict,
     fetch_token,
     path_segment,
     unauthorized,
@@ -249,7 +249,4 @@ def _after_verify(response: Response, flow: FlowState, label: str) -> Verdict:
 
 
 def _failure(response: Response, label: str) -> Verdict:
-    verdict = default_verdict(response, f"{label}: {classic_error(response)}")
-    if isinstance(verdict, Delivered):  # a 2xx this step does not expect
-        return Reject(f"{label}: unexpected HTTP {response.status}")
-    return verdict
+    return failure_verdict(response, label, classic_error(response))

@@ -54,7 +54,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.endpoint.export import EndpointExport, parse_export
-from cavra.connectors.flow import FlowState, deadline_in, default_verdict
+from cavra.connectors.flow import FlowState, deadline_in, default_verdict, failure_verdict
 from cavra.errors import ConfigError
 from cavra.secrets import Secret
 
@@ -242,12 +242,7 @@ class LinuxFleetConnector:
         if response.status == 400:
             return Reject(f"{label}: {awx_error(response)}")
         if response.status != 200:
-            verdict = default_verdict(response, f"{label}: {awx_error(response)}")
-            return (
-                Reject(f"{label}: unexpected HTTP {response.status}")
-                if isinstance(verdict, Delivered)
-                else verdict
-            )
+            return failure_verdict(response, label, awx_error(response))
         data = response.json_or_none()
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
@@ -306,12 +301,7 @@ def _after_poll(response: Response, flow: FlowState, settings: LinuxFleetSetting
     if response.status in (401, 403):
         return Reject(f"{label}: {awx_error(response)}: {_HINTS[response.status].format(template=template)}")
     if response.status != 200:
-        verdict = default_verdict(response, f"{label}: {awx_error(response)}")
-        return (
-            Reject(f"{label}: unexpected HTTP {response.status}")
-            if isinstance(verdict, Delivered)
-            else verdict
-        )
+        return failure_verdict(response, label, awx_error(response))
     data = response.json_or_none()
     status = data.get("status") if isinstance(data, dict) else None
     if not isinstance(status, str):
