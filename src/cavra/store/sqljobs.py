@@ -187,24 +187,9 @@ def enqueue(
 
 def _written(row: tuple[Any, ...]) -> Job:
     """The job as a row just inserted (``_ENQUEUE_COLUMNS``) reads back (times as aware UTC, payload parsed
-    from its JSON)."""
-    return Job(
-        id=row[0],
-        idempotency_key=row[1],
-        kind=row[2],
-        provider=row[3],
-        payload=_payload(row[4]),
-        state=row[5],
-        attempts=int(row[6]),
-        run_after=utc(row[7]),
-        lease_owner=row[8],
-        lease_expires_at=utc(row[9]) if row[9] else None,
-        last_error=None,
-        delivery_id=None,
-        replay_of=row[10],
-        created_at=utc(row[11]),
-        updated_at=utc(row[12]),
-    )
+    from its JSON; no run's outcome yet)."""
+    expires = utc(row[9]) if row[9] else None
+    return _row_job((*row[:7], utc(row[7]), row[8], expires, None, None, row[10], utc(row[11]), utc(row[12])))
 
 
 def _by_key(conn: sa.Connection, key: str) -> sa.RowMapping:
