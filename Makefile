@@ -3,6 +3,10 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make demo PORT=8001 EMULATOR_PORT=0 DEMO_DIR=.cavra/demo2 runs a second demo beside the first
+PORT ?= 8000
+EMULATOR_PORT ?= 8900
+DEMO_DIR ?= .cavra/demo
 
 .PHONY: install test lint typecheck pytest demo emulate bench bench-quick clean
 
@@ -39,7 +43,7 @@ emulate: $(STAMP)
 	$(BIN)/cavra emulate --write-config .cavra/emulators
 
 demo: $(STAMP)
-	$(BIN)/python -m cavra.demo
+	$(BIN)/python -m cavra.demo --port $(PORT) --emulator-port $(EMULATOR_PORT) --dir $(DEMO_DIR)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

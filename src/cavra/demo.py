@@ -5,6 +5,11 @@ pointed at them (``.cavra/demo/connectors.json`` and ``emulators.env``), loads t
 (``rpe_prod``, ``rre_prod``, ``eme_stable``) into a separate SQLite store (``.cavra/demo/metadata.db``),
 starts ``cavra serve`` on 127.0.0.1:8000 in protected mode (loopback clients only, no tokens), and prints
 the seed's curl commands. Ctrl-C stops the server (which finishes in-flight deliveries) and the emulators.
+
+Nothing is written or started before the API port is known to be free (a taken port is refused naming the
+process that holds it), and the demo directory is locked for the run, so a second ``make demo`` never
+rewrites a running demo's config. ``make demo PORT=8001 EMULATOR_PORT=0 DEMO_DIR=.cavra/demo2`` runs a
+second one beside the first.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
+from filelock import FileLock, Timeout
 
 from cavra.emulators.server import EmulatorServer, demo_environment, write_demo_config
 from cavra.errors import CavraError
+from cavra.ports import check_free, port_taken_message
 
 SEED_BASE = "http://127.0.0.1:8000"
 
@@ -176,6 +183,33 @@ def banner(api: str, emulators: str, workdir: Path, ids: list[str]) -> str:
     return "\n".join(lines)
 
 
+def check_ports(args: argparse.Namespace) -> None:
+    """Refuse a taken API port before anything is written or started, naming the process that holds it."""
+    if not 1 <= args.port <= 65535:
+        raise CavraError(f"--port: must be between 1 and 65535, got {args.port}")
+    if not 0 <= args.emulator_port <= 65535:
+        raise CavraError(f"--emulator-port: must be between 0 and 65535, got {args.emulator_port}")
+    problem = check_free("127.0.0.1", args.port)
+    if problem is not None:
+        raise CavraError(
+            f"--port {args.port}: {problem}; stop it, or run the demo on another port (make demo PORT=8001)"
+        )
+
+
+def lock_workdir(workdir: Path) -> FileLock:
+    """Hold the demo directory for this run, so a second demo never rewrites a running demo's files."""
+    lock = FileLock(str(workdir / ".demo.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise CavraError(
+            f"another demo is running from {workdir} (its files are left as they are); stop it first, "
+            "or give this one its own directory and ports (make demo PORT=8001 EMULATOR_PORT=0 "
+            "DEMO_DIR=.cavra/demo2)"
+        ) from None
+    return lock
+
+
 def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     """The demo directory (created; emptied of its store with ``--fresh``) and the examples directory."""
     workdir = Path(args.dir)
@@ -198,8 +232,10 @@ async def run(args: argparse.Namespace, workdir: Path, examples: Path) -> int:
     except OSError:
         if args.emulator_port == 0:
             raise
+        taken = port_taken_message("127.0.0.1", args.emulator_port)
         emu = EmulatorServer(host="127.0.0.1", port=0)
         await emu.start()
+        print(f"note: {taken}; the emulators use {emu.base_url} instead", file=sys.stderr, flush=True)
     try:
         config, _ = write_demo_config(workdir, emu.base_url, emu.settings)
         _, emulator_env = demo_environment(emu.base_url, emu.settings)
@@ -210,6 +246,8 @@ async def run(args: argparse.Namespace, workdir: Path, examples: Path) -> int:
         api = f"http://127.0.0.1:{args.port}"
         try:
             await wait_ready(api, proc)
+            if proc.poll() is not None:  # another server answered /readyz: ours could not listen
+                raise CavraError(f"cavra serve exited with status {proc.returncode} (see its log above)")
             print(banner(api, emu.base_url, workdir, ids), flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -238,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("curl") is None:
         print("note: curl is not installed; the commands below need it", file=sys.stderr)
     try:
-        workdir, examples = prepare(args)
-        return asyncio.run(run(args, workdir, examples))
+        check_ports(args)
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
+        with lock_workdir(Path(args.dir)):
+            workdir, examples = prepare(args)
+            return asyncio.run(run(args, workdir, examples))
     except CavraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
