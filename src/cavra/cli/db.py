@@ -5,9 +5,14 @@ from __future__ import annotations
 import typer
 
 from cavra.cli.common import console, handled
-from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options
+from cavra.cli.stores import (
+    MetadataJsonOption,
+    StoreOption,
+    announce_created,
+    check_store_options,
+    missing_store_file,
+)
 from cavra.store import redact_url, upgrade
-from cavra.store.engine import resolve
 
 app = typer.Typer(help="Manage the evidence metadata store.", no_args_is_help=True)
 
@@ -17,6 +22,8 @@ def db_upgrade(store: StoreOption = None, metadata_json: MetadataJsonOption = No
     """Create the store or migrate it to the newest schema (safe to run while others use it)."""
     with handled():
         check_store_options(store, metadata_json)
-        location = resolve(store, metadata_json=metadata_json).display
+        loc, missing = missing_store_file(store, metadata_json)
+        location = loc.display
         revision = upgrade(store, metadata_json=metadata_json)
+        announce_created(loc, missing)
     console.print(f"store {redact_url(location)} is at revision [bold]{revision}[/]", highlight=False)

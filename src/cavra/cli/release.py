@@ -63,7 +63,7 @@ def _deliver(
         service.parse_providers(provider)
         service.validate_retries(retries)
         loaded = load_config(config)
-        with open_selected(store, metadata_json) as st:
+        with open_selected(store, metadata_json, create=True) as st:
             location = st.location
             with err_console.status(f"delivering {what} to {provider} …", spinner="dots"):
                 result = asyncio.run(run(st, loaded, record))

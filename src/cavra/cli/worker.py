@@ -90,7 +90,7 @@ def worker(
             rate_limits=parse_rate_limits(rate_limit) if rate_limit else None,
         )
         loaded = load_config(config)
-        opened = open_selected(store, metadata_json)
+        opened = open_selected(store, metadata_json, create=True)
         observer = None
         if metrics_port:
             from cavra.metrics import METRICS, serve_metrics

@@ -93,7 +93,9 @@ def upgrade(
         from cavra.store.jsonformat import FORMAT
 
         assert loc.path is not None
-        JsonFileStore(loc.path).check()
+        json_store = JsonFileStore(loc.path)
+        json_store.check()
+        json_store.create()
         return FORMAT
     from cavra.store.sql import SqlStore
 

@@ -101,6 +101,15 @@ def resolve(url_or_path: str | None, *, metadata_json: str | None = None) -> Loc
     )
 
 
+def store_file(loc: Location) -> Path | None:
+    """The file a SQLite or JSON-file store lives in (None for PostgreSQL and in-memory SQLite)."""
+    if loc.backend == "json":
+        return loc.path
+    if loc.backend == "sqlite" and loc.url is not None:
+        return sqlite_path(loc.url)
+    return None
+
+
 def _sqlite_url(path: Path) -> URL:
     return URL.create("sqlite", database=str(path))
 

@@ -111,6 +111,12 @@ class JsonFileStore(Store):
         """Read and validate the file now (open_store calls this so a corrupt file fails at once)."""
         self._load()
 
+    def create(self) -> None:
+        """Write an empty store file if there is none yet (``cavra db upgrade``); an existing one is kept."""
+        if not self.path.exists():
+            with self._update():
+                pass
+
     def _load(self) -> _Snapshot:
         """The current file, parsed (or the cached parse, if the file is the one this process last saw)."""
         with self._mutex:
