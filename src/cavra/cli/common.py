@@ -13,7 +13,9 @@ from rich.console import Console
 
 from cavra.errors import CavraError
 
-console = Console()
+#: stdout; when it is not a terminal (a pipe, a file) nothing is wrapped or cut at 80 columns: tables
+#: print as tab-separated rows (see cli/tables.py) and long lines stay whole for grep and cut
+console = Console() if sys.stdout.isatty() else Console(width=100_000)
 err_console = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

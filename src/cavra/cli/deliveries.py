@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cavra.cli.common import console, handled, print_json
 from cavra.cli.stores import MetadataJsonOption, StoreOption, open_selected
+from cavra.cli.tables import Col, Grid
 from cavra.store.jobs import FINAL_STATES, JOB_STATES, SUCCEEDED, JobFilter
 
 app = typer.Typer(
@@ -62,7 +62,7 @@ def replay(
         print_json({"dry_run": dry_run, "count": len(items), "items": [i.to_dict() for i in items]})
         return
     queued = sum(1 for i in items if i.created)
-    table = Table("job", "provider", "state", "event", "replay job", title=None, show_lines=False)
+    table = Grid(["job", "provider", "state", "event", "replay job"])
     for item in items:
         d = item.to_dict()
         shown = (
@@ -108,10 +108,19 @@ def jobs(
     if as_json:
         print_json({"count": len(found), "items": [j.to_dict() for j in found]})
         return
-    table = Table("job", "provider", "state", "runs", "next run", "last error")
+    table = Grid(
+        [
+            Col("job"),
+            Col("provider"),
+            Col("state"),
+            Col("runs", "num", "right"),
+            Col("next run"),
+            Col("last error", "text"),
+        ]
+    )
     for j in found:
         d = j.to_dict()
-        error = (j.last_error or "")[:80]
+        error = (j.last_error or "")[:200]
         table.add_row(j.id, j.provider, j.state, str(j.attempts), str(d["run_after"]), error)
     console.print(table)
     summary = ", ".join(f"{stats.count(s)} {s}" for s in JOB_STATES)

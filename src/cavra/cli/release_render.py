@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
+
+from cavra.cli.tables import Col, Grid
 
 _STATUS = {"delivered": "green", "failed": "bold red", "pending": "yellow"}
 _LEVEL = {"critical": "bold white on red", "warning": "bold yellow", "ok": "bold green"}
@@ -31,19 +32,15 @@ def history_table(title: str, page: Mapping[str, Any]) -> RenderableType:
     items: Sequence[Mapping[str, Any]] = page.get("items", [])
     if not items:
         return Text(f"{title}: no provider deliveries match", style="dim")
-    table = Table(title=title, title_justify="left")
-    for col in (
-        "time (UTC)",
-        "delivery",
-        "provider",
-        "event type",
-        "subject",
-        "result",
-        "HTTP",
-        "tries",
-        "error",
-    ):
-        table.add_column(col, overflow="fold")
+    table = Grid(
+        [
+            *(Col(c) for c in ("time (UTC)", "delivery", "provider", "event type", "subject", "result")),
+            Col("HTTP", "num", "right"),
+            Col("tries", "num", "right"),
+            Col("error", "text"),
+        ],
+        title=title,
+    )
     for item in items:
         status = _cell(item.get("status"))
         table.add_row(
@@ -61,7 +58,6 @@ def history_table(title: str, page: Mapping[str, Any]) -> RenderableType:
     if page.get("next_cursor"):
         caption += f"; next page: --cursor {page['next_cursor']}"
     table.caption = caption
-    table.caption_justify = "left"
     return table
 
 
@@ -89,17 +85,21 @@ def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
 
     totals: Mapping[str, Any] = data.get("totals", {})
     window: Mapping[str, Any] = data.get("window", {})
-    summary = Table(show_header=True, title="totals", title_justify="left")
-    for col in (
-        "deliveries",
-        "succeeded",
-        "failed",
-        "pending",
-        "success rate",
-        "failed (window)",
-        "failure rate",
-    ):
-        summary.add_column(col, justify="right")
+    summary = Grid(
+        [
+            Col(c, "num", "right")
+            for c in (
+                "deliveries",
+                "succeeded",
+                "failed",
+                "pending",
+                "success rate",
+                "failed (window)",
+                "failure rate",
+            )
+        ],
+        title="totals",
+    )
     summary.add_row(
         _cell(totals.get("deliveries", 0)),
         Text(_cell(totals.get("succeeded", 0)), style="green"),
@@ -111,9 +111,17 @@ def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
     )
     parts.append(summary)
 
-    providers = Table(title="providers", title_justify="left")
-    for col in ("provider", "total", "ok", "failed", "pending", "success", "failing streak", "last success"):
-        providers.add_column(col)
+    providers = Grid(
+        [
+            Col("provider"),
+            *(
+                Col(c, "num", "right")
+                for c in ("total", "ok", "failed", "pending", "success", "failing streak")
+            ),
+            Col("last success"),
+        ],
+        title="providers",
+    )
     for p in data.get("providers", []):
         streak = int(p.get("consecutive_failures") or 0)
         providers.add_row(
@@ -129,9 +137,10 @@ def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
     parts.append(providers)
 
     if data.get("event_types"):
-        kinds = Table(title="event types", title_justify="left")
-        for col in ("event type", "total", "ok", "failed"):
-            kinds.add_column(col)
+        kinds = Grid(
+            [Col("event type"), *(Col(c, "num", "right") for c in ("total", "ok", "failed"))],
+            title="event types",
+        )
         for e in data["event_types"]:
             kinds.add_row(
                 _cell(e.get("event_type")),
@@ -157,10 +166,16 @@ def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
 
 
 def delivery_summary(result: Mapping[str, Any], location: str) -> Text:
-    """Where the delivery record was stored, and its chain hash."""
+    """Where the delivery record(s) were stored, and the chain hash when there is one record."""
+    ids = [str(i) for i in result.get("delivery_ids") or [] if i]
+    if not ids and result.get("delivery_id"):
+        ids = [str(result["delivery_id"])]
+    if not ids:
+        return Text(f"nothing stored in {location}", style="dim")
     line = Text("stored ", style="dim")
-    line.append(_cell(result.get("delivery_id")), style="bold")
-    line.append(f" ({result.get('metadata_kind')}) in {location}", style="dim")
+    line.append(", ".join(ids), style="bold")
+    kind = result.get("metadata_kind")
+    line.append(f"{f' ({kind})' if kind else ''} in {location}", style="dim")
     sha = _cell(result.get("record_sha256"))
     if sha:
         line.append(f"  record_sha256 {sha[:16]}…", style="dim")

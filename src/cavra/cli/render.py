@@ -5,16 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
+
+from cavra.cli.tables import Col, Grid
 
 _STYLE = {"delivered": "green", "failed": "bold red", "pending": "yellow"}
 
 
-def delivery_table(record: Mapping[str, Any]) -> Table:
-    table = Table(title=f"{record.get('event_type')} {record.get('event_id')}", title_justify="left")
-    for col in ("provider", "result", "status", "attempts", "remote id", "error"):
-        table.add_column(col, overflow="fold")
+def delivery_table(record: Mapping[str, Any]) -> Grid:
+    table = Grid(
+        [
+            Col("provider"),
+            Col("result"),
+            Col("status"),
+            Col("attempts"),
+            Col("remote id"),
+            Col("error", "text"),
+        ],
+        title=f"{record.get('event_type')} {record.get('event_id')}",
+    )
     for d in record.get("deliveries", []):
         status = str(d.get("status"))
         table.add_row(
@@ -58,7 +67,7 @@ def provider_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     return counts
 
 
-def batch_summary_table(records: Sequence[Mapping[str, Any]]) -> Table:
+def batch_summary_table(records: Sequence[Mapping[str, Any]]) -> Grid:
     """The per-provider summary of a batch: delivered / failed / pending counts and the first error."""
     first_error: dict[str, str] = {}
     for record in records:
@@ -71,14 +80,14 @@ def batch_summary_table(records: Sequence[Mapping[str, Any]]) -> Table:
             if str(err.get("provider")) not in seen:
                 first_error.setdefault(str(err.get("provider")), f"not configured: {err.get('error')}")
     ok = sum(1 for r in records if r.get("success"))
-    table = Table(
+    table = Grid(
+        [
+            Col("provider"),
+            *(Col(c, "num", "right") for c in ("delivered", "failed", "pending")),
+            Col("first error", "text"),
+        ],
         title=f"{len(records)} events: {ok} delivered everywhere, {len(records) - ok} not",
-        title_justify="left",
     )
-    table.add_column("provider")
-    for col in ("delivered", "failed", "pending"):
-        table.add_column(col, justify="right")
-    table.add_column("first error", overflow="fold")
     for provider, row in provider_counts(records).items():
         table.add_row(
             provider,
