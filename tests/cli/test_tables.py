@@ -67,3 +67,13 @@ def test_delivery_table_keeps_remote_ids_whole_at_80_columns() -> None:
     }
     text = render(delivery_table(record), width=80, terminal=True)
     assert "msg_594600797758bb228cd1393f25d9fe8c" in text
+
+
+def test_delivery_summary_names_every_stored_record() -> None:
+    from cavra.cli.release_render import delivery_summary
+
+    several = {"delivery_ids": ["dlv_a", "dlv_b"], "deliveries": [{}, {}]}
+    assert delivery_summary(several, "sqlite:///x.db").plain == "stored dlv_a, dlv_b in sqlite:///x.db"
+    one = {"delivery_id": "dlv_a", "metadata_kind": "release-connector-delivery", "record_sha256": "ab" * 32}
+    assert delivery_summary(one, "x.json").plain.startswith("stored dlv_a (release-connector-delivery) in x.json")
+    assert "None" not in delivery_summary({}, "x.json").plain
