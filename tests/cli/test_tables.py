@@ -75,5 +75,7 @@ def test_delivery_summary_names_every_stored_record() -> None:
     several = {"delivery_ids": ["dlv_a", "dlv_b"], "deliveries": [{}, {}]}
     assert delivery_summary(several, "sqlite:///x.db").plain == "stored dlv_a, dlv_b in sqlite:///x.db"
     one = {"delivery_id": "dlv_a", "metadata_kind": "release-connector-delivery", "record_sha256": "ab" * 32}
-    assert delivery_summary(one, "x.json").plain.startswith("stored dlv_a (release-connector-delivery) in x.json")
+    assert delivery_summary(one, "x.json").plain.startswith(
+        "stored dlv_a (release-connector-delivery) in x.json"
+    )
     assert "None" not in delivery_summary({}, "x.json").plain

@@ -182,6 +182,14 @@ async def test_retries_exhausted(server: tuple[str, Script]) -> None:
     assert d.error is not None and "gave up after 2 attempts" in d.error
 
 
+async def test_one_attempt_is_singular(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(500, {}, b"", 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url), EVENT, policy=RetryPolicy(retries=0), transport=tr)
+    assert d.error is not None and d.error.startswith("gave up after 1 attempt: HTTP 500")
+
+
 async def test_4xx_not_retried(server: tuple[str, Script]) -> None:
     url, script = server
     script.answers = [(400, {}, b'{"error":"bad"}', 0.0)]

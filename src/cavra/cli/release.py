@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +16,7 @@ import typer
 
 from cavra import service
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
-from cavra.cli.release_render import dashboard_view, delivery_summary, history_table
+from cavra.cli.release_render import dashboard_view, delivery_summary, followup_lines, history_table
 from cavra.cli.render import delivery_table
 from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
 from cavra.config import LoadedConfig, load_config
@@ -65,13 +65,17 @@ def _deliver(
         loaded = load_config(config)
         with open_selected(store, metadata_json, create=True) as st:
             location = st.location
+            started = datetime.now(UTC)
             with err_console.status(f"delivering {what} to {provider} …", spinner="dots"):
                 result = asyncio.run(run(st, loaded, record))
+            followups = governance.delivery_followups(st, result, started)
     if as_json:
         print_json(result)
     else:
         console.print(delivery_table(result))
         console.print(delivery_summary(result, location), soft_wrap=True)
+        for line in followup_lines(followups, location):
+            console.print(line, soft_wrap=True, highlight=False)
     raise typer.Exit(EXIT_OK if result.get("success") else EXIT_FAILED)
 
 

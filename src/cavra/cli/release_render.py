@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -180,3 +181,21 @@ def delivery_summary(result: Mapping[str, Any], location: str) -> Text:
     if sha:
         line.append(f"  record_sha256 {sha[:16]}…", style="dim")
     return line
+
+
+def followup_lines(followups: Sequence[Mapping[str, Any]], location: str) -> list[Text]:
+    """One line per note from ``delivery_followups``: what was not sent, and what will be retried."""
+    lines = []
+    for note in followups:
+        provider = _cell(note.get("provider"))
+        at = note.get("at")
+        when = at.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(at, datetime) else _cell(at)
+        if note.get("kind") == "already_delivered":
+            state = _cell(note.get("status")) or "delivered"
+            line = Text(f"{provider}: already {state} at {when}; nothing sent", style="yellow")
+            line.append(" (the record above is the earlier one)", style="dim")
+        else:
+            line = Text(f"{provider}: the job stays queued and will be retried at {when}", style="yellow")
+            line.append(f" by `cavra worker --store {location}` (or run this command again)", style="dim")
+        lines.append(line)
+    return lines

@@ -240,7 +240,8 @@ class _Flow:
             # Retry
             if retries_used >= policy.retries:
                 count = sent[0].result.attempt_count
-                self.give_up(sent, f"gave up after {count} attempts: {verdict.reason}")
+                noun = "attempt" if count == 1 else "attempts"
+                self.give_up(sent, f"gave up after {count} {noun}: {verdict.reason}")
                 return
             if verdict.after is not None and verdict.after > policy.max_retry_after:
                 self.give_up(

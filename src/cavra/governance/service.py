@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "deliver_integration",
     "deliver_promotion_audit",
     "deliver_rollback_execution",
+    "delivery_followups",
     "delivery_history",
     "endpoint_publication_dashboard",
     "endpoint_publication_history",
@@ -380,3 +382,45 @@ def get_delivery(store: Store, delivery_id: str) -> dict[str, Any]:
     if found is None:
         raise NotFoundError(f"delivery {delivery_id!r} not found")
     return found
+
+
+def delivery_followups(store: Store, result: Mapping[str, Any], started_at: datetime) -> list[dict[str, Any]]:
+    """What a person should be told beside a delivery answer, per provider delivery in ``result``:
+
+    * ``already_delivered``: the record was completed before ``started_at``: this request sent nothing and
+      answered the earlier record (a repeated request is idempotent);
+    * ``retry_queued``: the delivery failed and its outbox job is queued to run again at ``run_after``
+      (by ``cavra worker``, ``cavra serve``, or the same command run again).
+    """
+    notes: list[dict[str, Any]] = []
+    for d in result.get("deliveries") or []:
+        provider = d.get("provider")
+        completed = _parse_time(d.get("completed_at"))
+        if completed is not None and completed < started_at:
+            notes.append(
+                {
+                    "kind": "already_delivered",
+                    "provider": provider,
+                    "at": completed,
+                    "status": d.get("status"),
+                }
+            )
+            continue
+        job_id = d.get("job_id") or (result.get("job") or {}).get("job_id")
+        if d.get("status") != "delivered" and isinstance(job_id, str):
+            job = store.get_job(job_id)
+            if job is not None and job.state == "queued":
+                notes.append(
+                    {"kind": "retry_queued", "provider": provider, "at": job.run_after, "job_id": job_id}
+                )
+    return notes
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
