@@ -7,12 +7,14 @@ import os
 import sys
 
 import typer
+import typer.main
 
 from cavra import __version__
 from cavra.cli import db, deliveries, evidence, integration, release
 from cavra.cli import emulate as emulate_mod
 from cavra.cli import serve as serve_mod
 from cavra.cli import worker as worker_mod
+from cavra.cli.usage import Abort, ClickException, NoArgsIsHelp, conventional_metavars, usage_message
 
 app = typer.Typer(
     name="cavra",
@@ -54,9 +56,18 @@ def root(
 def main() -> None:
     """Entry point. Anything unexpected becomes one line on stderr (details with CAVRA_LOG_LEVEL=DEBUG)."""
     try:
-        app(standalone_mode=True)
+        code = conventional_metavars(typer.main.get_command(app)).main(standalone_mode=False)
     except SystemExit:
         raise
+    except Abort:
+        sys.stderr.write("error: interrupted\n")
+        raise SystemExit(130) from None
+    except NoArgsIsHelp as exc:
+        exc.show()  # a group without a command prints its help, as before
+        raise SystemExit(exc.exit_code) from None
+    except ClickException as exc:
+        sys.stderr.write(f"error: {usage_message(exc, sys.argv[1:])}\n")
+        raise SystemExit(exc.exit_code) from None
     except Exception as exc:  # last resort: never a traceback on a user's terminal
         logging.getLogger("cavra").debug("unexpected error", exc_info=True)
         from cavra.redaction import Redactor
@@ -64,3 +75,4 @@ def main() -> None:
         message = Redactor().scrub(f"{type(exc).__name__}: {exc}")
         sys.stderr.write(f"error: internal error ({message}); run with CAVRA_LOG_LEVEL=DEBUG for details\n")
         raise SystemExit(70) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
