@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from cavra.connectors.base import Connector, ConnectorSettings
 from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
-from cavra.errors import ConfigError
+from cavra.errors import ConfigError, not_found
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
 from cavra.secrets import Secret, from_env, from_file
 from cavra.transport import SendOptions
@@ -203,7 +203,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     try:
         text = Path(source).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{source}: config file not found") from None
+        raise ConfigError(not_found(source, "config file")) from None
     except IsADirectoryError:
         raise ConfigError(f"{source}: is a directory, expected a JSON or YAML file") from None
     except UnicodeDecodeError:

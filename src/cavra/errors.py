@@ -25,3 +25,12 @@ class ConflictError(CavraError):
 
 class StoreError(CavraError):
     """The evidence store cannot be opened or written."""
+
+
+def not_found(path: object, what: str = "file") -> str:
+    """``PATH: file not found``, with the way to create it when it is one of the seed's ``.cavra/`` paths."""
+    text = str(path)
+    hint = ""
+    if text.replace("\\", "/").lstrip("./").startswith("cavra/") or "/.cavra/" in text:
+        hint = " (run `cavra init` to lay out the seed's .cavra/ files)"
+    return f"{text}: {what} not found{hint}"

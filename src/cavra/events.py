@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cavra.errors import InputError
+from cavra.errors import InputError, not_found
 
 DELIVERY_SCHEMA = "cavra.connector.delivery.v1"
 #: ``cavra integration deliver --json`` for a file of many events: ``{schema_version, events, success, …}``
@@ -65,7 +65,7 @@ def load_event_file(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+        raise InputError(not_found(path)) from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, expected a JSON file") from None
     except UnicodeDecodeError:
@@ -88,7 +88,7 @@ def _read_text(path: str) -> str:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+        raise InputError(not_found(path)) from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, expected a JSON file") from None
     except UnicodeDecodeError:

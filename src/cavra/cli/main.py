@@ -12,6 +12,7 @@ import typer.main
 from cavra import __version__
 from cavra.cli import db, deliveries, evidence, integration, release
 from cavra.cli import emulate as emulate_mod
+from cavra.cli import init as init_mod
 from cavra.cli import serve as serve_mod
 from cavra.cli import worker as worker_mod
 from cavra.cli.usage import Abort, ClickException, NoArgsIsHelp, conventional_metavars, usage_message
@@ -28,6 +29,7 @@ app.add_typer(release.app, name="release")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(db.app, name="db")
 app.add_typer(deliveries.app, name="deliveries")
+app.command("init")(init_mod.init)
 app.command("emulate")(emulate_mod.emulate)
 app.command("serve")(serve_mod.serve)
 app.command("api-token")(serve_mod.api_token)

@@ -89,17 +89,17 @@ def write_demo_config(
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "connectors.json"
     env_path = directory / "emulators.env"
-    _atomic_write(config_path, json.dumps(config, indent=2) + "\n")
-    lines = [f"export {k}={_shell_quote(v)}" for k, v in sorted(env.items())]
-    _atomic_write(env_path, "\n".join(lines) + "\n", mode=0o600)
+    atomic_write(config_path, json.dumps(config, indent=2) + "\n")
+    lines = [f"export {k}={shell_quote(v)}" for k, v in sorted(env.items())]
+    atomic_write(env_path, "\n".join(lines) + "\n", mode=0o600)
     return config_path, env_path
 
 
-def _shell_quote(value: str) -> str:
+def shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\"'\"'") + "'"
 
 
-def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

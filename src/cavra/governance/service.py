@@ -23,7 +23,7 @@ from cavra.config import LoadedConfig
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
-from cavra.errors import InputError, NotFoundError
+from cavra.errors import InputError, NotFoundError, not_found
 from cavra.governance.events import (
     PUBLICATION,
     PublicationRefused,
@@ -99,7 +99,7 @@ def load_record_file(path: str | Path, kind: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
     except FileNotFoundError:
-        raise InputError(f"{source}: file not found") from None
+        raise InputError(not_found(source)) from None
     except IsADirectoryError:
         raise InputError(f"{source}: is a directory, expected a JSON file") from None
     except UnicodeDecodeError:
