@@ -64,18 +64,24 @@ PROFILES = "/JSSResource/osxconfigurationprofiles"
 _CLASSIC_ERROR = re.compile(r"<p>Error:\s*(.*?)</p>", re.S)
 
 
+#: the API-client token endpoint current Jamf clients use; ``/api/oauth/token`` is reported deprecated
+TOKEN_PATH = "/api/v1/oauth/token"
+LEGACY_TOKEN_PATH = "/api/oauth/token"
+
+
 class JamfSettings(ConnectorSettings):
-    """``url`` (Jamf Pro base), ``client_id``, ``client_secret`` and ``token_path`` (``/api/oauth/token``)."""
+    """``url`` (Jamf Pro base), ``client_id``, ``client_secret`` and ``token_path`` (``/api/v1/oauth/token``;
+    ``/api/oauth/token`` for a server that predates the versioned path)."""
 
     client_id: str | None = None
     client_secret: Secret | None = None
-    token_path: str = "/api/oauth/token"
+    token_path: str = TOKEN_PATH
 
     @field_validator("token_path")
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise ValueError("token_path must be a path starting with '/' (for example /api/oauth/token)")
+            raise ValueError(f"token_path must be a path starting with '/' (for example {TOKEN_PATH})")
         return value
 
 
