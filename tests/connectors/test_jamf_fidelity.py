@@ -180,6 +180,53 @@ async def test_cluster_republish_reads_back_the_new_version(transport: AiohttpTr
         assert "Cookie" not in lookup.headers
 
 
+class RefreshAfterSecondLookup:
+    """Passes requests on; once the second look-up of a delivery has answered, the cluster refreshes (the
+    minute the connector waits before looking again)."""
+
+    def __init__(self, inner: AiohttpTransport, srv: EmulatorServer) -> None:
+        self.inner, self.srv, self.lookups = inner, srv, 0
+
+    async def send(self, request: PreparedRequest, options: SendOptions) -> Response:
+        answer = await self.inner.send(request, options)
+        if request.step == "lookup":
+            self.lookups += 1
+            if self.lookups == 2:
+                st = jamf_emulator.state(self.srv.hub)
+                st.cluster.refresh_all(st)
+        return answer
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_another_delivery_on_a_stale_web_app_waits_for_the_refresh(transport: AiohttpTransport) -> None:
+    async with server(**CLUSTER) as srv:
+        tokens = TokenCache()
+        first = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport, tokens=tokens)
+        assert first.success, first.error
+        # within the minute, the next delivery lands on the other web app, which has not seen the profile
+        second = await deliver_one(
+            target(srv, cluster_refresh_seconds=0.01),
+            NEWER,
+            policy=POLICY,
+            transport=RefreshAfterSecondLookup(transport, srv),
+            tokens=tokens,
+        )
+        assert second.success, second.error
+        assert steps(second) == [
+            ("lookup", 404, "next"),
+            ("create", 409, "next"),
+            ("lookup", 404, "retry"),
+            ("lookup", 200, "next"),
+            ("update", 201, "next"),
+            ("verify", 200, "delivered"),
+        ]
+        assert second.attempts[2].retry_after == 0.01
+        assert "refresh" in str(second.attempts[2].reason)
+        assert len(jamf_emulator.state(srv.hub).profiles) == 1
+
+
 async def test_transport_keeps_no_cookie_between_requests(transport: AiohttpTransport) -> None:
     """aiohttp's default cookie jar would send a ``localhost`` cookie on every later request (to any
     delivery or target on that host); the transport has none."""

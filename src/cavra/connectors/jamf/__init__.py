@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from cavra.connectors.auth import ClientCredentials
 from cavra.connectors.base import (
@@ -45,6 +45,7 @@ from cavra.connectors.base import (
     PreparedRequest,
     Reject,
     Response,
+    Retry,
     Verdict,
 )
 from cavra.connectors.endpoint.export import (
@@ -91,6 +92,9 @@ class JamfSettings(ConnectorSettings):
     client_id: str | None = None
     client_secret: Secret | None = None
     token_path: str = TOKEN_PATH
+    #: how long a Jamf Cloud web app may take to see a profile another one stored ("the cluster refresh,
+    #: which occurs every minute"): the wait before looking up again a profile a 409 says exists
+    cluster_refresh_seconds: float = Field(default=60.0, ge=0, le=300)
 
     @field_validator("token_path")
     @classmethod
@@ -211,7 +215,7 @@ class JamfConnector:
         if response.status == 401:
             return unauthorized(flow, label)
         if request.step == "lookup":
-            return _after_lookup(response, flow, label)
+            return _after_lookup(response, flow, label, settings.cluster_refresh_seconds)
         if request.step in ("create", "update"):
             return _after_write(request, response, flow, label)
         return _after_verify(response, flow, label)
@@ -225,7 +229,15 @@ def _token_path_hint(settings: JamfSettings) -> str:
     )
 
 
-def _after_lookup(response: Response, flow: JamfFlow, label: str) -> Verdict:
+def _after_lookup(response: Response, flow: JamfFlow, label: str, refresh: float) -> Verdict:
+    if response.status == 404 and flow.rerouted:
+        # the create said the name exists, this web app does not show it: a Jamf Cloud node that has not
+        # refreshed since another one stored the profile; look again once it has
+        return Retry(
+            f"{label}: Jamf answered 409 Duplicate name but this Jamf Cloud web app does not show the "
+            "profile yet (web apps refresh about once a minute)",
+            after=refresh,
+        )
     if response.status == 404:
         return Next(flow.go("create", identity=None))
     if response.status != 200:
