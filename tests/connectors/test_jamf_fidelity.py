@@ -143,10 +143,11 @@ async def test_values_without_entities_are_proven_exactly(
 
 
 # -- 2. Jamf Cloud: sticky sessions -------------------------------------------------------------------------
+@pytest.mark.parametrize("cookie", ["APBALANCEID", "AWSALB", "jpro-ingress"])
 async def test_cluster_first_publish_is_read_back_from_the_node_that_took_it(
-    transport: AiohttpTransport,
+    transport: AiohttpTransport, cookie: str
 ) -> None:
-    async with server(**CLUSTER) as srv:
+    async with server(**CLUSTER, cluster_cookie=cookie) as srv:
         d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
         assert d.success, d.error
         assert [s for s, _, _ in steps(d)] == ["token", "lookup", "create", "verify"]
@@ -154,7 +155,7 @@ async def test_cluster_first_publish_is_read_back_from_the_node_that_took_it(
         assert cluster.routed == [0, 0, 0, 0]  # the token's answer set the cookie; every step followed it
         received = srv.hub.received("jamf")
         assert "Cookie" not in received[0].headers
-        assert all(r.headers.get("Cookie") == f"APBALANCEID={cluster.nodes[0].cookie}" for r in received[1:])
+        assert all(r.headers.get("Cookie") == f"{cookie}={cluster.nodes[0].cookie}" for r in received[1:])
         record = json.dumps(d.to_dict())
         assert cluster.nodes[0].cookie not in record  # the cookie is a credential: never in evidence
         assert str(d.attempts[1].request.headers["Cookie"]) == "**REDACTED**"

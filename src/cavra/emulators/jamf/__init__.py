@@ -29,7 +29,8 @@ Routes (mounted at ``/jamf``):
   (``Profile.instances``, ``Profile.ghost_copies``).
 * ``cluster_nodes`` > 1 models Jamf Cloud: reads come from the node the request landed on, which sees
   another node's writes only ``cluster_refresh`` seconds later, unless the request carries the
-  ``APBALANCEID`` cookie an earlier answer set (``state(hub).cluster``: ``routed``, ``refresh_all()``).
+  sticky cookie (``cluster_cookie``, default ``APBALANCEID``) an earlier answer set
+  (``state(hub).cluster``: ``routed``, ``refresh_all()``).
 * ``max_concurrent`` > 0 caps requests in flight: more give 503 (Jamf recommends at most 5 connections);
   ``response_delay`` holds each request that long, so the cap can be exercised.
 
@@ -89,6 +90,8 @@ class Settings:
     #: seconds before a node sees a write made on another node (Jamf: "the cluster refresh, which occurs
     #: every minute")
     cluster_refresh: float = 60.0
+    #: the load balancer's sticky cookie: ``APBALANCEID`` (documented), ``AWSALB`` or ``jpro-ingress``
+    cluster_cookie: str = "APBALANCEID"
     #: model the removal of the deprecated ``/api/oauth/token``: it answers 404, only ``/api/v1/oauth/token``
     #: issues API-client tokens
     legacy_oauth_removed: bool = False
@@ -137,7 +140,7 @@ def _bearer(hub: EmulatorHub, request: web.Request) -> str | None:
 def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
     """The Jamf Pro routes, mounted at ``/jamf``."""
     st = state(hub)
-    st.cluster.configure(settings.cluster_nodes, settings.cluster_refresh)
+    st.cluster.configure(settings.cluster_nodes, settings.cluster_refresh, settings.cluster_cookie)
     hub.reset_hooks.append(st.clear)
 
     @web.middleware

@@ -6,14 +6,16 @@ other"; requests from a client without the session cookie may be handled by diff
 "in workflows where a sequential series of operations must occur or where subsequent calls are dependent
 upon earlier calls, this can often be problematic due to the cluster refresh, which occurs every minute";
 the answer is to keep the load balancer's cookie and send it back. Clients do exactly that with
-``APBALANCEID`` / ``AWSALB`` (grahampugh/jamf-upload, ``JamfUploaderSlacker.py``'s curl helper keeps a
-``Set-Cookie`` of either name and sends it with ``--cookie``; the jamfplatform Go SDK's transport keeps a
-"sticky-session cookie jar (handles jpro-ingress, APBALANCEID, JSESSIONID)").
+``APBALANCEID`` / ``AWSALB`` (grahampugh/jamf-upload, ``JamfUploaderProcessors/JamfUploaderSlacker.py``'s
+curl helper keeps a ``Set-Cookie`` of either name and sends it with ``--cookie``), and on current Jamf
+Cloud ``jpro-ingress``, the nginx ingress's sticky cookie (deploymenttheory/terraform-provider-jamfpro
+``docs/index.md``: ``jamfpro_load_balancer_lock`` "obtains all available web cookies (jpro-ingress) …
+equivalent to a sticky session"). ``cluster_cookie`` names the cookie (default ``APBALANCEID``).
 
 Model (``cluster_nodes`` > 1): the database is :attr:`JamfState.profiles`; each node serves reads from its
 own copy, refreshed from the database ``cluster_refresh`` seconds after its last refresh. A write lands on
 the database and on the node that took it, so that node sees it at once and the others only after their
-refresh. A request carrying a known ``APBALANCEID`` cookie goes to the node that set it; any other request
+refresh. A request carrying a known sticky cookie goes to the node that set it; any other request
 goes to the next node in turn (round robin, deterministic for tests). Every answer sets the cookie of the
 node that gave it (the load balancer refreshes it, as AWS load balancers do).
 """
@@ -48,6 +50,7 @@ class Cluster:
 
     size: int = 1
     refresh: float = 60.0
+    cookie_name: str = COOKIE
     nodes: list[Node] = field(default_factory=list)
     turn: int = 0
     #: which node answered each request, in order (for tests and the console)
@@ -55,8 +58,8 @@ class Cluster:
     #: the node of each request in flight, by ``id(request)``
     assigned: dict[int, Node] = field(default_factory=dict)
 
-    def configure(self, size: int, refresh: float) -> None:
-        self.size, self.refresh = max(1, size), max(0.0, refresh)
+    def configure(self, size: int, refresh: float, cookie_name: str = COOKIE) -> None:
+        self.size, self.refresh, self.cookie_name = max(1, size), max(0.0, refresh), cookie_name
         self.nodes = [Node(i, f"aws.jamfcloud-web{i}.{secrets.token_hex(6)}") for i in range(self.size)]
         self.turn = 0
         self.routed.clear()
@@ -71,7 +74,7 @@ class Cluster:
         """The node this request goes to (None for a single server)."""
         if not self.clustered:
             return None
-        sticky = request.cookies.get(COOKIE)
+        sticky = request.cookies.get(self.cookie_name)
         node = next((n for n in self.nodes if n.cookie == sticky), None)
         if node is None:
             node = self.nodes[self.turn % self.size]
@@ -114,4 +117,4 @@ class Cluster:
 
     def stamp(self, response: web.StreamResponse, node: Node | None) -> None:
         if node is not None:
-            response.set_cookie(COOKIE, node.cookie, path="/", secure=False, httponly=True)
+            response.set_cookie(self.cookie_name, node.cookie, path="/", secure=False, httponly=True)

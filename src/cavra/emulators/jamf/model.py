@@ -53,7 +53,7 @@ class JamfState:
         self.profiles.clear()
         self.next_id = 1
         self.in_flight = 0
-        self.cluster.configure(self.cluster.size, self.cluster.refresh)
+        self.cluster.configure(self.cluster.size, self.cluster.refresh, self.cluster.cookie_name)
 
     def by_name(self, name: str, view: dict[int, Profile] | None = None) -> Profile | None:
         found = self.profiles if view is None else view
