@@ -2,9 +2,10 @@
 
 Jamf Cloud is a cluster of web apps that "do not directly communicate with each other" and refresh about
 once a minute; dependent calls in sequence (create, then read back) must go to the same web app, which the
-load balancer's cookie (``APBALANCEID``, ``AWSALB``) ensures ("Sticky Sessions for Jamf Cloud",
-developer.jamf.com). The connector keeps every cookie Jamf sets during one delivery in the flow state and
-sends it back on the following steps; nothing is kept between deliveries (the transport has no cookie jar).
+load balancer's cookie ensures ("Sticky Sessions for Jamf Cloud", developer.jamf.com). Clients keep
+``APBALANCEID`` / ``AWSALB`` (grahampugh/jamf-upload) and ``jpro-ingress`` (deploymenttheory/terraform-
+provider-jamfpro). This connector keeps every cookie Jamf sets during one delivery in the flow state and
+sends them back on the following steps; nothing is kept between deliveries (the transport has no cookie jar).
 The ``Cookie`` header is a :class:`~cavra.secrets.Secret` and a credential header: evidence shows
 ``**REDACTED**``.
 """
