@@ -170,7 +170,8 @@ class JamfConnector:
     def prepare(
         self, event: Mapping[str, Any], settings: JamfSettings, ctx: Context, state: Any
     ) -> PreparedRequest:
-        return with_cookies(self._request(event, settings, ctx, _flow(state)), _flow(state).cookies)
+        flow = _flow(state)
+        return with_cookies(self._request(event, settings, ctx, flow), flow.cookies)
 
     def _request(
         self, event: Mapping[str, Any], settings: JamfSettings, ctx: Context, flow: JamfFlow
