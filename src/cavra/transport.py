@@ -6,7 +6,11 @@ aiohttp behind a small :class:`Transport` protocol (tests may swap in their own)
 * redirects are never followed (a 3xx comes back as a response and is recorded as a failure);
 * plain ``http://`` needs ``allow_http``; link-local destinations (169.254.0.0/16 with the cloud metadata
   address, fe80::/10) are refused, after name resolution too, unless ``allow_link_local``;
-* response bodies are read up to a bound.
+* response bodies are read up to a bound;
+* no cookie jar: a cookie set by one answer is never sent on a later request by the transport (a connector
+  that needs one, such as Jamf Cloud's sticky session, carries it in its own flow state, so nothing leaks
+  between deliveries or targets that share a host). Repeated ``Set-Cookie`` headers reach the connector
+  joined by newlines.
 """
 
 from __future__ import annotations
@@ -106,6 +110,18 @@ def check_destination(url: str, options: SendOptions) -> None:
         )
 
 
+def _headers(items: Any) -> dict[str, str]:
+    """Lower-case names; a repeated ``Set-Cookie`` is kept whole (joined by newlines), others last-wins."""
+    out: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        if key == "set-cookie" and key in out:
+            out[key] += "\n" + value
+        else:
+            out[key] = value
+    return out
+
+
 class AiohttpTransport:
     """Pooled aiohttp sessions, one per (TLS settings, link-local allowance)."""
 
@@ -138,7 +154,12 @@ class AiohttpTransport:
                 resolver=None if options.allow_link_local else _GuardedResolver(),
                 ttl_dns_cache=60,
             )
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=True,
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
             self._sessions[key] = session
             return session
 
@@ -160,7 +181,7 @@ class AiohttpTransport:
                 body = await resp.content.read(options.max_response_bytes + 1)
                 truncated = len(body) > options.max_response_bytes
                 body = body[: options.max_response_bytes]
-                resp_headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
+                resp_headers: Mapping[str, str] = _headers(resp.headers.items())
                 if truncated:
                     resp_headers = {**resp_headers, "x-cavra-truncated": "true"}
                 return Response(

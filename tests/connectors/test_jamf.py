@@ -94,11 +94,11 @@ def test_profile_body_is_what_the_emulator_accepts_and_carries_the_configuration
 def test_first_step_fetches_a_token_then_uses_the_cached_one() -> None:
     s, ctx = settings(), Context(delivery_key="dk")
     req = CONNECTOR.prepare(EVENT, s, ctx, None)
-    assert (req.step, req.method, req.url) == ("token", "POST", "https://jamf.example/api/oauth/token")
+    assert (req.step, req.method, req.url) == ("token", "POST", "https://jamf.example/api/v1/oauth/token")
     assert b"grant_type=client_credentials" in req.body
     ctx.tokens.put(
         CachedToken(
-            "https://jamf.example/api/oauth/token|" + CLIENT_ID + "|",
+            "https://jamf.example/api/v1/oauth/token|" + CLIENT_ID + "|",
             Secret("tok-1234"),
             time.monotonic() + 600,
         )
@@ -111,10 +111,8 @@ def test_first_step_fetches_a_token_then_uses_the_cached_one() -> None:
 
 
 def test_token_path_setting_is_used_and_validated() -> None:
-    req = CONNECTOR.prepare(
-        EVENT, settings(token_path="/api/v1/oauth/token"), Context(delivery_key="dk"), None
-    )
-    assert req.url == "https://jamf.example/api/v1/oauth/token"
+    req = CONNECTOR.prepare(EVENT, settings(token_path="/api/oauth/token"), Context(delivery_key="dk"), None)
+    assert req.url == "https://jamf.example/api/oauth/token"
     with pytest.raises(ValueError, match="token_path"):
         settings(token_path="api/oauth/token")
 
@@ -195,7 +193,7 @@ async def test_happy_path_creates_and_proves_the_profile(
     assert stored.name == "CAVRA eme_kit"
     sent = server.hub.received("jamf")
     token_form = sent[0].body.decode()
-    assert sent[0].path == "/jamf/api/oauth/token"
+    assert sent[0].path == "/jamf/api/v1/oauth/token"
     assert "grant_type=client_credentials" in token_form
     assert sent[2].method == "POST" and sent[2].path.endswith("/osxconfigurationprofiles/id/0")
     assert sent[2].headers["Content-Type"].startswith("text/xml")

@@ -1,11 +1,17 @@
-"""Emulated Jamf Pro, written from providers.md §9 ("What an emulator must check").
+"""Emulated Jamf Pro, written from providers.md §9 ("What an emulator must check") and the sources cited in
+:mod:`~cavra.emulators.jamf.payloads` (profile rewriting, ghost copies, entities) and
+:mod:`~cavra.emulators.jamf.cluster` (Jamf Cloud sticky sessions).
 
 Routes (mounted at ``/jamf``):
 
-* ``POST /api/oauth/token`` and ``POST /api/v1/oauth/token``: API-client credentials, form-encoded
-  (``grant_type=client_credentials``, ``client_id``, ``client_secret``). Not form-encoded or another grant:
-  400 ``invalid_request`` / ``unsupported_grant_type``; unknown client or wrong secret: 401
+* ``POST /api/v1/oauth/token`` and the deprecated ``POST /api/oauth/token``: API-client credentials,
+  form-encoded (``grant_type=client_credentials``, ``client_id``, ``client_secret``). Not form-encoded or
+  another grant: 400 ``invalid_request`` / ``unsupported_grant_type``; unknown client or wrong secret: 401
   ``invalid_client``. Success: ``{"access_token", "scope", "token_type": "Bearer", "expires_in"}``.
+  Current clients use the versioned path and call the other deprecated (macadmins/jamf-pro-sdk-python
+  PR 66, 2025: "the /oauth/token endpoint has been deprecated", citing developer.jamf.com/jamf-pro/
+  reference/postoauthtoken; grahampugh/jamf-upload moved in 2025-11). ``legacy_oauth_removed`` models its
+  removal: the old path answers 404.
 * ``POST /api/v1/auth/token`` with HTTP Basic (a user account): ``{"token", "expires"}``;
   ``POST /api/v1/auth/keep-alive`` rotates the Bearer token; ``POST /api/v1/auth/invalidate-token`` is 204.
 * Every other route needs ``Authorization: Bearer <token>`` that this emulator issued and that has not
@@ -14,9 +20,17 @@ Routes (mounted at ``/jamf``):
 * Classic API ``/JSSResource/osxconfigurationprofiles``: ``GET`` (list), ``GET id/{id}``,
   ``GET name/{name}``, ``POST`` (and ``POST id/0``), ``PUT id/{id}``, ``PUT name/{name}``,
   ``DELETE id/{id}``. Bodies are XML (``text/xml`` or ``application/xml``, else 415); malformed XML, a
-  wrong root element or ``payloads`` that are not a property list give 400 HTML; ``general/name`` is
-  required (400); a duplicate name is 409 with ``<p>Error: Duplicate name</p>``; create and update answer
-  201 with ``<os_x_configuration_profile><id>N</id></os_x_configuration_profile>``. Errors are HTML pages.
+  wrong root element or ``payloads`` that are not a property list give 400 HTML; payloads that hold a bare
+  ``&`` or ``<`` after one more entity decode give 409 ``Unable to update the database``; ``general/name``
+  is required (400); a duplicate name is 409 with ``<p>Error: Duplicate name</p>``; create and update
+  answer 201 with ``<os_x_configuration_profile><id>N</id></os_x_configuration_profile>``. Errors are HTML
+  pages. Stored payloads are rewritten as Jamf does (new identifiers, added keys, re-indented); an update
+  that does not carry back the stored top-level PayloadUUID / PayloadIdentifier adds a ghost instance
+  (``Profile.instances``, ``Profile.ghost_copies``).
+* ``cluster_nodes`` > 1 models Jamf Cloud: reads come from the node the request landed on, which sees
+  another node's writes only ``cluster_refresh`` seconds later, unless the request carries the
+  sticky cookie (``cluster_cookie``, default ``APBALANCEID``) an earlier answer set
+  (``state(hub).cluster``: ``routed``, ``refresh_all()``).
 * ``max_concurrent`` > 0 caps requests in flight: more give 503 (Jamf recommends at most 5 connections);
   ``response_delay`` holds each request that long, so the cap can be exercised.
 
@@ -30,7 +44,6 @@ import base64
 import binascii
 import secrets
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,16 +52,14 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from cavra.emulators.framework import EmulatorHub, IssuedToken, json_response
+from cavra.emulators.jamf import profiles
 from cavra.emulators.jamf.model import (
     JamfState,
     Profile,
     api_error,
     classic_error,
-    id_answer,
     parse_profile,
     state,
-    stored_profile,
-    xml_answer,
 )
 
 __all__ = ["JamfState", "Profile", "Settings", "create_app", "demo_config", "parse_profile", "state"]
@@ -58,6 +69,8 @@ DEMO_CLIENT_SECRET = "jamf-demo-secret~Zp4Lw9Qe2Rt7Yx1M"
 DEMO_USERNAME = "cavra-api"
 DEMO_PASSWORD = "jamf-demo-password~Vb8Nc3Kd6"
 AUDIENCE = "jamf"
+OAUTH_PATH = "/api/v1/oauth/token"
+LEGACY_OAUTH_PATH = "/api/oauth/token"
 
 
 @dataclass
@@ -72,6 +85,16 @@ class Settings:
     max_concurrent: int = 0
     #: seconds each API request is held before it is answered
     response_delay: float = 0.0
+    #: Jamf Cloud web apps behind a sticky load balancer (1 = a single server, no cookie); see ``cluster``
+    cluster_nodes: int = 1
+    #: seconds before a node sees a write made on another node (Jamf: "the cluster refresh, which occurs
+    #: every minute")
+    cluster_refresh: float = 60.0
+    #: the load balancer's sticky cookie: ``APBALANCEID`` (documented), ``AWSALB`` or ``jpro-ingress``
+    cluster_cookie: str = "APBALANCEID"
+    #: model the removal of the deprecated ``/api/oauth/token``: it answers 404, only ``/api/v1/oauth/token``
+    #: issues API-client tokens
+    legacy_oauth_removed: bool = False
 
 
 def _form(request: web.Request, raw: bytes) -> dict[str, str] | None:
@@ -117,20 +140,25 @@ def _bearer(hub: EmulatorHub, request: web.Request) -> str | None:
 def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
     """The Jamf Pro routes, mounted at ``/jamf``."""
     st = state(hub)
+    st.cluster.configure(settings.cluster_nodes, settings.cluster_refresh, settings.cluster_cookie)
     hub.reset_hooks.append(st.clear)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        node = st.cluster.route(request)
         if settings.max_concurrent and st.in_flight >= settings.max_concurrent:
+            st.cluster.done(request)
             return classic_error(503, "Too many concurrent requests")
         st.in_flight += 1
         try:
             if settings.response_delay:
                 await asyncio.sleep(settings.response_delay)
             response: web.StreamResponse = await handler(request)
+            st.cluster.stamp(response, node)
             return response
         finally:
             st.in_flight = max(0, st.in_flight - 1)
+            st.cluster.done(request)
 
     app = web.Application(middlewares=[guard])
 
@@ -190,106 +218,18 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             return classic_error(401, "The request requires user authentication")
         return None
 
-    def xml_body_error(request: web.Request) -> web.Response | None:
-        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype not in ("text/xml", "application/xml"):
-            return classic_error(415, "Unsupported Media Type: send text/xml or application/xml")
-        return None
+    async def legacy_oauth_token(request: web.Request) -> web.Response:
+        if settings.legacy_oauth_removed:
+            await request.read()
+            return api_error(404, "NOT_FOUND", "Not Found")
+        return await oauth_token(request)
 
-    def find(request: web.Request) -> Profile | web.Response | None:
-        key, value = request.match_info["key"], request.match_info["value"]
-        if key == "id":
-            try:
-                return st.profiles.get(int(value))
-            except ValueError:
-                return classic_error(400, f"Invalid id {value}")
-        if key == "name":
-            return st.by_name(value)
-        return classic_error(404, "The server has not found anything matching the request URI")
-
-    async def list_profiles(request: web.Request) -> web.Response:
-        denied = authorised(request)
-        if denied is not None:
-            return denied
-        root = ET.Element("os_x_configuration_profiles")
-        ET.SubElement(root, "size").text = str(len(st.profiles))
-        for profile in st.profiles.values():
-            item = ET.SubElement(root, "os_x_configuration_profile")
-            ET.SubElement(item, "id").text = str(profile.id)
-            ET.SubElement(item, "name").text = profile.name
-        return xml_answer(root)
-
-    async def get_profile(request: web.Request) -> web.Response:
-        denied = authorised(request)
-        if denied is not None:
-            return denied
-        found = find(request)
-        if isinstance(found, web.Response):
-            return found
-        if found is None:
-            return classic_error(404, "The server has not found anything matching the request URI")
-        return xml_answer(stored_profile(found))
-
-    async def create_profile(request: web.Request) -> web.Response:
-        denied = authorised(request) or xml_body_error(request)
-        if denied is not None:
-            return denied
-        if request.match_info.get("key", "id") != "id":
-            return classic_error(400, "Create by id only (id/0)")
-        root, error = parse_profile(await request.read())
-        if root is None:
-            return classic_error(400, error or "Bad Request")
-        name = (root.findtext("general/name") or "").strip()
-        if st.by_name(name) is not None:
-            return classic_error(409, "Duplicate name")
-        profile = Profile(id=st.next_id, name=name, element=root)
-        st.next_id += 1
-        st.profiles[profile.id] = profile
-        return id_answer(profile.id)
-
-    async def update_profile(request: web.Request) -> web.Response:
-        denied = authorised(request) or xml_body_error(request)
-        if denied is not None:
-            return denied
-        found = find(request)
-        if isinstance(found, web.Response):
-            return found
-        if found is None:
-            return classic_error(404, "The server has not found anything matching the request URI")
-        root, error = parse_profile(await request.read())
-        if root is None:
-            return classic_error(400, error or "Bad Request")
-        name = (root.findtext("general/name") or "").strip()
-        clash = st.by_name(name)
-        if clash is not None and clash.id != found.id:
-            return classic_error(409, "Duplicate name")
-        found.name, found.element = name, root
-        return id_answer(found.id)
-
-    async def delete_profile(request: web.Request) -> web.Response:
-        denied = authorised(request)
-        if denied is not None:
-            return denied
-        found = find(request)
-        if isinstance(found, web.Response):
-            return found
-        if found is None:
-            return classic_error(404, "The server has not found anything matching the request URI")
-        del st.profiles[found.id]
-        return id_answer(found.id)
-
-    for path in ("/api/oauth/token", "/api/v1/oauth/token"):
-        app.router.add_post(path, oauth_token)
+    app.router.add_post(LEGACY_OAUTH_PATH, legacy_oauth_token)
+    app.router.add_post(OAUTH_PATH, oauth_token)
     app.router.add_post("/api/v1/auth/token", user_token)
     app.router.add_post("/api/v1/auth/keep-alive", keep_alive)
     app.router.add_post("/api/v1/auth/invalidate-token", invalidate)
-    base = "/JSSResource/osxconfigurationprofiles"
-    app.router.add_get(base, list_profiles)
-    app.router.add_post(base, create_profile)
-    app.router.add_get(base + "/{key}/{value}", get_profile)
-    app.router.add_post(base + "/{key}/{value}", create_profile)
-    app.router.add_put(base + "/{key}/{value}", update_profile)
-    app.router.add_delete(base + "/{key}/{value}", delete_profile)
+    profiles.add_routes(app, st, authorised)
     return app
 
 

@@ -1,41 +1,63 @@
-"""The Jamf emulator's model: stored configuration profiles, Classic API XML checks and error pages."""
+"""The Jamf emulator's model: stored configuration profiles, Classic API XML checks and error pages.
+
+How the payloads are rewritten and checked: :mod:`cavra.emulators.jamf.payloads`; the Jamf Cloud cluster:
+:mod:`cavra.emulators.jamf.cluster`.
+"""
 
 from __future__ import annotations
 
 import html
-import plistlib
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from aiohttp import web
 
 from cavra.emulators.framework import EmulatorHub, json_response
+from cavra.emulators.jamf.cluster import Cluster
+from cavra.emulators.jamf.payloads import PayloadRefused, accept
 
 
 @dataclass
 class Profile:
+    """A stored profile. ``payloads`` is the property list as Jamf rewrote it; ``instances`` lists every
+    top-level (PayloadUUID, PayloadIdentifier) it was stored under: each one beyond the first is a ghost
+    copy installed on the Macs in scope (see :mod:`cavra.emulators.jamf.payloads`)."""
+
     id: int
     name: str
     element: ET.Element
+    payloads: str = ""
+    payload_uuid: str = ""
+    payload_identifier: str = ""
+    instances: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ghost_copies(self) -> int:
+        """How many stale copies of this profile the Macs keep besides the current one."""
+        return max(0, len(self.instances) - 1)
 
 
 @dataclass
 class JamfState:
-    """Configuration profiles by id, and the requests in flight."""
+    """Configuration profiles by id (the database), the cluster's nodes, and the requests in flight."""
 
     profiles: dict[int, Profile] = field(default_factory=dict)
     next_id: int = 1
     in_flight: int = 0
+    cluster: Cluster = field(default_factory=Cluster)
 
     def clear(self) -> None:
         self.profiles.clear()
         self.next_id = 1
         self.in_flight = 0
+        self.cluster.configure(self.cluster.size, self.cluster.refresh, self.cluster.cookie_name)
 
-    def by_name(self, name: str) -> Profile | None:
-        return next((p for p in self.profiles.values() if p.name == name), None)
+    def by_name(self, name: str, view: dict[int, Profile] | None = None) -> Profile | None:
+        found = self.profiles if view is None else view
+        return next((p for p in found.values() if p.name == name), None)
 
 
 _STATES: WeakKeyDictionary[EmulatorHub, JamfState] = WeakKeyDictionary()
@@ -93,23 +115,28 @@ def api_error(status: int, code: str, description: str) -> web.Response:
     )
 
 
-def parse_profile(raw: bytes) -> tuple[ET.Element | None, str | None]:
-    """The profile element, or the Classic API's error message."""
+def read_profile(raw: bytes) -> tuple[ET.Element, dict[str, Any] | None]:
+    """The profile element and its payloads as Jamf keeps them, or :class:`PayloadRefused`."""
     try:
         root = ET.fromstring(raw)  # noqa: S314 - loopback emulator parsing its own test traffic
     except ET.ParseError as exc:
-        return None, f"Unable to parse XML: {exc}"
+        raise PayloadRefused(400, f"Unable to parse XML: {exc}") from None
     if root.tag != "os_x_configuration_profile":
-        return None, f"Problem with element: expected os_x_configuration_profile, got {root.tag}"
+        expected = "expected os_x_configuration_profile"
+        raise PayloadRefused(400, f"Problem with element: {expected}, got {root.tag}")
     name = root.findtext("general/name")
     if name is None or not name.strip():
-        return None, "Name is required"
+        raise PayloadRefused(400, "Name is required")
     payloads = root.findtext("general/payloads")
-    if payloads:
-        try:
-            plistlib.loads(payloads.encode("utf-8"))
-        except Exception:  # expat, plistlib and value errors alike: the payload is not a property list
-            return None, "Unable to parse the configuration profile payloads"
+    return root, (accept(payloads) if payloads else None)
+
+
+def parse_profile(raw: bytes) -> tuple[ET.Element | None, str | None]:
+    """The profile element, or the Classic API's error message."""
+    try:
+        root, _ = read_profile(raw)
+    except PayloadRefused as exc:
+        return None, exc.message
     return root, None
 
 
@@ -132,11 +159,11 @@ def stored_profile(profile: Profile) -> ET.Element:
     )
     ET.SubElement(general, "user_removable").text = "false"
     ET.SubElement(general, "level").text = sent.findtext("general/level") or "System"
-    ET.SubElement(general, "uuid").text = str(
-        uuid.uuid5(uuid.NAMESPACE_URL, f"jamf-profile-{profile.id}")
-    ).upper()
+    ET.SubElement(general, "uuid").text = (
+        profile.payload_uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"jamf-profile-{profile.id}")).upper()
+    )
     ET.SubElement(general, "redeploy_on_update").text = "Newly Assigned"
-    ET.SubElement(general, "payloads").text = sent.findtext("general/payloads") or ""
+    ET.SubElement(general, "payloads").text = profile.payloads
     scope = sent.find("scope")
     if scope is not None:
         root.append(scope)
