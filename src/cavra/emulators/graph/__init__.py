@@ -11,11 +11,26 @@ Collections: ``deviceConfigurations`` (both versions), ``deviceShellScripts`` an
 
 * a Bearer token issued by the Entra emulator (``hub.tokens``) for audience ``https://graph.microsoft.com``
   and not expired, else 401 ``InvalidAuthenticationToken``; writes need the application role
-  ``DeviceManagementConfiguration.ReadWrite.All`` (reads also accept ``….Read.All``), else 403
-  ``accessDenied``;
-* ``@odata.type`` present and known for the collection, properties known for the type, ``displayName``
-  (and the type's required fields) present, ``payload`` / ``scriptContent`` valid base64: else 400
-  ``invalidRequest``; PATCH must keep the object's type;
+  ``DeviceManagementConfiguration.ReadWrite.All`` (reads also accept ``….Read.All``), else 403 with code
+  ``Forbidden`` and a ``message`` that is itself a JSON string (``{"_version": 3, "Message": "Application is
+  not authorized to perform this operation. Application must have one of the following scopes: … -
+  Operation ID …", "CustomApiErrorPhrase": "", …}``), as Intune answers (Microsoft support article "403
+  Forbidden error when you query Intune objects in Graph Explorer", MicrosoftDocs/SupportArticles-docs);
+* ``@odata.type`` present and known for the collection and version, else 400 ``BadRequest`` "A type named
+  '…' could not be resolved by the model" (Graph's OData layer, observed in Micke-K/IntuneManagement issue
+  318); properties known for the type *in that version*, else 400 ``BadRequest`` "The property '…' does not
+  exist on type '…'": v1.0 ``macOSCustomConfiguration`` has only ``id``, ``lastModifiedDateTime``,
+  ``createdDateTime``, ``description``, ``displayName``, ``version``, ``payloadName``, ``payloadFileName``
+  and ``payload`` (microsoft-graph-docs-contrib ``api-reference/v1.0/resources/
+  intune-deviceconfig-macoscustomconfiguration.md``); ``roleScopeTagIds`` and ``deploymentChannel`` are
+  beta-only; ``displayName`` (and the type's required fields) present and ``payload`` / ``scriptContent``
+  valid base64, else 400 ``BadRequest`` with Intune's JSON-string ``message`` (the shape observed in
+  Microsoft365DSC issue 4724: ``[BadRequest] {"_version": 3, "Message": "An error has occurred - Operation
+  ID …"}``); PATCH must keep the object's type;
+* lists answer ``$filter=displayName eq '…'``; with ``ignore_filter`` the filter is silently ignored and
+  every object returned, as Graph does for a filter an endpoint does not support (which is why the
+  connector checks the names it gets); with ``page_size`` a list is paged by ``@odata.nextLink``
+  (``$skiptoken``);
 * create: 201 with a GUID ``id``, ``createdDateTime``, ``lastModifiedDateTime``, ``version``; update: 200 with
   the object; assign: 200 ``{"value": [...]}`` (group targets need a GUID ``groupId``);
 * writes are throttled per application: ``write_limit`` per ``write_window`` seconds (Intune's 100 per 20 s),
@@ -50,6 +65,7 @@ from cavra.emulators.graph.model import (
     GraphState,
     Settings,
     graph_error,
+    intune_message,
     now_iso,
     state,
     validate,
@@ -90,11 +106,12 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             )
         allowed = {WRITE_ROLE} if write else {WRITE_ROLE, READ_ROLE}
         if not allowed & set(issued.roles):
+            message = (
+                "Application is not authorized to perform this operation. Application must have one of the "
+                "following scopes: " + ", ".join(sorted(allowed))
+            )
             return None, graph_error(
-                403,
-                "accessDenied",
-                "Application is not authorized to perform this "
-                "operation. Application must have one of the following scopes: " + ", ".join(sorted(allowed)),
+                403, "Forbidden", intune_message(message, request.match_info["collection"])
             )
         return issued.client_id, None
 
@@ -153,13 +170,33 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             return denied
         items = list(st.collection(collection).values())
         expr = request.query.get("$filter")
-        if expr is not None:
+        if expr is not None and not settings.ignore_filter:
             match = FILTER.match(expr)
             if match is None:
                 return graph_error(400, "invalidRequest", f"Invalid filter clause: {expr}")
             wanted = match.group(1).replace("''", "'")
             items = [i for i in items if i.get("displayName") == wanted]
-        return json_response({"@odata.context": context(request, version, collection), "value": items})
+        answer: dict[str, Any] = {"@odata.context": context(request, version, collection)}
+        size = settings.page_size
+        if size > 0:
+            try:
+                skip = max(0, int(request.query.get("$skiptoken", "0")))
+            except ValueError:
+                return graph_error(400, "BadRequest", "The $skiptoken is not valid.")
+            if skip + size < len(items):
+                query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+                answer["@odata.nextLink"] = str(
+                    request.url.with_query({**query, "$skiptoken": str(skip + size)})
+                )
+            items = items[skip : skip + size]
+        answer["value"] = items
+        return json_response(answer)
+
+    def refused(problem: tuple[str, str], collection: str) -> web.Response:
+        layer, message = problem
+        return graph_error(
+            400, "BadRequest", message if layer == "odata" else intune_message(message, collection)
+        )
 
     async def create_item(request: web.Request) -> web.Response:
         version, collection, denied = route(request, write=True)
@@ -168,14 +205,15 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         body = await read_json(request)
         problem = validate(body, collection, version)
         if problem is not None:
-            return graph_error(400, "invalidRequest", problem)
+            return refused(problem, collection)
         now = now_iso()
         item = {k: v for k, v in body.items() if k not in ("id", "createdDateTime", "lastModifiedDateTime")}
         item.update(
             {"id": str(uuid.uuid4()), "createdDateTime": now, "lastModifiedDateTime": now, "version": 1}
         )
         item.setdefault("description", None)
-        item.setdefault("roleScopeTagIds", ["0"])
+        if version == "beta":  # scope tags exist in beta only
+            item.setdefault("roleScopeTagIds", ["0"])
         st.collection(collection)[item["id"]] = item
         return json_response(
             {"@odata.context": context(request, version, collection) + "/$entity", **item}, status=201
@@ -206,7 +244,7 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         body = await read_json(request)
         problem = validate(body, collection, version, existing_type=found["@odata.type"])
         if problem is not None:
-            return graph_error(400, "invalidRequest", problem)
+            return refused(problem, collection)
         for name, value in body.items():
             if name not in ("id", "createdDateTime", "lastModifiedDateTime", "version"):
                 found[name] = value
