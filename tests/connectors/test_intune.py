@@ -399,6 +399,16 @@ async def test_an_ignored_filter_does_not_update_somebody_elses_configuration(
         assert again.detail["action"] == "updated"
 
 
+async def test_a_tenant_without_the_graph_resource_is_explained(transport: AiohttpTransport) -> None:
+    spec = overrides()
+    spec["entra"]["resources"] = ["https://monitor.azure.com"]
+    async with EmulatorServer(providers=["entra", "graph"], overrides=spec) as srv:
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+    assert steps(d) == [("token", 400, "reject")]
+    assert d.error is not None and "invalid_resource (AADSTS500011)" in d.error
+    assert "resource in the scope is unknown" in d.error
+
+
 async def test_forbidden_quotes_intunes_message(transport: AiohttpTransport) -> None:
     async with EmulatorServer(providers=["entra", "graph"], overrides=overrides()) as srv:
         t = target(srv, client_id=entra.NOROLE_CLIENT_ID, client_secret=entra.NOROLE_CLIENT_SECRET)
