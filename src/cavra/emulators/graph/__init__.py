@@ -83,17 +83,19 @@ __all__ = [
 ]
 
 
-def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
-    """The Graph device-management routes, mounted at ``/graph``."""
-    st = state(hub)
-    hub.reset_hooks.append(st.clear)
-    app = web.Application()
+class GraphRoutes:
+    """The Graph device-management handlers over one hub's state."""
 
-    def check_auth(request: web.Request, *, write: bool) -> tuple[str | None, web.Response | None]:
+    def __init__(self, hub: EmulatorHub, settings: Settings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.st = state(hub)
+
+    def check_auth(self, request: web.Request, *, write: bool) -> tuple[str | None, web.Response | None]:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return None, graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
-        issued = hub.tokens.get(value.strip())
+        issued = self.hub.tokens.get(value.strip())
         if issued is None:
             return None, graph_error(401, "InvalidAuthenticationToken", "Access token validation failure.")
         if issued.audience not in AUDIENCES:
@@ -115,13 +117,13 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             )
         return issued.client_id, None
 
-    def throttle(client_id: str) -> web.Response | None:
+    def throttle(self, client_id: str) -> web.Response | None:
         now = time.monotonic()
-        window = st.writes.setdefault(client_id, deque())
-        while window and window[0] <= now - settings.write_window:
+        window = self.st.writes.setdefault(client_id, deque())
+        while window and window[0] <= now - self.settings.write_window:
             window.popleft()
-        if len(window) >= settings.write_limit:
-            wait = max(1, math.ceil(window[0] + settings.write_window - now))
+        if len(window) >= self.settings.write_limit:
+            wait = max(1, math.ceil(window[0] + self.settings.write_window - now))
             return graph_error(
                 429,
                 "activityLimitReached",
@@ -131,7 +133,7 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         window.append(now)
         return None
 
-    def route(request: web.Request, *, write: bool) -> tuple[str, str, web.Response | None]:
+    def route(self, request: web.Request, *, write: bool) -> tuple[str, str, web.Response | None]:
         version, collection = request.match_info["version"], request.match_info["collection"]
         if version not in ("v1.0", "beta"):
             return version, collection, graph_error(400, "BadRequest", f"Invalid version: {version}")
@@ -142,42 +144,42 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
                 collection,
                 graph_error(400, "BadRequest", f"Resource not found for the segment '{collection}'."),
             )
-        client_id, denied = check_auth(request, write=write)
+        client_id, denied = self.check_auth(request, write=write)
         if denied is None and write and client_id is not None:
-            denied = throttle(client_id)
+            denied = self.throttle(client_id)
         return version, collection, denied
 
-    async def read_json(request: web.Request) -> Any:
+    async def read_json(self, request: web.Request) -> Any:
         try:
             return json.loads((await request.read()).decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             return None
 
-    def context(request: web.Request, version: str, collection: str) -> str:
+    def context(self, request: web.Request, version: str, collection: str) -> str:
         return f"{request.url.origin()}/graph/{version}/$metadata#deviceManagement/{collection}"
 
-    def lookup(request: web.Request, collection: str) -> dict[str, Any] | web.Response:
-        found = st.collection(collection).get(request.match_info["id"])
+    def lookup(self, request: web.Request, collection: str) -> dict[str, Any] | web.Response:
+        found = self.st.collection(collection).get(request.match_info["id"])
         if found is None:
             return graph_error(
                 404, "itemNotFound", f"The resource '{request.match_info['id']}' was not found."
             )
         return found
 
-    async def list_items(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=False)
+    async def list_items(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=False)
         if denied is not None:
             return denied
-        items = list(st.collection(collection).values())
+        items = list(self.st.collection(collection).values())
         expr = request.query.get("$filter")
-        if expr is not None and not settings.ignore_filter:
+        if expr is not None and not self.settings.ignore_filter:
             match = FILTER.match(expr)
             if match is None:
                 return graph_error(400, "invalidRequest", f"Invalid filter clause: {expr}")
             wanted = match.group(1).replace("''", "'")
             items = [i for i in items if i.get("displayName") == wanted]
-        answer: dict[str, Any] = {"@odata.context": context(request, version, collection)}
-        size = settings.page_size
+        answer: dict[str, Any] = {"@odata.context": self.context(request, version, collection)}
+        size = self.settings.page_size
         if size > 0:
             try:
                 skip = max(0, int(request.query.get("$skiptoken", "0")))
@@ -192,20 +194,20 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         answer["value"] = items
         return json_response(answer)
 
-    def refused(problem: tuple[str, str], collection: str) -> web.Response:
+    def refused(self, problem: tuple[str, str], collection: str) -> web.Response:
         layer, message = problem
         return graph_error(
             400, "BadRequest", message if layer == "odata" else intune_message(message, collection)
         )
 
-    async def create_item(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=True)
+    async def create_item(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        body = await read_json(request)
+        body = await self.read_json(request)
         problem = validate(body, collection, version)
         if problem is not None:
-            return refused(problem, collection)
+            return self.refused(problem, collection)
         now = now_iso()
         item = {k: v for k, v in body.items() if k not in ("id", "createdDateTime", "lastModifiedDateTime")}
         item.update(
@@ -214,63 +216,65 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         item.setdefault("description", None)
         if version == "beta":  # scope tags exist in beta only
             item.setdefault("roleScopeTagIds", ["0"])
-        st.collection(collection)[item["id"]] = item
+        self.st.collection(collection)[item["id"]] = item
         return json_response(
-            {"@odata.context": context(request, version, collection) + "/$entity", **item}, status=201
+            {"@odata.context": self.context(request, version, collection) + "/$entity", **item}, status=201
         )
 
-    async def get_item(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=False)
+    async def get_item(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=False)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        answer = {"@odata.context": context(request, version, collection) + "/$entity", **found}
+        answer = {"@odata.context": self.context(request, version, collection) + "/$entity", **found}
         expand = request.query.get("$expand")
         if expand is not None:
             if expand.strip() != "assignments":
                 return graph_error(400, "invalidRequest", f"Could not find a property named '{expand}'.")
-            answer["assignments"] = st.assignments.get(found["id"], [])
+            answer["assignments"] = self.st.assignments.get(found["id"], [])
         return json_response(answer)
 
-    async def update_item(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=True)
+    async def update_item(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        body = await read_json(request)
+        body = await self.read_json(request)
         problem = validate(body, collection, version, existing_type=found["@odata.type"])
         if problem is not None:
-            return refused(problem, collection)
+            return self.refused(problem, collection)
         for name, value in body.items():
             if name not in ("id", "createdDateTime", "lastModifiedDateTime", "version"):
                 found[name] = value
         found["lastModifiedDateTime"] = now_iso()
         found["version"] = int(found.get("version", 1)) + 1
-        return json_response({"@odata.context": context(request, version, collection) + "/$entity", **found})
+        return json_response(
+            {"@odata.context": self.context(request, version, collection) + "/$entity", **found}
+        )
 
-    async def delete_item(request: web.Request) -> web.Response:
-        _, collection, denied = route(request, write=True)
+    async def delete_item(self, request: web.Request) -> web.Response:
+        _, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        del st.collection(collection)[found["id"]]
-        st.assignments.pop(found["id"], None)
+        del self.st.collection(collection)[found["id"]]
+        self.st.assignments.pop(found["id"], None)
         return web.Response(status=204)
 
-    async def assign(request: web.Request) -> web.Response:
-        _, collection, denied = route(request, write=True)
+    async def assign(self, request: web.Request) -> web.Response:
+        _, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        body = await read_json(request)
+        body = await self.read_json(request)
         key = ASSIGN_KEYS[collection]
         given = body.get(key) if isinstance(body, dict) else None
         if not isinstance(given, list):
@@ -288,26 +292,32 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             if target_type in GROUP_TARGETS and not GUID.match(str(target.get("groupId", ""))):
                 return graph_error(400, "invalidRequest", "A group assignment target needs a GUID groupId.")
             stored.append({"id": f"{found['id']}_{target.get('groupId', 'all')}", "target": target})
-        st.assignments[found["id"]] = stored
+        self.st.assignments[found["id"]] = stored
         return json_response({"value": stored})
 
-    async def list_assignments(request: web.Request) -> web.Response:
-        _, collection, denied = route(request, write=False)
+    async def list_assignments(self, request: web.Request) -> web.Response:
+        _, collection, denied = self.route(request, write=False)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        return json_response({"value": st.assignments.get(found["id"], [])})
+        return json_response({"value": self.st.assignments.get(found["id"], [])})
 
+
+def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
+    """The Graph device-management routes, mounted at ``/graph``."""
+    routes = GraphRoutes(hub, settings)
+    hub.reset_hooks.append(routes.st.clear)
+    app = web.Application()
     base = "/{version}/deviceManagement/{collection}"
-    app.router.add_get(base, list_items)
-    app.router.add_post(base, create_item)
-    app.router.add_get(base + "/{id}", get_item)
-    app.router.add_patch(base + "/{id}", update_item)
-    app.router.add_delete(base + "/{id}", delete_item)
-    app.router.add_post(base + "/{id}/assign", assign)
-    app.router.add_get(base + "/{id}/assignments", list_assignments)
+    app.router.add_get(base, routes.list_items)
+    app.router.add_post(base, routes.create_item)
+    app.router.add_get(base + "/{id}", routes.get_item)
+    app.router.add_patch(base + "/{id}", routes.update_item)
+    app.router.add_delete(base + "/{id}", routes.delete_item)
+    app.router.add_post(base + "/{id}/assign", routes.assign)
+    app.router.add_get(base + "/{id}/assignments", routes.list_assignments)
     return app
 
 
