@@ -19,9 +19,11 @@ from cavra.connectors.endpoint.export import parse_export
 from cavra.connectors.flow import FlowState
 from cavra.connectors.intune import (
     IntuneConnector,
+    IntuneFlow,
     IntuneSettings,
     configuration_body,
     filter_query,
+    graph_error,
     payload_configuration,
 )
 from cavra.delivery.engine import deliver_one
@@ -125,12 +127,86 @@ def test_search_result_chooses_create_or_update() -> None:
     tok = Secret("tok-1234")
     verdict = interpret("search", 200, {"value": []}, FlowState(step="search", token=tok))
     assert isinstance(verdict, Next) and verdict.state.step == "create"
-    item = {"id": "abc", "@odata.type": "#microsoft.graph.macOSCustomConfiguration"}
+    name = "CAVRA eme_kit"
+    item = {"id": "abc", "displayName": name, "@odata.type": "#microsoft.graph.macOSCustomConfiguration"}
     verdict = interpret("search", 200, {"value": [item]}, FlowState(step="search", token=tok))
     assert isinstance(verdict, Next) and (verdict.state.step, verdict.state.remote_id) == ("update", "abc")
-    other = {"id": "abc", "@odata.type": "#microsoft.graph.windows10CustomConfiguration"}
+    other = {"id": "abc", "displayName": name, "@odata.type": "#microsoft.graph.windows10CustomConfiguration"}
     verdict = interpret("search", 200, {"value": [other]}, FlowState(step="search", token=tok))
     assert isinstance(verdict, Reject) and "another type" in verdict.reason
+
+
+def test_search_checks_the_names_itself() -> None:
+    # Graph may ignore a $filter it does not support and return every object: never update another one
+    tok = Secret("tok-1234")
+    mac = "#microsoft.graph.macOSCustomConfiguration"
+    older = {
+        "id": "old",
+        "displayName": "Wi-Fi for sales",
+        "@odata.type": mac,
+        "createdDateTime": "2020-01-01",
+    }
+    near = {"id": "near", "displayName": "cavra eme_kit", "@odata.type": mac, "createdDateTime": "2021-01-01"}
+    ours = {"id": "ours", "displayName": "CAVRA eme_kit", "@odata.type": mac, "createdDateTime": "2026-01-01"}
+    verdict = interpret("search", 200, {"value": [older, near]}, FlowState(step="search", token=tok))
+    assert isinstance(verdict, Next) and verdict.state.step == "create"
+    verdict = interpret("search", 200, {"value": [older, ours, near]}, FlowState(step="search", token=tok))
+    assert isinstance(verdict, Next) and (verdict.state.step, verdict.state.remote_id) == ("update", "ours")
+
+
+def test_search_follows_a_linked_page_on_the_same_host_only() -> None:
+    tok = Secret("tok-1234")
+    link = "https://graph.microsoft.com/v1.0/deviceManagement/deviceConfigurations?$skiptoken=2"
+    page = {"value": [{"id": "x", "displayName": "other"}], "@odata.nextLink": link}
+    verdict = interpret("search", 200, page, FlowState(step="search", token=tok))
+    assert isinstance(verdict, Next) and isinstance(verdict.state, IntuneFlow)
+    assert (verdict.state.step, verdict.state.next_link, verdict.state.name) == (
+        "search",
+        link,
+        "CAVRA eme_kit",
+    )
+    s = IntuneSettings.model_validate(
+        {"tenant_id": "t", "client_id": "c", "client_secret": "secret-1", "group_id": GROUP}
+    )
+    second = CONNECTOR.prepare(EVENT, s, Context(delivery_key="dk"), verdict.state)
+    assert (second.step, second.url) == ("search", link)
+    ours = {
+        "id": "o",
+        "displayName": "CAVRA eme_kit",
+        "@odata.type": "#microsoft.graph.macOSCustomConfiguration",
+    }
+    found = CONNECTOR.interpret(
+        second,
+        Response(200, {}, json.dumps({"value": [ours]}).encode()),
+        s,
+        Context(delivery_key="dk"),
+        verdict.state,
+    )
+    assert isinstance(found, Next) and (found.state.step, found.state.remote_id) == ("update", "o")
+    assert isinstance(found.state, IntuneFlow) and found.state.next_link is None
+    elsewhere = {"value": [], "@odata.nextLink": "https://evil.example/v1.0/deviceManagement/x"}
+    verdict = interpret("search", 200, elsewhere, FlowState(step="search", token=tok))
+    assert isinstance(verdict, Reject) and "another host" in verdict.reason
+
+
+def test_intune_error_messages_are_json_strings() -> None:
+    inner = {
+        "_version": 3,
+        "Message": "Application is not authorized to perform this operation. Application must have one of "
+        "the following scopes: DeviceManagementConfiguration.ReadWrite.All - Operation ID (for customer "
+        "support): 00000000-0000-0000-0000-000000000000 - Activity ID: 5c977c7f-ae03-4be0-82c2-408eafb65caf "
+        "- Url: https://fef.msub05.manage.microsoft.com/DeviceConfiguration_1911/x",
+        "CustomApiErrorPhrase": "",
+    }
+    body = {"error": {"code": "Forbidden", "message": json.dumps(inner, indent=2).replace("\n", "\r\n")}}
+    reason = graph_error(Response(403, {}, json.dumps(body).encode()))
+    assert reason == (
+        "HTTP 403 Forbidden: Application is not authorized to perform this operation. Application must have "
+        "one of the following scopes: DeviceManagementConfiguration.ReadWrite.All "
+        "(Activity ID: 5c977c7f-ae03-4be0-82c2-408eafb65caf)"
+    )
+    plain = {"error": {"code": "BadRequest", "message": "The property 'x' does not exist on type 'y'."}}
+    assert graph_error(Response(400, {}, json.dumps(plain).encode())).endswith("does not exist on type 'y'.")
 
 
 def test_verify_needs_the_digest_and_the_group() -> None:
@@ -291,6 +367,55 @@ async def test_4xx_is_not_retried(server: EmulatorServer, transport: AiohttpTran
     d = await deliver_one(target(server), EVENT, policy=POLICY, transport=transport)
     assert steps(d) == [("token", 200, "next"), ("search", 400, "reject")]
     assert d.error is not None and "invalidRequest: Bad filter" in d.error
+
+
+async def test_an_ignored_filter_does_not_update_somebody_elses_configuration(
+    transport: AiohttpTransport,
+) -> None:
+    async with EmulatorServer(
+        providers=["entra", "graph"], overrides=overrides(ignore_filter=True, page_size=2)
+    ) as srv:
+        mac = "#microsoft.graph.macOSCustomConfiguration"
+        payload = base64.b64encode(b"<plist/>").decode()
+        for i in range(3):  # older objects, not ours, that an ignored filter returns first
+            graph.state(srv.hub).collection("deviceConfigurations")[f"other-{i}"] = {
+                "id": f"other-{i}",
+                "@odata.type": mac,
+                "displayName": f"Wi-Fi profile {i}",
+                "payloadName": "x",
+                "payload": payload,
+                "createdDateTime": f"2020-01-0{i + 1}T00:00:00Z",
+            }
+        first = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+        assert first.status == "delivered", first.error
+        # two pages of other objects were read, none of them touched; ours was created
+        assert [s for s, _, _ in steps(first)] == ["token", "search", "search", "create", "assign", "verify"]
+        others = [o for k, o in objects(srv).items() if k.startswith("other-")]
+        assert all(o["payload"] == payload and "version" not in o for o in others)
+        again = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+        assert again.status == "delivered", again.error
+        assert again.remote_id == first.remote_id and len(objects(srv)) == 4
+        assert [s for s, _, _ in steps(again)][:3] == ["token", "search", "search"]
+        assert again.detail["action"] == "updated"
+
+
+async def test_a_tenant_without_the_graph_resource_is_explained(transport: AiohttpTransport) -> None:
+    spec = overrides()
+    spec["entra"]["resources"] = ["https://monitor.azure.com"]
+    async with EmulatorServer(providers=["entra", "graph"], overrides=spec) as srv:
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+    assert steps(d) == [("token", 400, "reject")]
+    assert d.error is not None and "invalid_resource (AADSTS500011)" in d.error
+    assert "resource in the scope is unknown" in d.error
+
+
+async def test_forbidden_quotes_intunes_message(transport: AiohttpTransport) -> None:
+    async with EmulatorServer(providers=["entra", "graph"], overrides=overrides()) as srv:
+        t = target(srv, client_id=entra.NOROLE_CLIENT_ID, client_secret=entra.NOROLE_CLIENT_SECRET)
+        d = await deliver_one(t, EVENT, policy=POLICY, transport=transport)
+    assert steps(d) == [("token", 200, "next"), ("search", 403, "reject")]
+    assert d.error is not None and "HTTP 403 Forbidden: Application is not authorized" in d.error
+    assert "_version" not in d.error and "Activity ID:" in d.error
 
 
 async def test_timeout_is_retried(server: EmulatorServer, transport: AiohttpTransport) -> None:

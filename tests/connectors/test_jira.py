@@ -232,6 +232,9 @@ def test_search_found_goes_to_comment_empty_goes_to_create() -> None:
         "search", response(200, {"issues": [{"id": "1", "key": "OPS-1", "fields": {"labels": ["x"]}}]})
     )
     assert other == Next(JiraState(step="create", since=2))
+    # search/jql answers ids only when the fields asked for are not honoured: the id addresses the issue
+    bare = judge("search", response(200, {"issues": [{"id": "10003"}], "isLast": True}))
+    assert bare == Next(JiraState(step="comment", since=2, key="10003", issue_id="10003"))
 
 
 def test_search_answers_that_are_not_jira() -> None:

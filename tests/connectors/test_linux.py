@@ -555,3 +555,115 @@ def test_a_resumed_run_starts_with_a_recheck_back_to_its_first_run() -> None:
     assert parse_qs(urlsplit(req.url).query)["created__gte"] == ["2026-03-01T10:55:00Z"]
     # a first run launches at once
     assert CONNECTOR.prepare(EVENT, settings(), Context(delivery_key="dk", now=now), None).step == "launch"
+
+
+# -- api_prefix: the Automation Platform 2.5+ platform gateway ----------------------------------------------
+def gateway_overrides(**template: Any) -> dict[str, dict[str, Any]]:
+    spec = overrides(**template)
+    spec["awx"]["gateway"] = True
+    return spec
+
+
+def test_api_prefix_settings() -> None:
+    assert settings().api_prefix == "/api/v2"
+    assert settings(api_prefix="/api/controller/v2/").api_prefix == "/api/controller/v2"
+    assert settings(api_prefix="Auto").api_prefix == "auto"
+    for bad in ("api/v2", "/api/v2?x=1", "https://aap.example/api/controller/v2", ""):
+        with pytest.raises(ConfigError, match=r"linux: api_prefix .* is not valid"):
+            settings(api_prefix=bad)
+    with pytest.raises(ConfigError, match=r"connectors\.linux: api_prefix"):
+        target(None, url="https://aap.example", api_prefix="controller")
+
+
+def test_gateway_prefix_and_auto_requests() -> None:
+    req = CONNECTOR.prepare(
+        EVENT, settings(api_prefix="/api/controller/v2"), Context(delivery_key="dk"), None
+    )
+    assert req.url == "https://awx.example/api/controller/v2/job_templates/7/launch/"
+    auto = settings(api_prefix="auto")
+    first = CONNECTOR.prepare(EVENT, auto, Context(delivery_key="dk"), None)
+    assert (first.method, first.url, first.step) == ("GET", "https://awx.example/api/", "discover")
+    assert isinstance(first.headers["Authorization"], Secret)
+    gateway = {"description": "AAP gateway REST API", "apis": {"controller": "/api/controller/"}}
+    found = CONNECTOR.interpret(
+        first, Response(200, {}, json.dumps(gateway).encode()), auto, Context(delivery_key="dk"), None
+    )
+    assert isinstance(found, Next) and found.state == LaunchState(since=2, prefix="/api/controller/v2")
+    launch = CONNECTOR.prepare(EVENT, auto, Context(delivery_key="dk", attempt=2), found.state)
+    assert (launch.step, urlsplit(launch.url).path) == (
+        "launch",
+        "/api/controller/v2/job_templates/7/launch/",
+    )
+    direct = {"description": "AWX REST API", "current_version": "/api/v2/"}
+    found = CONNECTOR.interpret(
+        first, Response(200, {}, json.dumps(direct).encode()), auto, Context(delivery_key="dk"), None
+    )
+    assert isinstance(found, Next) and found.state == LaunchState(since=2, prefix="/api/v2")
+    for status, body, why in (
+        (200, {"description": "something else"}, "names no controller API"),
+        (404, {}, "is url the AWX"),
+        (401, {"detail": "Authentication credentials were not provided."}, "credentials were refused"),
+    ):
+        verdict = CONNECTOR.interpret(
+            first, Response(status, {}, json.dumps(body).encode()), auto, Context(delivery_key="dk"), None
+        )
+        assert isinstance(verdict, Reject) and why in verdict.reason
+
+
+def test_auto_on_a_resumed_run_discovers_then_rechecks() -> None:
+    auto = settings(api_prefix="auto")
+    ctx = Context(delivery_key="dk", resumed_since=time.time() - 60)
+    assert CONNECTOR.prepare(EVENT, auto, ctx, None).step == "discover"
+    state = LaunchState(since=2, prefix="/api/controller/v2", resumed=True)
+    req = CONNECTOR.prepare(EVENT, auto, replace(ctx, attempt=2), state)
+    assert (req.step, urlsplit(req.url).path) == ("recheck", "/api/controller/v2/job_templates/7/jobs/")
+    nothing = CONNECTOR.interpret(
+        req, Response(200, {}, b'{"count": 0, "results": []}'), auto, replace(ctx, attempt=2), state
+    )
+    assert isinstance(nothing, Next) and isinstance(nothing.state, LaunchState)
+    assert (nothing.state.prefix, nothing.state.resumed) == ("/api/controller/v2", False)
+
+
+async def test_default_prefix_behind_the_gateway_fails_and_says_how_to_fix_it(
+    transport: AiohttpTransport,
+) -> None:
+    async with EmulatorServer(providers=["awx"], overrides=gateway_overrides()) as srv:
+        d = await deliver_one(target(srv), EVENT, policy=POLICY, transport=transport)
+        assert awx.state(srv.hub).jobs == {}
+    assert d.status == "failed" and steps(d) == [("launch", 404, "reject")]
+    assert d.error is not None and "api_prefix" in d.error and "/api/controller/v2" in d.error
+
+
+@pytest.mark.parametrize("api_prefix", ["/api/controller/v2", "auto"])
+async def test_gateway_deliveries(api_prefix: str, transport: AiohttpTransport) -> None:
+    async with EmulatorServer(providers=["awx"], overrides=gateway_overrides()) as srv:
+        d = await deliver_one(target(srv, api_prefix=api_prefix), EVENT, policy=POLICY, transport=transport)
+        assert d.status == "delivered", d.error
+        paths = [r.path for r in srv.hub.received("awx")]
+    first = [("discover", 200, "next")] if api_prefix == "auto" else []
+    assert steps(d) == [*first, ("launch", 201, "next"), ("poll", 200, "next"), ("poll", 200, "delivered")]
+    assert paths[len(first)] == "/awx/api/controller/v2/job_templates/7/launch/"
+    assert all(p.startswith("/awx/api/controller/v2/") for p in paths[len(first) :])
+
+
+async def test_auto_against_a_controller_uses_api_v2(
+    server: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    d = await deliver_one(target(server, api_prefix="auto"), EVENT, policy=POLICY, transport=transport)
+    assert d.status == "delivered", d.error
+    paths = [r.path for r in server.hub.received("awx")]
+    assert paths[:2] == ["/awx/api/", "/awx/api/v2/job_templates/7/launch/"]
+
+
+async def test_gateway_lost_launch_is_found_under_the_gateway_prefix(transport: AiohttpTransport) -> None:
+    async with EmulatorServer(providers=["awx"], overrides=gateway_overrides()) as srv:
+        srv.hub.add_fault("awx", Fault(drop=True, after_handler=True))  # the launch runs, its answer is lost
+        d = await deliver_one(
+            quick(target(srv, api_prefix="/api/controller/v2")), EVENT, policy=POLICY, transport=transport
+        )
+        assert d.status == "delivered", d.error
+        assert len(awx.state(srv.hub).jobs) == 1
+        paths = [r.path for r in srv.hub.received("awx")]
+    assert [s for s, _, _ in steps(d)][:2] == ["launch", "recheck"]
+    assert paths[1] == "/awx/api/controller/v2/job_templates/7/jobs/"
+    assert d.detail["launch"] == "adopted"

@@ -138,8 +138,10 @@ def test_impact_and_risk_from_severity(severity: str, impact: str, risk: str) ->
 def test_change_api_request_and_bearer() -> None:
     s = settings(api="change", type="emergency", password=None, username=None, token=OAUTH)
     req = CONNECTOR.prepare(EVENT, s, ctx(2), CREATE)
-    assert urlsplit(req.url).path == "/api/sn_chg_rest/change/emergency"
-    assert "type" not in json.loads(req.body)
+    # the model-based endpoint, whose JSON body is documented (/change/{type} documents no request body)
+    assert urlsplit(req.url).path == "/api/sn_chg_rest/change"
+    body = json.loads(req.body)
+    assert body["type"] == "emergency" and body["correlation_id"] == ctx(2).delivery_key
     auth = req.headers["Authorization"]
     assert isinstance(auth, Secret) and auth.reveal() == f"Bearer {OAUTH}"
 
@@ -286,10 +288,23 @@ async def test_happy_path_change_api_with_bearer(srv: EmulatorServer, transport:
     first = await deliver_one(t, EVENT, policy=POLICY, transport=transport)
     second = await deliver_one(t, EVENT, policy=POLICY, transport=transport)
     assert first.success and second.success, (first.error, second.error)
-    (record,) = changes(srv)
+    (record,) = changes(srv)  # the emulator ignores a body on /change/normal: it would have made two
     assert first.remote_id == second.remote_id == record["number"]
     assert record["state"] == "-5" and record["type"] == "normal"
+    assert record["correlation_id"] == first.to_dict()["detail"]["correlation_id"]
     assert second.proof == PROOF_NOTED and len(journal(srv)) == 1
+    (create,) = [r for r in srv.hub.received("servicenow") if r.method == "POST"]
+    assert create.path.endswith("/api/sn_chg_rest/change")
+
+
+async def test_change_api_emergency_type_reaches_the_record(
+    srv: EmulatorServer, transport: AiohttpTransport
+) -> None:
+    t = target(srv, api="change", type="emergency", username=None, password_env=None, token=OAUTH)
+    d = await deliver_one(t, EVENT, policy=POLICY, transport=transport)
+    assert d.success, d.error
+    (record,) = changes(srv)
+    assert (record["type"], record["chg_model"]) == ("emergency", "emergency")
 
 
 async def test_delivering_twice_creates_one_change_and_one_work_note(

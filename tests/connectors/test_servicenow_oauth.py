@@ -241,8 +241,20 @@ async def test_bad_client_secret_is_rejected_not_retried(
     d = await deliver_one(t, EVENT, policy=POLICY, transport=transport)
     assert d.status == "failed" and d.attempt_count == 1
     assert steps(d) == [("token", 401, "reject")]
-    assert d.error is not None and "invalid_client" in d.error and "client_secret" in d.error
+    assert d.error is not None and "server_error" in d.error and "client_secret" in d.error
+    assert "Application Registry entry is active" in d.error
     assert len(srv.hub.received("servicenow")) == 1 and srv.hub.tokens == {}
+
+
+async def test_missing_oauth_application_user_is_explained(
+    emulator_factory: Callable[..., EmulatorServer], transport: AiohttpTransport
+) -> None:
+    overrides = {"servicenow": {**OVERRIDES["servicenow"], "oauth_user": ""}}
+    async with emulator_factory(providers=["servicenow"], overrides=overrides) as s:
+        d = await deliver_one(target(s), EVENT, policy=POLICY, transport=transport)
+    assert d.status == "failed" and steps(d) == [("token", 401, "reject")]
+    assert d.error is not None and "unauthorized_client" in d.error
+    assert "OAuth Application User" in d.error
 
 
 async def test_token_endpoint_5xx_is_retried(srv: EmulatorServer, transport: AiohttpTransport) -> None:

@@ -18,7 +18,6 @@ from cavra.config import Target, target_from_mapping
 from cavra.connectors.base import Context, Delivered, PayloadTooLarge, Reject, Response, Retry
 from cavra.connectors.teams import (
     ADAPTIVE,
-    O365_CARD,
     TeamsConnector,
     TeamsSettings,
     adaptive_card,
@@ -66,7 +65,7 @@ def judge(url: str, status: int, body: bytes = b"", **headers: str) -> Any:
 
 # -- unit: rendering -------------------------------------------------------------------------------------
 def test_adaptive_card_in_the_workflows_envelope() -> None:
-    body = payload(EVENT, "adaptive", legacy=False)
+    body = payload(EVENT, "adaptive")
     assert check_message(body) is None
     (att,) = body["attachments"]
     assert att["contentType"] == ADAPTIVE
@@ -103,10 +102,7 @@ def test_message_card() -> None:
     facts = {f["name"]: f["value"] for f in card["sections"][0]["facts"]}
     assert facts["Blocked"] == "4"
     assert card["potentialAction"][0]["targets"][0]["uri"] == EVENT["link"]
-    assert payload(EVENT, "messagecard", legacy=True) == card
-    wrapped = payload(EVENT, "messagecard", legacy=False)
-    assert wrapped["attachments"][0]["contentType"] == O365_CARD
-    assert render_problem(wrapped["attachments"][0]) is None
+    assert payload(EVENT, "messagecard") == card
 
 
 def test_generic_event_gets_a_severity_fact_and_no_action() -> None:
@@ -119,7 +115,7 @@ def test_generic_event_gets_a_severity_fact_and_no_action() -> None:
 
 def test_long_values_are_clipped_and_oversize_is_refused() -> None:
     event = {"event_type": "cavra.custom", "event_id": "e", "session_id": "s" * 5000}
-    body = payload(event, "adaptive", legacy=False)
+    body = payload(event, "adaptive")
     assert all(len(f["value"]) <= 1000 for f in body["attachments"][0]["content"]["body"][1]["facts"])
     huge = {"event_type": "cavra.custom", "event_id": "e" * 40_000}
     with pytest.raises(PayloadTooLarge, match="28000 bytes"):
@@ -191,17 +187,25 @@ async def test_workflow_happy_path(server: EmulatorServer, transport: AiohttpTra
     assert (delivery.status_code, delivery.attempt_count) == (202, 1)
     (post,) = teams_state(server.hub).posts
     assert (post.kind, post.rendered) == ("workflows", True)
-    assert post.payload == payload(EVENT, "adaptive", legacy=False)
+    assert post.payload == payload(EVENT, "adaptive")
 
 
-async def test_messagecard_over_workflows(server: EmulatorServer, transport: AiohttpTransport) -> None:
-    delivery = await deliver_one(
-        target(wf(server), card_format="messagecard"), EVENT, policy=POLICY, transport=transport
-    )
-    assert delivery.success
-    (post,) = teams_state(server.hub).posts
-    assert post.rendered
-    assert post.payload["attachments"][0]["content"]["@type"] == "MessageCard"
+@pytest.mark.parametrize("url", [WF_URL, WF_URL.replace("prod-01.westeurope.logic.azure.com:443", "x.y")])
+def test_messagecard_with_a_workflows_url_is_refused_at_load(url: str) -> None:
+    # Workflows post Adaptive Cards only: a MessageCard is accepted (202) and never posted
+    with pytest.raises(ConfigError, match=r"connectors\.teams: card_format messagecard needs a legacy"):
+        target_from_mapping("teams", {"url": url, "card_format": "messagecard"})
+    legacy = target_from_mapping("teams", {"url": LEGACY_URL, "card_format": "messagecard"})
+    assert legacy.settings.card_format == "messagecard"
+
+
+async def test_messagecard_via_url_env_with_a_workflows_url_is_refused(server: EmulatorServer) -> None:
+    env = {"TEAMS_WEBHOOK_URL": wf(server)}
+    with pytest.raises(ConfigError, match="card_format messagecard"):
+        target_from_mapping(
+            "teams", {"url_env": "TEAMS_WEBHOOK_URL", "card_format": "messagecard"}, environ=env
+        )
+    assert teams_state(server.hub).posts == []
 
 
 @pytest.mark.parametrize("card_format", ["messagecard", "adaptive"])
@@ -338,8 +342,9 @@ async def test_url_never_appears_in_the_record(
     if outcome == "failure":
         echo = json.dumps({"error": {"code": "Boom", "message": f"{url} sig={SIG} {LEGACY}"}})
         server.hub.add_fault("teams", Fault(status=500, count=5, body=echo))
+    card_format = "adaptive" if kind == "workflow" else "messagecard"
     delivery = await deliver_one(
-        target(url, card_format="messagecard"), EVENT, policy=POLICY, transport=transport
+        target(url, card_format=card_format), EVENT, policy=POLICY, transport=transport
     )
     assert delivery.success is (outcome == "success")
     record = delivery.to_dict()

@@ -253,3 +253,36 @@ async def test_lost_launch_answer_fault_starts_the_job() -> None:
         _, page, _ = await call(srv, "GET", JOBS.format(awx.DEMO_TEMPLATE_ID), BEARER)
         assert page["count"] == 1
         assert json.loads(page["results"][0]["extra_vars"]) == {"a": 1}
+
+
+# -- the API root and the platform gateway mode ------------------------------------------------------------
+async def test_controller_root_names_the_v2_api() -> None:
+    async with EmulatorServer(providers=["awx"]) as srv:
+        status, body, _ = await call(srv, "GET", "/awx/api/")
+    assert status == 200
+    assert (body["description"], body["current_version"]) == ("AWX REST API", "/api/v2/")
+
+
+async def test_gateway_mode_serves_the_controller_only_at_api_controller_v2() -> None:
+    overrides = templates()
+    overrides["awx"]["gateway"] = True
+    async with EmulatorServer(providers=["awx"], overrides=overrides) as srv:
+        status, root, _ = await call(srv, "GET", "/awx/api/")
+        assert status == 200 and root["description"] == "AAP gateway REST API"
+        assert root["apis"]["controller"] == "/api/controller/"
+        status, controller, _ = await call(srv, "GET", "/awx/api/controller/")
+        assert controller["current_version"] == "/api/controller/v2/"
+        # the old direct paths are not routed by the gateway
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(srv.base_url + LAUNCH.format(7), headers=BEARER, json={}) as old,
+        ):
+            assert old.status == 404 and old.content_type == "text/html"
+        launch = "/awx/api/controller/v2/job_templates/7/launch/"
+        status, body, headers = await call(srv, "POST", launch, BEARER, json={"extra_vars": {"a": 1}})
+        assert status == 201
+        assert headers["Location"] == f"/awx/api/controller/v2/jobs/{body['job']}/"
+        status, job, _ = await call(srv, "GET", headers["Location"], BEARER)
+        assert (status, job["id"]) == (200, body["job"])
+        status, jobs, _ = await call(srv, "GET", "/awx/api/controller/v2/job_templates/7/jobs/", BEARER)
+        assert jobs["count"] == 1 and jobs["results"][0]["url"] == headers["Location"]

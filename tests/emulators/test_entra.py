@@ -91,8 +91,9 @@ async def test_clients_are_configurable() -> None:
 @pytest.mark.parametrize(
     ("form", "status", "error", "code"),
     [
-        (_form(scope="https://monitor.azure.com"), 400, "invalid_scope", 70011),
-        (_form(scope="https://unknown.example.com/.default"), 400, "invalid_scope", 70011),
+        (_form(scope="https://monitor.azure.com"), 400, "invalid_scope", 1002012),
+        # an unknown resource is AADSTS500011 invalid_resource, not invalid_scope
+        (_form(scope="https://unknown.example.com/.default"), 400, "invalid_resource", 500011),
         (_form(scope=None), 400, "invalid_request", 900144),
         (_form(grant_type=None), 400, "invalid_request", 900144),
         (_form(grant_type="password"), 400, "unsupported_grant_type", 70003),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import time
 from typing import Any
@@ -148,20 +149,23 @@ async def test_assign_to_a_group_and_expand_assignments() -> None:
     ("body", "needle"),
     [
         (config_body(**{"@odata.type": None}), "@odata.type"),
-        (config_body(**{"@odata.type": "#microsoft.graph.deviceShellScript"}), "not a known type"),
-        (config_body(**{"@odata.type": "#microsoft.graph.nonsense"}), "not a known type"),
+        (config_body(**{"@odata.type": "#microsoft.graph.deviceShellScript"}), "could not be resolved"),
+        (config_body(**{"@odata.type": "#microsoft.graph.nonsense"}), "could not be resolved"),
         (config_body(payload="not base64!!"), "base64"),
         (config_body(displayName=None), "displayName"),
-        (config_body(bogus=1), "bogus"),
+        (config_body(bogus=1), "The property 'bogus' does not exist"),
+        # v1.0 macOSCustomConfiguration has no scope tags and no deployment channel (beta-only)
+        (config_body(roleScopeTagIds=["0"]), "The property 'roleScopeTagIds' does not exist"),
+        (config_body(deploymentChannel="deviceChannel"), "The property 'deploymentChannel' does not exist"),
         ([config_body()], "JSON object"),
     ],
 )
-async def test_invalid_bodies_are_400_invalid_request(body: Any, needle: str) -> None:
+async def test_invalid_bodies_are_400_bad_request(body: Any, needle: str) -> None:
     async with EmulatorServer(providers=["entra", "graph"]) as srv:
         token = await get_token(srv)
         status, answer, _ = await call(srv, "POST", CONFIGS, token, json=body)
         assert status == 400
-        assert answer["error"]["code"] == "invalidRequest"
+        assert answer["error"]["code"] == "BadRequest"
         assert needle in answer["error"]["message"]
         assert "request-id" in answer["error"]["innerError"]
         assert graph.state(srv.hub).collection("deviceConfigurations") == {}
@@ -214,7 +218,12 @@ async def test_tokens_are_checked_for_presence_audience_expiry_and_role() -> Non
         norole = await get_token(srv, entra.NOROLE_CLIENT_ID, entra.NOROLE_CLIENT_SECRET)
         status, answer, _ = await call(srv, "POST", CONFIGS, norole, json=config_body())
         assert status == 403
-        assert answer["error"]["code"] == "accessDenied"
+        # Intune's 403: code Forbidden, and a message that is itself a JSON string
+        assert answer["error"]["code"] == "Forbidden"
+        inner = json.loads(answer["error"]["message"])
+        assert inner["_version"] == 3 and "\r\n" in answer["error"]["message"]
+        assert inner["Message"].startswith("Application is not authorized to perform this operation.")
+        assert "DeviceManagementConfiguration.ReadWrite.All" in inner["Message"]
         good = await get_token(srv)
         srv.hub.tokens[good].expires_at = time.time() - 1
         status, answer, _ = await call(srv, "GET", CONFIGS, good)
@@ -245,3 +254,44 @@ def test_demo_config_targets_intune_with_the_entra_authority() -> None:
     assert entry["authority_url"] == "http://127.0.0.1:9/entra"
     assert env["INTUNE_GRAPH_URL"] == "http://127.0.0.1:9/graph"
     assert env["INTUNE_CLIENT_SECRET"] == entra.INTUNE_CLIENT_SECRET
+
+
+async def test_intune_validation_errors_carry_a_json_string_message() -> None:
+    async with EmulatorServer(providers=["entra", "graph"]) as srv:
+        token = await get_token(srv)
+        status, answer, _ = await call(srv, "POST", CONFIGS, token, json=config_body(payload="not base64!!"))
+        assert (status, answer["error"]["code"]) == (400, "BadRequest")
+        inner = json.loads(answer["error"]["message"])
+        assert "base64" in inner["Message"] and "Operation ID (for customer support)" in inner["Message"]
+
+
+async def test_scope_tags_and_deployment_channel_are_beta_only() -> None:
+    async with EmulatorServer(providers=["entra", "graph"]) as srv:
+        token = await get_token(srv)
+        beta = CONFIGS.replace("v1.0", "beta")
+        body = config_body(roleScopeTagIds=["0"], deploymentChannel="deviceChannel")
+        status, created, _ = await call(srv, "POST", beta, token, json=body)
+        assert status == 201 and created["roleScopeTagIds"] == ["0"]
+        status, plain, _ = await call(srv, "POST", CONFIGS, token, json=config_body())
+        assert status == 201 and "roleScopeTagIds" not in plain
+
+
+async def test_ignore_filter_and_paging() -> None:
+    overrides = {"graph": {"ignore_filter": True, "page_size": 2}}
+    async with EmulatorServer(providers=["entra", "graph"], overrides=overrides) as srv:
+        token = await get_token(srv)
+        for i in range(3):
+            await call(srv, "POST", CONFIGS, token, json=config_body(displayName=f"n{i}"))
+        params = {"$filter": "displayName eq 'n2'"}
+        status, first, _ = await call(srv, "GET", CONFIGS, token, params=params)
+        assert status == 200
+        assert [i["displayName"] for i in first["value"]] == ["n0", "n1"]  # the filter was ignored
+        link = first["@odata.nextLink"]
+        assert link.startswith(srv.base_url + CONFIGS) and "skiptoken=2" in link
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(link, headers={"Authorization": f"Bearer {token}"}) as r,
+        ):
+            second = await r.json()
+        assert [i["displayName"] for i in second["value"]] == ["n2"]
+        assert "@odata.nextLink" not in second

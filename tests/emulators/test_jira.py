@@ -87,8 +87,9 @@ async def create(srv: EmulatorServer, version: int = 3, **extra: Any) -> tuple[i
 
 
 async def search(srv: EmulatorServer, jql: str, auth: str | None = BASIC, **params: str) -> tuple[int, Any]:
+    """A search asking for ``key`` (unless the test names the fields): the default answers ids only."""
     status, body, _ = await call(
-        srv, "GET", "/rest/api/3/search/jql", auth=auth, params={"jql": jql, **params}
+        srv, "GET", "/rest/api/3/search/jql", auth=auth, params={"jql": jql, "fields": "key", **params}
     )
     return status, body
 
@@ -227,6 +228,26 @@ async def test_search_paginates_with_next_page_token(server: EmulatorServer) -> 
     assert pages == 3 and keys == [f"OPS-{n}" for n in range(1, 6)]
     status, body = await search(server, "project = OPS", nextPageToken="garbage!")
     assert status == 400
+
+
+async def test_search_jql_returns_ids_only_unless_fields_are_asked_for(server: EmulatorServer) -> None:
+    _, created, _ = await create(server)
+    status, body, _ = await call(
+        server, "GET", "/rest/api/3/search/jql", auth=BASIC, params={"jql": "project = OPS"}
+    )
+    assert status == 200 and body["issues"] == [{"id": created["id"]}]
+    status, body, _ = await call(
+        server, "POST", "/rest/api/3/search/jql", body={"jql": "project = OPS", "fields": ["id"]}
+    )
+    assert body["issues"] == [{"id": created["id"]}]
+    status, body, _ = await call(
+        server, "GET", "/rest/api/3/search/jql", params={"jql": "project = OPS", "fields": "key,labels"}
+    )
+    (issue,) = body["issues"]
+    assert (issue["id"], issue["key"]) == (created["id"], "OPS-1") and issue["self"].endswith(
+        "/issue/" + created["id"]
+    )
+    assert issue["fields"] == {"labels": ["cavra-0123456789abcdef"]}
 
 
 async def test_search_post_variant(server: EmulatorServer) -> None:

@@ -219,29 +219,47 @@ async def test_patch_unknown_record_404(server: EmulatorServer) -> None:
 
 # -- Change Management API --------------------------------------------------------------------------------
 async def test_change_api_normal_200_value_display_value(server: EmulatorServer) -> None:
+    # /change/normal documents its fields as query parameters and its request body as "None": a JSON body
+    # is ignored, so fields sent there (correlation_id among them) are lost
     status, body, _ = await call(
         server,
         "POST",
         "/api/sn_chg_rest/change/normal",
-        body={**CHANGE, "type": "emergency", "bogus": "1"},
-        params={"short_description": "from query", "category": "Other"},
+        body={**CHANGE, "type": "emergency"},
+        params={"short_description": "from query", "category": "Other", "bogus": "1"},
     )
     assert status == 200
     result = body["result"]
     assert result["type"] == {"value": "normal", "display_value": "Normal"}  # the path decides the type
     assert result["state"] == {"value": "-5", "display_value": "New"}
-    assert result["short_description"]["value"] == "CAVRA evidence bundle: s-1"  # the body wins
-    assert result["category"]["value"] == "Security"
+    assert result["short_description"]["value"] == "from query"
+    assert result["category"]["value"] == "Other"
+    assert result["correlation_id"]["value"] == ""  # it was only in the ignored body
     assert re.fullmatch(r"CHG\d{7}", result["number"]["value"])
     assert re.fullmatch(r"[0-9a-f]{32}", result["sys_id"]["value"])
     assert result["__meta"]["ignoredFields"] == ["bogus"]
     status, body, _ = await call(server, "POST", "/api/sn_chg_rest/change/emergency", body=CHANGE)
     assert body["result"]["type"]["value"] == "emergency"
-    # found by the Table API lookup too
+    assert body["result"]["correlation_id"]["value"] == ""
+    # the model-based /change takes a JSON body (it wins over the query string); type chooses the kind
+    status, body, _ = await call(
+        server,
+        "POST",
+        "/api/sn_chg_rest/change",
+        body={**CHANGE, "type": "emergency"},
+        params={"short_description": "from query"},
+    )
+    assert status == 200
+    assert body["result"]["type"]["value"] == "emergency"
+    assert body["result"]["short_description"]["value"] == "CAVRA evidence bundle: s-1"
+    assert body["result"]["correlation_id"]["value"] == "cavra-0123456789abcdef"
+    _, body, _ = await call(server, "POST", "/api/sn_chg_rest/change", body={"short_description": "x"})
+    assert body["result"]["type"]["value"] == "normal"
+    # only the model-based one is found by the Table API lookup
     _, rows, _ = await call(
         server, "GET", TABLE, params={"sysparm_query": "correlation_id=cavra-0123456789abcdef"}
     )
-    assert len(rows["result"]) == 2
+    assert len(rows["result"]) == 1
 
 
 # -- rate rule, faults, reset, demo config ----------------------------------------------------------------

@@ -101,13 +101,27 @@ async def test_password_grant_acts_as_the_user(server: EmulatorServer) -> None:
         client_form(client_secret=""),
     ],
 )
-async def test_bad_client_credentials_are_401_invalid_client(
+async def test_bad_client_credentials_are_401_server_error_access_denied(
     server: EmulatorServer, form: dict[str, str]
 ) -> None:
+    # what real instances answer (not RFC 6749's invalid_client)
     status, body = await token_call(server, form)
-    assert status == 401
-    assert body["error"] == "invalid_client" and body["error_description"]
+    assert (status, body) == (401, {"error": "server_error", "error_description": "access_denied"})
     assert server.hub.tokens == {}
+
+
+async def test_inactive_client_and_missing_application_user(
+    emulator_factory: Callable[..., EmulatorServer],
+) -> None:
+    overrides = {"servicenow": {"inactive_clients": [DEMO_CLIENT_ID]}}
+    async with emulator_factory(providers=["servicenow"], overrides=overrides) as srv:
+        status, body = await token_call(srv, client_form())
+        assert (status, body["error"], body["error_description"]) == (401, "server_error", "access_denied")
+    no_user = {"servicenow": {"oauth_user": ""}}
+    async with emulator_factory(providers=["servicenow"], overrides=no_user) as srv:
+        status, body = await token_call(srv, client_form())
+        assert (status, body["error"]) == (401, "unauthorized_client")
+        assert srv.hub.tokens == {}
 
 
 async def test_unsupported_grant_and_non_form_bodies_are_400(server: EmulatorServer) -> None:

@@ -124,7 +124,28 @@ async def test_bad_card_is_accepted_but_not_rendered(server: EmulatorServer) -> 
     )[0] == 202
     first, second = teams_state(server.hub).posts
     assert (first.rendered, first.render_error) == (False, "Action.Submit is not supported")
-    assert second.rendered is True
+    # Workflows post Adaptive Cards only: the MessageCard run fails inside the flow, still 202 to the sender
+    assert second.rendered is False
+    assert "Adaptive Cards only" in str(second.render_error)
+
+
+async def test_workflows_message_over_28_kb_is_accepted_but_not_posted(server: EmulatorServer) -> None:
+    url = workflow_url(server.base_url, DEMO_WORKFLOW, DEMO_SIG)
+    big = adaptive_message()
+    big["attachments"][0]["content"]["body"].append({"type": "TextBlock", "text": "x" * 29_000})
+    small = adaptive_message()
+    assert (await post(url, big))[0] == 202
+    assert (await post(url, small))[0] == 202
+    too_big, fine = teams_state(server.hub).posts
+    assert (too_big.rendered, fine.rendered) == (False, True)
+    assert "28KB" in str(too_big.render_error)
+
+
+async def test_legacy_message_over_28_kb_is_a_413_in_a_200(server: EmulatorServer) -> None:
+    status, text, _ = await post(server.base_url + LEGACY_PATH, {"text": "x" * 29_000})
+    assert status == 200
+    assert "HTTP error 413" in text
+    assert teams_state(server.hub).posts == []
 
 
 async def test_throttle_toggle(emulator_factory: Callable[..., EmulatorServer]) -> None:

@@ -11,14 +11,21 @@ Flow (each line one recorded attempt):
 
 1. ``token``: Entra ID client credentials (``{authority_url}/{tenant_id}/oauth2/v2.0/token``, scope
    ``https://graph.microsoft.com/.default``), unless a cached token is still valid;
-2. ``search``: ``GET …/deviceConfigurations?$filter=displayName eq 'CAVRA <export_id>'``;
+2. ``search``: ``GET …/deviceConfigurations?$filter=displayName eq 'CAVRA <export_id>'``. The names that
+   come back are checked here, as the ServiceNow connector checks ``correlation_id``: Graph endpoints may
+   ignore a ``$filter`` they do not support and return every object, and updating the oldest object
+   returned would overwrite somebody else's configuration. Only objects named exactly ``CAVRA <export_id>``
+   count; when a page holds none of them and Graph links a next page (``@odata.nextLink``, on the same
+   host), that page is read too (at most ``MAX_SEARCH_PAGES``);
 3. ``create`` (``POST``, 201) or ``update`` (``PATCH …/{id}``) of the object, upserted by ``displayName``;
 4. ``assign``: ``POST …/{id}/assign`` to the configured ``group_id`` (this replaces the object's assignments);
 5. ``verify``: ``GET …/{id}?$expand=assignments``: the configuration inside the payload read back must have
    the digest of the one sent, and the group must be among the assignments. ``Delivered.proof`` says so.
 
 A 401 on steps 2-5 fetches a new token and runs the step again, once. Graph's 429 (Intune allows 100 writes
-per 20 s per application) is retried after its ``Retry-After``, as are 503 and 504.
+per 20 s per application) is retried after its ``Retry-After``, as are 503 and 504. Intune's error
+``message`` is often itself a JSON string (``{"_version": 3, "Message": "… - Operation ID …"}``): its
+``Message`` is what the delivery's reason quotes.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from cavra.connectors.auth import ClientCredentials, entra_token_url
 from cavra.connectors.base import (
@@ -63,12 +72,25 @@ from cavra.secrets import Secret
 DEFAULT_GRAPH = "https://graph.microsoft.com"
 ODATA_TYPE = "#microsoft.graph.macOSCustomConfiguration"
 COLLECTION = "/v1.0/deviceManagement/deviceConfigurations"
+#: the most list pages one search reads when the service ignores the filter
+MAX_SEARCH_PAGES = 20
+_FILTER = re.compile(r"^displayName eq '((?:[^']|'')*)'$")
 #: national clouds: Graph host -> token scope
 _SOVEREIGN = {
     "graph.microsoft.us": "https://graph.microsoft.us/.default",
     "dod-graph.microsoft.us": "https://dod-graph.microsoft.us/.default",
     "microsoftgraph.chinacloudapi.cn": "https://microsoftgraph.chinacloudapi.cn/.default",
 }
+
+
+@dataclass(frozen=True)
+class IntuneFlow(FlowState):
+    """The flow, and during the search the next page Graph linked (``@odata.nextLink``)."""
+
+    next_link: str | None = None
+    pages: int = 0
+    #: the displayName searched for (kept for the linked pages, whose URL is Graph's)
+    name: str = ""
 
 
 class IntuneSettings(ConnectorSettings):
@@ -132,12 +154,36 @@ def filter_query(display_name: str) -> str:
     return "$filter=" + quote(expression, safe="")
 
 
+def error_message(raw: object) -> str:
+    """Graph's ``error.message``; Intune's is a JSON string whose ``Message`` carries the text (and then
+    `` - Operation ID …``, ``Activity ID …``, ``Url …``): the text and the activity id are kept."""
+    text = str(raw or "")
+    try:
+        inner = json.loads(text) if text.lstrip().startswith("{") else None
+    except ValueError:
+        inner = None
+    if isinstance(inner, dict) and isinstance(inner.get("Message"), str):
+        parts = inner["Message"].split(" - ")
+        activity = next((p for p in parts if p.startswith("Activity ID:")), "")
+        text = parts[0] + (f" ({activity})" if activity else "")
+    return text
+
+
+def searched_name(url: str) -> str | None:
+    """The displayName in the search URL's ``$filter`` (which :func:`filter_query` wrote)."""
+    for expression in parse_qs(urlsplit(url).query).get("$filter", []):
+        match = _FILTER.match(expression)
+        if match is not None:
+            return match.group(1).replace("''", "'")
+    return None
+
+
 def graph_error(response: Response) -> str:
-    """``HTTP 400 invalidRequest: <message>`` from Graph's error body."""
+    """``HTTP 400 BadRequest: <message>`` from Graph's error body."""
     data = response.json_or_none()
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
-        code, message = str(error.get("code", ""))[:60], str(error.get("message", ""))[:200]
+        code, message = str(error.get("code", ""))[:60], error_message(error.get("message"))[:300]
         return f"HTTP {response.status} {code}: {message}".rstrip(": ")
     return f"HTTP {response.status}"
 
@@ -169,7 +215,7 @@ class IntuneConnector:
                 "intune: group_id is required (the Entra ID group the configuration is assigned to)"
             )
         creds = credentials(settings)
-        flow = state if isinstance(state, FlowState) else FlowState(step="search")
+        flow = state if isinstance(state, FlowState) else IntuneFlow(step="search")
         token = bearer(flow, ctx, creds)
         if token is None:
             return fetch_token(creds)
@@ -186,7 +232,8 @@ class IntuneConnector:
             )
 
         if flow.step == "search":
-            return request("GET", f"{base}?{filter_query(export.profile_name)}")
+            next_link = flow.next_link if isinstance(flow, IntuneFlow) else None
+            return request("GET", next_link or f"{base}?{filter_query(export.profile_name)}")
         if flow.step == "create":
             return request("POST", base, configuration_body(export))
         if flow.step == "update":
@@ -198,7 +245,7 @@ class IntuneConnector:
     def interpret(
         self, request: PreparedRequest, response: Response, settings: IntuneSettings, ctx: Context, state: Any
     ) -> Verdict:
-        flow = state if isinstance(state, FlowState) else FlowState(step="search")
+        flow = state if isinstance(state, FlowState) else IntuneFlow(step="search")
         if request.step == "token":
             return after_token(response, flow, credentials(settings), "Entra ID OAuth endpoint")
         label = f"Graph {request.step}"
@@ -210,7 +257,10 @@ class IntuneConnector:
                 "DeviceManagementConfiguration.ReadWrite.All application permission, admin-consented)"
             )
         if request.step == "search":
-            return _after_search(response, flow, label, request)
+            name = flow.name if isinstance(flow, IntuneFlow) and flow.name else searched_name(request.url)
+            if name is None:
+                return Reject(f"{label}: the search request carries no displayName filter")
+            return _after_search(response, flow, label, name, graph_base(settings))
         if request.step in ("create", "update"):
             return _after_write(request, response, flow, label)
         if request.step == "assign":
@@ -220,25 +270,53 @@ class IntuneConnector:
         return _after_verify(response, flow, label, str(settings.group_id))
 
 
-def _after_search(response: Response, flow: FlowState, label: str, request: PreparedRequest) -> Verdict:
+def _after_search(response: Response, flow: FlowState, label: str, name: str, base: str) -> Verdict:
     if response.status != 200:
         return _failure(response, label)
     data = response.json_or_none()
     items = data.get("value") if isinstance(data, dict) else None
     if not isinstance(items, list):
         return Reject(f"{label}: HTTP 200 without a value list")
-    found = [i for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
+    # the service may have ignored the filter: only objects with exactly our name count
+    found = [
+        i
+        for i in items
+        if isinstance(i, dict) and isinstance(i.get("id"), str) and i.get("displayName") == name
+    ]
     if not found:
-        return Next(flow.go("create"))
+        link = data.get("@odata.nextLink") if isinstance(data, dict) else None
+        if isinstance(link, str) and link:
+            return _next_page(link, flow, label, base, name)
+        return Next(_leave_search(flow, "create"))
     mine = [i for i in found if i.get("@odata.type") in (None, ODATA_TYPE)]
     if not mine:
         return Reject(
             f"{label}: a device configuration with this displayName exists with another type "
             f"({str(found[0].get('@odata.type'))[:80]}); rename or remove it"
         )
-    return Next(
-        flow.go("update", remote_id=str(sorted(mine, key=lambda i: str(i.get("createdDateTime")))[0]["id"]))
-    )
+    oldest = sorted(mine, key=lambda i: str(i.get("createdDateTime")))[0]
+    return Next(_leave_search(flow, "update", remote_id=str(oldest["id"])))
+
+
+def _next_page(link: str, flow: FlowState, label: str, base: str, name: str) -> Verdict:
+    """Read the page Graph linked, on the same host only (the token must not travel elsewhere)."""
+    pages = flow.pages + 1 if isinstance(flow, IntuneFlow) else 1
+    here, there = urlsplit(base), urlsplit(link)
+    if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+        return Reject(f"{label}: @odata.nextLink points to another host; not followed")
+    if pages >= MAX_SEARCH_PAGES:
+        return Reject(
+            f"{label}: no object named as ours in {pages} pages and more are linked: the service seems to "
+            "ignore the $filter; not creating a possible duplicate"
+        )
+    current = flow if isinstance(flow, IntuneFlow) else IntuneFlow(step="search", token=flow.token)
+    return Next(replace(current, next_link=link, pages=pages, name=name))
+
+
+def _leave_search(flow: FlowState, step: str, **changes: Any) -> FlowState:
+    if isinstance(flow, IntuneFlow):
+        return replace(flow, step=step, next_link=None, pages=0, name="", **changes)
+    return flow.go(step, **changes)
 
 
 def _after_write(request: PreparedRequest, response: Response, flow: FlowState, label: str) -> Verdict:

@@ -6,8 +6,9 @@ Wire formats: providers.md section 6.
 (``{"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", …}]}``):
 a title coloured by severity, a FactSet with the event's facts, an "Open in CAVRA" action when the event
 carries a link, and a subtle line with the event id. ``card_format: messagecard`` posts an O365
-``MessageCard`` instead: bare to a legacy connector URL, wrapped as an ``o365connector`` attachment to a
-Workflows URL.
+``MessageCard`` instead, and only to a legacy connector URL: Workflows support Adaptive Cards only (Microsoft
+Learn, "Create and send messages", known issues); a MessageCard sent there is accepted (202) and never
+posted, so the configuration is refused when it is loaded.
 
 The URL is the credential (``secret_url_path``; the Workflows ``sig`` query value is redacted too).
 Workflows answers 202 (200 also accepted): that only means the flow run was queued. The legacy connector
@@ -43,7 +44,6 @@ from cavra.events import event_id_of
 from cavra.secrets import Secret
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
-O365_CARD = "application/vnd.microsoft.teams.card.o365connector"
 #: Teams refuses messages over about 28 KB
 MAX_BYTES = 28_000
 MAX_VALUE = 1000
@@ -72,6 +72,11 @@ class TeamsSettings(ConnectorSettings):
     def _check(self) -> TeamsSettings:
         if self.url is None:
             raise ConfigError("teams: url is required")
+        if self.card_format == "messagecard" and not is_legacy(self.url.reveal()):
+            raise ConfigError(
+                "teams: card_format messagecard needs a legacy connector URL (…/webhookb2/…); Workflows "
+                "post Adaptive Cards only and silently drop a MessageCard: use card_format adaptive"
+            )
         return self
 
 
@@ -173,15 +178,10 @@ def message_card(event: Mapping[str, Any]) -> dict[str, Any]:
     return card
 
 
-def payload(event: Mapping[str, Any], card_format: str, legacy: bool) -> dict[str, Any]:
+def payload(event: Mapping[str, Any], card_format: str) -> dict[str, Any]:
+    """The request body: a bare MessageCard (legacy connectors only), or the Adaptive Card message."""
     if card_format == "messagecard":
-        card = message_card(event)
-        if legacy:
-            return card
-        return {
-            "type": "message",
-            "attachments": [{"contentType": O365_CARD, "contentUrl": None, "content": card}],
-        }
+        return message_card(event)
     return {
         "type": "message",
         "attachments": [{"contentType": ADAPTIVE, "contentUrl": None, "content": adaptive_card(event)}],
@@ -210,9 +210,7 @@ class TeamsConnector(BaseConnector[TeamsSettings]):
         if settings.url is None:
             raise ConfigError("teams: url is required")
         url = settings.url.reveal()
-        body = json.dumps(payload(event, settings.card_format, is_legacy(url)), ensure_ascii=False).encode(
-            "utf-8"
-        )
+        body = json.dumps(payload(event, settings.card_format), ensure_ascii=False).encode("utf-8")
         if len(body) > MAX_BYTES:
             raise PayloadTooLarge(
                 f"the Teams card is {len(body)} bytes, over Teams' limit of {MAX_BYTES} bytes"

@@ -4,8 +4,14 @@
 (``grant_type=client_credentials``, ``client_id``, ``client_secret``, ``scope=<resource>/.default``).
 
 * A missing form field gives ``400 invalid_request``; another grant type ``400 unsupported_grant_type``;
-  a scope that does not end with ``/.default`` or names an unknown resource ``400 invalid_scope``; an
-  unknown application ``400 unauthorized_client``; a missing or wrong secret ``401 invalid_client``.
+  a scope that does not end with ``/.default`` ``400 invalid_scope`` (AADSTS1002012: "Client credential
+  flows must have a scope value with /.default suffixed to the resource identifier"); a scope naming a
+  resource the tenant does not know ``400 invalid_resource`` with AADSTS500011 ("The resource principal
+  named … was not found in the tenant named …", as reported from real tenants, e.g. Confluent's Entra ID
+  OAuth notes quoting ``{"error":"invalid_resource","error_description":"AADSTS500011: …"}``; Microsoft
+  Learn, "Microsoft Entra authentication and authorization error codes": AADSTS500011
+  InvalidResourceServicePrincipalNotFound); an unknown application ``400 unauthorized_client``; a missing
+  or wrong secret ``401 invalid_client``.
 * Success is ``200 {"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":…}``.
   Every issued token is recorded in ``hub.tokens`` as an :class:`IssuedToken` whose ``audience`` is the
   scope's resource (``https://monitor.azure.com``, ``https://graph.microsoft.com``) and whose ``roles``
@@ -129,6 +135,60 @@ def resource_of(scope: str) -> str | None:
     return scope[: -len("/.default")].rstrip("/")
 
 
+def _resource_error(scope: str, tenant: str, settings: Settings) -> web.Response | None:
+    """``invalid_scope`` (no ``/.default``) or ``invalid_resource`` (a resource the tenant does not know)."""
+    resource = resource_of(scope)
+    if resource is None:
+        return _error(
+            400,
+            "invalid_scope",
+            1002012,
+            f"The provided value for scope {scope} is not valid. Client credential flows must "
+            "have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+        )
+    if resource not in settings.resources:
+        return _error(
+            400,
+            "invalid_resource",
+            500011,
+            f"The resource principal named {resource} was not found in the tenant named {tenant}. This "
+            "can happen if the application has not been installed by the administrator of the tenant or "
+            "consented to by any user in the tenant. You might have sent your authentication request to "
+            "the wrong tenant.",
+        )
+    return None
+
+
+def _client_error(form: dict[str, str], settings: Settings) -> web.Response | None:
+    """``unauthorized_client`` (unknown application) or ``invalid_client`` (missing or wrong secret)."""
+    client = settings.clients.get(form["client_id"])
+    if client is None:
+        return _error(
+            400,
+            "unauthorized_client",
+            700016,
+            f"Application with identifier '{form['client_id']}' was not found in the directory.",
+        )
+    given = form.get("client_secret", "")
+    if not given:
+        return _error(
+            401,
+            "invalid_client",
+            7000216,
+            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' "
+            "grant type.",
+        )
+    if not secrets.compare_digest(given.encode(), str(client.get("secret", "")).encode()):
+        return _error(
+            401,
+            "invalid_client",
+            7000215,
+            f"Invalid client secret provided. Ensure the secret being sent in the request is the client "
+            f"secret value, not the client secret ID, for a secret added to app '{form['client_id']}'.",
+        )
+    return None
+
+
 def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
     """The token endpoint, mounted at ``/entra``."""
     app = web.Application()
@@ -162,40 +222,11 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             return _error(
                 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
             )
-        resource = resource_of(form["scope"])
-        if resource is None or resource not in settings.resources:
-            return _error(
-                400,
-                "invalid_scope",
-                70011,
-                f"The provided request must include a 'scope' input parameter. The provided value for the "
-                f"input parameter 'scope' is not valid. The scope {form['scope']} is not valid.",
-            )
-        client = settings.clients.get(form["client_id"])
-        if client is None:
-            return _error(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{form['client_id']}' was not found in the directory.",
-            )
-        given = form.get("client_secret", "")
-        if not given:
-            return _error(
-                401,
-                "invalid_client",
-                7000216,
-                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' "
-                "grant type.",
-            )
-        if not secrets.compare_digest(given.encode(), str(client.get("secret", "")).encode()):
-            return _error(
-                401,
-                "invalid_client",
-                7000215,
-                f"Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                f"secret value, not the client secret ID, for a secret added to app '{form['client_id']}'.",
-            )
+        refused = _resource_error(form["scope"], tenant, settings) or _client_error(form, settings)
+        if refused is not None:
+            return refused
+        resource = str(resource_of(form["scope"]))
+        client = settings.clients[form["client_id"]]
         role_map: dict[str, list[str]] = client.get("roles") or {}
         roles = list(role_map.get(resource, []))
         value = _mint(tenant, form["client_id"], resource, roles, settings.token_lifetime)

@@ -11,7 +11,19 @@ the Power Platform form under ``/teams/powerautomate/automations/direct/…``):
   attachment and a string ``contentType`` on each: else 400 ``TriggerInputSchemaMismatch``;
 * success: 202 with an empty body. As in Power Automate, 202 only means the flow run was queued: whether the
   card would have rendered is recorded in :func:`teams_state` (``rendered``, ``render_error``), never told to
-  the sender.
+  the sender. The run fails inside the flow (202 still answered, nothing posted) for:
+
+  - a ``MessageCard`` (an ``application/vnd.microsoft.teams.card.o365connector`` attachment): "Workflows
+    support Adaptive Cards only. It doesn't support the older message card format that Office 365
+    Connectors use" (Microsoft Learn, Teams platform, "Create and send messages", *Known issues*,
+    learn.microsoft.com/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using; also
+    MicrosoftDocs/msteams-docs ``feature-gaps-for-O365-connector.md``: "Workflows cannot post messages using
+    the payload/format of O365 Connectors");
+  - a message over ``max_message_bytes`` (28 KB): "The message size limit is 28 KB. When the size exceeds
+    28 KB, you receive an error" (Microsoft Learn, "Create an Incoming Webhook",
+    webhooks-and-connectors/how-to/add-incoming-webhook). Through Workflows the error surfaces in the
+    flow run, the trigger having answered 202 (observed by third-party clients; ⚠ the exact run error text
+    is unconfirmed).
 
 Legacy connector, ``POST /teams/webhookb2/{group}@{tenant}/IncomingWebhook/{hex}/{guid}``: 200 body ``1``;
 400 ``Summary or Text is required.``; over the rate table (4/1 s, 60/30 s, 100/1 h, 150/2 h, 1800/24 h)
@@ -41,6 +53,15 @@ DEMO_LEGACY = (
 TRIGGER_SP = "/triggers/manual/run"
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 O365_CARD = "application/vnd.microsoft.teams.card.o365connector"
+#: Teams' documented message size limit, "28 KB"
+MAX_MESSAGE_BYTES = 28 * 1024
+WORKFLOWS_NO_MESSAGECARD = (
+    "Workflows support Adaptive Cards only; the MessageCard (O365 connector card) format is not supported"
+)
+TOO_LARGE = "The payload is too large. Please make sure the size is less than 28KB."
+TOO_LARGE_LEGACY = (
+    "Microsoft Teams endpoint returned HTTP error 413 with ContextId tcid=0,server=cavra-emulator,cv=emulated"
+)
 THROTTLED_BODY = (
     "Microsoft Teams endpoint returned HTTP error 429 with ContextId tcid=0,server=cavra-emulator,cv=emulated"
 )
@@ -67,6 +88,8 @@ class Settings:
     legacy_rate_limit: bool = True
     legacy_retired: bool = False
     legacy_retired_status: int = 410
+    #: the message size limit (bytes of the request body)
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
 
 @dataclass
@@ -149,7 +172,7 @@ def render_problem(attachment: dict[str, Any]) -> str | None:
             return "Action.Submit is not supported"
         return None
     if attachment["contentType"] == O365_CARD:
-        return None if _has_text(content) else "Summary or Text is required."
+        return WORKFLOWS_NO_MESSAGECARD
     return f"unsupported contentType {attachment['contentType']}"
 
 
@@ -188,13 +211,16 @@ class _Teams:
                 "Rate limit is exceeded. Try again later.",
                 headers={"Retry-After": str(s.throttle_retry_after)},
             )
-        payload = _json_body(await request.read())
+        raw = await request.read()
+        payload = _json_body(raw)
         problem = check_message(payload)
         if problem is not None:
             return _logic_error(
                 400, "TriggerInputSchemaMismatch", f"The input body failed validation: {problem}."
             )
         render_error = render_problem(payload["attachments"][0])
+        if len(raw) > s.max_message_bytes:
+            render_error = TOO_LARGE
         self.state.posts.append(
             Post(
                 kind="workflows",
@@ -231,11 +257,14 @@ class _Teams:
         hook = request.match_info["tail"]
         if hook not in s.legacy_hooks:
             return web.Response(status=404, text="Webhook not found.", content_type="text/plain")
-        payload = _json_body(await request.read())
+        raw = await request.read()
+        payload = _json_body(raw)
         if not isinstance(payload, dict):
             return web.Response(
                 status=400, text="Invalid webhook request - Bad payload", content_type="text/plain"
             )
+        if len(raw) > s.max_message_bytes:
+            return web.Response(status=200, text=TOO_LARGE_LEGACY, content_type="text/plain")
         is_message = payload.get("type") == "message" and check_message(payload) is None
         if not is_message and not _has_text(payload):
             return web.Response(status=400, text="Summary or Text is required.", content_type="text/plain")

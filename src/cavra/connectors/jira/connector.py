@@ -3,8 +3,9 @@
 Steps (each one recorded attempt):
 
 * ``search``: ``GET /rest/api/3/search/jql`` (Cloud) or ``/rest/api/2/search`` (Data Center) for
-  ``project = "<key>" AND labels = "<dedup label>" ORDER BY created ASC``, one result. An issue → ``comment``
-  on it; none → ``create``.
+  ``project = "<key>" AND labels = "<dedup label>" ORDER BY created ASC``, one result, with
+  ``fields=key,labels``: the enhanced search returns issue ids only unless ``fields`` asks for more. An
+  issue → ``comment`` on it (by key, or by id if only the id came back); none → ``create``.
 * ``create``: ``POST /rest/api/{3,2}/issue``. 201 → delivered, the issue key is the remote id.
 * ``comment``: ``POST /rest/api/{3,2}/issue/<key>/comment``. 201 → delivered ("existing issue found by label;
   comment added").
@@ -193,7 +194,8 @@ class JiraConnector:
                     JiraState(step="create", since=ctx.attempt, rechecks=1), after=self.settle_seconds
                 )
             return Next(JiraState(step="create", since=ctx.attempt + 1))
-        key, issue_id = str(found.get("key", "")), str(found.get("id", ""))
+        issue_id = str(found.get("id", ""))
+        key = str(found.get("key") or issue_id)  # ids only (fields not honoured): the id addresses it too
         if step == "recheck":
             return Delivered(
                 remote_id=key, detail={"key": key, "id": issue_id, "label": label}, proof=PROOF_RECHECKED
@@ -245,8 +247,9 @@ class JiraConnector:
 
 
 def _carries(issue: object, label: str) -> bool:
-    """The issue is the one we look for: it has a key and (when labels came back) our label."""
-    if not isinstance(issue, dict) or not issue.get("key"):
+    """The issue is the one we look for: it has a key or an id (``search/jql`` answers ids only when the
+    ``fields`` asked for are not honoured) and, when labels came back, our label."""
+    if not isinstance(issue, dict) or not (issue.get("key") or issue.get("id")):
         return False
     fields = issue.get("fields")
     labels = fields.get("labels") if isinstance(fields, dict) else None

@@ -6,9 +6,13 @@ Steps (each one recorded attempt):
   &sysparm_limit=1&sysparm_fields=sys_id,number,correlation_id``. A record → ``work_note``; none → ``create``.
   The returned record's ``correlation_id`` is checked: ServiceNow silently ignores a query on a field the
   table lacks and would return an unrelated record.
-* ``create``: Table API ``POST /api/now/table/<table>`` (201) or Change API
-  ``POST /api/sn_chg_rest/change/<type>`` (200, ``{value, display_value}`` fields, the record as an object or
-  a one-element array). The record's number is the remote id, its ``sys_id`` is in the detail.
+* ``create``: Table API ``POST /api/now/table/<table>`` (201) or the Change API's model-based
+  ``POST /api/sn_chg_rest/change`` with ``type`` and the fields in the JSON body (200, ``{value,
+  display_value}`` fields, the record as an object or a one-element array). Not ``POST
+  /api/sn_chg_rest/change/<type>``: ServiceNow documents its fields as query parameters and its request body
+  as "None", so fields sent in a body could be dropped (and with them ``correlation_id``, the dedup key);
+  query parameters would put a 4000-character description in the URL (length limits, access logs). The
+  record's number is the remote id, its ``sys_id`` is in the detail.
 * ``work_note``: ``PATCH /api/now/table/<table>/<sys_id>`` with ``work_notes``.
 * ``recheck``: a create that got no clear answer (timeout, dropped connection, 429, 5xx) is retried by the
   engine; the retry looks the record up again first, so a record inserted by the lost attempt is found,
@@ -63,6 +67,14 @@ PROOF_NOTED = "existing change request found by correlation_id; work note added"
 PROOF_RECHECKED = "created; the insert's answer was lost, the record was found by correlation_id on re-check"
 LOOKUP_FIELDS = "sys_id,number,correlation_id"
 TOKEN_PATH = "/oauth_token.do"
+CHANGE_PATH = "/api/sn_chg_rest/change"
+#: ServiceNow's token endpoint answers a refused client with these codes (not RFC 6749's invalid_client)
+_TOKEN_HINTS = {
+    "server_error": "ServiceNow refused the OAuth client: check client_id and client_secret and that its "
+    "Application Registry entry is active",
+    "unauthorized_client": "the OAuth application has no OAuth Application User, or the instance does not "
+    "allow the client credentials grant (glide.oauth.inbound.client.credential.grant_type.enabled)",
+}
 
 
 @dataclass(frozen=True)
@@ -163,9 +175,8 @@ class ServiceNowConnector:
             return self._lookup(settings, token, cid, "recheck")
         if flow.step == "create":
             fields = record_fields(event, settings, cid)
-            if settings.api == "change":
-                path = f"/api/sn_chg_rest/change/{settings.type}"
-                return self._send(settings, token, "POST", path, fields, "create")
+            if settings.api == "change":  # model-based: its JSON body is documented, ``type`` is the kind
+                return self._send(settings, token, "POST", CHANGE_PATH, fields, "create")
             query = urlencode({"sysparm_fields": LOOKUP_FIELDS, "sysparm_exclude_reference_link": "true"})
             path = f"/api/now/table/{settings.table}?{query}"
             return self._send(settings, token, "POST", path, fields, "create")
@@ -245,6 +256,13 @@ class ServiceNowConnector:
         self, response: Response, settings: ServiceNowSettings, ctx: Context, flow: ServiceNowState
     ) -> Verdict:
         got = after_token(response, flow, oauth_credentials(settings), "ServiceNow OAuth endpoint")
+        if isinstance(got, Reject):
+            body = response.json_or_none()
+            error = body.get("error") if isinstance(body, dict) else None
+            hint = _TOKEN_HINTS.get(error) if isinstance(error, str) else None
+            if hint is not None:
+                return Reject(f"ServiceNow OAuth endpoint: HTTP {response.status} {error}: {hint}")
+            return got
         if not isinstance(got, Next) or not isinstance(got.state, ServiceNowState):
             return got
         following = got.state

@@ -141,7 +141,7 @@ def work_note(event: Mapping[str, Any], correlation_id: str, now: float) -> str:
 def record_fields(
     event: Mapping[str, Any], settings: ServiceNowSettings, correlation_id: str
 ) -> dict[str, str]:
-    """The fields of the new record (the Change API takes the type from its path)."""
+    """The fields of the new record; ``type`` for a change request (Table API and model-based Change API)."""
     impact, risk = IMPACT_RISK[render.severity(event)]
     fields = {
         "short_description": _clip(" ".join(render.title(event).split()), MAX_SHORT_DESCRIPTION),
@@ -151,7 +151,7 @@ def record_fields(
         "correlation_id": correlation_id,
         "correlation_display": correlation_display(event),
     }
-    if settings.api == "table" and settings.table == "change_request":
+    if settings.table == "change_request":
         fields["type"] = settings.type
     if settings.category:
         fields["category"] = settings.category

@@ -11,11 +11,26 @@ Collections: ``deviceConfigurations`` (both versions), ``deviceShellScripts`` an
 
 * a Bearer token issued by the Entra emulator (``hub.tokens``) for audience ``https://graph.microsoft.com``
   and not expired, else 401 ``InvalidAuthenticationToken``; writes need the application role
-  ``DeviceManagementConfiguration.ReadWrite.All`` (reads also accept ``….Read.All``), else 403
-  ``accessDenied``;
-* ``@odata.type`` present and known for the collection, properties known for the type, ``displayName``
-  (and the type's required fields) present, ``payload`` / ``scriptContent`` valid base64: else 400
-  ``invalidRequest``; PATCH must keep the object's type;
+  ``DeviceManagementConfiguration.ReadWrite.All`` (reads also accept ``….Read.All``), else 403 with code
+  ``Forbidden`` and a ``message`` that is itself a JSON string (``{"_version": 3, "Message": "Application is
+  not authorized to perform this operation. Application must have one of the following scopes: … -
+  Operation ID …", "CustomApiErrorPhrase": "", …}``), as Intune answers (Microsoft support article "403
+  Forbidden error when you query Intune objects in Graph Explorer", MicrosoftDocs/SupportArticles-docs);
+* ``@odata.type`` present and known for the collection and version, else 400 ``BadRequest`` "A type named
+  '…' could not be resolved by the model" (Graph's OData layer, observed in Micke-K/IntuneManagement issue
+  318); properties known for the type *in that version*, else 400 ``BadRequest`` "The property '…' does not
+  exist on type '…'": v1.0 ``macOSCustomConfiguration`` has only ``id``, ``lastModifiedDateTime``,
+  ``createdDateTime``, ``description``, ``displayName``, ``version``, ``payloadName``, ``payloadFileName``
+  and ``payload`` (microsoft-graph-docs-contrib ``api-reference/v1.0/resources/
+  intune-deviceconfig-macoscustomconfiguration.md``); ``roleScopeTagIds`` and ``deploymentChannel`` are
+  beta-only; ``displayName`` (and the type's required fields) present and ``payload`` / ``scriptContent``
+  valid base64, else 400 ``BadRequest`` with Intune's JSON-string ``message`` (the shape observed in
+  Microsoft365DSC issue 4724: ``[BadRequest] {"_version": 3, "Message": "An error has occurred - Operation
+  ID …"}``); PATCH must keep the object's type;
+* lists answer ``$filter=displayName eq '…'``; with ``ignore_filter`` the filter is silently ignored and
+  every object returned, as Graph does for a filter an endpoint does not support (which is why the
+  connector checks the names it gets); with ``page_size`` a list is paged by ``@odata.nextLink``
+  (``$skiptoken``);
 * create: 201 with a GUID ``id``, ``createdDateTime``, ``lastModifiedDateTime``, ``version``; update: 200 with
   the object; assign: 200 ``{"value": [...]}`` (group targets need a GUID ``groupId``);
 * writes are throttled per application: ``write_limit`` per ``write_window`` seconds (Intune's 100 per 20 s),
@@ -50,6 +65,7 @@ from cavra.emulators.graph.model import (
     GraphState,
     Settings,
     graph_error,
+    intune_message,
     now_iso,
     state,
     validate,
@@ -67,17 +83,19 @@ __all__ = [
 ]
 
 
-def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
-    """The Graph device-management routes, mounted at ``/graph``."""
-    st = state(hub)
-    hub.reset_hooks.append(st.clear)
-    app = web.Application()
+class GraphRoutes:
+    """The Graph device-management handlers over one hub's state."""
 
-    def check_auth(request: web.Request, *, write: bool) -> tuple[str | None, web.Response | None]:
+    def __init__(self, hub: EmulatorHub, settings: Settings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.st = state(hub)
+
+    def check_auth(self, request: web.Request, *, write: bool) -> tuple[str | None, web.Response | None]:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return None, graph_error(401, "InvalidAuthenticationToken", "Access token is empty.")
-        issued = hub.tokens.get(value.strip())
+        issued = self.hub.tokens.get(value.strip())
         if issued is None:
             return None, graph_error(401, "InvalidAuthenticationToken", "Access token validation failure.")
         if issued.audience not in AUDIENCES:
@@ -90,21 +108,22 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             )
         allowed = {WRITE_ROLE} if write else {WRITE_ROLE, READ_ROLE}
         if not allowed & set(issued.roles):
+            message = (
+                "Application is not authorized to perform this operation. Application must have one of the "
+                "following scopes: " + ", ".join(sorted(allowed))
+            )
             return None, graph_error(
-                403,
-                "accessDenied",
-                "Application is not authorized to perform this "
-                "operation. Application must have one of the following scopes: " + ", ".join(sorted(allowed)),
+                403, "Forbidden", intune_message(message, request.match_info["collection"])
             )
         return issued.client_id, None
 
-    def throttle(client_id: str) -> web.Response | None:
+    def throttle(self, client_id: str) -> web.Response | None:
         now = time.monotonic()
-        window = st.writes.setdefault(client_id, deque())
-        while window and window[0] <= now - settings.write_window:
+        window = self.st.writes.setdefault(client_id, deque())
+        while window and window[0] <= now - self.settings.write_window:
             window.popleft()
-        if len(window) >= settings.write_limit:
-            wait = max(1, math.ceil(window[0] + settings.write_window - now))
+        if len(window) >= self.settings.write_limit:
+            wait = max(1, math.ceil(window[0] + self.settings.write_window - now))
             return graph_error(
                 429,
                 "activityLimitReached",
@@ -114,7 +133,7 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         window.append(now)
         return None
 
-    def route(request: web.Request, *, write: bool) -> tuple[str, str, web.Response | None]:
+    def route(self, request: web.Request, *, write: bool) -> tuple[str, str, web.Response | None]:
         version, collection = request.match_info["version"], request.match_info["collection"]
         if version not in ("v1.0", "beta"):
             return version, collection, graph_error(400, "BadRequest", f"Invalid version: {version}")
@@ -125,114 +144,137 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
                 collection,
                 graph_error(400, "BadRequest", f"Resource not found for the segment '{collection}'."),
             )
-        client_id, denied = check_auth(request, write=write)
+        client_id, denied = self.check_auth(request, write=write)
         if denied is None and write and client_id is not None:
-            denied = throttle(client_id)
+            denied = self.throttle(client_id)
         return version, collection, denied
 
-    async def read_json(request: web.Request) -> Any:
+    async def read_json(self, request: web.Request) -> Any:
         try:
             return json.loads((await request.read()).decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
             return None
 
-    def context(request: web.Request, version: str, collection: str) -> str:
+    def context(self, request: web.Request, version: str, collection: str) -> str:
         return f"{request.url.origin()}/graph/{version}/$metadata#deviceManagement/{collection}"
 
-    def lookup(request: web.Request, collection: str) -> dict[str, Any] | web.Response:
-        found = st.collection(collection).get(request.match_info["id"])
+    def lookup(self, request: web.Request, collection: str) -> dict[str, Any] | web.Response:
+        found = self.st.collection(collection).get(request.match_info["id"])
         if found is None:
             return graph_error(
                 404, "itemNotFound", f"The resource '{request.match_info['id']}' was not found."
             )
         return found
 
-    async def list_items(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=False)
+    async def list_items(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=False)
         if denied is not None:
             return denied
-        items = list(st.collection(collection).values())
+        items = list(self.st.collection(collection).values())
         expr = request.query.get("$filter")
-        if expr is not None:
+        if expr is not None and not self.settings.ignore_filter:
             match = FILTER.match(expr)
             if match is None:
                 return graph_error(400, "invalidRequest", f"Invalid filter clause: {expr}")
             wanted = match.group(1).replace("''", "'")
             items = [i for i in items if i.get("displayName") == wanted]
-        return json_response({"@odata.context": context(request, version, collection), "value": items})
+        answer: dict[str, Any] = {"@odata.context": self.context(request, version, collection)}
+        size = self.settings.page_size
+        if size > 0:
+            try:
+                skip = max(0, int(request.query.get("$skiptoken", "0")))
+            except ValueError:
+                return graph_error(400, "BadRequest", "The $skiptoken is not valid.")
+            if skip + size < len(items):
+                query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+                answer["@odata.nextLink"] = str(
+                    request.url.with_query({**query, "$skiptoken": str(skip + size)})
+                )
+            items = items[skip : skip + size]
+        answer["value"] = items
+        return json_response(answer)
 
-    async def create_item(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=True)
+    def refused(self, problem: tuple[str, str], collection: str) -> web.Response:
+        layer, message = problem
+        return graph_error(
+            400, "BadRequest", message if layer == "odata" else intune_message(message, collection)
+        )
+
+    async def create_item(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        body = await read_json(request)
+        body = await self.read_json(request)
         problem = validate(body, collection, version)
         if problem is not None:
-            return graph_error(400, "invalidRequest", problem)
+            return self.refused(problem, collection)
         now = now_iso()
         item = {k: v for k, v in body.items() if k not in ("id", "createdDateTime", "lastModifiedDateTime")}
         item.update(
             {"id": str(uuid.uuid4()), "createdDateTime": now, "lastModifiedDateTime": now, "version": 1}
         )
         item.setdefault("description", None)
-        item.setdefault("roleScopeTagIds", ["0"])
-        st.collection(collection)[item["id"]] = item
+        if version == "beta":  # scope tags exist in beta only
+            item.setdefault("roleScopeTagIds", ["0"])
+        self.st.collection(collection)[item["id"]] = item
         return json_response(
-            {"@odata.context": context(request, version, collection) + "/$entity", **item}, status=201
+            {"@odata.context": self.context(request, version, collection) + "/$entity", **item}, status=201
         )
 
-    async def get_item(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=False)
+    async def get_item(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=False)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        answer = {"@odata.context": context(request, version, collection) + "/$entity", **found}
+        answer = {"@odata.context": self.context(request, version, collection) + "/$entity", **found}
         expand = request.query.get("$expand")
         if expand is not None:
             if expand.strip() != "assignments":
                 return graph_error(400, "invalidRequest", f"Could not find a property named '{expand}'.")
-            answer["assignments"] = st.assignments.get(found["id"], [])
+            answer["assignments"] = self.st.assignments.get(found["id"], [])
         return json_response(answer)
 
-    async def update_item(request: web.Request) -> web.Response:
-        version, collection, denied = route(request, write=True)
+    async def update_item(self, request: web.Request) -> web.Response:
+        version, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        body = await read_json(request)
+        body = await self.read_json(request)
         problem = validate(body, collection, version, existing_type=found["@odata.type"])
         if problem is not None:
-            return graph_error(400, "invalidRequest", problem)
+            return self.refused(problem, collection)
         for name, value in body.items():
             if name not in ("id", "createdDateTime", "lastModifiedDateTime", "version"):
                 found[name] = value
         found["lastModifiedDateTime"] = now_iso()
         found["version"] = int(found.get("version", 1)) + 1
-        return json_response({"@odata.context": context(request, version, collection) + "/$entity", **found})
+        return json_response(
+            {"@odata.context": self.context(request, version, collection) + "/$entity", **found}
+        )
 
-    async def delete_item(request: web.Request) -> web.Response:
-        _, collection, denied = route(request, write=True)
+    async def delete_item(self, request: web.Request) -> web.Response:
+        _, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        del st.collection(collection)[found["id"]]
-        st.assignments.pop(found["id"], None)
+        del self.st.collection(collection)[found["id"]]
+        self.st.assignments.pop(found["id"], None)
         return web.Response(status=204)
 
-    async def assign(request: web.Request) -> web.Response:
-        _, collection, denied = route(request, write=True)
+    async def assign(self, request: web.Request) -> web.Response:
+        _, collection, denied = self.route(request, write=True)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        body = await read_json(request)
+        body = await self.read_json(request)
         key = ASSIGN_KEYS[collection]
         given = body.get(key) if isinstance(body, dict) else None
         if not isinstance(given, list):
@@ -250,26 +292,32 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             if target_type in GROUP_TARGETS and not GUID.match(str(target.get("groupId", ""))):
                 return graph_error(400, "invalidRequest", "A group assignment target needs a GUID groupId.")
             stored.append({"id": f"{found['id']}_{target.get('groupId', 'all')}", "target": target})
-        st.assignments[found["id"]] = stored
+        self.st.assignments[found["id"]] = stored
         return json_response({"value": stored})
 
-    async def list_assignments(request: web.Request) -> web.Response:
-        _, collection, denied = route(request, write=False)
+    async def list_assignments(self, request: web.Request) -> web.Response:
+        _, collection, denied = self.route(request, write=False)
         if denied is not None:
             return denied
-        found = lookup(request, collection)
+        found = self.lookup(request, collection)
         if isinstance(found, web.Response):
             return found
-        return json_response({"value": st.assignments.get(found["id"], [])})
+        return json_response({"value": self.st.assignments.get(found["id"], [])})
 
+
+def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
+    """The Graph device-management routes, mounted at ``/graph``."""
+    routes = GraphRoutes(hub, settings)
+    hub.reset_hooks.append(routes.st.clear)
+    app = web.Application()
     base = "/{version}/deviceManagement/{collection}"
-    app.router.add_get(base, list_items)
-    app.router.add_post(base, create_item)
-    app.router.add_get(base + "/{id}", get_item)
-    app.router.add_patch(base + "/{id}", update_item)
-    app.router.add_delete(base + "/{id}", delete_item)
-    app.router.add_post(base + "/{id}/assign", assign)
-    app.router.add_get(base + "/{id}/assignments", list_assignments)
+    app.router.add_get(base, routes.list_items)
+    app.router.add_post(base, routes.create_item)
+    app.router.add_get(base + "/{id}", routes.get_item)
+    app.router.add_patch(base + "/{id}", routes.update_item)
+    app.router.add_delete(base + "/{id}", routes.delete_item)
+    app.router.add_post(base + "/{id}/assign", routes.assign)
+    app.router.add_get(base + "/{id}/assignments", routes.list_assignments)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import uuid
 from collections import deque
@@ -21,32 +22,44 @@ WRITE_ROLE = "DeviceManagementConfiguration.ReadWrite.All"
 READ_ROLE = "DeviceManagementConfiguration.Read.All"
 DEMO_GROUP_ID = "5e2b8c1d-7a4f-4e39-b6d0-2c9f1a8e7b35"
 
+#: the deviceConfiguration properties every type has in v1.0 (microsoft-graph-docs-contrib
+#: api-reference/v1.0/resources/intune-deviceconfig-macoscustomconfiguration.md: id, lastModifiedDateTime,
+#: createdDateTime, description, displayName, version, payloadName, payloadFileName, payload)
 _COMMON = {
     "@odata.type",
     "displayName",
     "description",
-    "roleScopeTagIds",
     "id",
     "createdDateTime",
     "lastModifiedDateTime",
     "version",
 }
+#: beta adds scope tags (api-reference/beta/resources/intune-deviceconfig-macoscustomconfiguration.md)
+_COMMON_BETA = {"roleScopeTagIds", "supportsScopeTags"}
 
 
-def _spec(collection: str, versions: str, required: str, b64: str, known: str) -> _Spec:
-    return (collection, tuple(versions.split()), set(required.split()), set(b64.split()), set(known.split()))
+def _spec(collection: str, versions: str, required: str, b64: str, known: str, beta: str = "") -> _Spec:
+    return (
+        collection,
+        tuple(versions.split()),
+        set(required.split()),
+        set(b64.split()),
+        set(known.split()),
+        set(beta.split()),
+    )
 
 
-_Spec = tuple[str, tuple[str, ...], set[str], set[str], set[str]]
+#: (collection, versions, required properties, base64 properties, other known properties, beta-only ones)
+_Spec = tuple[str, tuple[str, ...], set[str], set[str], set[str], set[str]]
 _SCRIPT = "fileName runAsAccount"
-#: type -> (collection, versions, required properties, base64 properties, other known properties)
 TYPES: dict[str, _Spec] = {
     "#microsoft.graph.macOSCustomConfiguration": _spec(
         "deviceConfigurations",
         "v1.0 beta",
         "displayName payloadName payload",
         "payload",
-        "payloadName payloadFileName deploymentChannel",
+        "payloadName payloadFileName",
+        "deploymentChannel",
     ),
     "#microsoft.graph.iosCustomConfiguration": _spec(
         "deviceConfigurations",
@@ -90,10 +103,14 @@ FILTER = re.compile(r"^\s*displayName\s+eq\s+'((?:[^']|'')*)'\s*$")
 
 @dataclass
 class Settings:
-    """The write throttle (Intune: 100 writes per 20 s per application per tenant)."""
+    """The write throttle (Intune: 100 writes per 20 s per application per tenant), and how lists answer."""
 
     write_limit: int = 100
     write_window: float = 20.0
+    #: answer a list as if ``$filter`` were not supported: every object, the filter silently ignored
+    ignore_filter: bool = False
+    #: objects per list page (0: one page); further pages are linked by ``@odata.nextLink``
+    page_size: int = 0
 
 
 @dataclass
@@ -129,6 +146,25 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def intune_message(message: str, collection: str) -> str:
+    """Intune's error ``message``, itself a JSON string: ``{"_version": 3, "Message": "…"}``."""
+    activity = str(uuid.uuid4())
+    url = (
+        "https://fef.msub01.manage.microsoft.com/DeviceConfiguration_2411/StatelessDeviceConfigurationFEService"
+        f"/deviceManagement/{collection}?api-version=5024-10-01"
+    )
+    inner = {
+        "_version": 3,
+        "Message": f"{message} - Operation ID (for customer support): 00000000-0000-0000-0000-000000000000 - "
+        f"Activity ID: {activity} - Url: {url}",
+        "CustomApiErrorPhrase": "",
+        "RetryAfter": None,
+        "ErrorSourceService": "",
+        "HttpHeaders": "{}",
+    }
+    return json.dumps(inner, indent=2).replace("\n", "\r\n")
+
+
 def graph_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     request_id = str(uuid.uuid4())
     body = {
@@ -151,27 +187,40 @@ def _valid_base64(value: Any) -> bool:
     return True
 
 
-def validate(body: Any, collection: str, version: str, *, existing_type: str | None = None) -> str | None:
-    """The ``invalidRequest`` message for a create/update body, or None when it is acceptable."""
+def validate(
+    body: Any, collection: str, version: str, *, existing_type: str | None = None
+) -> tuple[str, str] | None:
+    """Why a create/update body is refused, as ``(layer, message)``: ``odata`` for what Graph's OData layer
+    refuses before Intune sees it (an unknown type or property: a plain message), ``intune`` for what the
+    Intune service refuses (its message is a JSON string); None when the body is acceptable."""
     if not isinstance(body, dict):
-        return "The request body must be a JSON object."
+        return "odata", "The request body must be a JSON object."
     odata_type = body.get("@odata.type")
     if not isinstance(odata_type, str) or not odata_type:
-        return "A type named '@odata.type' is required for the resource in the request body."
+        return "odata", "A type named '@odata.type' is required for the resource in the request body."
     spec = TYPES.get(odata_type)
     if spec is None or spec[0] != collection or version not in spec[1]:
-        return f"The type '{odata_type}' is not a known type for the collection '{collection}'."
+        return (
+            "odata",
+            f"A type named '{odata_type.removeprefix('#')}' could not be resolved by the model. When a model "
+            "is available, each type name must resolve to a valid type.",
+        )
     if existing_type is not None and odata_type != existing_type:
-        return f"The type '{odata_type}' does not match the object's type '{existing_type}'."
-    _, _, required, b64, known = spec
+        return "intune", f"The type '{odata_type}' does not match the object's type '{existing_type}'."
+    _, _, required, b64, known, beta = spec
+    allowed = _COMMON | known | required | (beta | _COMMON_BETA if version == "beta" else set())
     for name in body:
-        if name not in _COMMON and name not in known and name not in required:
-            return f"The property '{name}' does not exist on type '{odata_type.removeprefix('#')}'."
+        if name not in allowed:
+            return (
+                "odata",
+                f"The property '{name}' does not exist on type '{odata_type.removeprefix('#')}'. Make sure "
+                "to only use property names that are defined by the type or mark the type as open type.",
+            )
     if existing_type is None:
         for name in sorted(required):
             if body.get(name) in (None, ""):
-                return f"The property '{name}' is required."
+                return "intune", f"The property '{name}' is required."
     for name in b64:
         if name in body and not _valid_base64(body[name]):
-            return f"The property '{name}' must be base64-encoded binary content."
+            return "intune", f"The property '{name}' must be base64-encoded binary content."
     return None

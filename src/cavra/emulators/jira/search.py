@@ -1,4 +1,11 @@
-"""Jira search routes: ``/rest/api/3/search/jql`` (Cloud), ``/rest/api/2/search`` (Data Center), 410s."""
+"""Jira search routes: ``/rest/api/3/search/jql`` (Cloud), ``/rest/api/2/search`` (Data Center), 410s.
+
+``search/jql`` answers issue ids only unless ``fields`` asks for more: "The default is ``id``" and "Note: By
+default, this resource returns IDs only" (Jira Cloud REST v3 OpenAPI, *Search for issues using JQL enhanced
+search*, ``fields`` parameter, as generated into the Atlassian-spec clients). With ``fields`` given (other
+than ``id``) each issue carries ``id``, ``key``, ``self`` and the fields asked for. The Data Center search
+keeps its ``*navigable`` default.
+"""
 
 from __future__ import annotations
 
@@ -124,8 +131,10 @@ class SearchRoutes(JiraBase):
         ]
 
     def _bean(self, request: web.Request, version: int, issue: Issue, fields: list[str]) -> dict[str, Any]:
-        bean: dict[str, Any] = {"id": issue.id, "key": issue.key, "self": self._self(request, version, issue)}
         wanted = set(fields)
+        if version == 3 and wanted <= {"id"}:  # the enhanced search's default: ids only
+            return {"id": issue.id}
+        bean: dict[str, Any] = {"id": issue.id, "key": issue.key, "self": self._self(request, version, issue)}
         every = bool(wanted & {"*all", "*navigable"})
         shown = {k: v for k, v in issue.fields.items() if every or k in wanted}
         if shown:

@@ -12,9 +12,14 @@ What it checks, as the real instance does:
 4. Table API create: 201 with ``Location`` and ``result`` holding ``sys_id`` (32 hex) and ``number``
    (``CHG`` + 7 digits); ``X-no-response-body: true`` suppresses the body; ``sysparm_fields`` and
    ``sysparm_exclude_reference_link`` shape it.
-5. Change API ``POST /api/sn_chg_rest/change/{normal,emergency}`` (and the model-based ``/change``): 200 with
-   ``{value, display_value}`` pairs and ``__meta.ignoredFields``; the type comes from the path; fields from
-   the query string or the body (the body wins).
+5. Change API: 200 with ``{value, display_value}`` pairs and ``__meta.ignoredFields``. As documented
+   (ServiceNowDocs ``markdown/api-reference/rest-apis/change-management-api.md``, xanadu):
+   ``POST /api/sn_chg_rest/change/{normal,emergency}`` takes its fields as query parameters ("name-value
+   pairs") and documents the request body as "None": a JSON body is ignored here, so a client that sends
+   its fields there creates a change without them (no ``correlation_id``). The model-based
+   ``POST /api/sn_chg_rest/change`` takes them from the query string or the JSON body ("Request body
+   parameters override URL parameters"), with ``type`` or ``chg_model`` choosing the kind (``normal`` when
+   neither is given).
 6. ``GET /api/now/table/<table>?sysparm_query=correlation_id=X&sysparm_limit=1&sysparm_fields=…`` lookups;
    ``PATCH /api/now/table/<table>/<sys_id>`` updates, with ``work_notes`` journalled to ``sys_journal_field``.
 7. an optional rate rule: 429 with ``Retry-After``, ``X-RateLimit-Limit/Reset/Rule`` and the exact body.
@@ -127,12 +132,13 @@ class ServiceNowEmulator:
         if denied is not None:
             return denied
         values: dict[str, Any] = {k: v for k, v in request.query.items() if not k.startswith("sysparm_")}
-        values.update(body)  # the body wins over the query string
         kind = request.match_info.get("kind")
-        if kind is not None:
+        if kind is not None:  # /change/{type}: documented request body "None"; only the query string counts
             values["type"] = kind
-        elif values.get("type") not in ("normal", "emergency", "standard"):
-            values["type"] = "normal"
+        else:  # the model-based /change: the body wins over the query string
+            values.update(body)
+            given = str(values.get("type") or values.get("chg_model") or "normal").lower()
+            values["type"] = given if given in ("normal", "emergency", "standard") else "normal"
         values.setdefault("chg_model", values["type"])
         record, ignored = self.store.insert("change_request", values, user=who)
         result = render_change(record)

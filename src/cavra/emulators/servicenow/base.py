@@ -33,8 +33,10 @@ class Settings:
     bearer_tokens: list[str] = field(default_factory=lambda: ["sn-demo-oauth-token-8e4c"])
     #: OAuth application registry entries (client_id -> client_secret) that ``/oauth_token.do`` knows
     oauth_clients: dict[str, str] = field(default_factory=lambda: {DEMO_CLIENT_ID: DEMO_CLIENT_SECRET})
-    #: the user client-credentials tokens act as (the OAuth application user)
+    #: the user client-credentials tokens act as (the OAuth Application User; empty: none is set)
     oauth_user: str = "cavra.oauth"
+    #: OAuth applications whose registry entry is inactive (their token requests are refused)
+    inactive_clients: list[str] = field(default_factory=list)
     #: seconds an issued access token lives (``expires_in``; ServiceNow's default is 1799)
     token_lifetime: float = 1799
     #: inbound rate rule: this many requests per window, then 429 (0 disables)

@@ -4,8 +4,16 @@
 * ``grant_type=client_credentials`` with ``client_id`` + ``client_secret``, or ``grant_type=password`` with
   ``client_id`` + ``client_secret`` + ``username`` + ``password``; another grant is 400
   ``unsupported_grant_type``.
-* An unknown client or a wrong client secret is 401 ``{"error":"invalid_client","error_description":…}``;
-  a wrong user or password (password grant) is 401 ``invalid_grant``.
+* An unknown client, a wrong client secret or an inactive OAuth application (``Settings.inactive_clients``)
+  is ``401 {"error_description":"access_denied","error":"server_error"}``: ServiceNow does not answer
+  RFC 6749's ``invalid_client`` here (observed against real instances: demisto/content-docs issue 1301,
+  "Error in API call [401] - Unauthorized {"error_description": "access_denied", "error": "server_error"}").
+* A client-credentials request for an OAuth application without an OAuth Application User
+  (``Settings.oauth_user`` empty) is 401 ``unauthorized_client``: ServiceNow documents that "if the OAuth
+  Application User isn't selected on the OAuth client record or the Client Credentials property is set to
+  false, then the token request will fail" (ServiceNow docs, "Add the OAuth Application User", Yokohama);
+  the ``unauthorized_client`` code is from third-party reports (⚠ the exact body is unconfirmed).
+* A wrong user or password (password grant) is 401 ``invalid_grant``.
 * Success: ``{"access_token", "scope", "token_type": "Bearer", "expires_in": 1799}`` (the password grant adds
   a ``refresh_token``). Issued tokens are recorded in ``hub.tokens`` with audience ``"servicenow"`` and a
   wall-clock ``expires_at``; the Table and Change APIs accept them as ``Authorization: Bearer …`` until then.
@@ -66,11 +74,14 @@ class OAuthEndpoint:
                 400, "unsupported_grant_type", f"grant_type {grant[:40]!r} is not supported by this endpoint"
             )
         client_id = form.get("client_id", "")
-        if not _same(form.get("client_secret", ""), self.settings.oauth_clients.get(client_id)):
-            return oauth_error(401, "invalid_client", "Client authentication failed")
+        known = _same(form.get("client_secret", ""), self.settings.oauth_clients.get(client_id))
+        if not known or client_id in self.settings.inactive_clients:
+            return oauth_error(401, "server_error", "access_denied")
         lifetime = self.settings.token_lifetime
         expires_in = int(lifetime) if float(lifetime).is_integer() else lifetime
         if grant == "client_credentials":
+            if not self.settings.oauth_user:
+                return oauth_error(401, "unauthorized_client", "access_denied")
             scope = form.get("scope") or "useraccount"
             value = self._mint(client_id, self.settings.oauth_user, scope)
             return json_response(
