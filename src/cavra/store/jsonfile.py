@@ -9,6 +9,7 @@ Layout (one delivery per line, so a diff or ``grep`` shows one record)::
 
     {"format": "cavra.evidence.metadata.v1", "version": 1,
      "chain": {"count": N, "last_id": "dlv_...", "last_sha256": "..."},
+     "checkpoint": {cavra.evidence.checkpoint.v1 of the head: with a checkpoint key only},
      "records": {"<kind>": {"<id>": {"body": {...}, "created_at": "...", "updated_at": "..."}}},
      "deliveries": [ {stored document}, ... ]}
 """
@@ -54,6 +55,7 @@ from cavra.store.base import (
     utc,
 )
 from cavra.store.chain import ChainIter, record_hash
+from cavra.store.checkpoint import Checkpoint, sign_head
 from cavra.store.document import build_document, new_delivery_id
 from cavra.store.jobs import (
     RUNNING,
@@ -266,7 +268,7 @@ class JsonFileStore(Store):
     ) -> StoredDelivery:
         check_metadata_kind(metadata_kind)
         with self._update() as data:
-            return self._append(
+            stored = self._append(
                 data,
                 record,
                 metadata_kind=metadata_kind,
@@ -275,6 +277,27 @@ class JsonFileStore(Store):
                 integration_id=integration_id,
                 created_at=created_at,
             )
+            self._sign(data)
+            return stored
+
+    def _sign(self, data: dict[str, Any]) -> None:
+        """With a checkpoint key, sign the head once per append batch (kept in ``checkpoint``)."""
+        if self.checkpoint_signer is not None:
+            head = fmt.head(data)
+            signed = sign_head(self.checkpoint_signer, head.count, head.last_id, head.last_sha256)
+            data["checkpoint"] = signed.to_dict()
+
+    def store_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        with self._update() as data:
+            head = fmt.head(data)
+            if (head.count, head.last_id, head.last_sha256) != (
+                checkpoint.count,
+                checkpoint.last_id,
+                checkpoint.head_sha256,
+            ):
+                return False
+            data["checkpoint"] = checkpoint.to_dict()
+        return True
 
     def _append(
         self,
@@ -320,7 +343,12 @@ class JsonFileStore(Store):
 
     def chain(self) -> ChainIter:
         data = self._load().data
-        return ChainIter(entries=(fmt.entry(doc) for doc in data["deliveries"]), head=fmt.head(data))
+        stored = data.get("checkpoint")
+        return ChainIter(
+            entries=(fmt.entry(doc) for doc in data["deliveries"]),
+            head=fmt.head(data),
+            checkpoint=stored if isinstance(stored, dict) else None,
+        )
 
     # --- queries -------------------------------------------------------------------------------------
     def count_provider_deliveries(self, flt: DeliveryFilter) -> int:
@@ -412,6 +440,8 @@ class JsonFileStore(Store):
                 section = job_section(job, outcome, held)
                 stored = self._append(data, {**record, "job": section}, **job.append_args())
                 out.append((stored, mj.finish(item, outcome, stored.id, now) if held else job, held))
+            if out:
+                self._sign(data)
             for stored, job, _held in out:
                 note = (notes or {}).get(job.id)
                 if note is not None:
