@@ -159,6 +159,7 @@ class _Claims:
     """Signed head claims checked on a chain walk, each at the record it names."""
 
     def __init__(self, claims: Sequence[HeadClaim]) -> None:
+        self.order = list(claims)
         self.by_count: dict[int, list[HeadClaim]] = {}
         for claim in claims:
             if claim.count > 0:  # a checkpoint of the empty chain holds whatever was appended since
@@ -169,19 +170,20 @@ class _Claims:
         self.held = 0  # the highest index a claim has proven intact so far
 
     def at(self, entry: ChainEntry, sha: str, note: Callable[[str, str, int | None, str], None]) -> None:
+        below = self.held  # claims at lower indices that held (two at this index may disagree)
         for claim in self.by_count.pop(entry.sequence, []):
             if entry.delivery_id == claim.last_id and sha == claim.head_sha256:
-                self.held = max(self.held, claim.count)
+                self.held = claim.count
                 self.results[claim] = ClaimResult(claim.label, claim.count, True, "holds")
                 continue
-            span = f"#{self.held + 1}" if self.held + 1 == claim.count else f"#{self.held + 1}…#{claim.count}"
+            span = f"#{below + 1}" if below + 1 == claim.count else f"#{below + 1}…#{claim.count}"
             detail = (
                 f"record #{claim.count} ({entry.delivery_id}) is not the record {claim.label} signed "
                 f"({claim.last_id}, sha256 {claim.head_sha256[:16]}…): a record in {span} was rewritten "
                 "after it was signed (its hashes and the chain head recomputed to hide it)"
             )
             self.results[claim] = ClaimResult(claim.label, claim.count, False, detail)
-            note(entry.delivery_id, REWRITTEN, self.held + 1, detail)
+            note(entry.delivery_id, REWRITTEN, below + 1, detail)
 
     def finish(
         self, last_seq: int, note: Callable[[str, str, int | None, str], None]
@@ -196,7 +198,7 @@ class _Claims:
                 )
                 self.results[claim] = ClaimResult(claim.label, claim.count, False, detail)
                 note(str(claim.last_id), MISSING, first, detail)
-        return tuple(self.results.values())
+        return tuple(self.results[claim] for claim in self.order)
 
 
 def verify_entries(walk: ChainIter, claims: Sequence[HeadClaim] = ()) -> ChainReport:

@@ -10,11 +10,10 @@ record and sets the job's state in one of them.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -229,7 +228,7 @@ class SqlStore(Store):
         walk = ChainIter()
         entries = self._entries(walk)
         first = next(entries, None)
-        walk.entries = entries if first is None else itertools.chain([first], entries)
+        walk.entries = entries if first is None else _started(first, entries)
         return walk
 
     def store_checkpoint(self, checkpoint: Checkpoint) -> bool:
@@ -238,7 +237,7 @@ class SqlStore(Store):
         with self._write() as conn:
             return replace_checkpoint(conn, checkpoint)
 
-    def _entries(self, walk: ChainIter) -> Iterator[ChainEntry]:
+    def _entries(self, walk: ChainIter) -> Generator[ChainEntry]:
         """Every stored delivery in sequence order, read in batches within one snapshot with the head."""
         head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME)
         with self._read(snapshot=True) as conn:
@@ -499,6 +498,15 @@ _RECORD_BODY_LOCKED = {
     )
     for backend, lock in (("sqlite", ""), ("postgresql", " FOR UPDATE"))
 }
+
+
+def _started(first: ChainEntry, rest: Generator[ChainEntry]) -> Iterator[ChainEntry]:
+    """A walk already started (``first`` read); closing it ends the walk's read transaction."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
 
 
 def _has_aggregates(revision: str | None) -> bool:
