@@ -20,7 +20,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,18 +79,12 @@ class Checkpoint:
 def sign_head(
     key: CheckpointKey, count: int, last_id: str | None, head_sha256: str, at: datetime | None = None
 ) -> Checkpoint:
-    """Sign the chain head ``(count, last_id, head_sha256)`` now (or at ``at``)."""
-    unsigned = Checkpoint(
-        count=count,
-        last_id=last_id,
-        head_sha256=head_sha256,
-        created_at=str(iso(at or datetime.now(UTC))),
-        algorithm=key.algorithm,
-        key_id=key.key_id,
-        signature="",
-    )
-    signature = base64.b64encode(key.sign(unsigned.payload())).decode()
-    return Checkpoint(**{**unsigned.__dict__, "signature": signature})
+    """Sign the chain head ``(count, last_id, head_sha256)`` now (or at ``at``). On the append path: one
+    canonical encoding and one signature (HMAC ~10 µs, Ed25519 ~60 µs; docs/store.md)."""
+    created = str(iso(at or datetime.now(UTC)))
+    cp = Checkpoint(count, last_id, head_sha256, created, key.algorithm, key.key_id, "")
+    signature = base64.b64encode(key.sign(cp.payload())).decode()
+    return replace(cp, signature=signature)
 
 
 def _problem(data: dict[str, Any]) -> str | None:

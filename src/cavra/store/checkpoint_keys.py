@@ -103,12 +103,14 @@ class HmacKey(CheckpointKey):
 
     def __init__(self, secret: Secret) -> None:
         self._secret = secret
-        self._key = secret.reveal().encode("utf-8")
-        tag = hmac.new(self._key, _HMAC_ID_LABEL, hashlib.sha256).hexdigest()
+        self._mac = hmac.new(secret.reveal().encode("utf-8"), digestmod=hashlib.sha256)
+        tag = self.sign(_HMAC_ID_LABEL).hex()
         self.key_id = f"{HMAC_SHA256}:{tag[:32]}"
 
     def sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()
+        mac = self._mac.copy()  # the key schedule is computed once
+        mac.update(payload)
+        return mac.digest()
 
     def verify(self, payload: bytes, signature: bytes) -> bool:
         return hmac.compare_digest(self.sign(payload), signature)
