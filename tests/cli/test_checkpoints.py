@@ -202,3 +202,22 @@ def test_checkpoints_delivered_to_splunk_witness_the_chain(
     report = json.loads(bad.stdout)
     assert [c["ok"] for c in report["checkpoints"]] == [False, True, False, False]
     assert report["first_bad"]["reason"] == "rewritten" and report["first_bad"]["sequence"] == 3
+
+
+def test_the_worker_delivers_checkpoints_on_a_schedule(
+    project: Path, splunk: ThreadedEmulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in make_project(project, splunk).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CAVRA_CHECKPOINT_KEY", HMAC_KEY)
+    fill(STORES[0], 3)
+    splunk.reset()
+    args = ("worker", "--store", "evidence.db", "--config", ".cavra/connectors.json", "--once")
+    bad = cli(*args, "--checkpoint-every", "soon")
+    assert bad.exit_code == 2 and "--checkpoint-every: 'soon' is not an interval" in bad.stderr
+    result = cli(*args, "--checkpoint-every", "1h", "--checkpoint-provider", "splunk")
+    assert result.exit_code == 0, result.output
+    assert "checkpoints delivered: 1" in result.stderr
+    sent = [json.loads(r.body) for r in splunk.received("splunk") if r.method == "POST"]
+    assert [s["event"]["checkpoint"]["count"] for s in sent] == [3]
+    assert HMAC_KEY not in json.dumps(sent)

@@ -7,6 +7,7 @@ checkpoint files and checkpoints a SIEM witnessed are each checked against the c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -283,6 +284,6 @@ async def deliver_checkpoint(
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """Deliver the current signed checkpoint as a ``cavra.evidence.checkpoint`` event through the
     configured connectors (so the SIEM witnesses the chain); the delivery record is returned."""
-    cp = current_checkpoint(store, keys)
+    cp = await asyncio.to_thread(current_checkpoint, store, keys)  # store IO off the event loop
     record = await deliver_event(checkpoint_event(cp), config, providers, retries=retries)
     return cp, record
