@@ -117,3 +117,18 @@ def drop_stored_checkpoint(store: Store) -> None:
     assert isinstance(store, SqlStore)
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM chain_checkpoints"))
+
+
+def put_stored_checkpoint(store: Store, checkpoint: Doc) -> None:
+    """Replace the store's checkpoint (an attacker replaying an older, genuinely signed one)."""
+    if isinstance(store, JsonFileStore):
+        data = _json(store)
+        data["checkpoint"] = checkpoint
+        _json_save(store, data)
+        return
+    assert isinstance(store, SqlStore)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE chain_checkpoints SET count = :c, body = :b"),
+            {"c": checkpoint["count"], "b": json.dumps(checkpoint)},
+        )

@@ -26,7 +26,7 @@ from cavra.store.checkpoint import CHECKPOINT_SCHEMA, checkpoint_event
 from cavra.store.checkpoint_keys import CheckpointKeys, load_keys
 
 from .conftest import Target, make_record
-from .tamper import delete_tail, drop_stored_checkpoint, forge_session, rewrite_from
+from .tamper import delete_tail, drop_stored_checkpoint, forge_session, put_stored_checkpoint, rewrite_from
 
 MISSING = "missing/reordered"
 
@@ -117,18 +117,32 @@ def test_deleting_the_tail_and_rewriting_the_head(
     assert [c.ok for c in result.checkpoints] == [False, False]  # the store's and the exported one
 
 
-def test_tampering_then_an_honest_append_is_still_caught_by_the_exported_checkpoint(
+def test_an_honest_append_after_tampering_does_not_sign_over_it(signed: Store, keys: CheckpointKeys) -> None:
+    fill(signed, 5)
+    delete_tail(signed, 3)
+    fill(signed, 2, start=10)  # the appender finds a head its checkpoint did not sign: it does not sign
+    result = verify_evidence(signed, keys)
+    assert not result.ok
+    bad = result.report.first_bad
+    assert bad is not None and bad.reason == REWRITTEN and "#1…#5" in bad.detail
+
+
+def test_a_replayed_older_checkpoint_is_caught_by_the_exported_one(
     signed: Store, keys: CheckpointKeys, tmp_path: Path
 ) -> None:
-    fill(signed, 5)
+    fill(signed, 3)
+    older = signed.signed_head()[1]
+    assert older is not None
+    fill(signed, 2, start=3)
     saved = export(signed, keys, tmp_path / "cp.json")
     delete_tail(signed, 3)
-    fill(signed, 2, start=10)  # the next appends sign the forged head: the store's checkpoint holds again
+    put_stored_checkpoint(signed, older)  # a genuine checkpoint of #3: the store's own check is satisfied
+    fill(signed, 2, start=10)  # and honest appends sign onward from it
     assert verify_evidence(signed, keys).ok
     result = verify_evidence(signed, keys, checkpoint_files=[str(saved)])
     assert not result.ok
     bad = result.report.first_bad
-    # record #5 is not the one signed; no checkpoint below it holds, so the change is somewhere in #1…#5
+    # record #5 is not the one signed; the store's checkpoint (#5, signed after the replay) is not below it
     assert bad is not None and bad.reason == REWRITTEN and bad.sequence == 1 and "#1…#5" in bad.detail
 
 
@@ -162,6 +176,8 @@ def test_rewriting_a_middle_record(signed: Store, keys: CheckpointKeys) -> None:
 def test_removing_the_stored_checkpoint_is_caught(signed: Store, keys: CheckpointKeys) -> None:
     fill(signed, 2)
     drop_stored_checkpoint(signed)
+    fill(signed, 1, start=5)  # and the next append does not start a new checkpoint over it
+    assert signed.signed_head()[1] is None
     result = verify_evidence(signed, keys)
     assert not result.ok and "holds no signed checkpoint" in result.rejected[0].detail
 

@@ -125,6 +125,7 @@ def test_json_backend_has_nothing_to_migrate(tmp_path: object) -> None:
 
 
 def test_revision_0007_adds_signed_checkpoints(sql_target: Target) -> None:
+    from cavra.governance.checkpoints import current_checkpoint
     from cavra.store.checkpoint_keys import load_keys
     from cavra.store.engine import resolve
 
@@ -140,7 +141,11 @@ def test_revision_0007_adds_signed_checkpoints(sql_target: Target) -> None:
     with open_store(url) as store:
         assert current_revision(url) == head_revision()
         store.checkpoint_signer = signer
+        store.append_delivery(make_record(), metadata_kind="release-connector-delivery")
+        assert store.signed_head()[1] is None  # records before the key: adopted explicitly, not by an append
+        keys = load_keys(environ={"CAVRA_CHECKPOINT_KEY": "k" * 40})
+        assert current_checkpoint(store, keys).count == 2  # verifies the chain, then signs its head
         stored = store.append_delivery(make_record(), metadata_kind="release-connector-delivery")
         head, checkpoint = store.signed_head()
-        assert checkpoint is not None and checkpoint["count"] == 2 == head.count
+        assert checkpoint is not None and checkpoint["count"] == 3 == head.count
         assert checkpoint["head_sha256"] == stored.record_sha256

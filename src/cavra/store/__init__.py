@@ -72,7 +72,7 @@ def open_store(url_or_path: str | None = None, *, metadata_json: str | None = No
     from cavra.store.checkpoint_keys import load_keys
 
     loc = resolve(url_or_path, metadata_json=metadata_json)
-    signer = load_keys().signer  # a bad checkpoint key fails here, before anything is written
+    keys = load_keys()  # a bad checkpoint key fails here, before anything is written
     store: Store
     if loc.backend == "json":
         from cavra.store.jsonfile import JsonFileStore
@@ -84,7 +84,8 @@ def open_store(url_or_path: str | None = None, *, metadata_json: str | None = No
         from cavra.store.sql import SqlStore
 
         store = SqlStore.open(loc)
-    store.checkpoint_signer = signer
+    store.checkpoint_signer = keys.signer
+    store.checkpoint_verifiers = dict(keys.verifiers)
     return store
 
 

@@ -20,6 +20,7 @@ from cavra.store.chain import ChainHead, ChainIter, ChainReport, HeadClaim, veri
 if TYPE_CHECKING:
     from cavra.store.checkpoint import Checkpoint
     from cavra.store.checkpoint_keys import CheckpointKey
+    from cavra.store.checkpoint_signer import HeadSigner
     from cavra.store.jobs import (
         ClaimNew,
         Destination,
@@ -246,6 +247,22 @@ class Store(abc.ABC):
     #: signs the chain head at every append batch (``open_store`` sets it from ``CAVRA_CHECKPOINT_KEY`` or
     #: ``CAVRA_CHECKPOINT_KEY_FILE``; see :mod:`cavra.store.checkpoint_keys`); ``None``: no checkpoints
     checkpoint_signer: CheckpointKey | None = None
+    #: keys a stored checkpoint may be signed with besides the signer's (an old public key after rotation)
+    checkpoint_verifiers: Mapping[str, CheckpointKey] = {}
+    _head_signer_cache: HeadSigner | None = None
+
+    def head_signer(self) -> HeadSigner | None:
+        """What signs the head at each append batch (``None`` without a key): see
+        :mod:`cavra.store.checkpoint_signer`."""
+        key = self.checkpoint_signer
+        if key is None:
+            return None
+        cached = self._head_signer_cache
+        if cached is None or cached.key is not key:
+            from cavra.store.checkpoint_signer import HeadSigner
+
+            cached = self._head_signer_cache = HeadSigner(key, self.checkpoint_verifiers)
+        return cached
 
     @property
     @abc.abstractmethod

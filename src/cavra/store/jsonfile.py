@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import filelock
 
 from cavra.errors import StoreError
+from cavra.events import canonical_json
 from cavra.store import jsonformat as fmt
 from cavra.store import memjobs as mj
 from cavra.store import memquery as mq
@@ -54,8 +55,8 @@ from cavra.store.base import (
     iso,
     utc,
 )
-from cavra.store.chain import ChainIter, record_hash
-from cavra.store.checkpoint import Checkpoint, sign_head
+from cavra.store.chain import ChainHead, ChainIter, record_hash
+from cavra.store.checkpoint import Checkpoint
 from cavra.store.document import build_document, new_delivery_id
 from cavra.store.jobs import (
     RUNNING,
@@ -268,6 +269,7 @@ class JsonFileStore(Store):
     ) -> StoredDelivery:
         check_metadata_kind(metadata_kind)
         with self._update() as data:
+            before = fmt.head(data)
             stored = self._append(
                 data,
                 record,
@@ -277,15 +279,25 @@ class JsonFileStore(Store):
                 integration_id=integration_id,
                 created_at=created_at,
             )
-            self._sign(data)
+            self._sign(data, before)
             return stored
 
-    def _sign(self, data: dict[str, Any]) -> None:
-        """With a checkpoint key, sign the head once per append batch (kept in ``checkpoint``)."""
-        if self.checkpoint_signer is not None:
-            head = fmt.head(data)
-            signed = sign_head(self.checkpoint_signer, head.count, head.last_id, head.last_sha256)
-            data["checkpoint"] = signed.to_dict()
+    def _sign(self, data: dict[str, Any], before: ChainHead) -> None:
+        """With a checkpoint key, sign the head once per append batch (kept in ``checkpoint``) if the head
+        the batch found extends the stored checkpoint (:mod:`cavra.store.checkpoint_signer`)."""
+        signer = self.head_signer()
+        if signer is None:
+            return
+        prior = data.get("checkpoint")
+        head = fmt.head(data)
+        signed = signer.sign(
+            canonical_json(prior).decode() if isinstance(prior, dict) else None,
+            (before.count, before.last_id, before.last_sha256),
+            (head.count, head.last_id, head.last_sha256),
+            datetime.now(UTC),
+        )
+        if signed is not None:
+            data["checkpoint"] = json.loads(signed[1])
 
     def store_checkpoint(self, checkpoint: Checkpoint) -> bool:
         with self._update() as data:
@@ -431,6 +443,7 @@ class JsonFileStore(Store):
         now = datetime.now(UTC)
         out: list[tuple[StoredDelivery, Job, bool]] = []
         with self._update() as data:
+            before = fmt.head(data)
             for job_id, record, outcome in items:
                 item = mj.find(data, job_id)
                 if item is None:
@@ -441,7 +454,7 @@ class JsonFileStore(Store):
                 stored = self._append(data, {**record, "job": section}, **job.append_args())
                 out.append((stored, mj.finish(item, outcome, stored.id, now) if held else job, held))
             if out:
-                self._sign(data)
+                self._sign(data, before)
             for stored, job, _held in out:
                 note = (notes or {}).get(job.id)
                 if note is not None:

@@ -47,7 +47,7 @@ from cavra.store.base import (
 )
 from cavra.store.chain import ChainEntry, ChainHead, ChainIter
 from cavra.store.checkpoint import Checkpoint
-from cavra.store.checkpoint_keys import CheckpointKey
+from cavra.store.checkpoint_signer import HeadSigner
 from cavra.store.document import delivery_columns, index_rows, new_delivery_id
 from cavra.store.engine import Location, create_engine, scrub
 from cavra.store.jobs import (
@@ -220,8 +220,8 @@ class SqlStore(Store):
             raise StoreError(f"{self.location}: stored delivery {delivery_id} is not valid JSON")
         return doc
 
-    def _signer(self) -> CheckpointKey | None:
-        return self.checkpoint_signer if self.checkpoints else None
+    def _signer(self) -> HeadSigner | None:
+        return self.head_signer() if self.checkpoints else None
 
     def chain(self) -> ChainIter:
         """The walk, started: its head and checkpoint are read (with the first batch) before it returns."""

@@ -25,8 +25,8 @@ from cavra.store import rawsql
 from cavra.store.aggregates import Aggregates
 from cavra.store.base import StoredDelivery, iso, utc
 from cavra.store.chain import record_hash
-from cavra.store.checkpoint import Checkpoint, sign_head
-from cavra.store.checkpoint_keys import CheckpointKey
+from cavra.store.checkpoint import Checkpoint
+from cavra.store.checkpoint_signer import HeadSigner
 from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
 from cavra.store.schema import CHAIN_NAME, chain_checkpoints, chain_head, deliveries, provider_deliveries
 
@@ -177,13 +177,13 @@ def append_batch(
     items: Sequence[Append],
     *,
     aggregates: bool = True,
-    signer: CheckpointKey | None = None,
+    signer: HeadSigner | None = None,
 ) -> list[StoredDelivery]:
     """Append ``items`` to the chain, in order, inside the caller's write transaction.
 
     ``aggregates=False`` only for a schema older than revision 0005 (which has no aggregate tables, and
-    builds them from the index rows when it is upgraded). ``signer``: sign the new head with this key
-    (schema revision 0007 or later)."""
+    builds them from the index rows when it is upgraded). ``signer``: sign the new head, if the head found
+    extends the stored checkpoint (schema revision 0007 or later; :mod:`cavra.store.checkpoint_signer`)."""
     if not items:
         return []
     head = _HEAD["postgresql" if conn.dialect.name == "postgresql" else "sqlite"].rows(conn, [CHAIN_NAME])
@@ -192,6 +192,7 @@ def append_batch(
     count, last_id, last_sha = head[0][:3]
     max_id = head[0][3] if len(head[0]) > 3 else None
     count = int(count)
+    before = (count, last_id, last_sha)
     now = datetime.now(UTC)
     rows: list[tuple[Any, ...]] = []
     index: list[dict[str, Any]] = []
@@ -247,5 +248,8 @@ def append_batch(
         agg.write(conn)
     _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
     if signer is not None:
-        put_checkpoint(conn, sign_head(signer, count, last_id, last_sha, now))
+        found = _CHECKPOINT_BODY.rows(conn, [CHAIN_NAME])
+        signed = signer.sign(found[0][0] if found else None, before, (count, last_id, last_sha), now)
+        if signed is not None:
+            _PUT_CHECKPOINT.run(conn, [CHAIN_NAME, *signed])
     return out
