@@ -26,7 +26,7 @@ from cavra.store.aggregates import Aggregates
 from cavra.store.base import StoredDelivery, iso, utc
 from cavra.store.chain import record_hash
 from cavra.store.checkpoint import Checkpoint
-from cavra.store.checkpoint_signer import HeadSigner
+from cavra.store.checkpoint_signer import Head, HeadSigner
 from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
 from cavra.store.schema import CHAIN_NAME, chain_checkpoints, chain_head, deliveries, provider_deliveries
 
@@ -248,8 +248,13 @@ def append_batch(
         agg.write(conn)
     _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
     if signer is not None:
-        found = _CHECKPOINT_BODY.rows(conn, [CHAIN_NAME])
-        signed = signer.sign(found[0][0] if found else None, before, (count, last_id, last_sha), now)
-        if signed is not None:
-            _PUT_CHECKPOINT.run(conn, [CHAIN_NAME, *signed])
+        _sign(conn, signer, before, (count, last_id, last_sha), now)
     return out
+
+
+def _sign(conn: sa.Connection, signer: HeadSigner, before: Head, after: Head, now: datetime) -> None:
+    """Sign the batch's new head if the head it found extends the stored checkpoint, and keep it."""
+    found = _CHECKPOINT_BODY.rows(conn, [CHAIN_NAME])
+    signed = signer.sign(found[0][0] if found else None, before, after, now)
+    if signed is not None:
+        _PUT_CHECKPOINT.run(conn, [CHAIN_NAME, *signed])
