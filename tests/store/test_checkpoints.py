@@ -269,3 +269,14 @@ def test_export_never_overwrites_and_needs_a_key(target: Target, tmp_path: Path)
         export_checkpoint(s, keys, str(tmp_path / "cp.json"), force=True)
         assert json.loads((tmp_path / "cp.json").read_text())["count"] == 1
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_a_refused_signature_is_logged_once(
+    signed: Store, keys: CheckpointKeys, caplog: pytest.LogCaptureFixture
+) -> None:
+    fill(signed, 2)
+    drop_stored_checkpoint(signed)
+    with caplog.at_level("ERROR", logger="cavra.store"):
+        fill(signed, 3, start=5)
+    refusals = [r for r in caplog.records if "not signing the chain head" in r.getMessage()]
+    assert len(refusals) == 1 and "holds no signed checkpoint but 2 records" in refusals[0].getMessage()

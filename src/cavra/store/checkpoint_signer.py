@@ -35,15 +35,15 @@ class HeadSigner:
         self.key = key
         self.keys = CheckpointKeys(key, {**(verifiers or {}), key.key_id: key})
         self._ours: tuple[str, Head] | None = None  # the body this process wrote last, and its head
-        self._refused: str | None = None
+        self._refused: tuple[str | None] | None = None  # the prior last refused (logged once each)
 
     def sign(self, prior: str | None, before: Head, after: Head, at: datetime) -> tuple[int, str] | None:
         """``(count, body)`` of the checkpoint to store for ``after``, or ``None`` when ``before`` (the
         head the batch found) does not extend the stored checkpoint ``prior`` (its canonical JSON)."""
         problem = self._problem(prior, before)
         if problem is not None:
-            if prior != self._refused:
-                self._refused = prior
+            if self._refused != (prior,):
+                self._refused = (prior,)
                 log.error(
                     "not signing the chain head: %s; the store's checkpoint is left as it was, so `cavra "
                     "evidence verify` reports it. Verify, then `cavra evidence checkpoint` adopts the head",
