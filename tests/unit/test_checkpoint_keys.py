@@ -152,3 +152,23 @@ def test_find_checkpoints_in_wrapped_exports() -> None:
 def test_no_keys_configured() -> None:
     keys = load_keys(environ={})
     assert keys == CheckpointKeys() and not keys.configured
+
+
+def test_a_checkpoint_matches_its_schema_and_verifies_as_the_docs_show(tmp_path: Path) -> None:
+    from importlib import resources
+
+    import jsonschema
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    schema = json.loads(resources.files("cavra").joinpath("schemas/evidence-checkpoint.v1.json").read_text())
+    _key, pem, pub = _pair()
+    (tmp_path / "k.pem").write_bytes(pem)
+    signer = load_keys(key_file=str(tmp_path / "k.pem"), environ={}).signer
+    assert signer is not None
+    cp = sign_head(signer, 5, "dlv_a", SHA).to_dict()
+    jsonschema.validate(cp, schema)
+    jsonschema.validate(sign_head(signer, 0, None, "0" * 64).to_dict(), schema)
+    # docs/schemas/evidence-checkpoint.md: an auditor's own check, without CAVRA
+    signed = {k: v for k, v in cp.items() if k != "signature"}
+    payload = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    load_pem_public_key(pub).verify(base64.b64decode(cp["signature"]), payload)  # type: ignore[union-attr]
