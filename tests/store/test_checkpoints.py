@@ -280,3 +280,37 @@ def test_a_refused_signature_is_logged_once(
         fill(signed, 3, start=5)
     refusals = [r for r in caplog.records if "not signing the chain head" in r.getMessage()]
     assert len(refusals) == 1 and "holds no signed checkpoint but 2 records" in refusals[0].getMessage()
+
+
+@pytest.mark.parametrize("old_kind", ["ed25519", "hmac-sha256"])
+def test_rotating_the_key(
+    target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old_kind: str
+) -> None:
+    old_file = tmp_path / "old.key"
+    old_file.write_text(ed25519_pem()[0] if old_kind == "ed25519" else HMAC_KEY)
+    new_file = tmp_path / "new.pem"
+    new_file.write_text(ed25519_pem()[0])
+    monkeypatch.setenv("CAVRA_CHECKPOINT_KEY_FILE", str(old_file))
+    with target.open() as s:
+        fill(s, 2)
+        old_keys = load_keys()
+        before = export(s, old_keys, tmp_path / "before-rotation.json")
+    # the new key alone: the appender cannot check the old key's checkpoint, so it does not sign over it
+    monkeypatch.setenv("CAVRA_CHECKPOINT_KEY_FILE", str(new_file))
+    with target.open() as s:
+        fill(s, 1, start=2)
+        assert s.signed_head()[1]["count"] == 2  # type: ignore[index]
+        assert "not a configured checkpoint key" in verify_evidence(s, load_keys()).rejected[0].detail
+    # with the old key kept to verify (CAVRA_CHECKPOINT_OLD_KEY_FILE), appends sign on with the new key
+    monkeypatch.setenv("CAVRA_CHECKPOINT_OLD_KEY_FILE", str(old_file))
+    with target.open() as s:
+        keys = load_keys()
+        assert keys.signer is not None and keys.signer.key_id != old_keys.signer.key_id  # type: ignore[union-attr]
+        assert current_checkpoint(s, keys).count == 3  # adopts #3 (its chain verifies) with the new key
+        fill(s, 1, start=3)
+        stored = s.signed_head()[1]
+        assert stored is not None and stored["count"] == 4 and stored["key_id"] == keys.signer.key_id
+        result = verify_evidence(s, keys, checkpoint_files=[str(before)])
+        assert result.ok, result.to_dict()
+        old_only = load_keys(environ={"CAVRA_CHECKPOINT_OLD_KEY_FILE": str(old_file)})
+        assert old_only.signer is None  # a retired key never signs

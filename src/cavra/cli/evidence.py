@@ -88,6 +88,16 @@ PublicKeyFileOption = Annotated[
     ),
 ]
 
+OldKeyFileOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--old-key-file",
+        metavar="FILE",
+        help="A retired checkpoint key (either type; repeatable): verifies checkpoints signed before a "
+        "rotation, never signs. Default $CAVRA_CHECKPOINT_OLD_KEY_FILE.",
+    ),
+]
+
 
 @app.command("verify")
 def verify(
@@ -113,12 +123,13 @@ def verify(
     ] = None,
     key_file: KeyFileOption = None,
     public_key_file: PublicKeyFileOption = None,
+    old_key_file: OldKeyFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verification report as JSON.")] = False,
 ) -> None:
     """Verify the chain of stored delivery records (and its signed checkpoints); exit 1 naming the first
     bad record. Without a checkpoint key this checks order only."""
     with handled():
-        keys = checkpoints.checkpoint_keys(key_file, public_key_file or ())
+        keys = checkpoints.checkpoint_keys(key_file, public_key_file or (), old_key_file or ())
         with open_selected(store, metadata_json) as st:
             result = checkpoints.verify_evidence(
                 st, keys, checkpoint_files=checkpoint or (), witness_files=witness or ()
@@ -194,13 +205,14 @@ def checkpoint_command(
     retries: Annotated[int, typer.Option("--retries", help="Retries after the first attempt (0-10).")] = 1,
     key_file: KeyFileOption = None,
     public_key_file: PublicKeyFileOption = None,
+    old_key_file: OldKeyFileOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the checkpoint (and delivery) as JSON.")
     ] = False,
 ) -> None:
     """Export a signed checkpoint of the chain head (cavra.evidence.checkpoint.v1), to a file or a SIEM."""
     with handled():
-        keys = checkpoints.checkpoint_keys(key_file, public_key_file or ())
+        keys = checkpoints.checkpoint_keys(key_file, public_key_file or (), old_key_file or ())
         providers = service.parse_providers(deliver) if deliver is not None else None
         loaded = load_config(config) if deliver is not None else None
         if deliver is not None:

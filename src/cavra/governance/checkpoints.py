@@ -56,9 +56,12 @@ __all__ = [
 ]
 
 
-def checkpoint_keys(key_file: str | None = None, public_key_files: Sequence[str] = ()) -> CheckpointKeys:
-    """The configured checkpoint keys (the environment, or ``--key-file`` / ``--public-key-file``)."""
-    return load_keys(key_file=key_file, public_key_files=public_key_files)
+def checkpoint_keys(
+    key_file: str | None = None, public_key_files: Sequence[str] = (), old_key_files: Sequence[str] = ()
+) -> CheckpointKeys:
+    """The configured checkpoint keys (the environment, or ``--key-file`` / ``--public-key-file`` /
+    ``--old-key-file``)."""
+    return load_keys(key_file=key_file, public_key_files=public_key_files, old_key_files=old_key_files)
 
 
 @dataclass(frozen=True)

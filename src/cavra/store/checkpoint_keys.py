@@ -7,6 +7,7 @@ Where a key comes from (the first one set wins; see docs/store.md, "Signed check
     CAVRA_CHECKPOINT_PUBLIC_KEY       Ed25519 public key(s): verification only, no signing
     CAVRA_CHECKPOINT_PUBLIC_KEY_FILE  a file holding them (or --public-key-file)
     CAVRA_CHECKPOINT_ALGORITHM        ed25519 | hmac-sha256: only needed for a raw Ed25519 seed
+    CAVRA_CHECKPOINT_OLD_KEY_FILE     retired keys (either type), to verify only: after a rotation
 
 The type is read from the material: a PEM or OpenSSH Ed25519 private key (``openssl genpkey -algorithm
 ed25519``, ``ssh-keygen -t ed25519``) signs with Ed25519; a PEM ``PUBLIC KEY`` or an ``ssh-ed25519 …`` line
@@ -46,6 +47,7 @@ ENV_KEY_FILE = "CAVRA_CHECKPOINT_KEY_FILE"
 ENV_PUBLIC_KEY = "CAVRA_CHECKPOINT_PUBLIC_KEY"
 ENV_PUBLIC_KEY_FILE = "CAVRA_CHECKPOINT_PUBLIC_KEY_FILE"
 ENV_ALGORITHM = "CAVRA_CHECKPOINT_ALGORITHM"
+ENV_OLD_KEY_FILE = "CAVRA_CHECKPOINT_OLD_KEY_FILE"
 #: the shortest HMAC secret accepted (characters): a guessable secret would make signatures forgeable
 MIN_HMAC_CHARS = 32
 _HMAC_ID_LABEL = b"cavra.evidence.checkpoint key id"
@@ -90,6 +92,9 @@ class Ed25519Key(CheckpointKey):
         except InvalidSignature:
             return False
         return True
+
+    def public_only(self) -> Ed25519Key:
+        return Ed25519Key(self._public)
 
     def public_pem(self) -> str:
         return self._public.public_bytes(
@@ -228,16 +233,44 @@ def _read(path: str, what: str) -> str:
         raise ConfigError(f"{what} {path} cannot be read ({exc.strerror})") from None
 
 
+def _retired(files: Sequence[str], env: Mapping[str, str], algorithm: str | None) -> list[CheckpointKey]:
+    """Retired keys (``--old-key-file``, else ``CAVRA_CHECKPOINT_OLD_KEY_FILE``, several joined by the
+    path separator): any key material, used only to verify checkpoints signed before a rotation."""
+    named = [(p, f"--old-key-file {p}") for p in files]
+    if not files and env.get(ENV_OLD_KEY_FILE, "").strip():
+        paths = [p.strip() for p in env[ENV_OLD_KEY_FILE].split(os.pathsep) if p.strip()]
+        named = [(p, f"{ENV_OLD_KEY_FILE} {p}") for p in paths]
+    out: list[CheckpointKey] = []
+    for path, where in named:
+        for key in parse_key_material(_read(path, where.split(" ")[0]), where, algorithm=algorithm):
+            out.append(key.public_only() if isinstance(key, Ed25519Key) else _VerifyOnly(key))
+    return out
+
+
+class _VerifyOnly(CheckpointKey):
+    """A retired key: it verifies what it signed, and never signs again."""
+
+    def __init__(self, key: CheckpointKey) -> None:
+        self._key = key
+        self.algorithm = key.algorithm
+        self.key_id = key.key_id
+
+    def verify(self, payload: bytes, signature: bytes) -> bool:
+        return self._key.verify(payload, signature)
+
+
 def load_keys(
     *,
     key_file: str | None = None,
     public_key_files: Sequence[str] = (),
+    old_key_files: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
 ) -> CheckpointKeys:
     """The configured checkpoint keys (none configured: ``CheckpointKeys()``, which verifies order only).
 
     ``key_file`` (``--key-file``) replaces the environment's signing key; ``public_key_files``
-    (``--public-key-file``) add verification keys (and replace the environment's public keys)."""
+    (``--public-key-file``) add verification keys (and replace the environment's public keys);
+    ``old_key_files`` (``--old-key-file``) add retired keys of either type, to verify only."""
     env = os.environ if environ is None else environ
     algorithm = (env.get(ENV_ALGORITHM) or "").strip().lower() or None
     keys: list[CheckpointKey] = []
@@ -269,6 +302,7 @@ def load_keys(
             )
         keys += found
     signers = [k for k in keys if k.can_sign]
+    keys += [k for k in _retired(old_key_files, env, algorithm) if k.key_id not in {s.key_id for s in keys}]
     if len(signers) > 1:
         raise ConfigError("the checkpoint key holds more than one private key; give exactly one")
     return CheckpointKeys(signer=signers[0] if signers else None, verifiers={k.key_id: k for k in keys})
