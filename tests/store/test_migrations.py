@@ -122,3 +122,30 @@ def test_migrated_schema_matches_schema_module(sql_store: SqlStore) -> None:
 def test_json_backend_has_nothing_to_migrate(tmp_path: object) -> None:
     path = f"{tmp_path}/m.json"
     assert upgrade(metadata_json=path) == "cavra.evidence.metadata.v1"
+
+
+def test_revision_0007_adds_signed_checkpoints(sql_target: Target) -> None:
+    from cavra.governance.checkpoints import current_checkpoint
+    from cavra.store.checkpoint_keys import load_keys
+    from cavra.store.engine import resolve
+
+    url = sql_target.url
+    assert url is not None
+    signer = load_keys(environ={"CAVRA_CHECKPOINT_KEY": "k" * 40}).signer
+    assert upgrade(url, revision="0006") == "0006"
+    with SqlStore.open(resolve(url), migrate=False) as old:
+        assert old.checkpoints is False
+        old.checkpoint_signer = signer  # a 0006 schema has no table: appends go on unsigned
+        old.append_delivery(make_record(), metadata_kind="release-connector-delivery")
+        assert old.signed_head()[1] is None
+    with open_store(url) as store:
+        assert current_revision(url) == head_revision()
+        store.checkpoint_signer = signer
+        store.append_delivery(make_record(), metadata_kind="release-connector-delivery")
+        assert store.signed_head()[1] is None  # records before the key: adopted explicitly, not by an append
+        keys = load_keys(environ={"CAVRA_CHECKPOINT_KEY": "k" * 40})
+        assert current_checkpoint(store, keys).count == 2  # verifies the chain, then signs its head
+        stored = store.append_delivery(make_record(), metadata_kind="release-connector-delivery")
+        head, checkpoint = store.signed_head()
+        assert checkpoint is not None and checkpoint["count"] == 3 == head.count
+        assert checkpoint["head_sha256"] == stored.record_sha256

@@ -1,7 +1,9 @@
-"""``cavra evidence``: build the SIEM event of a session's decisions; verify the stored evidence chain."""
+"""``cavra evidence``: build the SIEM event of a session's decisions; verify the stored evidence chain and
+export or deliver signed checkpoints of its head (:mod:`cavra.governance.checkpoints`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -11,9 +13,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from cavra import service
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
+from cavra.cli.render import delivery_table
 from cavra.cli.stores import MetadataJsonOption, StoreOption, open_selected
+from cavra.config import load_config
 from cavra.errors import InputError
+from cavra.governance import checkpoints
 from cavra.governance import service as governance
 from cavra.governance.events import evidence_bundle_event
 
@@ -64,30 +70,175 @@ def build_siem_event(
         console.print(f"wrote {output}", highlight=False, soft_wrap=True)
 
 
+KeyFileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key-file",
+        metavar="FILE",
+        help="Checkpoint key (Ed25519 private key or HMAC secret); default $CAVRA_CHECKPOINT_KEY(_FILE).",
+    ),
+]
+PublicKeyFileOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--public-key-file",
+        metavar="FILE",
+        help="Ed25519 public key(s) that verify checkpoints (repeatable); default "
+        "$CAVRA_CHECKPOINT_PUBLIC_KEY(_FILE).",
+    ),
+]
+
+OldKeyFileOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--old-key-file",
+        metavar="FILE",
+        help="A retired checkpoint key (either type; repeatable): verifies checkpoints signed before a "
+        "rotation, never signs. Default $CAVRA_CHECKPOINT_OLD_KEY_FILE.",
+    ),
+]
+
+
 @app.command("verify")
 def verify(
     metadata_json: MetadataJsonOption = None,
     store: StoreOption = None,
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--checkpoint",
+            metavar="FILE",
+            help="A checkpoint exported by `cavra evidence checkpoint` (repeatable): fail if any record up "
+            "to it was removed or rewritten.",
+        ),
+    ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            metavar="FILE",
+            help="Checkpoint events exported from a SIEM (JSON lines, any envelope; repeatable): check "
+            "the store against every one.",
+        ),
+    ] = None,
+    key_file: KeyFileOption = None,
+    public_key_file: PublicKeyFileOption = None,
+    old_key_file: OldKeyFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verification report as JSON.")] = False,
 ) -> None:
-    """Verify the tamper-evident chain of stored delivery records; exit 1 naming the first bad record."""
-    with handled(), open_selected(store, metadata_json) as st:
-        location = st.location
-        report = st.verify_chain()
-    data = report.to_dict()
+    """Verify the chain of stored delivery records (and its signed checkpoints); exit 1 naming the first
+    bad record. Without a checkpoint key this checks order only."""
+    with handled():
+        keys = checkpoints.checkpoint_keys(key_file, public_key_file or (), old_key_file or ())
+        with open_selected(store, metadata_json) as st:
+            result = checkpoints.verify_evidence(
+                st, keys, checkpoint_files=checkpoint or (), witness_files=witness or ()
+            )
     if as_json:
-        print_json({**data, "store": location})
-    elif report.ok:
-        line = Text("chain intact: ", style="bold green")
-        line.append(f"{report.count} delivery records in {location}; head sha256 {report.head_sha256}")
-        console.print(line, soft_wrap=True)
+        print_json(result.to_dict())
+    elif result.ok:
+        _print_intact(result)
     else:
-        bad = report.first_bad
-        assert bad is not None
+        _print_broken(result)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _print_intact(result: checkpoints.Verification) -> None:
+    report = result.report
+    signed = result.mode == checkpoints.SIGNED
+    line = Text("chain intact and signed: " if signed else "chain intact (order only): ", style="bold green")
+    line.append(f"{report.count} delivery records in {result.location}; head sha256 {report.head_sha256}")
+    console.print(line, soft_wrap=True)
+    for c in result.checkpoints:
+        console.print(f"  checkpoint #{c.count} holds: {c.label}", highlight=False, soft_wrap=True)
+    console.print(
+        Text(result.statement(), style="green" if signed else "yellow"), highlight=False, soft_wrap=True
+    )
+
+
+def _print_broken(result: checkpoints.Verification) -> None:
+    bad = result.report.first_bad
+    if bad is not None and bad.reason == checkpoints.REWRITTEN:
+        err_console.print(
+            f"[bold red]chain broken:[/] record #{bad.sequence} or a later one is rewritten: {bad.detail}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif bad is not None:
         err_console.print(
             f"[bold red]chain broken:[/] {bad.delivery_id} is {bad.reason} "
             f"(record #{bad.sequence}): {bad.detail}",
             highlight=False,
             soft_wrap=True,
         )
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
+    for c in result.rejected:
+        err_console.print(f"[bold red]checkpoint rejected:[/] {c.detail}", highlight=False, soft_wrap=True)
+    err_console.print(result.statement(), highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command("checkpoint")
+def checkpoint_command(
+    metadata_json: MetadataJsonOption = None,
+    store: StoreOption = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="FILE",
+            help="Write the signed checkpoint to FILE (a new file: keep it elsewhere, e.g. a ticket or a "
+            "WORM bucket).",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output file.")] = False,
+    deliver: Annotated[
+        str | None,
+        typer.Option(
+            "--deliver",
+            metavar="PROVIDER",
+            help="Also deliver it as a cavra.evidence.checkpoint event (a provider, a list, or 'all').",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="Connector config for --deliver; default $CAVRA_CONNECTOR_CONFIG."),
+    ] = None,
+    retries: Annotated[int, typer.Option("--retries", help="Retries after the first attempt (0-10).")] = 1,
+    key_file: KeyFileOption = None,
+    public_key_file: PublicKeyFileOption = None,
+    old_key_file: OldKeyFileOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the checkpoint (and delivery) as JSON.")
+    ] = False,
+) -> None:
+    """Export a signed checkpoint of the chain head (cavra.evidence.checkpoint.v1), to a file or a SIEM."""
+    with handled():
+        keys = checkpoints.checkpoint_keys(key_file, public_key_file or (), old_key_file or ())
+        providers = service.parse_providers(deliver) if deliver is not None else None
+        loaded = load_config(config) if deliver is not None else None
+        if deliver is not None:
+            service.validate_retries(retries)
+        with open_selected(store, metadata_json) as st:
+            if output is not None:
+                cp = checkpoints.export_checkpoint(st, keys, output, force=force)
+            else:
+                cp = checkpoints.current_checkpoint(st, keys)
+            record = None
+            if loaded is not None:
+                with err_console.status("delivering the checkpoint …", spinner="dots"):
+                    _, record = asyncio.run(
+                        checkpoints.deliver_checkpoint(st, keys, loaded, providers, retries=retries)
+                    )
+    ok = record is None or bool(record["success"])
+    if as_json or (output is None and record is None):
+        print_json(cp.to_dict() if record is None else {"checkpoint": cp.to_dict(), "delivery": record})
+    else:
+        console.print(
+            f"checkpoint #{cp.count}: head sha256 {cp.head_sha256}, {cp.algorithm} key {cp.key_id}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if output is not None:
+            console.print(f"wrote {output}", highlight=False, soft_wrap=True)
+        if record is not None:
+            console.print(delivery_table(record))
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)

@@ -71,6 +71,19 @@ def worker(
         int | None,
         typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT (0: off)."),
     ] = None,
+    checkpoint_every: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint-every",
+            metavar="INTERVAL",
+            help="Deliver the signed chain checkpoint every INTERVAL (1h, 15m) through "
+            "--checkpoint-provider, so the SIEM witnesses the chain (needs a checkpoint key).",
+        ),
+    ] = None,
+    checkpoint_provider: Annotated[
+        str,
+        typer.Option("--checkpoint-provider", help="Where --checkpoint-every delivers: a provider or list."),
+    ] = "splunk",
 ) -> None:
     """Deliver queued jobs: claim with a lease, retry on the long schedule, dead-letter what never works."""
     from cavra.config import load_config
@@ -110,12 +123,24 @@ def worker(
             shutdown_timeout=shutdown_timeout,
             observer=observer,
         )
+        witness = None
+        if checkpoint_every is not None:
+            from cavra.governance.checkpoint_schedule import from_options
+
+            witness = from_options(opened, loaded, checkpoint_every, checkpoint_provider)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, w.stop)
-        await w.run(once=once)
+        ticking = asyncio.create_task(witness.run()) if witness is not None and not once else None
+        try:
+            await w.run(once=once)
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+        if witness is not None and once:
+            await witness.tick()  # --once: one checkpoint of what this run stored
 
     try:
         with handled():
@@ -123,6 +148,8 @@ def worker(
     finally:
         opened.close()
     s = w.stats
+    if witness is not None:
+        err_console.print(f"checkpoints delivered: {witness.delivered}", highlight=False)
     err_console.print(
         f"worker {w.owner}: {s.claimed} claimed, {s.succeeded} delivered, {s.failed} failed, "
         f"{s.rescheduled} rescheduled, {s.dead} dead letters, {s.released} released",

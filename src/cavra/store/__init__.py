@@ -65,19 +65,28 @@ def open_store(url_or_path: str | None = None, *, metadata_json: str | None = No
     """Open (and, for SQL, create and migrate) the evidence store.
 
     Raises :class:`cavra.errors.StoreError` with a one-line message (passwords redacted) when the database
-    is unreachable or the JSON file is corrupt or locked.
+    is unreachable or the JSON file is corrupt or locked. With a checkpoint key in the environment
+    (``CAVRA_CHECKPOINT_KEY`` / ``CAVRA_CHECKPOINT_KEY_FILE``) the store signs its chain head at every
+    append batch; a key that cannot be read raises :class:`cavra.errors.ConfigError`.
     """
+    from cavra.store.checkpoint_keys import load_keys
+
     loc = resolve(url_or_path, metadata_json=metadata_json)
+    keys = load_keys()  # a bad checkpoint key fails here, before anything is written
+    store: Store
     if loc.backend == "json":
         from cavra.store.jsonfile import JsonFileStore
 
         assert loc.path is not None
         store = JsonFileStore(loc.path)
         store.check()
-        return store
-    from cavra.store.sql import SqlStore
+    else:
+        from cavra.store.sql import SqlStore
 
-    return SqlStore.open(loc)
+        store = SqlStore.open(loc)
+    store.checkpoint_signer = keys.signer
+    store.checkpoint_verifiers = dict(keys.verifiers)
+    return store
 
 
 def upgrade(

@@ -15,9 +15,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from cavra.errors import InputError
-from cavra.store.chain import ChainIter, ChainReport, verify_entries
+from cavra.store.chain import ChainHead, ChainIter, ChainReport, HeadClaim, verify_entries
 
 if TYPE_CHECKING:
+    from cavra.store.checkpoint import Checkpoint
+    from cavra.store.checkpoint_keys import CheckpointKey
+    from cavra.store.checkpoint_signer import HeadSigner
     from cavra.store.jobs import (
         ClaimNew,
         Destination,
@@ -241,6 +244,25 @@ class Store(abc.ABC):
 
     #: ``sqlite``, ``postgresql`` or ``json``
     backend: str = ""
+    #: signs the chain head at every append batch (``open_store`` sets it from ``CAVRA_CHECKPOINT_KEY`` or
+    #: ``CAVRA_CHECKPOINT_KEY_FILE``; see :mod:`cavra.store.checkpoint_keys`); ``None``: no checkpoints
+    checkpoint_signer: CheckpointKey | None = None
+    #: keys a stored checkpoint may be signed with besides the signer's (an old public key after rotation)
+    checkpoint_verifiers: Mapping[str, CheckpointKey] = {}
+    _head_signer_cache: HeadSigner | None = None
+
+    def head_signer(self) -> HeadSigner | None:
+        """What signs the head at each append batch (``None`` without a key): see
+        :mod:`cavra.store.checkpoint_signer`."""
+        key = self.checkpoint_signer
+        if key is None:
+            return None
+        cached = self._head_signer_cache
+        if cached is None or cached.key is not key:
+            from cavra.store.checkpoint_signer import HeadSigner
+
+            cached = self._head_signer_cache = HeadSigner(key, self.checkpoint_verifiers)
+        return cached
 
     @property
     @abc.abstractmethod
@@ -314,9 +336,27 @@ class Store(abc.ABC):
     def chain(self) -> ChainIter:
         """The chain for verification, read consistently."""
 
-    def verify_chain(self) -> ChainReport:
-        """Walk the chain; report the first altered, missing or reordered delivery record."""
-        return verify_entries(self.chain())
+    def verify_chain(self, claims: Sequence[HeadClaim] = ()) -> ChainReport:
+        """Walk the chain; report the first altered, missing or reordered delivery record (and check the
+        signed head ``claims``: see :mod:`cavra.store.checkpoint`)."""
+        return verify_entries(self.chain(), claims)
+
+    def signed_head(self) -> tuple[ChainHead, dict[str, Any] | None]:
+        """The chain head and the newest signed checkpoint kept beside it (its JSON object, or ``None``),
+        read together."""
+        walk = self.chain()
+        entries = walk.entries
+        try:
+            return walk.head, walk.checkpoint
+        finally:
+            close = getattr(entries, "close", None)
+            if close is not None:
+                close()
+
+    @abc.abstractmethod
+    def store_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        """Keep ``checkpoint`` as the chain's newest if it signs the current head (compared under the write
+        lock); ``False`` when the head has moved (nothing written)."""
 
     # --- queries for history and dashboards ----------------------------------------------------------
     @abc.abstractmethod

@@ -6,12 +6,17 @@ before it, ``"0" * 64`` for the first) and ``record_sha256``: the SHA-256 of the
 ``record_sha256`` field. The previous hash is inside what is hashed, so altering any record means
 rewriting every record after it; the store's chain head (count, last id, last hash) catches a truncated
 tail. :func:`verify_entries` walks the chain and names the first altered or missing record.
+
+That proves order, not authenticity: whoever can write the store can delete the tail and rewrite the head,
+or rewrite the last records with fresh hashes. Signed checkpoints (:mod:`cavra.store.checkpoint`) close
+that gap; :func:`verify_entries` checks their :class:`HeadClaim` s (record #count exists, is ``last_id``
+and has ``record_sha256 == head_sha256``) on the same walk.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +25,8 @@ from cavra.events import canonical_json
 GENESIS_SHA256 = "0" * 64
 ALTERED = "altered"
 MISSING = "missing/reordered"
+#: a record up to a signed checkpoint differs from what was signed (hashes recomputed to hide it)
+REWRITTEN = "rewritten"
 
 
 def record_hash(document: Mapping[str, Any]) -> str:
@@ -56,6 +63,29 @@ class ChainEntry:
     expected_index: list[dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True)
+class HeadClaim:
+    """What a signed checkpoint says the chain held: record #``count`` is ``last_id`` with this hash."""
+
+    count: int
+    last_id: str | None
+    head_sha256: str
+    label: str  # names the checkpoint in messages ("the checkpoint in FILE", "witness line 3")
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """One checkpoint checked against the chain: ``ok``, or why not."""
+
+    label: str
+    count: int
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checkpoint": self.label, "count": self.count, "ok": self.ok, "detail": self.detail}
+
+
 @dataclass
 class ChainIter:
     """A chain walk: the stored entries in order, and the head the store keeps beside them.
@@ -66,6 +96,8 @@ class ChainIter:
 
     entries: Iterator[ChainEntry] = field(default_factory=lambda: iter(()))
     head: ChainHead = field(default_factory=ChainHead)
+    #: the newest signed checkpoint the store keeps beside the head (its JSON object), if any
+    checkpoint: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +124,8 @@ class ChainReport:
     count: int
     first_bad: ChainBreak | None
     head_sha256: str
+    #: the signed checkpoints checked on the walk (not in :meth:`to_dict`: the caller reports them)
+    claims: tuple[ClaimResult, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,8 +155,56 @@ def _check_content(entry: ChainEntry) -> str | None:
     return None
 
 
-def verify_entries(walk: ChainIter) -> ChainReport:
-    """Walk entries in chain order; report the first altered, missing or reordered record."""
+class _Claims:
+    """Signed head claims checked on a chain walk, each at the record it names."""
+
+    def __init__(self, claims: Sequence[HeadClaim]) -> None:
+        self.order = list(claims)
+        self.by_count: dict[int, list[HeadClaim]] = {}
+        for claim in claims:
+            if claim.count > 0:  # a checkpoint of the empty chain holds whatever was appended since
+                self.by_count.setdefault(claim.count, []).append(claim)
+        self.results: dict[HeadClaim, ClaimResult] = {
+            c: ClaimResult(c.label, 0, True, "the empty chain") for c in claims if c.count == 0
+        }
+        self.held = 0  # the highest index a claim has proven intact so far
+
+    def at(self, entry: ChainEntry, sha: str, note: Callable[[str, str, int | None, str], None]) -> None:
+        below = self.held  # claims at lower indices that held (two at this index may disagree)
+        for claim in self.by_count.pop(entry.sequence, []):
+            if entry.delivery_id == claim.last_id and sha == claim.head_sha256:
+                self.held = claim.count
+                self.results[claim] = ClaimResult(claim.label, claim.count, True, "holds")
+                continue
+            span = f"#{below + 1}" if below + 1 == claim.count else f"#{below + 1}…#{claim.count}"
+            detail = (
+                f"record #{claim.count} ({entry.delivery_id}) is not the record {claim.label} signed "
+                f"({claim.last_id}, sha256 {claim.head_sha256[:16]}…): a record in {span} was rewritten "
+                "after it was signed (its hashes and the chain head recomputed to hide it)"
+            )
+            self.results[claim] = ClaimResult(claim.label, claim.count, False, detail)
+            note(entry.delivery_id, REWRITTEN, below + 1, detail)
+
+    def finish(
+        self, last_seq: int, note: Callable[[str, str, int | None, str], None]
+    ) -> tuple[ClaimResult, ...]:
+        for count in sorted(self.by_count):
+            for claim in self.by_count[count]:
+                first = last_seq + 1 if count > last_seq else count
+                detail = (
+                    f"{claim.label} covers {claim.count} records ending at {claim.last_id}, but record "
+                    f"#{first} is missing from the stored chain (it ends at #{last_seq}): records were "
+                    "removed"
+                )
+                self.results[claim] = ClaimResult(claim.label, claim.count, False, detail)
+                note(str(claim.last_id), MISSING, first, detail)
+        return tuple(self.results[claim] for claim in self.order)
+
+
+def verify_entries(walk: ChainIter, claims: Sequence[HeadClaim] = ()) -> ChainReport:
+    """Walk entries in chain order; report the first altered, missing or reordered record, and check each
+    signed head claim at the record it names."""
+    checks = _Claims(claims)
     first_bad: ChainBreak | None = None
     count = 0
     prev_id: str | None = None
@@ -172,6 +254,9 @@ def verify_entries(walk: ChainIter) -> ChainReport:
         prev_id = entry.delivery_id
         prev_sha = str(doc.get("record_sha256", ""))
         prev_seq = entry.sequence
+        checks.at(entry, prev_sha, note)
+
+    checked = checks.finish(prev_seq, note)
 
     head = walk.head
     if head.count > prev_seq:
@@ -187,4 +272,6 @@ def verify_entries(walk: ChainIter) -> ChainReport:
         note(str(prev_id), ALTERED, prev_seq, f"the stored chain runs past its head (#{head.count})")
     elif head.count and (head.last_id != prev_id or head.last_sha256 != prev_sha):
         note(str(prev_id), ALTERED, prev_seq, f"{prev_id}: the last record differs from the chain head")
-    return ChainReport(ok=first_bad is None, count=count, first_bad=first_bad, head_sha256=prev_sha)
+    return ChainReport(
+        ok=first_bad is None, count=count, first_bad=first_bad, head_sha256=prev_sha, claims=checked
+    )

@@ -9,6 +9,7 @@ Layout (one delivery per line, so a diff or ``grep`` shows one record)::
 
     {"format": "cavra.evidence.metadata.v1", "version": 1,
      "chain": {"count": N, "last_id": "dlv_...", "last_sha256": "..."},
+     "checkpoint": {cavra.evidence.checkpoint.v1 of the head: with a checkpoint key only},
      "records": {"<kind>": {"<id>": {"body": {...}, "created_at": "...", "updated_at": "..."}}},
      "deliveries": [ {stored document}, ... ]}
 """
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 import filelock
 
 from cavra.errors import StoreError
+from cavra.events import canonical_json
 from cavra.store import jsonformat as fmt
 from cavra.store import memjobs as mj
 from cavra.store import memquery as mq
@@ -53,7 +55,8 @@ from cavra.store.base import (
     iso,
     utc,
 )
-from cavra.store.chain import ChainIter, record_hash
+from cavra.store.chain import ChainHead, ChainIter, record_hash
+from cavra.store.checkpoint import Checkpoint
 from cavra.store.document import build_document, new_delivery_id
 from cavra.store.jobs import (
     RUNNING,
@@ -272,7 +275,8 @@ class JsonFileStore(Store):
     ) -> StoredDelivery:
         check_metadata_kind(metadata_kind)
         with self._update() as data:
-            return self._append(
+            before = fmt.head(data)
+            stored = self._append(
                 data,
                 record,
                 metadata_kind=metadata_kind,
@@ -281,6 +285,37 @@ class JsonFileStore(Store):
                 integration_id=integration_id,
                 created_at=created_at,
             )
+            self._sign(data, before)
+            return stored
+
+    def _sign(self, data: dict[str, Any], before: ChainHead) -> None:
+        """With a checkpoint key, sign the head once per append batch (kept in ``checkpoint``) if the head
+        the batch found extends the stored checkpoint (:mod:`cavra.store.checkpoint_signer`)."""
+        signer = self.head_signer()
+        if signer is None:
+            return
+        prior = data.get("checkpoint")
+        head = fmt.head(data)
+        signed = signer.sign(
+            canonical_json(prior).decode() if isinstance(prior, dict) else None,
+            (before.count, before.last_id, before.last_sha256),
+            (head.count, head.last_id, head.last_sha256),
+            datetime.now(UTC),
+        )
+        if signed is not None:
+            data["checkpoint"] = json.loads(signed[1])
+
+    def store_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        with self._update() as data:
+            head = fmt.head(data)
+            if (head.count, head.last_id, head.last_sha256) != (
+                checkpoint.count,
+                checkpoint.last_id,
+                checkpoint.head_sha256,
+            ):
+                return False
+            data["checkpoint"] = checkpoint.to_dict()
+        return True
 
     def _append(
         self,
@@ -326,7 +361,12 @@ class JsonFileStore(Store):
 
     def chain(self) -> ChainIter:
         data = self._load().data
-        return ChainIter(entries=(fmt.entry(doc) for doc in data["deliveries"]), head=fmt.head(data))
+        stored = data.get("checkpoint")
+        return ChainIter(
+            entries=(fmt.entry(doc) for doc in data["deliveries"]),
+            head=fmt.head(data),
+            checkpoint=stored if isinstance(stored, dict) else None,
+        )
 
     # --- queries -------------------------------------------------------------------------------------
     def count_provider_deliveries(self, flt: DeliveryFilter) -> int:
@@ -409,6 +449,7 @@ class JsonFileStore(Store):
         now = datetime.now(UTC)
         out: list[tuple[StoredDelivery, Job, bool]] = []
         with self._update() as data:
+            before = fmt.head(data)
             for job_id, record, outcome in items:
                 item = mj.find(data, job_id)
                 if item is None:
@@ -418,6 +459,8 @@ class JsonFileStore(Store):
                 section = job_section(job, outcome, held)
                 stored = self._append(data, {**record, "job": section}, **job.append_args())
                 out.append((stored, mj.finish(item, outcome, stored.id, now) if held else job, held))
+            if out:
+                self._sign(data, before)
             for stored, job, _held in out:
                 note = (notes or {}).get(job.id)
                 if note is not None:

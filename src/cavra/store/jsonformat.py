@@ -37,6 +37,7 @@ def shape_problem(data: object) -> str | None:
         ("records", dict),
         ("deliveries", list),
         ("chain", dict),
+        ("checkpoint", dict),
         ("jobs", list),
         ("destinations", dict),
     ):

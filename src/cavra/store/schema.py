@@ -13,6 +13,9 @@ Tables:
 ``chain_head``
     one row (``name = 'deliveries'``): count, last id and last hash. Appenders lock it (``FOR UPDATE`` on
     PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` locks the whole database), so the chain has one writer at a time.
+``chain_checkpoints``
+    one row per chain (revision 0007): the newest signed checkpoint of its head, written in the append
+    batch's transaction when a checkpoint key is configured (:mod:`cavra.store.checkpoint`).
 ``jobs``
     the outbox (revision 0003): one delivery request for one provider, claimed by workers with a lease
     (see :mod:`cavra.store.jobs` and ``docs/operations.md``).
@@ -137,6 +140,16 @@ chain_head = sa.Table(
 )
 
 CHAIN_NAME = "deliveries"
+
+#: the newest signed checkpoint of each chain head (revision 0007; see cavra.store.checkpoint): ``body`` is
+#: the checkpoint's canonical JSON, written in each append batch's transaction when a key is configured
+chain_checkpoints = sa.Table(
+    "chain_checkpoints",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
 
 jobs = sa.Table(
     "jobs",

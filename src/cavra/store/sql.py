@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -46,6 +46,8 @@ from cavra.store.base import (
     utc,
 )
 from cavra.store.chain import ChainEntry, ChainHead, ChainIter
+from cavra.store.checkpoint import Checkpoint
+from cavra.store.checkpoint_signer import HeadSigner
 from cavra.store.document import delivery_columns, index_rows, new_delivery_id
 from cavra.store.engine import Location, create_engine, scrub
 from cavra.store.jobs import (
@@ -64,7 +66,7 @@ from cavra.store.jobs import (
 from cavra.store.migrate import current_revision, upgrade_engine
 from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, destinations, provider_deliveries, records
 from cavra.store.schema import jobs as jobs_table
-from cavra.store.sqlappend import Append, append_batch
+from cavra.store.sqlappend import Append, append_batch, read_checkpoint, replace_checkpoint
 
 log = logging.getLogger("cavra.store")
 T = TypeVar("T")
@@ -72,6 +74,8 @@ T = TypeVar("T")
 _BATCH = 500
 #: the first schema revision with the aggregate tables
 AGGREGATES_REVISION = 5
+#: the first schema revision with the chain_checkpoints table
+CHECKPOINTS_REVISION = 7
 _INDEX_COLUMNS = [c.name for c in provider_deliveries.c if c.name != "id"]
 
 
@@ -84,6 +88,8 @@ class SqlStore(Store):
         self.engine = engine
         #: the schema keeps aggregates (revision 0005 or later): appends update them, dashboards read them
         self.aggregates = True
+        #: the schema keeps signed checkpoints (revision 0007 or later)
+        self.checkpoints = True
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if loc.backend == "sqlite" else nullcontext()
         )
@@ -97,7 +103,9 @@ class SqlStore(Store):
                 if migrate:
                     upgrade_engine(store.engine)
                 else:  # an older schema is written as it is; revision 0005 counts its rows when it comes
-                    store.aggregates = _has_aggregates(store.revision())
+                    revision = store.revision()
+                    store.aggregates = _has_aggregates(revision)
+                    store.checkpoints = _at_least(revision, CHECKPOINTS_REVISION)
         except BaseException:
             store.close()
             raise
@@ -199,7 +207,7 @@ class SqlStore(Store):
         check_metadata_kind(metadata_kind)
         item = Append(record, metadata_kind, subject_kind, subject_id, integration_id, created_at)
         with self._write() as conn:
-            return append_batch(conn, [item], aggregates=self.aggregates)[0]
+            return append_batch(conn, [item], aggregates=self.aggregates, signer=self._signer())[0]
 
     def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         stmt = sa.select(deliveries).where(deliveries.c.id == delivery_id)
@@ -212,17 +220,30 @@ class SqlStore(Store):
             raise StoreError(f"{self.location}: stored delivery {delivery_id} is not valid JSON")
         return doc
 
+    def _signer(self) -> HeadSigner | None:
+        return self.head_signer() if self.checkpoints else None
+
     def chain(self) -> ChainIter:
+        """The walk, started: its head and checkpoint are read (with the first batch) before it returns."""
         walk = ChainIter()
-        walk.entries = self._entries(walk)
+        entries = self._entries(walk)
+        first = next(entries, None)
+        walk.entries = entries if first is None else _started(first, entries)
         return walk
 
-    def _entries(self, walk: ChainIter) -> Iterator[ChainEntry]:
+    def store_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        if not self.checkpoints:
+            raise StoreError(f"{self.location}: the schema is older than revision 0007; run cavra db upgrade")
+        with self._write() as conn:
+            return replace_checkpoint(conn, checkpoint)
+
+    def _entries(self, walk: ChainIter) -> Generator[ChainEntry]:
         """Every stored delivery in sequence order, read in batches within one snapshot with the head."""
         head_stmt = sa.select(chain_head).where(chain_head.c.name == CHAIN_NAME)
         with self._read(snapshot=True) as conn:
             m = conn.execute(head_stmt).mappings().one()
             walk.head = ChainHead(int(m["count"]), m["last_id"], m["last_sha256"])
+            walk.checkpoint = read_checkpoint(conn) if self.checkpoints else None
             last = 0
             while True:
                 batch = list(
@@ -371,7 +392,7 @@ class SqlStore(Store):
                 )
                 finished.append((job, mine))
             sj.write_finished(conn, owner, [job for job, mine in finished if mine])
-            stored = append_batch(conn, appends, aggregates=self.aggregates)
+            stored = append_batch(conn, appends, aggregates=self.aggregates, signer=self._signer())
             for (job_id, _r, _o), one in zip(items, stored, strict=True):
                 note = (notes or {}).get(job_id)
                 if note is not None:
@@ -479,8 +500,21 @@ _RECORD_BODY_LOCKED = {
 }
 
 
+def _started(first: ChainEntry, rest: Generator[ChainEntry]) -> Iterator[ChainEntry]:
+    """A walk already started (``first`` read); closing it ends the walk's read transaction."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
+
+
 def _has_aggregates(revision: str | None) -> bool:
-    return revision is not None and revision.isdigit() and int(revision) >= AGGREGATES_REVISION
+    return _at_least(revision, AGGREGATES_REVISION)
+
+
+def _at_least(revision: str | None, wanted: int) -> bool:
+    return revision is not None and revision.isdigit() and int(revision) >= wanted
 
 
 def _record(m: sa.RowMapping) -> StoredRecord:

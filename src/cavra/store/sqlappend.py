@@ -4,12 +4,15 @@
 builds every document and its hash in order (each links to the one before it), and writes them with one
 ``executemany`` per table: the documents, their provider index rows (ids returned in order), the
 aggregates those rows change (:mod:`cavra.store.aggregates`), and the head, once. A single
-``append_delivery`` is a batch of one; a worker's group of completions is one batch.
+``append_delivery`` is a batch of one; a worker's group of completions is one batch. With a checkpoint
+key, the new head is signed once per batch and written to ``chain_checkpoints`` in the same transaction
+(:mod:`cavra.store.checkpoint`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +25,10 @@ from cavra.store import rawsql
 from cavra.store.aggregates import Aggregates
 from cavra.store.base import StoredDelivery, iso, utc
 from cavra.store.chain import record_hash
+from cavra.store.checkpoint import Checkpoint
+from cavra.store.checkpoint_signer import Head, HeadSigner
 from cavra.store.document import build_document, delivery_columns, index_rows, new_delivery_id
-from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, provider_deliveries
+from cavra.store.schema import CHAIN_NAME, chain_checkpoints, chain_head, deliveries, provider_deliveries
 
 _HEAD_TYPES = [chain_head.c.count.type, chain_head.c.last_id.type, chain_head.c.last_sha256.type]
 #: the chain head, locked (PostgreSQL); on SQLite (which holds the database lock) with the greatest index
@@ -45,6 +50,21 @@ _SET_HEAD = rawsql.Raw(
     'UPDATE chain_head SET "count" = ?, "last_id" = ?, "last_sha256" = ? WHERE "name" = ?',
     [*_HEAD_TYPES, chain_head.c.name.type],
 )
+#: the chain's newest signed checkpoint, created or replaced (the same SQL on SQLite and PostgreSQL)
+_PUT_CHECKPOINT = rawsql.insert(
+    chain_checkpoints,
+    ["name", "count", "body"],
+    ' ON CONFLICT ("name") DO UPDATE SET "count" = excluded."count", "body" = excluded."body"',
+)
+_CHECKPOINT_BODY = rawsql.Raw(
+    'SELECT "body" FROM chain_checkpoints WHERE "name" = ?', [chain_checkpoints.c.name.type]
+)
+#: the chain head, its row locked (PostgreSQL; SQLite's write transaction holds the database lock)
+_HEAD_LOCKED = rawsql.Raw(
+    'SELECT "count", "last_id", "last_sha256" FROM chain_head WHERE "name" = ?',
+    [chain_head.c.name.type],
+)
+_HEAD_LOCKED_PG = rawsql.Raw(_HEAD_LOCKED.sql + " FOR UPDATE", [chain_head.c.name.type])
 _DELIVERY_COLUMNS = [c.name for c in deliveries.c]
 assert _DELIVERY_COLUMNS == [
     "sequence",
@@ -124,13 +144,46 @@ def hashed_and_stored(doc: Mapping[str, Any]) -> tuple[str, str]:
     return hashlib.sha256(b"{" + hashed + b"}").hexdigest(), "{" + stored.decode() + "}"
 
 
+def put_checkpoint(conn: sa.Connection, checkpoint: Checkpoint) -> None:
+    """Keep ``checkpoint`` as the chain's newest, inside the caller's write transaction."""
+    body = canonical_json(checkpoint.to_dict()).decode()
+    _PUT_CHECKPOINT.run(conn, [CHAIN_NAME, checkpoint.count, body])
+
+
+def read_checkpoint(conn: sa.Connection) -> dict[str, Any] | None:
+    """The chain's newest signed checkpoint (its JSON object), or ``None``."""
+    found = _CHECKPOINT_BODY.rows(conn, [CHAIN_NAME])
+    if not found:
+        return None
+    try:
+        value = json.loads(found[0][0])
+    except ValueError:
+        return {"unreadable": "the stored checkpoint is not valid JSON"}
+    return value if isinstance(value, dict) else {"unreadable": "the stored checkpoint is not an object"}
+
+
+def replace_checkpoint(conn: sa.Connection, checkpoint: Checkpoint) -> bool:
+    """Keep ``checkpoint`` if it signs the current head (read locked, in the caller's write transaction)."""
+    stmt = _HEAD_LOCKED_PG if conn.dialect.name == "postgresql" else _HEAD_LOCKED
+    count, last_id, last_sha = stmt.rows(conn, [CHAIN_NAME])[0]
+    if (int(count), last_id, last_sha) != (checkpoint.count, checkpoint.last_id, checkpoint.head_sha256):
+        return False
+    put_checkpoint(conn, checkpoint)
+    return True
+
+
 def append_batch(
-    conn: sa.Connection, items: Sequence[Append], *, aggregates: bool = True
+    conn: sa.Connection,
+    items: Sequence[Append],
+    *,
+    aggregates: bool = True,
+    signer: HeadSigner | None = None,
 ) -> list[StoredDelivery]:
     """Append ``items`` to the chain, in order, inside the caller's write transaction.
 
     ``aggregates=False`` only for a schema older than revision 0005 (which has no aggregate tables, and
-    builds them from the index rows when it is upgraded)."""
+    builds them from the index rows when it is upgraded). ``signer``: sign the new head, if the head found
+    extends the stored checkpoint (schema revision 0007 or later; :mod:`cavra.store.checkpoint_signer`)."""
     if not items:
         return []
     head = _HEAD["postgresql" if conn.dialect.name == "postgresql" else "sqlite"].rows(conn, [CHAIN_NAME])
@@ -139,6 +192,7 @@ def append_batch(
     count, last_id, last_sha = head[0][:3]
     max_id = head[0][3] if len(head[0]) > 3 else None
     count = int(count)
+    before = (count, last_id, last_sha)
     now = datetime.now(UTC)
     rows: list[tuple[Any, ...]] = []
     index: list[dict[str, Any]] = []
@@ -193,4 +247,14 @@ def append_batch(
         _INSERT_INDEX_ROWS.executemany(conn, [tuple(r[c] for c in _INDEX_COLUMNS) for r in index])
         agg.write(conn)
     _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
+    if signer is not None:
+        _sign(conn, signer, before, (count, last_id, last_sha), now)
     return out
+
+
+def _sign(conn: sa.Connection, signer: HeadSigner, before: Head, after: Head, now: datetime) -> None:
+    """Sign the batch's new head if the head it found extends the stored checkpoint, and keep it."""
+    found = _CHECKPOINT_BODY.rows(conn, [CHAIN_NAME])
+    signed = signer.sign(found[0][0] if found else None, before, after, now)
+    if signed is not None:
+        _PUT_CHECKPOINT.run(conn, [CHAIN_NAME, *signed])
