@@ -25,3 +25,9 @@ class ConflictError(CavraError):
 
 class StoreError(CavraError):
     """The evidence store cannot be opened or written."""
+
+
+class UnstorableError(InputError):
+    """The store refuses a value for a reason that will not go away (a NUL character PostgreSQL cannot keep,
+    text that is not valid Unicode, a value too large): writing the same value again fails again. Faces
+    answer it as bad input; a worker ends the job instead of running it again (see docs/operations.md)."""

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import filelock
 
-from cavra.errors import StoreError
+from cavra.errors import StoreError, UnstorableError
 from cavra.store import jsonformat as fmt
 from cavra.store import memjobs as mj
 from cavra.store import memquery as mq
@@ -202,6 +202,13 @@ class JsonFileStore(Store):
             with suppress(OSError):
                 os.unlink(tmp)
             raise StoreError(f"{self.path}: cannot be written ({exc.strerror})") from None
+        except UnicodeEncodeError:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise UnstorableError(
+                f"{self.path}: text that is not valid Unicode (a lone surrogate) cannot be stored; "
+                "the file was left unchanged"
+            ) from None
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

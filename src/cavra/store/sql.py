@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from cavra.errors import StoreError
+from cavra.errors import StoreError, UnstorableError
 from cavra.events import canonical_json
 from cavra.store import aggquery as agg
 from cavra.store import rawsql
@@ -121,11 +121,20 @@ class SqlStore(Store):
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
+        """Database errors as StoreError; those that writing the same data again would repeat (see
+        :func:`refuses_data`) as UnstorableError."""
         try:
             yield
         except sa.exc.SQLAlchemyError as exc:
             reason = scrub(str(getattr(exc, "orig", None) or exc), self._loc.url)
+            if refuses_data(exc):
+                raise UnstorableError(f"{doing} at {self.location}: the data is refused: {reason}") from None
             raise StoreError(f"{doing} at {self.location}: {reason}") from None
+        except UnicodeEncodeError:
+            raise UnstorableError(
+                f"{doing} at {self.location}: the data is refused: text that is not valid Unicode "
+                "(a lone surrogate) cannot be encoded"
+            ) from None
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
@@ -477,6 +486,20 @@ _RECORD_BODY_LOCKED = {
     )
     for backend, lock in (("sqlite", ""), ("postgresql", " FOR UPDATE"))
 }
+
+
+#: SQLSTATE classes of errors the same data repeats: 22 data exception (a NUL character, a value too long or
+#: out of range, bad encoding), 54 program limit exceeded (a value too large)
+_DATA_SQLSTATE_CLASSES = ("22", "54")
+
+
+def refuses_data(exc: sa.exc.SQLAlchemyError) -> bool:
+    """The database refused the data itself (writing it again fails again), as opposed to a failure that
+    may pass (a lost connection, a lock or statement timeout, a deadlock, a full disk)."""
+    if isinstance(exc, sa.exc.DataError):  # PostgreSQL class 22, SQLite "string or blob too big"
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _DATA_SQLSTATE_CLASSES
 
 
 def _has_aggregates(revision: str | None) -> bool:
