@@ -55,7 +55,9 @@ def join_path(path: tuple[str | int, ...]) -> str:
     return out
 
 
-def find_unstorable(value: object, path: tuple[str | int, ...] = ()) -> tuple[tuple[str | int, ...], str] | None:
+def find_unstorable(
+    value: object, path: tuple[str | int, ...] = ()
+) -> tuple[tuple[str | int, ...], str] | None:
     """``(path, problem)`` of the first text in ``value`` (keys included) the store cannot keep."""
     stack: list[tuple[object, tuple[str | int, ...]]] = [(value, path)]
     while stack:

@@ -10,7 +10,6 @@ then its record could not be stored (PostgreSQL), or the answer could not be enc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
