@@ -51,7 +51,9 @@ from cavra.delivery.runs import (
     policy_for,
     target_for,
 )
+from cavra.delivery.settle import past_max_runs, past_max_runs_outcome, resumed_since, write_completion
 from cavra.errors import CavraError, ConfigError
+from cavra.redaction import Redactor
 from cavra.store import Store, StoredDelivery
 from cavra.store.jobs import Job, JobOutcome
 from cavra.transport import AiohttpTransport, Transport
@@ -331,6 +333,9 @@ class Worker:
     # --- one job -----------------------------------------------------------------------------------------
     async def _run_jobs(self, jobs: list[Job]) -> None:
         try:
+            jobs = await self._within_max_runs(jobs)
+            if not jobs:
+                return
             if len(jobs) == 1:
                 await self._execute(jobs[0])
             else:
@@ -419,10 +424,29 @@ class Worker:
         else:
             record = build_record(event, [], config_errors={job.provider: f"not sent: {config_error}"})
         outcome = outcome_for(job, result, self.schedule, now or datetime.now(UTC), config_error=config_error)
+        await self._finish(job, record, outcome, result, t0)
+
+    async def _finish(
+        self,
+        job: Job,
+        record: dict[str, Any],
+        outcome: JobOutcome,
+        result: ProviderDelivery | None,
+        t0: float,
+    ) -> None:
+        """Write the completion (:func:`cavra.delivery.settle.write_completion`: retried while the store
+        fails for a while; the job ended with a cleaned record when the store refuses the record)."""
         self._completing.add(job.id)
         try:
-            note = completion_note(job)
-            stored, after, held = await self._completer.complete(job.id, record, outcome, note)
+            (stored, after, held), outcome = await write_completion(
+                self._completer,
+                job,
+                record,
+                outcome,
+                completion_note(job),
+                redactor=self._redactor(job),
+                retrying=lambda exc, delay: self._retrying(job, exc, delay),
+            )
         finally:
             self._completing.discard(job.id)
         self._count(outcome, held)
@@ -430,6 +454,35 @@ class Worker:
             self.results[job.id] = (stored, after)
         self.observer.run_finished(job, result, outcome, time.monotonic() - t0)
         self.signals.job_done(job.id)
+
+    async def _within_max_runs(self, jobs: list[Job]) -> list[Job]:
+        """The claimed jobs that may run; a job past ``max_runs`` whose earlier runs never ended it is
+        ended as a dead letter without sending (:func:`cavra.delivery.settle.past_max_runs`)."""
+        keep: list[Job] = []
+        for job in jobs:
+            over = job.attempts > self.schedule.max_runs and await asyncio.to_thread(
+                past_max_runs, self.store, job, self.schedule.max_runs
+            )
+            if not over:
+                keep.append(job)
+                continue
+            outcome = past_max_runs_outcome(job, self.schedule.max_runs)
+            log.error("job %s: %s", job.id, outcome.error)
+            record = build_record(job.event, [], config_errors={job.provider: f"not sent: {outcome.error}"})
+            await self._finish(job, record, outcome, None, time.monotonic())
+        return keep
+
+    def _redactor(self, job: Job) -> Redactor:
+        try:
+            return self._target(job.provider, {}).redactor
+        except ConfigError:
+            return Redactor()
+
+    def _retrying(self, job: Job, exc: Exception, delay: float) -> None:
+        self.stats.completion_retries += 1
+        log.warning(
+            "job %s: its completion could not be written (%s); trying again in %gs", job.id, exc, delay
+        )
 
     def _target(self, provider: str, options: dict[str, Any]) -> Target:
         return target_for(self.config(), provider, options)
@@ -454,48 +507,3 @@ class Worker:
             outcome.state
         ]
         setattr(self.stats, name, getattr(self.stats, name) + 1)
-
-
-def resumed_since(store: Store, job: Job) -> float | None:
-    """When the delivery this run continues began (epoch seconds), or ``None`` when the run starts a new one.
-
-    A run continues the delivery of the runs before it, since the last run that *ended* the job: what one of
-    them created (an AWX job whose launch answer was lost) may exist, and the connector looks for it from
-    then. A repeated request re-arms a finished job: its next run is a new delivery (as a replay is), so an
-    earlier delivery's AWX job is not adopted again. Read from the job's latest record (``job.run``,
-    ``job.final``; the delivery's ``started_at``):
-
-    * no record yet: every run so far died unrecorded: since the job was created;
-    * the latest record ended the job and this is the next run: a new delivery (``None``);
-    * it ended the job and a run since died unrecorded: since that record;
-    * it did not end the job (rescheduled, lease lost): since that run began.
-    """
-    if job.delivery_id is None:
-        return job.created_at.timestamp()
-    try:
-        doc = store.get_delivery(job.delivery_id)
-    except CavraError:
-        return job.created_at.timestamp()  # cannot tell: look back to the start (never launch blindly)
-    section = (doc or {}).get("job")
-    if not isinstance(doc, dict) or not isinstance(section, dict):
-        return job.created_at.timestamp()
-    run = section.get("run")
-    if section.get("final"):
-        if isinstance(run, int) and job.attempts <= run + 1:
-            return None
-        return _epoch(doc.get("created_at")) or job.created_at.timestamp()
-    starts = [_epoch(d.get("started_at")) for d in doc.get("deliveries") or [] if isinstance(d, dict)]
-    return (
-        min((s for s in starts if s is not None), default=None)
-        or _epoch(doc.get("created_at"))
-        or (job.created_at.timestamp())
-    )
-
-
-def _epoch(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
