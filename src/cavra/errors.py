@@ -30,4 +30,9 @@ class StoreError(CavraError):
 class UnstorableError(InputError):
     """The store refuses a value for a reason that will not go away (a NUL character PostgreSQL cannot keep,
     text that is not valid Unicode, a value too large): writing the same value again fails again. Faces
-    answer it as bad input; a worker ends the job instead of running it again (see docs/operations.md)."""
+    answer it as bad input; a worker ends the job instead of running it again (see docs/operations.md).
+    ``reason`` is what the store said, without where the store is."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message

@@ -54,7 +54,10 @@ def is_permanent(exc: Exception) -> bool:
 
 def reason_of(exc: Exception, redactor: Redactor) -> str:
     """One redacted line, no longer than :data:`REASON_CHARS`, saying why the store refused."""
-    text = str(exc) if isinstance(exc, CavraError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, UnstorableError):
+        text = exc.reason
+    else:
+        text = str(exc) if isinstance(exc, CavraError) else f"{type(exc).__name__}: {exc}"
     line = " ".join(text.split())
     return clean_text(redactor.scrub(line), REASON_CHARS)
 

@@ -205,10 +205,8 @@ class JsonFileStore(Store):
         except UnicodeEncodeError:
             with suppress(OSError):
                 os.unlink(tmp)
-            raise UnstorableError(
-                f"{self.path}: text that is not valid Unicode (a lone surrogate) cannot be stored; "
-                "the file was left unchanged"
-            ) from None
+            said = "text that is not valid Unicode (a lone surrogate) cannot be stored"
+            raise UnstorableError(f"{self.path}: {said}; the file was left unchanged", said) from None
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -128,13 +128,12 @@ class SqlStore(Store):
         except sa.exc.SQLAlchemyError as exc:
             reason = scrub(str(getattr(exc, "orig", None) or exc), self._loc.url)
             if refuses_data(exc):
-                raise UnstorableError(f"{doing} at {self.location}: the data is refused: {reason}") from None
+                said = f"the {self.backend} store refuses the data: {reason}"
+                raise UnstorableError(f"{doing} at {self.location}: {said}", said) from None
             raise StoreError(f"{doing} at {self.location}: {reason}") from None
         except UnicodeEncodeError:
-            raise UnstorableError(
-                f"{doing} at {self.location}: the data is refused: text that is not valid Unicode "
-                "(a lone surrogate) cannot be encoded"
-            ) from None
+            said = "text that is not valid Unicode (a lone surrogate) cannot be stored"
+            raise UnstorableError(f"{doing} at {self.location}: {said}", said) from None
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
