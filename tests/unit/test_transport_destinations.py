@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohappyeyeballs
@@ -65,7 +65,7 @@ def _url(host: str, port: int = 80) -> str:
 
 
 @pytest.fixture
-def connects(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every address a connection is attempted to (aiohttp connects through aiohappyeyeballs)."""
     attempts: list[str] = []
     real = aiohappyeyeballs.start_connection
@@ -75,7 +75,7 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return await real(addr_infos, *args, **kwargs)
 
     monkeypatch.setattr(aiohappyeyeballs, "start_connection", spy)
-    yield attempts
+    return attempts
 
 
 class TableResolver(AbstractResolver):
