@@ -132,7 +132,7 @@ class SqlStore(Store):
                 raise UnstorableError(f"{doing} at {self.location}: {said}", said) from None
             raise StoreError(f"{doing} at {self.location}: {reason}") from None
         except UnicodeEncodeError:
-            said = "text that is not valid Unicode (a lone surrogate) cannot be stored"
+            said = "text that is not valid Unicode (a lone surrogate) is refused"
             raise UnstorableError(f"{doing} at {self.location}: {said}", said) from None
 
     @contextmanager
