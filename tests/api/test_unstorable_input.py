@@ -187,3 +187,27 @@ async def test_path_and_query_parameters_are_checked(
         resp = await client.get(path, params=params)
         err = assert_error(resp, 422, "invalid_request")
         assert detail in err["detail"], err
+
+
+async def test_a_stored_export_with_a_nul_in_an_artifact_path_is_refused_not_a_500(
+    make_client: AppFactory, tmp_path: Any, emulators: EmulatorServer
+) -> None:
+    """A manifest stored before paths were checked (written straight to the store): publishing it is a
+    refused publication (422), not a 500 from the file system call."""
+    from cavra.store import open_store
+
+    record = load(EXPORT)
+    record["export_id"] = "eme_legacy"
+    record["artifacts"][0]["path"] = "artifacts/a\x00.pkg"
+    url = str(tmp_path / "metadata.db")
+    store = open_store(url)
+    try:
+        store.put_record("endpoint_export", "eme_legacy", record)
+    finally:
+        store.close()
+    async with make_client(store_url=url) as client:
+        resp = await client.post("/endpoint-management-exports/eme_legacy/publish", json={"provider": "jamf"})
+        err = assert_error(resp, 422)
+        assert "its path contains a NUL character" in err["detail"], err
+        assert "\x00" not in resp.text
+    assert emulators.hub.received("jamf") == []

@@ -128,27 +128,23 @@ async def _with_retries(
 
 
 # --- what a job's recorded runs say ---------------------------------------------------------------------
-def _section(store: Store, job: Job) -> dict[str, Any] | None:
-    """The ``job`` section of the job's latest record (``None``: no record, or it cannot be read)."""
-    if job.delivery_id is None:
-        return None
-    try:
-        doc = store.get_delivery(job.delivery_id)
-    except CavraError:
-        return None
-    section = (doc or {}).get("job")
-    return section if isinstance(section, dict) else None
-
-
 def past_max_runs(store: Store, job: Job, max_runs: int) -> bool:
     """The run just claimed is past ``max_runs`` and must not be sent: the job's earlier runs did not end it
     (each claim counts a run, so runs that never completed count too). The first run after a repeated
-    request re-armed an ended job is allowed (its latest record ended the job one run before)."""
+    request re-armed an ended job is allowed (its latest record ended the job one run before), and so is a
+    run whose latest record cannot be read now (its completion still bounds it)."""
     if job.attempts <= max_runs:
         return False
-    section = _section(store, job)
-    rearmed = section is not None and bool(section.get("final")) and section.get("run") == job.attempts - 1
-    return not rearmed
+    if job.delivery_id is None:
+        return True
+    try:
+        doc = store.get_delivery(job.delivery_id)
+    except CavraError:
+        return False
+    section = (doc or {}).get("job")
+    if not isinstance(section, dict):
+        return True
+    return not (bool(section.get("final")) and section.get("run") == job.attempts - 1)
 
 
 def past_max_runs_outcome(job: Job, max_runs: int) -> JobOutcome:
