@@ -25,7 +25,9 @@ from .conftest import (
     SPLUNK_INTEGRATION,
     AppFactory,
     assert_error,
+    bearer,
     load,
+    token_set,
 )
 
 NUL = "\\u0000"  # as JSON text
@@ -211,3 +213,23 @@ async def test_a_stored_export_with_a_nul_in_an_artifact_path_is_refused_not_a_5
         assert "its path contains a NUL character" in err["detail"], err
         assert "\x00" not in resp.text
     assert emulators.hub.received("jamf") == []
+
+
+async def test_access_is_checked_before_the_text(make_client: AppFactory) -> None:
+    """A client without a token gets 401, one whose role is not enough 403, before any 422 for the body."""
+    body = _raw('{"event": {"event_type": "x' + NUL + '"}}')
+    headers = {"content-type": "application/json"}
+    async with make_client(tokens=token_set()) as client:
+        assert (
+            await client.post("/integrations", json=SPLUNK_INTEGRATION, headers=bearer("admin"))
+        ).status_code == 200
+        assert_error(await client.post("/integrations/splunk/deliver", content=body, headers=headers), 401)
+        denied = await client.post(
+            "/integrations/splunk/deliver", content=body, headers={**headers, **bearer("auditor")}
+        )
+        assert_error(denied, 403)
+        refused = await client.post(
+            "/integrations/splunk/deliver", content=body, headers={**headers, **bearer("operator")}
+        )
+        assert "body.event.event_type: contains a NUL" in assert_error(refused, 422)["detail"]
+        assert_error(await client.get("/jobs", params={"provider": "\x00"}), 401)

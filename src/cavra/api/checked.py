@@ -1,35 +1,35 @@
 """Request parsing that refuses, at the door, text the store cannot keep.
 
-Every API router uses :class:`CheckedRoute`. Before a route's own validation runs, it checks the path
-parameters, the query parameters and the JSON body (keys and values, at any depth) for a NUL character or
-a lone surrogate (see :mod:`cavra.storable`) and answers 422 ``invalid_request`` naming the field, e.g.
-``body.event.event_type: contains a NUL character (U+0000), which the store cannot keep``. The body is
-parsed once: the route reads the same parsed value. Without this, such an event reached the provider and
-then its record could not be stored (PostgreSQL), or the answer could not be encoded (a 500).
+Every API router uses :class:`CheckedRoute`. After the access checks and before a route's own validation
+runs, it checks the path parameters, the query parameters and the JSON body (keys and values, at any
+depth) for a NUL character or a lone surrogate (see :mod:`cavra.storable`) and answers 422
+``invalid_request`` naming the field, e.g. ``body.event.event_type: contains a NUL character (U+0000),
+which the store cannot keep``. The body is parsed once (FastAPI has parsed it already; the check reads the
+same value). Without this, such an event reached the provider and then its record could not be stored
+(PostgreSQL), or the answer could not be encoded (a 500).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from cavra.storable import find_unstorable
-
-Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 def _error(loc: tuple[str | int, ...], problem: str) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": loc, "msg": problem, "input": None}])
 
 
-def _is_json(request: Request) -> bool:
+def _may_be_json(request: Request) -> bool:
+    """The body is read as JSON (FastAPI does so for a JSON media type, and for none)."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media in ("", "application/json") or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def check_request(request: Request) -> None:
@@ -43,12 +43,12 @@ async def check_request(request: Request) -> None:
         found = find_unstorable(name, ("query",)) or find_unstorable(value, ("query", name))
         if found is not None:
             raise _error(*found)
-    if request.method in ("GET", "HEAD", "OPTIONS") or not _is_json(request):
+    if request.method in ("GET", "HEAD", "OPTIONS") or not _may_be_json(request):
         return
     if not await request.body():
         return
     try:
-        body = await request.json()  # cached on the request: the route reads this value
+        body = await request.json()  # parsed once: Starlette keeps what FastAPI parsed
     except (ValueError, RecursionError):
         return  # not JSON: the route answers that, as it always has
     found = find_unstorable(body, ("body",))
@@ -57,13 +57,12 @@ async def check_request(request: Request) -> None:
 
 
 class CheckedRoute(APIRoute):
-    """An API route whose request is checked by :func:`check_request` first."""
+    """An API route whose request is checked by :func:`check_request`, as its last dependency: after the
+    access checks (a client without a token still gets 401 first), before the route's own parameters and
+    body are validated."""
 
-    def get_route_handler(self) -> Handler:
-        handler = super().get_route_handler()
-
-        async def checked(request: Request) -> Response:
-            await check_request(request)
-            return await handler(request)
-
-        return checked
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        dependencies = list(kwargs.pop("dependencies", None) or [])
+        if not any(d.dependency is check_request for d in dependencies):
+            dependencies.append(Depends(check_request))
+        super().__init__(path, endpoint, dependencies=dependencies, **kwargs)
