@@ -256,9 +256,17 @@ def short_waits(
         store = open_store(f"sqlite:///{path}")
         where = str(path)
     else:
-        base = request.getfixturevalue("pg_url")
-        store = open_store(base + "%20-clock_timeout%3D200")
-        where = base
+        where = request.getfixturevalue("pg_url")
+        store = open_store(where)  # migrated without a lock timeout; its new connections get one
+        assert isinstance(store, SqlStore)
+        store.engine.dispose()
+
+        @sa.event.listens_for(store.engine, "connect")
+        def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '200ms'")
+            dbapi_connection.commit()
+
     assert isinstance(store, SqlStore)
     try:
         yield request.param, store, where
