@@ -27,6 +27,17 @@ class StoreError(CavraError):
     """The evidence store cannot be opened or written."""
 
 
+class UnstorableError(InputError):
+    """The store refuses a value for a reason that will not go away (a NUL character PostgreSQL cannot keep,
+    text that is not valid Unicode, a value too large): writing the same value again fails again. Faces
+    answer it as bad input; a worker ends the job instead of running it again (see docs/operations.md).
+    ``reason`` is what the store said, without where the store is."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
 def not_found(path: object, what: str = "file") -> str:
     """``PATH: file not found``, with the way to create it when it is one of the seed's ``.cavra/`` paths."""
     text = str(path)

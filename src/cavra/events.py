@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cavra.errors import InputError, not_found
+from cavra.storable import check_storable
 
 DELIVERY_SCHEMA = "cavra.connector.delivery.v1"
 #: ``cavra integration deliver --json`` for a file of many events: ``{schema_version, events, success, …}``
@@ -48,9 +49,14 @@ def event_id_of(event: Mapping[str, Any]) -> str:
 
 
 def normalize_event(raw: object, *, source: str = "event") -> dict[str, Any]:
-    """Validate an event object and give it an ``event_id``; names the source on error."""
+    """Validate an event object and give it an ``event_id``; names the source on error.
+
+    Every face validates events here, so an event the store could not keep (a NUL character or a lone
+    surrogate in any key or value, see :mod:`cavra.storable`) is refused before anything is queued or sent.
+    """
     if not isinstance(raw, dict):
         raise InputError(f"{source}: must be a JSON object, got {type(raw).__name__}")
+    check_storable(raw, source)
     event_type = raw.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise InputError(f"{source}: field event_type is required and must be a non-empty string")

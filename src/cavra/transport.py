@@ -4,8 +4,11 @@ aiohttp behind a small :class:`Transport` protocol (tests may swap in their own)
 
 * TLS verification on by default (a CA bundle can be configured);
 * redirects are never followed (a 3xx comes back as a response and is recorded as a failure);
-* plain ``http://`` needs ``allow_http``; link-local destinations (169.254.0.0/16 with the cloud metadata
-  address, fe80::/10) are refused, after name resolution too, unless ``allow_link_local``;
+* plain ``http://`` needs ``allow_http``; link-local destinations (169.254.0.0/16, fe80::/10) and the cloud
+  metadata and platform-credential addresses of :data:`METADATA_ADDRESSES` (several are not link-local:
+  AWS's and Google's IPv6 ones, Alibaba's, Oracle's, Azure's WireServer) are refused, whether the URL names
+  them or a host name resolves to them (IPv4-mapped, NAT64 and 6to4 IPv6 forms too), before any connection
+  is made, unless ``allow_link_local``;
 * response bodies are read up to a bound;
 * no cookie jar: a cookie set by one answer is never sent on a later request by the transport (a connector
   that needs one, such as Jamf Cloud's sticky session, carries it in its own flow state, so nothing leaks
@@ -20,7 +23,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -58,29 +61,85 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-def _is_link_local(host: str) -> bool:
+#: Cloud instance-metadata and platform-credential addresses, refused as destinations (with the link-local
+#: ranges) unless ``allow_link_local``: what answers there hands out the machine's credentials. Each with the
+#: provider documentation that names it.
+METADATA_ADDRESSES: dict[str, str] = {
+    "169.254.169.254": "AWS EC2 IMDS (docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval"
+    ".html), Azure IMDS (learn.microsoft.com/azure/virtual-machines/instance-metadata-service), Google "
+    "Compute Engine (cloud.google.com/compute/docs/metadata/querying-metadata), Oracle OCI "
+    "(docs.oracle.com/iaas/Content/Compute/Tasks/gettingmetadata.htm); link-local",
+    "fd00:ec2::254": "AWS EC2 IMDS over IPv6 (docs.aws.amazon.com/AWSEC2/latest/UserGuide/"
+    "instancedata-data-retrieval.html); unique-local, not link-local",
+    "169.254.170.2": "AWS ECS task metadata and task-role credentials (docs.aws.amazon.com/AmazonECS/latest/"
+    "developerguide/task-iam-roles.html); link-local",
+    "169.254.170.23": "AWS EKS Pod Identity Agent credentials (docs.aws.amazon.com/eks/latest/userguide/"
+    "pod-id-agent-setup.html); link-local",
+    "fd00:ec2::23": "AWS EKS Pod Identity Agent over IPv6 (docs.aws.amazon.com/eks/latest/userguide/"
+    "pod-id-agent-setup.html); unique-local",
+    "fd20:ce::254": "Google Compute Engine metadata server over IPv6 (cloud.google.com/compute/docs/metadata/"
+    "querying-metadata); unique-local",
+    "100.100.100.200": "Alibaba Cloud ECS instance metadata (alibabacloud.com/help/en/ecs/user-guide/"
+    "view-instance-metadata); shared address space 100.64.0.0/10, not link-local",
+    "192.0.0.192": "Oracle Cloud Infrastructure Classic instance metadata (docs.oracle.com/en/cloud/"
+    "iaas-classic/compute-iaas-cloud/stcsg/retrieving-instance-metadata.html); IETF special-purpose "
+    "192.0.0.0/24",
+    "fd00:c1::a9fe:a9fe": "Oracle OCI instance metadata over IPv6 (docs.oracle.com/iaas/Content/Compute/"
+    "Tasks/gettingmetadata.htm); unique-local",
+    "168.63.129.16": "Azure platform address, WireServer: the VM agent's channel for extension settings and "
+    "certificates (learn.microsoft.com/azure/virtual-network/what-is-ip-address-168-63-129-16); public space",
+}
+_METADATA = frozenset(ipaddress.ip_address(a) for a in METADATA_ADDRESSES)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_v4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, NAT64 well-known prefix, 6to4), if any."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return addr.sixtofour
+
+
+def refused_address(host: str) -> str | None:
+    """Why a literal address may not be a destination (``None``: it may, or ``host`` is a name)."""
     try:
-        addr = ipaddress.ip_address(host.split("%", 1)[0])
+        addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_link_local
+        return None
+    candidates = [addr]
+    if isinstance(addr, ipaddress.IPv6Address) and (inner := _embedded_v4(addr)) is not None:
+        candidates.append(inner)
+    if any(a in _METADATA for a in candidates):
+        return "a cloud metadata address"
+    if any(a.is_link_local for a in candidates):
+        return "a link-local address"
+    return None
+
+
+class RefusedAddress(OSError):
+    """A host name resolved only to addresses that are refused (see :func:`refused_address`)."""
 
 
 class _GuardedResolver(AbstractResolver):
-    """Resolves names, then refuses link-local answers (DNS cannot be used to reach the metadata service)."""
+    """Resolves names, then drops refused answers (DNS cannot be used to reach the metadata service); a name
+    that resolves only to refused addresses fails before any connection is attempted. ``inner`` is the
+    resolver asked (the system's by default; tests give their own)."""
 
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner if inner is not None else DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        allowed = [r for r in results if not _is_link_local(r["host"])]
+        allowed = [r for r in results if refused_address(r["host"]) is None]
         if not allowed:
-            raise OSError(f"{host} resolves only to link-local addresses, which are refused")
+            raise RefusedAddress(
+                f"{host} resolves only to link-local or cloud metadata addresses, which are refused "
+                "(see allow_link_local)"
+            )
         return allowed
 
     async def close(self) -> None:
@@ -103,10 +162,12 @@ def check_destination(url: str, options: SendOptions) -> None:
     host = parts.hostname or ""
     if not host:
         raise TransportError("refused_destination", "the URL has no host")
-    if not options.allow_link_local and _is_link_local(host):
+    refused = None if options.allow_link_local else refused_address(host)
+    if refused is not None:
         raise TransportError(
             "refused_destination",
-            "link-local destinations (cloud metadata) are refused; see allow_link_local",
+            f"the host is {refused}: link-local and cloud metadata destinations are refused; "
+            "see allow_link_local",
         )
 
 
@@ -125,11 +186,20 @@ def _headers(items: Any) -> dict[str, str]:
 class AiohttpTransport:
     """Pooled aiohttp sessions, one per (TLS settings, link-local allowance)."""
 
-    def __init__(self, *, limit: int = 100, limit_per_host: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int = 100,
+        limit_per_host: int = 32,
+        resolver: Callable[[], AbstractResolver] | None = None,
+    ) -> None:
         self._sessions: dict[tuple[Any, ...], aiohttp.ClientSession] = {}
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._lock = asyncio.Lock()
+        #: makes the resolver that names are resolved with (default: the system's); its answers are
+        #: checked all the same unless ``allow_link_local``
+        self._resolver = resolver
 
     async def _session(self, options: SendOptions) -> aiohttp.ClientSession:
         key = (options.verify_tls, options.ca_bundle, options.allow_link_local)
@@ -151,7 +221,7 @@ class AiohttpTransport:
                 limit=self._limit,
                 limit_per_host=self._limit_per_host,
                 ssl=ssl_arg,
-                resolver=None if options.allow_link_local else _GuardedResolver(),
+                resolver=self._make_resolver(options),
                 ttl_dns_cache=60,
             )
             session = aiohttp.ClientSession(
@@ -162,6 +232,10 @@ class AiohttpTransport:
             )
             self._sessions[key] = session
             return session
+
+    def _make_resolver(self, options: SendOptions) -> AbstractResolver | None:
+        inner = self._resolver() if self._resolver is not None else None
+        return inner if options.allow_link_local else _GuardedResolver(inner)
 
     async def send(self, request: PreparedRequest, options: SendOptions) -> Response:
         check_destination(request.url, options)
@@ -190,6 +264,8 @@ class AiohttpTransport:
         except TimeoutError:
             raise TransportError("timeout", f"no answer within {options.timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedAddress):
+                raise TransportError("refused_destination", str(exc.os_error)) from None
             reason = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else str(exc.os_error)
             raise TransportError("connect", f"cannot connect: {reason}") from None
         except aiohttp.ServerDisconnectedError:

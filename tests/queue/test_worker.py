@@ -275,7 +275,7 @@ async def test_a_job_run_again_tells_the_engine_when_its_first_run_began(
     db: SqlStore, webhook_srv: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A connector that creates something (AWX launch) looks for it first on any run but the first."""
-    import cavra.delivery.worker as worker_module
+    import cavra.delivery.jobrun as worker_module  # where a worker calls the engine
 
     seen: list[float | None] = []
     real = worker_module.deliver_one

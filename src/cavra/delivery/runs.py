@@ -52,6 +52,8 @@ class WorkerStats:
     deferred: int = 0
     released: int = 0
     lease_lost: int = 0
+    #: completions written again after the store failed for a while
+    completion_retries: int = 0
 
 
 def target_for(config: LoadedConfig | None, provider: str, options: dict[str, Any]) -> Target:

@@ -9,10 +9,10 @@ per claim). A worker
   Sentinel) are claimed together, up to the target's batch size, and take one slot: they go in as few
   requests as the provider's limits allow, and each job still gets its own record;
 * extends the leases of the jobs it runs every ``lease_seconds / 3`` (a run may take longer than a lease);
-* runs each job: resolves the target from the connector config *now* (no secret is in the queue), asks the
-  guard (breaker, pause, rate limit), calls :func:`cavra.delivery.engine.deliver_one`, and completes the
-  job: its delivery record and its new state (succeeded, failed, dead, or queued again on the schedule)
-  in one store transaction (runs that finish while one is written are written together, in the next);
+* runs each job (:class:`cavra.delivery.jobrun.JobRunner`): resolves the target from the connector config
+  *now*, asks the guard, delivers, and completes the job: its delivery record and its new state
+  (succeeded, failed, dead, or queued again on the schedule) in one store transaction (runs that finish
+  while one is written are written together, in the next);
 * on a graceful stop, stops claiming, lets running jobs finish for ``shutdown_timeout`` seconds and gives
   back (releases) the ones still running. Killed outright (SIGKILL), it loses nothing: its leases expire
   and other workers claim the jobs again.
@@ -23,45 +23,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
-from cavra.config import LoadedConfig, Target
+from cavra.config import LoadedConfig
 from cavra.connectors.base import TokenCache
 from cavra.delivery.completer import Completer
-from cavra.delivery.engine import batching, deliver_batch, deliver_one
+from cavra.delivery.engine import batching
 from cavra.delivery.guard import Guard, GuardSettings
-from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import (
-    DEFAULT_LEASE_SECONDS,
-    SIGNALS,
-    Schedule,
-    Signals,
-    completion_note,
-    outcome_for,
-)
-from cavra.delivery.record import ProviderDelivery, build_record
-from cavra.delivery.runs import (
-    RunObserver,
-    WorkerStats,
-    default_owner,
-    group_jobs,
-    policy_for,
-    target_for,
-)
+from cavra.delivery.jobrun import JobRunner
+from cavra.delivery.queue import DEFAULT_LEASE_SECONDS, SIGNALS, Schedule, Signals
+from cavra.delivery.runs import RunObserver, WorkerStats, default_owner, group_jobs
+from cavra.delivery.settle import resumed_since
 from cavra.errors import CavraError, ConfigError
 from cavra.store import Store, StoredDelivery
-from cavra.store.jobs import Job, JobOutcome
+from cavra.store.jobs import Job
 from cavra.transport import AiohttpTransport, Transport
+
+__all__ = ["ConfigSource", "Worker", "resumed_since"]
 
 log = logging.getLogger("cavra.worker")
 
 ConfigSource = LoadedConfig | Callable[[], LoadedConfig | None] | None
 
 
-class Worker:
+class Worker(JobRunner):
     """One worker; ``await worker.run()`` until :meth:`stop` (or, with ``once``, until nothing is due)."""
 
     def __init__(
@@ -327,175 +313,3 @@ class Worker:
             else:
                 self.stats.released += n
                 log.info("worker %s released %d unfinished jobs", self.owner, n)
-
-    # --- one job -----------------------------------------------------------------------------------------
-    async def _run_jobs(self, jobs: list[Job]) -> None:
-        try:
-            if len(jobs) == 1:
-                await self._execute(jobs[0])
-            else:
-                await self._execute_batch(jobs)
-        except asyncio.CancelledError:
-            raise
-        except CavraError as exc:  # the store failed: the lease expires and the job runs again
-            log.error("job %s: %s", jobs[0].id, exc)
-        except Exception:  # a bug must not kill the worker; the job's lease expires and it runs again
-            log.exception("job %s: unexpected error", jobs[0].id)
-
-    async def _execute(self, job: Job) -> None:
-        t0 = time.monotonic()
-        result: ProviderDelivery | None = None
-        config_error: str | None = None
-        options: dict[str, Any] = dict(job.payload.get("options") or {})
-        try:
-            target = self._target(job.provider, options)
-        except ConfigError as exc:
-            config_error = str(exc)
-        else:
-            admission = await self.guard.admit(job)
-            if admission.defer is not None:
-                await self._defer([job], admission.defer, admission.reason)
-                return
-            if admission.wait > 0:
-                await asyncio.sleep(admission.wait)
-            resumed = await asyncio.to_thread(resumed_since, self.store, job) if job.attempts > 1 else None
-            result = await deliver_one(
-                target,
-                job.event,
-                policy=self._policy(options),
-                transport=self.transport,
-                tokens=self.tokens,
-                resumed_since=resumed,
-            )
-            await self.guard.report(job, result)
-        await self._settle(job, result, config_error, t0)
-
-    async def _execute_batch(self, jobs: list[Job]) -> None:
-        """Jobs of one batching target: one admission (a request is what the rate limit counts), as few
-        requests as the provider's limits allow, one record per job."""
-        t0 = time.monotonic()
-        first = jobs[0]
-        options: dict[str, Any] = dict(first.payload.get("options") or {})
-        try:
-            target = self._target(first.provider, options)
-        except ConfigError as exc:
-            now = datetime.now(UTC)
-            await asyncio.gather(*(self._settle(job, None, str(exc), t0, now) for job in jobs))
-            return
-        admission = await self.guard.admit(first)
-        if admission.defer is not None:
-            await self._defer(jobs, admission.defer, admission.reason)
-            return
-        if admission.wait > 0:
-            await asyncio.sleep(admission.wait)
-        results = await deliver_batch(
-            target,
-            [job.event for job in jobs],
-            policy=self._policy(options),
-            transport=self.transport,
-            tokens=self.tokens,
-        )
-        sent = [r for r in results if r.attempts]
-        if sent:  # the provider's health follows the request, not each event in it
-            await self.guard.report(first, max(sent, key=lambda r: r.attempt_count))
-        now = datetime.now(UTC)
-        await asyncio.gather(
-            *(self._settle(job, r, None, t0, now) for job, r in zip(jobs, results, strict=True))
-        )
-
-    async def _settle(
-        self,
-        job: Job,
-        result: ProviderDelivery | None,
-        config_error: str | None,
-        t0: float,
-        now: datetime | None = None,
-    ) -> None:
-        """Store the run's record and the job's new state; then tell whoever waits. ``now``: one time for
-        all the jobs of a batch, so that those rescheduled come due together (and go out as a batch)."""
-        event = job.event
-        if result is not None:
-            record = build_record(event, [result])
-        else:
-            record = build_record(event, [], config_errors={job.provider: f"not sent: {config_error}"})
-        outcome = outcome_for(job, result, self.schedule, now or datetime.now(UTC), config_error=config_error)
-        self._completing.add(job.id)
-        try:
-            note = completion_note(job)
-            stored, after, held = await self._completer.complete(job.id, record, outcome, note)
-        finally:
-            self._completing.discard(job.id)
-        self._count(outcome, held)
-        if self._only is not None:
-            self.results[job.id] = (stored, after)
-        self.observer.run_finished(job, result, outcome, time.monotonic() - t0)
-        self.signals.job_done(job.id)
-
-    def _target(self, provider: str, options: dict[str, Any]) -> Target:
-        return target_for(self.config(), provider, options)
-
-    def _policy(self, options: dict[str, Any]) -> RetryPolicy:
-        return policy_for(options, self.retry_base_delay)
-
-    async def _defer(self, jobs: list[Job], seconds: float, reason: str | None) -> None:
-        at = datetime.now(UTC) + timedelta(seconds=max(0.0, seconds))
-        ids = [j.id for j in jobs]
-        n = await asyncio.to_thread(self.store.release_jobs, self.owner, ids, run_after=at, uncount=True)
-        self.stats.deferred += n
-        log.info(
-            "%d job(s) to %s wait %.1fs: %s", len(jobs), jobs[0].provider, seconds, reason or "held back"
-        )
-
-    def _count(self, outcome: JobOutcome, held: bool) -> None:
-        if not held:
-            self.stats.lease_lost += 1
-            return
-        name = {"succeeded": "succeeded", "failed": "failed", "dead": "dead", "queued": "rescheduled"}[
-            outcome.state
-        ]
-        setattr(self.stats, name, getattr(self.stats, name) + 1)
-
-
-def resumed_since(store: Store, job: Job) -> float | None:
-    """When the delivery this run continues began (epoch seconds), or ``None`` when the run starts a new one.
-
-    A run continues the delivery of the runs before it, since the last run that *ended* the job: what one of
-    them created (an AWX job whose launch answer was lost) may exist, and the connector looks for it from
-    then. A repeated request re-arms a finished job: its next run is a new delivery (as a replay is), so an
-    earlier delivery's AWX job is not adopted again. Read from the job's latest record (``job.run``,
-    ``job.final``; the delivery's ``started_at``):
-
-    * no record yet: every run so far died unrecorded: since the job was created;
-    * the latest record ended the job and this is the next run: a new delivery (``None``);
-    * it ended the job and a run since died unrecorded: since that record;
-    * it did not end the job (rescheduled, lease lost): since that run began.
-    """
-    if job.delivery_id is None:
-        return job.created_at.timestamp()
-    try:
-        doc = store.get_delivery(job.delivery_id)
-    except CavraError:
-        return job.created_at.timestamp()  # cannot tell: look back to the start (never launch blindly)
-    section = (doc or {}).get("job")
-    if not isinstance(doc, dict) or not isinstance(section, dict):
-        return job.created_at.timestamp()
-    run = section.get("run")
-    if section.get("final"):
-        if isinstance(run, int) and job.attempts <= run + 1:
-            return None
-        return _epoch(doc.get("created_at")) or job.created_at.timestamp()
-    starts = [_epoch(d.get("started_at")) for d in doc.get("deliveries") or [] if isinstance(d, dict)]
-    return (
-        min((s for s in starts if s is not None), default=None)
-        or _epoch(doc.get("created_at"))
-        or (job.created_at.timestamp())
-    )
-
-
-def _epoch(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -153,6 +153,8 @@ def check_artifacts(export: Mapping[str, Any], base_dir: Path) -> list[CheckedAr
     checked: list[CheckedArtifact] = []
     for artifact in export.get("artifacts") or []:
         name, rel = str(artifact["name"]), str(artifact["path"])
+        if "\x00" in rel:  # a record stored before paths were checked: refused, not a 500
+            raise PublicationRefused(export_id, f"artifact {name}: its path contains a NUL character")
         path = (root / rel).resolve()
         if not path.is_relative_to(root):
             raise PublicationRefused(export_id, f"artifact {name}: {rel} leaves the manifest's directory")

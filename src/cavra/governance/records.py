@@ -34,6 +34,7 @@ from pydantic import (
 
 from cavra.errors import InputError
 from cavra.events import SEVERITIES
+from cavra.storable import check_storable
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
@@ -294,10 +295,14 @@ def format_errors(source: str, exc: ValidationError) -> str:
 
 
 def validate_record(kind: str | Kind, raw: object, *, source: str = "request body") -> dict[str, Any]:
-    """Validate a JSON object as ``kind``; return the normalized record or raise InputError."""
+    """Validate a JSON object as ``kind``; return the normalized record or raise InputError.
+
+    Text the store cannot keep (a NUL character or a lone surrogate anywhere, an artifact path included;
+    see :mod:`cavra.storable`) is refused with the field's path."""
     k = kind if isinstance(kind, Kind) else kind_of(kind)
     if not isinstance(raw, Mapping):
         raise InputError(f"{source}: a {k.label} must be a JSON object, got {type(raw).__name__}")
+    check_storable(raw, source)
     claimed = _detected(raw)
     if claimed is not None and claimed is not k:
         raise InputError(

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from cavra.errors import InputError
+from cavra.errors import InputError, UnstorableError
 from cavra.events import canonical_json
 
 #: Fields the store sets on every stored delivery (they override same-named record fields).
@@ -43,7 +43,12 @@ def new_delivery_id() -> str:
 
 def plain_json(record: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-native deep copy (what is hashed is exactly what is stored and read back)."""
-    value = json.loads(canonical_json(dict(record)))
+    try:
+        value = json.loads(canonical_json(dict(record)))
+    except UnicodeEncodeError:  # a lone surrogate: no backend can keep it, and writing it again fails again
+        raise UnstorableError(
+            "delivery record: text that is not valid Unicode (a lone surrogate) cannot be stored"
+        ) from None
     assert isinstance(value, dict)
     return value
 

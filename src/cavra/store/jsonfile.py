@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import filelock
 
-from cavra.errors import StoreError
+from cavra.errors import StoreError, UnstorableError
 from cavra.events import canonical_json
 from cavra.store import jsonformat as fmt
 from cavra.store import memjobs as mj
@@ -211,6 +211,11 @@ class JsonFileStore(Store):
             with suppress(OSError):
                 os.unlink(tmp)
             raise StoreError(f"{self.path}: cannot be written ({exc.strerror})") from None
+        except UnicodeEncodeError:
+            with suppress(OSError):
+                os.unlink(tmp)
+            said = "text that is not valid Unicode (a lone surrogate) cannot be stored"
+            raise UnstorableError(f"{self.path}: {said}; the file was left unchanged", said) from None
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from cavra.errors import StoreError
+from cavra.errors import StoreError, UnstorableError
 from cavra.events import canonical_json
 from cavra.store import aggquery as agg
 from cavra.store import rawsql
@@ -129,11 +129,19 @@ class SqlStore(Store):
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
+        """Database errors as StoreError; those that writing the same data again would repeat (see
+        :func:`refuses_data`) as UnstorableError."""
         try:
             yield
         except sa.exc.SQLAlchemyError as exc:
             reason = scrub(str(getattr(exc, "orig", None) or exc), self._loc.url)
+            if refuses_data(exc):
+                said = f"the {self.backend} store refuses the data: {reason}"
+                raise UnstorableError(f"{doing} at {self.location}: {said}", said) from None
             raise StoreError(f"{doing} at {self.location}: {reason}") from None
+        except UnicodeEncodeError:
+            said = "text that is not valid Unicode (a lone surrogate) is refused"
+            raise UnstorableError(f"{doing} at {self.location}: {said}", said) from None
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
@@ -507,6 +515,20 @@ def _started(first: ChainEntry, rest: Generator[ChainEntry]) -> Iterator[ChainEn
         yield from rest
     finally:
         rest.close()
+
+
+#: SQLSTATE classes of errors the same data repeats: 22 data exception (a NUL character, a value too long or
+#: out of range, bad encoding), 54 program limit exceeded (a value too large)
+_DATA_SQLSTATE_CLASSES = ("22", "54")
+
+
+def refuses_data(exc: sa.exc.SQLAlchemyError) -> bool:
+    """The database refused the data itself (writing it again fails again), as opposed to a failure that
+    may pass (a lost connection, a lock or statement timeout, a deadlock, a full disk)."""
+    if isinstance(exc, sa.exc.DataError):  # PostgreSQL class 22, SQLite "string or blob too big"
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _DATA_SQLSTATE_CLASSES
 
 
 def _has_aggregates(revision: str | None) -> bool:

@@ -14,13 +14,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from cavra import __version__
+from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AdminDep, AuditorDep, Runtime, RuntimeDep
 from cavra.api.errors import error_response
 from cavra.api.schemas import ConnectorStatus, ErrorOut, Health, Readiness, error_responses
 from cavra.delivery.record import iso
 from cavra.errors import CavraError
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], route_class=CheckedRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")

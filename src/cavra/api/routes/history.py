@@ -14,12 +14,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AuditorDep, StoreDep
 from cavra.api.schemas import Dashboard, DeliveryRecordOut, HistoryPage, error_responses
 from cavra.errors import NotFoundError
 from cavra.governance import service as governance
 
-router = APIRouter(tags=["history"], dependencies=[AuditorDep])
+router = APIRouter(tags=["history"], dependencies=[AuditorDep], route_class=CheckedRoute)
 
 _ERRORS = error_responses(401, 403, 422, 503)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
+from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AdminDep, AuditorDep, OperatorDep, RuntimeDep, StoreDep
 from cavra.api.routes.queue import ACCEPTED_RESPONSE, IdempotencyKey, accepted_answer
 from cavra.api.schemas import (
@@ -20,7 +21,7 @@ from cavra.api.schemas import (
 )
 from cavra.governance import service as governance
 
-router = APIRouter(tags=["integrations"])
+router = APIRouter(tags=["integrations"], route_class=CheckedRoute)
 
 IntegrationId = Annotated[str, Path(min_length=1, max_length=64, description="the integration id")]
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AuditorDep, OperatorDep, RuntimeDep
 from cavra.api.schemas import DeliveryRecordOut, error_responses
 from cavra.delivery import replay
@@ -24,7 +25,7 @@ from cavra.metrics import METRICS
 from cavra.store import Store
 from cavra.store.jobs import JOB_STATES, JobFilter
 
-router = APIRouter(tags=["deliveries"])
+router = APIRouter(tags=["deliveries"], route_class=CheckedRoute)
 
 JobState = Literal["queued", "running", "succeeded", "failed", "dead"]
 assert set(JobState.__args__) == set(JOB_STATES)  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
+from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AuditorDep, OperatorDep, Runtime, RuntimeDep, StoreDep
 from cavra.api.routes.queue import ACCEPTED_RESPONSE, IdempotencyKey, accepted_answer
 from cavra.api.schemas import DeliveryRecordOut, RecordOut, ReleaseDeliverIn, error_responses
@@ -53,7 +54,7 @@ async def _deliver(
     return accepted_answer(result) if governance.is_accepted(result) else result
 
 
-router = APIRouter(tags=["release"])
+router = APIRouter(tags=["release"], route_class=CheckedRoute)
 
 RecordId = Annotated[str, Path(min_length=1, max_length=160, description="the record id")]
 _READ = error_responses(401, 403, 404, 503)
