@@ -61,8 +61,6 @@ class Runtime:
             return
         loaded = load_config(path, self.settings.env)
         secrets: list[Secret | str] = []
-        for target in loaded.targets.values():
-            secrets.extend(target.settings.secrets())
         store_url = self.settings.store_url or ""
         try:
             password = urlsplit(store_url).password if "://" in store_url else None
@@ -71,7 +69,8 @@ class Runtime:
         if password:
             secrets.append(password)
         self.config, self.loaded_at = loaded, datetime.now(UTC)
-        self.redactor = Redactor(secrets)
+        # the configuration-wide redactor (every target's secrets in every wire form), plus the store's
+        self.redactor = loaded.redactor.with_secrets(secrets)
 
     def require_config(self) -> LoadedConfig:
         if self.config is None:

@@ -56,6 +56,7 @@ from cavra.connectors.base import (
 from cavra.connectors.endpoint.export import EndpointExport, parse_export
 from cavra.connectors.flow import FlowState, deadline_in, default_verdict, failure_verdict
 from cavra.errors import ConfigError
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 #: the most polls one delivery makes; the interval is stretched to fit the verify timeout
@@ -165,8 +166,8 @@ def awx_error(response: Response) -> str:
     data = response.json_or_none()
     if isinstance(data, dict) and data:
         if isinstance(data.get("detail"), str):
-            return f"HTTP {response.status}: {data['detail'][:200]}"
-        parts = [f"{k}: {json.dumps(v)[:160]}" for k, v in list(data.items())[:3]]
+            return f"HTTP {response.status}: {clip(data['detail'], 200)}"
+        parts = [f"{k}: {clip(json.dumps(v), 160)}" for k, v in list(data.items())[:3]]
         return f"HTTP {response.status}: " + "; ".join(parts)
     return f"HTTP {response.status}"
 
@@ -328,7 +329,7 @@ def _after_poll(response: Response, flow: FlowState, settings: LinuxFleetSetting
     if status in FAILED:
         why = str(data.get("job_explanation") or "").strip()
         return Reject(
-            f"{label} (job template {template}) finished {status}" + (f": {why[:200]}" if why else ""),
+            f"{label} (job template {template}) finished {status}" + (f": {clip(why, 200)}" if why else ""),
             detail={"job_id": flow.remote_id or "", "job_status": status},
         )
     polls = flow.polls + 1

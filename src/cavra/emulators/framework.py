@@ -9,6 +9,12 @@ scripted faults before the provider sees the request:
   provider get this answer instead (``drop`` closes the connection without answering; ``delay`` waits
   first and, with no ``status``, then lets the provider answer; ``after_handler`` with ``drop`` lets
   the provider act, then drops the answer, the "lost response" case).
+* ``"echo": true`` in a fault: the provider answers ``status`` (default 400) with a JSON body that echoes
+  everything it received (method, URL, query, every header, the body), each in raw, URL-encoded and base64
+  form, in every field a connector reads error text from (``text``, ``message``, ``detail``,
+  ``error.message``, ``errors[].detail``, ``errorMessages``); ``body`` is added to the echo. Real services
+  do echo what they received (validation errors quoting a header or a field, proxies reflecting a request),
+  so this is how the tests prove that no secret survives in evidence, errors or logs.
 * ``GET /_emulator/requests?provider=splunk``: what was received (method, path, query, headers, body, status).
   Bodies are recorded as sent on the wire: the server does not decompress them (``auto_decompress=False``
   in :mod:`cavra.emulators.server`), so a ``Content-Encoding: gzip`` body is recorded compressed, and an
@@ -26,6 +32,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -42,6 +49,40 @@ class Fault:
     drop: bool = False
     after_handler: bool = False
     content_type: str = "application/json"
+    echo: bool = False
+
+
+def echo_text(request: web.Request, body: bytes) -> str:
+    """Everything a request carried, each part raw, URL-encoded and base64-encoded."""
+    parts = [request.method, str(request.url), request.path_qs, request.query_string]
+    parts += [f"{name}: {value}" for name, value in request.headers.items()]
+    parts += [value for value in request.headers.values()]
+    parts.append(body.decode("utf-8", errors="replace"))
+    out: list[str] = []
+    for part in parts:
+        if part:
+            raw = part.encode("utf-8")
+            out += [part, quote(part, safe=""), base64.b64encode(raw).decode("ascii")]
+    return " | ".join(out)
+
+
+def _echo(request: web.Request, body: bytes, fault: Fault) -> web.Response:
+    text = echo_text(request, body) + (f" | {fault.body}" if fault.body else "")
+    data = {
+        "code": 6,
+        "text": text,
+        "message": text,
+        "detail": text,
+        "error": {"code": "Echo", "message": text, "detail": text},
+        "errors": [{"detail": text}],
+        "errorMessages": [text],
+    }
+    return web.Response(
+        status=fault.status or 400,
+        text=json.dumps(data),
+        content_type="application/json",
+        headers=fault.headers,
+    )
 
 
 @dataclass
@@ -158,6 +199,9 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         if fault.drop and not fault.after_handler:
             record.status = None
             return _drop(request)
+        if fault.echo:
+            record.status = fault.status or 400
+            return _echo(request, body, fault)
         if fault.status is not None:
             record.status = fault.status
             return web.Response(
