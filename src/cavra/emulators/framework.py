@@ -10,9 +10,12 @@ scripted faults before the provider sees the request:
   first and, with no ``status``, then lets the provider answer; ``after_handler`` with ``drop`` lets
   the provider act, then drops the answer, the "lost response" case).
 * ``"echo": true`` in a fault: the provider answers ``status`` (default 400) with a JSON body that echoes
-  everything it received (method, URL, query, every header, the body), each in raw, URL-encoded and base64
-  form, in every field a connector reads error text from (``text``, ``message``, ``detail``,
-  ``error.message``, ``errors[].detail``, ``errorMessages``); ``body`` is added to the echo. Real services
+  everything it received (every header, credential headers first, the URL, query and body), each in raw,
+  URL-encoded and base64 form (``"echo": "raw"``, ``"url"`` or ``"base64"``: that form only), in every
+  field a connector reads error text from (``text``, ``message``, ``detail``, ``error.message``,
+  ``errors[].detail``, ``errorMessages``); ``body`` is put before the echo.
+* ``DELETE /_emulator/faults?provider=splunk``: drop the faults still queued (all providers' without
+  ``provider``). Real services
   do echo what they received (validation errors quoting a header or a field, proxies reflecting a request),
   so this is how the tests prove that no secret survives in evidence, errors or logs.
 * ``GET /_emulator/requests?provider=splunk``: what was received (method, path, query, headers, body, status).
@@ -49,25 +52,43 @@ class Fault:
     drop: bool = False
     after_handler: bool = False
     content_type: str = "application/json"
-    echo: bool = False
+    #: answer with an echo of the request: ``true`` (every form), ``"raw"``, ``"url"`` or ``"base64"``
+    echo: bool | str = False
 
 
-def echo_text(request: web.Request, body: bytes) -> str:
-    """Everything a request carried, each part raw, URL-encoded and base64-encoded."""
-    parts = [request.method, str(request.url), request.path_qs, request.query_string]
-    parts += [f"{name}: {value}" for name, value in request.headers.items()]
-    parts += [value for value in request.headers.values()]
+#: header names whose values are credentials: echoed first, so a bounded excerpt of the answer holds them
+_CREDENTIAL_HINTS = ("authorization", "key", "token", "cookie", "secret", "signature")
+#: the encodings an echo can use
+ECHO_FORMS = ("raw", "url", "base64")
+
+
+def echo_text(request: web.Request, body: bytes, forms: str | bool = True) -> str:
+    """Everything a request carried (credential headers first, then the URL, the other headers and the
+    body), in the forms asked for: ``raw``, ``url`` (URL-encoded), ``base64``, or all of them."""
+    headers = sorted(
+        request.headers.items(), key=lambda kv: not any(h in kv[0].lower() for h in _CREDENTIAL_HINTS)
+    )
+    parts = [f"{name}: {value}" for name, value in headers]
+    parts += [value for _, value in headers]
+    parts += [request.method + " " + str(request.url), request.path_qs, request.query_string]
     parts.append(body.decode("utf-8", errors="replace"))
+    wanted = ECHO_FORMS if forms is True or forms == "all" else (str(forms),)
     out: list[str] = []
-    for part in parts:
-        if part:
-            raw = part.encode("utf-8")
-            out += [part, quote(part, safe=""), base64.b64encode(raw).decode("ascii")]
+    for form in wanted:
+        for part in parts:
+            if not part:
+                continue
+            if form == "raw":
+                out.append(part)
+            elif form == "url":
+                out.append(quote(part, safe=""))
+            else:
+                out.append(base64.b64encode(part.encode("utf-8")).decode("ascii"))
     return " | ".join(out)
 
 
 def _echo(request: web.Request, body: bytes, fault: Fault) -> web.Response:
-    text = echo_text(request, body) + (f" | {fault.body}" if fault.body else "")
+    text = (f"{fault.body} | " if fault.body else "") + echo_text(request, body, fault.echo)
     data = {
         "code": 6,
         "text": text,
@@ -230,6 +251,16 @@ async def _faults(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "provider": provider})
 
 
+async def _clear_faults(request: web.Request) -> web.Response:
+    hub = request.config_dict[HUB_KEY]
+    provider = request.query.get("provider")
+    if provider is None:
+        hub.faults.clear()
+    else:
+        hub.faults.pop(provider, None)
+    return web.json_response({"ok": True})
+
+
 async def _requests(request: web.Request) -> web.Response:
     hub = request.config_dict[HUB_KEY]
     provider = request.query.get("provider")
@@ -243,6 +274,7 @@ async def _reset(request: web.Request) -> web.Response:
 
 def control_routes(app: web.Application) -> None:
     app.router.add_post("/_emulator/faults", _faults)
+    app.router.add_delete("/_emulator/faults", _clear_faults)
     app.router.add_get("/_emulator/requests", _requests)
     app.router.add_post("/_emulator/reset", _reset)
 
