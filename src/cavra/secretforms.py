@@ -37,27 +37,10 @@ CUT = "…"
 
 _URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,19})\s+(\S{4,})$")
-#: query keys whose values are credentials whatever they look like
-_CREDENTIAL_KEYS = frozenset(
-    {
-        "sig",
-        "signature",
-        "token",
-        "access_token",
-        "api_key",
-        "apikey",
-        "api-key",
-        "key",
-        "code",
-        "secret",
-        "client_secret",
-        "password",
-        "auth",
-        "x-api-key",
-    }
-)
+#: words that make a query key a credential's (``sig``, ``X-Amz-Signature``, ``access_token``, ``apikey``)
+_CREDENTIAL_KEY_WORDS = ("sig", "token", "key", "secret", "password", "passwd", "auth", "code")
 #: settings keys whose value is a user name paired with a secret in a Basic credential
-USER_FIELDS = ("username", "email", "user", "client_id")
+USER_FIELDS = ("username", "email", "user")
 
 
 def is_url(value: str) -> bool:
@@ -65,25 +48,25 @@ def is_url(value: str) -> bool:
 
 
 def _b64_alignments(raw: bytes) -> set[str]:
-    """The base64 of ``raw`` as it appears inside the base64 of a longer text, at each byte alignment."""
-    found = {base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii")}
-    for skip in (1, 2):
+    """The base64 of ``raw`` alone (unpadded: a padded text holds it too) and as it appears inside the base64
+    of a longer text at each byte alignment (at most the 2 bytes that share a group with their neighbours
+    are not covered)."""
+    found = {
+        base64.b64encode(raw).decode("ascii").rstrip("="),
+        base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+    }
+    for skip in (0, 1, 2):
         middle = raw[skip:]
         middle = middle[: len(middle) - len(middle) % 3]
         if len(middle) >= 6:
             found.add(base64.b64encode(middle).decode("ascii"))
             found.add(base64.urlsafe_b64encode(middle).decode("ascii"))
-    # at alignment 0 the last group is complete in the longer text only when the value ends a group
-    whole = raw[: len(raw) - len(raw) % 3]
-    if len(whole) >= 6:
-        found.add(base64.b64encode(whole).decode("ascii"))
-    found.add(base64.b64encode(raw).decode("ascii").rstrip("="))
     return found
 
 
 def encoded_forms(value: str) -> set[str]:
-    """The encoded forms a secret may take on the wire or in text."""
-    raw = value.encode("utf-8")
+    """The encoded forms a secret may take on the wire or in text. A URL is not looked for in base64 (no
+    client encodes one; its secret parts, learned on their own, are)."""
     forms = {
         value,
         quote(value, safe=""),
@@ -91,8 +74,9 @@ def encoded_forms(value: str) -> set[str]:
         quote_plus(value),
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
-        *_b64_alignments(raw),
     }
+    if not is_url(value):
+        forms |= _b64_alignments(value.encode("utf-8"))
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
@@ -118,7 +102,7 @@ def _url_parts(url: str) -> set[str]:
     if user is not None and password is not None:
         found |= {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}
     for key, value in parse_qsl(parts.query, keep_blank_values=False):
-        if key.lower() in _CREDENTIAL_KEYS or (_credential_shaped(value) and len(value) >= 16):
+        if any(word in key.lower() for word in _CREDENTIAL_KEY_WORDS):
             found |= {value, quote(value, safe="")}
     for segment in parts.path.split("/"):
         if _credential_shaped(unquote(segment)):
@@ -153,14 +137,14 @@ def secret_parts(value: str) -> set[str]:
 
 
 def url_path_secrets(url: str) -> list[str]:
-    """For a provider whose URL path is the credential: the path (and path with query), whole."""
+    """For a provider whose URL path is the credential: the path, whole (a path too plain to be learned
+    segment by segment, ``/hooks/abcdefg``, is still scrubbed where it is echoed)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return []
     path = parts.path
-    found = [path, f"{path}?{parts.query}" if parts.query else path]
-    return [p for p in dict.fromkeys(found) if len(p) >= MIN_PART_LENGTH and p.strip("/")]
+    return [path] if len(path) >= MIN_PART_LENGTH else []
 
 
 def basic_pairs(users: Iterable[str], secrets: Iterable[str]) -> list[str]:
