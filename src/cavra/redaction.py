@@ -189,6 +189,9 @@ class Redactor:
             plain = s.reveal() if isinstance(s, Secret) else s
             if not plain or len(plain) < MIN_SECRET_LENGTH or plain in self._known:
                 continue
+            if self._covered(plain):
+                self._known.add(plain)
+                continue
             new = True
             self._originals.append(s)
             self._known.add(plain)
@@ -201,6 +204,19 @@ class Redactor:
                     self._known.add(part)
                     self._forms |= encoded_forms(part)
         return new
+
+    def _covered(self, plain: str) -> bool:
+        """A header value ``<scheme> <credential>`` whose credential is already known adds nothing: its raw
+        and URL-encoded forms hold a known form, and its base64 holds one at some alignment. Knowing this
+        keeps the hot path from building a new redactor for every request's ``Authorization`` header."""
+        scheme, sep, credential = plain.partition(" ")
+        return (
+            bool(sep)
+            and scheme.isalpha()
+            and len(scheme) <= 20
+            and len(credential) >= 12
+            and credential in self._forms
+        )
 
     def _index(self) -> None:
         """The lookup lists, built once per secret set (a redactor never changes after this)."""
