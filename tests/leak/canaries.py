@@ -26,13 +26,15 @@ def webhook_url(base_url: str) -> str:
 SECRET_PATH_PROVIDERS = frozenset({"slack", "teams", "webhook"})
 
 
-def url_secrets(url: str, *, secret_path: bool) -> set[str]:
-    """The secret parts of a configured URL: user-info, the Basic pair, path segments of a webhook URL
-    (``T…/B…/secret``, a workflow id, a path token) and credential query values (Teams' ``sig``)."""
+def url_secrets(url: str, *, secret_path: bool) -> tuple[set[str], set[str]]:
+    """The secret parts of a configured URL (the user-info password; path segments of a webhook URL:
+    ``T…/B…/secret``, a workflow id, a path token; Teams' ``sig``), and its ``user:password`` pair."""
     parts = urlsplit(url)
     found: set[str] = set()
+    pairs: set[str] = set()
     if parts.password:
-        found |= {unquote(parts.password), f"{unquote(parts.username or '')}:{unquote(parts.password)}"}
+        found.add(unquote(parts.password))
+        pairs.add(f"{unquote(parts.username or '')}:{unquote(parts.password)}")
     segments = [s for s in parts.path.split("/") if s]
     for marker, count in (("services", 3), ("workflows", 1), ("ingest", 1)):
         if secret_path and marker in segments:
@@ -42,23 +44,28 @@ def url_secrets(url: str, *, secret_path: bool) -> set[str]:
         key, _, value = pair.partition("=")
         if key == "sig":
             found.add(value)
-    return found
+    return found, pairs
 
 
-def provider_canaries(provider: str, entry: Mapping[str, Any], env: Mapping[str, str]) -> set[str]:
-    """The secret values one connector entry holds (``*_env`` keys), with its Basic pairs and URL parts."""
+def provider_canaries(
+    provider: str, entry: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[set[str], set[str]]:
+    """The secret values one connector entry holds (``*_env`` keys) and URL parts, and its Basic pairs."""
     found: set[str] = set()
+    pairs: set[str] = set()
     users = [str(entry[k]) for k in ("email", "username") if k in entry]
     for key, name in entry.items():
         if not key.endswith("_env"):
             continue
         value = env[name]
         if value.startswith("http"):
-            found |= url_secrets(value, secret_path=provider in SECRET_PATH_PROVIDERS)
+            secrets, url_pairs = url_secrets(value, secret_path=provider in SECRET_PATH_PROVIDERS)
+            found |= secrets
+            pairs |= url_pairs
         else:
             found.add(value)
-            found |= {f"{user}:{value}" for user in users}
-    return found
+            pairs |= {f"{user}:{value}" for user in users}
+    return found, pairs
 
 
 def b64(raw: bytes) -> str:
@@ -81,16 +88,41 @@ def forms(canary: str) -> set[str]:
     return {f for f in out if len(f) >= 8}
 
 
-def all_forms(canaries: Iterable[str]) -> dict[str, str]:
-    """form -> the canary it comes from."""
-    return {form: canary for canary in canaries for form in forms(canary)}
+#: a stretch of a secret form this long found anywhere is a leak (a cut secret, a long token's middle)
+CHUNK = 20
 
 
-def leaks(text: str, canaries: Iterable[str]) -> list[str]:
-    """The forms of ``canaries`` found in ``text`` (each named by the canary's first characters)."""
-    return sorted(
-        {f"{canary[:6]}… as {form[:10]}…" for form, canary in all_forms(canaries).items() if form in text}
-    )
+class Detector:
+    """Finds canaries in text: any of their forms whole, or any ``CHUNK``-character stretch of one (a long
+    token cut short by a clip still leaks most of itself). Basic pairs are looked for whole only: their
+    user part is not secret, and their secret part is a canary of its own."""
+
+    def __init__(self, canaries: Iterable[str], pairs: Iterable[str] = ()) -> None:
+        self.whole: dict[str, str] = {}
+        self.chunks: dict[str, str] = {}
+        for canary in canaries:
+            for form in forms(canary):
+                self.whole[form] = canary
+                if form.startswith("Bearer "):
+                    continue
+                for i in range(len(form) - CHUNK + 1):
+                    self.chunks.setdefault(form[i : i + CHUNK], canary)
+        for pair in pairs:
+            for form in forms(pair):
+                self.whole.setdefault(form, pair)
+
+    def scan(self, text: str) -> dict[str, str]:
+        """canary -> the first form or stretch of it found in ``text``."""
+        found: dict[str, str] = {}
+        for form, canary in self.whole.items():
+            if canary not in found and form in text:
+                found[canary] = form
+        chunks = self.chunks
+        for i in range(len(text) - CHUNK + 1):
+            canary = chunks.get(text[i : i + CHUNK])
+            if canary is not None and canary not in found:
+                found[canary] = text[i : i + CHUNK]
+        return found
 
 
 def echo_blob(canaries: Iterable[str]) -> str:

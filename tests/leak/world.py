@@ -27,7 +27,7 @@ from tests.api.conftest import EXPORT, EXPORT_DIR, PROMOTION, ROLLBACK, SEED_EVE
 from tests.cli.conftest import CAVRA, read_env_file
 from tests.connectors.kit import EMULATORS, ENDPOINT, event_for
 
-from .canaries import echo_blob, provider_canaries, webhook_url
+from .canaries import Detector, echo_blob, provider_canaries, webhook_url
 
 #: how long a process may take to start (a loaded machine)
 START_TIMEOUT = 60.0
@@ -39,6 +39,9 @@ class World:
 
     channels: dict[str, list[str]] = field(default_factory=dict)
     canaries: dict[str, set[str]] = field(default_factory=dict)
+    pairs: dict[str, set[str]] = field(default_factory=dict)
+    #: channel -> canary -> the first form or stretch of it found there
+    found: dict[str, dict[str, str]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, list[str]] = field(default_factory=dict)
 
@@ -212,14 +215,25 @@ def build(tmp: Path, pg_url: str | None) -> World:
         env["WEBHOOK_URL"] = webhook_url(emulators)
         config = json.loads(config_path.read_text())["connectors"]
         assert set(config) == set(PROVIDERS), "the emulators must configure every registered provider"
-        world.canaries = {p: provider_canaries(p, config[p], env) for p in PROVIDERS}
-        everything = set().union(*world.canaries.values())
+        for provider in PROVIDERS:
+            world.canaries[provider], world.pairs[provider] = provider_canaries(
+                provider, config[provider], env
+            )
+        everything = set().union(*world.canaries.values(), *world.pairs.values())
         _run(world, tmp, config_path, env, emulators, echo_blob(everything), pg_url)
         with httpx.Client(base_url=emulators, timeout=30) as c:
             world.received = c.get("/_emulator/requests").json()
     finally:
         _stop(emulate)
     _issued_tokens(world)
+    t0 = time.monotonic()
+    detector = Detector(set().union(*world.canaries.values()), set().union(*world.pairs.values()))
+    for channel, texts in world.channels.items():
+        for text in texts:
+            for canary, form in detector.scan(text).items():
+                world.found.setdefault(channel, {}).setdefault(canary, form)
+    size = sum(len(t) for texts in world.channels.values() for t in texts)
+    print(f"scanned {size} characters in {time.monotonic() - t0:.1f}s")
     return world
 
 
