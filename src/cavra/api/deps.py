@@ -70,7 +70,12 @@ class Runtime:
             secrets.append(password)
         self.config, self.loaded_at = loaded, datetime.now(UTC)
         # the configuration-wide redactor (every target's secrets in every wire form), plus the store's
-        self.redactor = loaded.redactor.with_secrets(secrets)
+        previous, self.redactor = self.redactor, loaded.redactor.with_secrets(secrets)
+        # log formatters given the previous redactor (cavra serve) learn the reloaded secrets too
+        for handler in logging.getLogger().handlers:
+            formatter = handler.formatter
+            if formatter is not None and getattr(formatter, "redactor", None) is previous:
+                formatter.redactor = self.redactor  # type: ignore[attr-defined]
 
     def require_config(self) -> LoadedConfig:
         if self.config is None:
