@@ -1,8 +1,15 @@
 """The one redactor.
 
 Everything that leaves the delivery engine as evidence, error text or log line passes through a
-:class:`Redactor`. It knows every secret of its target (and their encoded forms) and applies fixed rules:
-credential headers, URL query values, URL user-info, and secret URL paths (Slack and Teams webhook URLs).
+:class:`Redactor`. It knows every configured secret of every target in every form it can take on the wire
+(:mod:`cavra.secretforms`: encoded forms, URL parts, bare credentials of header values, Basic pairs; the
+configuration builds one redactor for all targets and gives each target that one with its own rules) and
+applies fixed rules: credential headers, URL query values, URL user-info, and secret URL paths (Slack,
+Teams and generic webhook URLs).
+
+Text is redacted first, then cut (:meth:`Redactor.clip`, :meth:`Redactor.excerpt`). A connector, which has
+no redactor, cuts provider text with :func:`cavra.secretforms.clip`, which marks the cut; the redactor
+scrubs a partial secret form that ends at such a mark.
 
 :class:`Redacted` strings can only be built here, so a field typed ``Redacted`` cannot receive raw text by
 mistake; mypy catches the bypass.

@@ -9,6 +9,7 @@ logs, PostgreSQL with JSON logs; waiting and through the outbox), the CLI (``--o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -61,7 +62,11 @@ def test_every_channel_was_really_exercised(world: World) -> None:
     for channel in CHANNELS:
         texts = world.channels.get(channel, [])
         assert texts and any(t.strip() for t in texts), f"no text collected from {channel}"
-    assert any("**REDACTED**" in t for t in world.channels["API answers (sqlite)"])
+    for name in ("sqlite", "postgresql"):
+        answers = world.channels[f"API answers ({name})"]
+        assert any("**REDACTED**" in t for t in answers)
+        assert any(re.search(r'"last_error":\s*"', t) for t in answers), "no job ended with a last_error"
+        assert any("cavra_" in t for t in answers), "/metrics was not read"
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))

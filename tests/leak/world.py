@@ -43,7 +43,6 @@ class World:
     #: channel -> canary -> the first form or stretch of it found there
     found: dict[str, dict[str, str]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
-    records: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, channel: str, text: str) -> None:
         self.channels.setdefault(channel, []).append(text)
@@ -124,9 +123,6 @@ def _api_round(world: World, api: str, channel: str, *, echo: bool) -> None:
                 world.add(channel, resp.text)
                 if resp.status_code == 202:
                     jobs.append(resp.json()["job_id"])
-                elif echo:
-                    for record in re.findall(r'"delivery_id":\s*"(dlv_[0-9a-f]+)"', resp.text):
-                        world.records.setdefault(provider, []).append(record)
         if echo:
             resp = c.post(
                 "/promotion-executions/rpe_prod/audit-export/deliver",
@@ -226,14 +222,11 @@ def build(tmp: Path, pg_url: str | None) -> World:
     finally:
         _stop(emulate)
     _issued_tokens(world)
-    t0 = time.monotonic()
     detector = Detector(set().union(*world.canaries.values()), set().union(*world.pairs.values()))
     for channel, texts in world.channels.items():
         for text in texts:
             for canary, form in detector.scan(text).items():
                 world.found.setdefault(channel, {}).setdefault(canary, form)
-    size = sum(len(t) for texts in world.channels.values() for t in texts)
-    print(f"scanned {size} characters in {time.monotonic() - t0:.1f}s")
     return world
 
 
@@ -244,24 +237,18 @@ def _run(
     if pg_url is not None:
         stores.append(("postgresql", pg_url, "json"))
     servers = [_serve(world, tmp, name, store, fmt, config, env) for name, store, fmt in stores]
-    t0 = time.monotonic()
     urls = [next(s) for s in servers]
-    print(f"servers {time.monotonic() - t0:.1f}s")
     try:
         for url, (name, _, _) in zip(urls, stores, strict=True):
             _api_round(world, url, f"API answers ({name})", echo=False)  # tokens fetched and cached
-        print(f"warm {time.monotonic() - t0:.1f}s")
         for forms, cross in ECHO_ROUNDS:
             _echo_everywhere(emulators, forms, blob if cross else None)
             for url, (name, _, _) in zip(urls, stores, strict=True):
                 _api_round(world, url, f"API answers ({name})", echo=True)
-            print(f"echo {forms} {time.monotonic() - t0:.1f}s")
         _echo_everywhere(emulators, True, None)
         _cli_round(world, tmp, config, env)
-        print(f"cli {time.monotonic() - t0:.1f}s")
         for url, (name, _, _) in zip(urls, stores, strict=True):
             _api_reads(world, url, f"API answers ({name})")
-        print(f"reads {time.monotonic() - t0:.1f}s")
     finally:
         for server in servers:
             next(server, None)
