@@ -89,9 +89,11 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1" + REDACTED,
     ),
     (re.compile(r"whsec_[A-Za-z0-9+/=]{8,}"), REDACTED),
+    # a JSON credential field; the closing quote may be missing when the text was cut inside the value (a
+    # 2 KB Entra token in a 1 KB excerpt window)
     (
         re.compile(
-            r"(?i)(\"(?:access_token|refresh_token|client_secret|password|token)\"\s*:\s*\")[^\"]*(\")"
+            r"(?i)(\"(?:access_token|refresh_token|client_secret|password|token)\"\s*:\s*\")[^\"]*(\"?)"
         ),
         r"\1" + REDACTED + r"\2",
     ),

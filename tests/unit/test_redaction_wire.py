@@ -5,6 +5,7 @@ Authorization context (issue 15 item 6)."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -211,3 +212,13 @@ def test_an_authorization_shaped_splunk_token_is_still_redacted(token: str, quot
         out = red.scrub(text)
         assert token not in out, text
         assert REDACTED in out, text
+
+
+def test_a_long_token_cut_inside_a_token_answer_is_not_shown() -> None:
+    """A real Entra token is 1.5-2.5 KB: the excerpt window (1 KB) cuts it before its closing quote, and
+    the token is not yet known when the token step's attempt is recorded."""
+    token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + "abcDEF123_-" * 200
+    body = json.dumps({"token_type": "Bearer", "expires_in": 3599, "access_token": token}).encode()
+    out = Redactor().excerpt(body)
+    assert token[40:60] not in out and "abcDEF123" not in out, out
+    assert '"access_token": "**REDACTED**' in out
