@@ -299,12 +299,16 @@ class Redactor:
         """Redact first, then cut to ``limit`` characters (a cut is marked with ``…``)."""
         return Redacted(clip(self.scrub(text), limit), _TOKEN)
 
-    def excerpt(self, body: bytes, limit: int = 512) -> Redacted:
+    def excerpt(self, body: bytes, limit: int = 512, *, truncated: bool = False) -> Redacted:
         """A redacted, bounded excerpt of a response body, for evidence: redacted first, then cut.
 
         Only the first ``2 * limit`` bytes are decoded (a body may be large); that cut is marked, so a
-        secret straddling it is scrubbed as a partial form before the excerpt is cut to ``limit``."""
+        secret straddling it is scrubbed as a partial form before the excerpt is cut to ``limit``.
+        ``truncated``: the body itself was cut (the transport's ``max_response_bytes``), so its end is a
+        cut too."""
         snippet = clip_bytes(body, limit * 2)
+        if truncated and not snippet.endswith(CUT):
+            snippet += CUT
         return Redacted(clip(self.scrub(snippet), limit), _TOKEN)
 
     # -- URLs -----------------------------------------------------------------------------------------

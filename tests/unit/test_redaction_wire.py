@@ -222,3 +222,12 @@ def test_a_long_token_cut_inside_a_token_answer_is_not_shown() -> None:
     out = Redactor().excerpt(body)
     assert token[40:60] not in out and "abcDEF123" not in out, out
     assert '"access_token": "**REDACTED**' in out
+
+
+def test_a_body_the_transport_cut_is_redacted_as_cut() -> None:
+    """``max_response_bytes`` cuts the body before the redactor sees it: its end is a cut as well."""
+    red = Redactor([SENTINEL_SECRET])
+    body = f"echo: {SENTINEL_SECRET}"[:-5].encode()
+    assert SENTINEL_SECRET[:-5] in red.excerpt(body)  # not known to be cut: nothing to scrub
+    out = red.excerpt(body, truncated=True)
+    assert SENTINEL_SECRET[:8] not in out and out.endswith("…"), out
