@@ -37,7 +37,7 @@ async def test_a_reload_teaches_the_log_formatters_the_new_secrets(tmp_path: Pat
             handler.setFormatter(TextFormatter(app.state.runtime.redactor, "%(message)s"))
             log.warning("first %s", FIRST)
             _write(config, SECOND)
-            resp = await c.post("/connectors/reload", headers={"content-type": "application/json"})
+            resp = await c.post("/connectors/reload", json={})
             assert resp.status_code == 200, resp.text
             log.warning("second %s", SECOND)
     finally:
