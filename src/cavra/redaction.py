@@ -224,7 +224,7 @@ class Redactor:
             and scheme.isalpha()
             and len(scheme) <= 20
             and len(credential) >= 12
-            and credential in self._forms
+            and (credential in self._forms or credential.rstrip("=") in self._forms)
         )
 
     def _index(self) -> None:
