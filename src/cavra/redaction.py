@@ -216,8 +216,11 @@ class Redactor:
 
     def _covered(self, plain: str) -> bool:
         """A header value ``<scheme> <credential>`` whose credential is already known adds nothing: its raw
-        and URL-encoded forms hold a known form, and its base64 holds one at some alignment. Knowing this
-        keeps the hot path from building a new redactor for every request's ``Authorization`` header."""
+        and URL-encoded forms hold a known form, and its base64 holds one at some alignment (likewise a
+        path made of known segments). Knowing this keeps the hot path from building a new redactor for
+        every request's ``Authorization`` header or webhook URL."""
+        if "/" in plain and all(p in self._known for p in plain.split("/") if p):
+            return True  # a webhook path's parts (Slack's T…/B…/secret), each already known
         scheme, sep, credential = plain.partition(" ")
         return (
             bool(sep)

@@ -231,3 +231,19 @@ def test_a_body_the_transport_cut_is_redacted_as_cut() -> None:
     assert SENTINEL_SECRET[:-5] in red.excerpt(body)  # not known to be cut: nothing to scrub
     out = red.excerpt(body, truncated=True)
     assert SENTINEL_SECRET[:8] not in out and out.endswith("…"), out
+
+
+def test_a_request_whose_secrets_are_all_known_reuses_the_targets_redactor() -> None:
+    """The hot path: an Authorization header or webhook URL parts built from configured secrets teach
+    nothing new, so no redactor is built per request."""
+    config = loaded()
+    splunk = config.targets["splunk"].redactor
+    assert splunk.with_secrets([Secret("Splunk canary-splunk-token-0b1e")]) is splunk
+    jira = config.targets["jira"].redactor
+    pair = f"{JIRA_EMAIL}:{JIRA_TOKEN}"
+    assert jira.with_secrets([Secret("Basic " + b64(pair)), Secret(pair)]) is jira
+    slack = config.targets["slack"].redactor
+    assert slack.with_secrets([Secret("T0CANARY1/B0CANARY2/canarySlackHookSecret000001")]) is slack
+    # a credential it does not know yet is learned, bare too
+    learned = splunk.with_secrets([Secret("Bearer minted-access-token-0123456789")])
+    assert learned is not splunk and learned.scrub("minted-access-token-0123456789") == REDACTED
