@@ -24,6 +24,7 @@ from cavra.connectors.base import Connector, ConnectorSettings
 from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
 from cavra.errors import ConfigError, not_found
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
+from cavra.secretforms import USER_FIELDS, basic_pairs, url_path_secrets
 from cavra.secrets import Secret, from_env, from_file
 from cavra.transport import SendOptions
 
@@ -58,6 +59,8 @@ class LoadedConfig:
     source: str
     targets: dict[str, Target] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: knows the secrets of every loaded target in every wire form: for logs, API answers, console pages
+    redactor: Redactor = field(default_factory=Redactor)
 
     @property
     def providers(self) -> list[str]:
@@ -150,7 +153,7 @@ def target_from_mapping(
     except ValueError as exc:
         raise ConfigError(f"{path}: {_strip_owner(str(exc), provider)}") from None
     redactor = Redactor(
-        settings.secrets(),
+        wire_secrets(settings, connector),
         secret_url_path=connector.secret_url_path,
         extra_credential_headers=settings.extra_credential_headers(),
     )
@@ -165,6 +168,19 @@ def target_from_mapping(
     return Target(
         provider=provider, connector=connector, settings=settings, redactor=redactor, options=options
     )
+
+
+def wire_secrets(settings: ConnectorSettings, connector: Connector) -> list[Secret | str]:
+    """Every secret of a target as the redactor must learn it: the settings' secrets (each is expanded into
+    its wire forms and secret parts by the redactor), the Basic pairs ``user:secret`` its user names make,
+    and, when the URL path is the credential (Slack, Teams, generic webhook), that path whole."""
+    secrets: list[Secret | str] = list(settings.secrets())
+    plain = [s.reveal() for s in settings.secrets()]
+    users = [v for v in (getattr(settings, f, None) for f in USER_FIELDS) if isinstance(v, str)]
+    secrets += basic_pairs(users, plain)
+    if connector.secret_url_path and settings.url is not None:
+        secrets += url_path_secrets(settings.url.reveal())
+    return secrets
 
 
 def parse_config_text(text: str, source: str) -> dict[str, Any]:
@@ -232,15 +248,17 @@ def config_from_data(
 
 
 def _share_secrets(loaded: LoadedConfig) -> LoadedConfig:
-    """Give every target a redactor that knows the secrets of *all* targets.
+    """One configuration-wide redactor that knows the secrets of *all* targets; every target's redactor is
+    that one with the target's own URL and header rules.
 
     A provider may echo anything back, including another connector's credential (a webhook receiver that
-    reflects a request it got elsewhere); evidence about one target must not carry another's secret.
+    reflects a request it got elsewhere); evidence about one target must not carry another's secret. The
+    forms are built once for the whole configuration, not once per target.
     """
-    everything = [s for t in loaded.targets.values() for s in t.settings.secrets()]
+    everything = [s for t in loaded.targets.values() for s in wire_secrets(t.settings, t.connector)]
+    loaded.redactor = Redactor(everything)
     for name, target in loaded.targets.items():
-        redactor = Redactor(
-            everything,
+        redactor = loaded.redactor.configured(
             secret_url_path=target.connector.secret_url_path,
             extra_credential_headers=target.settings.extra_credential_headers(),
         )

@@ -1,4 +1,8 @@
-"""The shared test kit every connector runs: events per category, emulator wiring, secrets of a target."""
+"""The shared test kit every connector runs: events per category, emulator wiring, secrets of a target.
+
+``tests/leak/test_no_canary.py`` runs the canary leak check for every registered provider through
+:data:`EMULATORS`: a new connector is covered once its emulator writes a demo config entry and it is
+listed here."""
 
 from __future__ import annotations
 

@@ -381,3 +381,16 @@ async def test_unsendable_request_logs_no_secret(
     assert not d.success
     assert SECRET not in caplog.text
     assert SECRET not in json.dumps(d.to_dict())
+
+
+async def test_a_secret_cut_by_the_response_size_bound_is_scrubbed(server: tuple[str, Script]) -> None:
+    """``max_response_bytes`` cut the body inside an echoed secret: the excerpt knows the body was cut."""
+    url, script = server
+    head = b"denied: "
+    script.answers = [(403, {}, head + SECRET.encode() + b" and more", 0.0)]
+    limit = len(head) + len(SECRET) - 3
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url, max_response_bytes=limit), EVENT, policy=FAST, transport=tr)
+    excerpt = d.attempts[0].response_excerpt
+    assert excerpt is not None and excerpt.startswith("denied: ")
+    assert SECRET[:8] not in json.dumps(d.to_dict()), excerpt

@@ -61,8 +61,6 @@ class Runtime:
             return
         loaded = load_config(path, self.settings.env)
         secrets: list[Secret | str] = []
-        for target in loaded.targets.values():
-            secrets.extend(target.settings.secrets())
         store_url = self.settings.store_url or ""
         try:
             password = urlsplit(store_url).password if "://" in store_url else None
@@ -71,7 +69,13 @@ class Runtime:
         if password:
             secrets.append(password)
         self.config, self.loaded_at = loaded, datetime.now(UTC)
-        self.redactor = Redactor(secrets)
+        # the configuration-wide redactor (every target's secrets in every wire form), plus the store's
+        previous, self.redactor = self.redactor, loaded.redactor.with_secrets(secrets)
+        # log formatters given the previous redactor (cavra serve) learn the reloaded secrets too
+        for handler in logging.getLogger().handlers:
+            formatter = handler.formatter
+            if formatter is not None and getattr(formatter, "redactor", None) is previous:
+                formatter.redactor = self.redactor  # type: ignore[attr-defined]
 
     def require_config(self) -> LoadedConfig:
         if self.config is None:

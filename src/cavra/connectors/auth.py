@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 
 from cavra.connectors.base import CachedToken, PreparedRequest, Reject, Response, Retry
 from cavra.connectors.classify import RETRYABLE_STATUSES, parse_retry_after
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -96,7 +97,7 @@ def parse_token_response(response: Response, key: str, *, now: float | None = No
     token_type = data.get("token_type")
     if token_type is not None and str(token_type).lower() != "bearer":
         raise TokenResponseError(
-            f"the token endpoint issued a {str(token_type)[:20]!r} token, not a Bearer token"
+            f"the token endpoint issued a {clip(str(token_type), 20)!r} token, not a Bearer token"
         )
     lifetime = DEFAULT_LIFETIME
     raw = data.get("expires_in")
@@ -120,7 +121,7 @@ def _oauth_error(response: Response) -> tuple[str | None, str | None]:
     code = None
     if isinstance(codes, list) and codes:
         code = f"AADSTS{codes[0]}"
-    return (str(error)[:60] if isinstance(error, str) else None), code
+    return (clip(error, 60) if isinstance(error, str) else None), code
 
 
 def token_verdict(

@@ -39,6 +39,7 @@ from cavra.connectors.classify import classify
 from cavra.connectors.render import severity, summary_lines, title
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 MAX_PAYLOAD_BYTES = 5_000_000
@@ -125,10 +126,10 @@ def _errors_detail(response: Response) -> str:
         if isinstance(errors, list) and errors:
             first = errors[0]
             if isinstance(first, dict):
-                return str(first.get("detail") or first.get("title") or "")[:200]
-            return str(first)[:200]
+                return clip(str(first.get("detail") or first.get("title") or ""), 200)
+            return clip(str(first), 200)
         if isinstance(data.get("detail"), str):
-            return str(data["detail"])[:200]
+            return clip(str(data["detail"]), 200)
     return ""
 
 

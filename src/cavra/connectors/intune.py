@@ -67,6 +67,7 @@ from cavra.connectors.flow import (
     unauthorized,
 )
 from cavra.errors import ConfigError
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 DEFAULT_GRAPH = "https://graph.microsoft.com"
@@ -183,7 +184,7 @@ def graph_error(response: Response) -> str:
     data = response.json_or_none()
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
-        code, message = str(error.get("code", ""))[:60], error_message(error.get("message"))[:300]
+        code, message = clip(str(error.get("code", "")), 60), clip(error_message(error.get("message")), 300)
         return f"HTTP {response.status} {code}: {message}".rstrip(": ")
     return f"HTTP {response.status}"
 
@@ -292,7 +293,7 @@ def _after_search(response: Response, flow: FlowState, label: str, name: str, ba
     if not mine:
         return Reject(
             f"{label}: a device configuration with this displayName exists with another type "
-            f"({str(found[0].get('@odata.type'))[:80]}); rename or remove it"
+            f"({clip(str(found[0].get('@odata.type')), 80)}); rename or remove it"
         )
     oldest = sorted(mine, key=lambda i: str(i.get("createdDateTime")))[0]
     return Next(_leave_search(flow, "update", remote_id=str(oldest["id"])))

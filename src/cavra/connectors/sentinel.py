@@ -48,6 +48,7 @@ from cavra.connectors.render import severity
 from cavra.connectors.splunk import event_time
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 MAX_BODY_BYTES = 1_048_576
@@ -250,7 +251,7 @@ def _azure_error(response: Response) -> str:
     data = response.json_or_none()
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         err = data["error"]
-        code, message = str(err.get("code", ""))[:80], str(err.get("message", ""))[:300]
+        code, message = clip(str(err.get("code", "")), 80), clip(str(err.get("message", "")), 300)
         return f"{code}: {message}" if code and message else code or message
     return ""
 

@@ -34,6 +34,8 @@ from cavra.connectors.base import (
 from cavra.connectors.classify import classify, parse_retry_after
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
+from cavra.secretforms import clip as clip_text
+from cavra.secretforms import clip_bytes
 from cavra.secrets import Secret
 
 MAX_HEADER = 150
@@ -136,10 +138,10 @@ def url_secrets(url: str) -> tuple[Secret, ...]:
 
 def error_string(response: Response) -> str:
     """Slack's plain-text error string, bounded and on one line."""
-    text = response.body[:400].decode("utf-8", errors="replace").strip()
+    text = clip_bytes(response.body, 400).strip()
     first = text.splitlines()[0] if text else ""
     printable = "".join(ch for ch in first if ch.isprintable())
-    return printable[:120] or "(empty body)"
+    return clip_text(printable, 120) or "(empty body)"
 
 
 class SlackConnector(BaseConnector[SlackSettings]):

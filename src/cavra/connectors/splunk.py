@@ -57,6 +57,7 @@ from cavra.connectors.classify import classify, parse_retry_after
 from cavra.connectors.render import severity
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 #: Splunk Cloud rejects requests over about 1 MB; stay under it (providers.md §1.7)
@@ -206,7 +207,7 @@ def _hec_answer(response: Response) -> tuple[int | None, str, dict[str, Any]]:
     text = data.get("text")
     return (
         code if isinstance(code, int) and not isinstance(code, bool) else None,
-        str(text)[:200] if isinstance(text, str) else "",
+        clip(text, 200) if isinstance(text, str) else "",
         data,
     )
 

@@ -41,6 +41,8 @@ from cavra.connectors.base import (
 from cavra.connectors.classify import classify
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
+from cavra.secretforms import clip as clip_text
+from cavra.secretforms import clip_bytes
 from cavra.secrets import Secret
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
@@ -193,9 +195,9 @@ def _error_code(response: Response) -> str:
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         code = data["error"].get("code")
         if isinstance(code, str):
-            return code[:120]
-    text = response.body[:200].decode("utf-8", errors="replace").strip()
-    return "".join(ch for ch in (text.splitlines() or [""])[0] if ch.isprintable())[:120]
+            return clip_text(code, 120)
+    text = clip_bytes(response.body, 200).strip()
+    return clip_text("".join(ch for ch in (text.splitlines() or [""])[0] if ch.isprintable()), 120)
 
 
 class TeamsConnector(BaseConnector[TeamsSettings]):

@@ -137,7 +137,7 @@ class WebhookConnector(BaseConnector[WebhookSettings]):
     provider: ClassVar[str] = "webhook"
     category: ClassVar[str] = "siem"
     settings_model: ClassVar[type[ConnectorSettings]] = WebhookSettings
-    secret_url_path: ClassVar[bool] = False
+    secret_url_path: ClassVar[bool] = True
 
     def build(self, event: Mapping[str, Any], settings: WebhookSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:

@@ -294,7 +294,9 @@ class _Flow:
             reason=_reason(redactor, verdict, response),
             request=red_request,
             status_code=None if response is None else response.status,
-            response_excerpt=None if response is None else redactor.excerpt(response.body),
+            response_excerpt=None
+            if response is None
+            else redactor.excerpt(response.body, truncated=response.header("x-cavra-truncated") == "true"),
             retry_after=verdict.after if isinstance(verdict, Retry) else None,
         )
         return verdict, attempt

@@ -9,6 +9,15 @@ scripted faults before the provider sees the request:
   provider get this answer instead (``drop`` closes the connection without answering; ``delay`` waits
   first and, with no ``status``, then lets the provider answer; ``after_handler`` with ``drop`` lets
   the provider act, then drops the answer, the "lost response" case).
+* ``"echo": true`` in a fault: the provider answers ``status`` (default 400) with a JSON body that echoes
+  everything it received (every header, credential headers first, the URL, query and body), each in raw,
+  URL-encoded and base64 form (``"echo": "raw"``, ``"url"`` or ``"base64"``: that form only), in every
+  field a connector reads error text from (``text``, ``message``, ``detail``, ``error.message``,
+  ``errors[].detail``, ``errorMessages``); ``body`` is put before the echo.
+* ``DELETE /_emulator/faults?provider=splunk``: drop the faults still queued (all providers' without
+  ``provider``). Real services
+  do echo what they received (validation errors quoting a header or a field, proxies reflecting a request),
+  so this is how the tests prove that no secret survives in evidence, errors or logs.
 * ``GET /_emulator/requests?provider=splunk``: what was received (method, path, query, headers, body, status).
   Bodies are recorded as sent on the wire: the server does not decompress them (``auto_decompress=False``
   in :mod:`cavra.emulators.server`), so a ``Content-Encoding: gzip`` body is recorded compressed, and an
@@ -26,6 +35,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -42,6 +52,58 @@ class Fault:
     drop: bool = False
     after_handler: bool = False
     content_type: str = "application/json"
+    #: answer with an echo of the request: ``true`` (every form), ``"raw"``, ``"url"`` or ``"base64"``
+    echo: bool | str = False
+
+
+#: header names whose values are credentials: echoed first, so a bounded excerpt of the answer holds them
+_CREDENTIAL_HINTS = ("authorization", "key", "token", "cookie", "secret", "signature")
+#: the encodings an echo can use
+ECHO_FORMS = ("raw", "url", "base64")
+
+
+def echo_text(request: web.Request, body: bytes, forms: str | bool = True) -> str:
+    """Everything a request carried (credential headers first, then the URL, the other headers and the
+    body), in the forms asked for: ``raw``, ``url`` (URL-encoded), ``base64``, or all of them."""
+    headers = sorted(
+        request.headers.items(), key=lambda kv: not any(h in kv[0].lower() for h in _CREDENTIAL_HINTS)
+    )
+    parts = [f"{name}: {value}" for name, value in headers]
+    parts += [value for _, value in headers]
+    parts += [request.method + " " + str(request.url), request.path_qs, request.query_string]
+    parts.append(body.decode("utf-8", errors="replace"))
+    wanted = ECHO_FORMS if forms is True or forms == "all" else (str(forms),)
+    out: list[str] = []
+    for form in wanted:
+        for part in parts:
+            if not part:
+                continue
+            if form == "raw":
+                out.append(part)
+            elif form == "url":
+                out.append(quote(part, safe=""))
+            else:
+                out.append(base64.b64encode(part.encode("utf-8")).decode("ascii"))
+    return " | ".join(out)
+
+
+def _echo(request: web.Request, body: bytes, fault: Fault) -> web.Response:
+    text = (f"{fault.body} | " if fault.body else "") + echo_text(request, body, fault.echo)
+    data = {
+        "code": 6,
+        "text": text,
+        "message": text,
+        "detail": text,
+        "error": {"code": "Echo", "message": text, "detail": text},
+        "errors": [{"detail": text}],
+        "errorMessages": [text],
+    }
+    return web.Response(
+        status=fault.status or 400,
+        text=json.dumps(data),
+        content_type="application/json",
+        headers=fault.headers,
+    )
 
 
 @dataclass
@@ -158,6 +220,9 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         if fault.drop and not fault.after_handler:
             record.status = None
             return _drop(request)
+        if fault.echo:
+            record.status = fault.status or 400
+            return _echo(request, body, fault)
         if fault.status is not None:
             record.status = fault.status
             return web.Response(
@@ -186,6 +251,16 @@ async def _faults(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "provider": provider})
 
 
+async def _clear_faults(request: web.Request) -> web.Response:
+    hub = request.config_dict[HUB_KEY]
+    provider = request.query.get("provider")
+    if provider is None:
+        hub.faults.clear()
+    else:
+        hub.faults.pop(provider, None)
+    return web.json_response({"ok": True})
+
+
 async def _requests(request: web.Request) -> web.Response:
     hub = request.config_dict[HUB_KEY]
     provider = request.query.get("provider")
@@ -199,6 +274,7 @@ async def _reset(request: web.Request) -> web.Response:
 
 def control_routes(app: web.Application) -> None:
     app.router.add_post("/_emulator/faults", _faults)
+    app.router.add_delete("/_emulator/faults", _clear_faults)
     app.router.add_get("/_emulator/requests", _requests)
     app.router.add_post("/_emulator/reset", _reset)
 

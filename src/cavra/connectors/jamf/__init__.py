@@ -72,6 +72,7 @@ from cavra.connectors.jamf.profile import (
 )
 from cavra.connectors.jamf.session import Cookies, remember, with_cookies
 from cavra.errors import ConfigError
+from cavra.secretforms import clip, clip_bytes
 from cavra.secrets import Secret
 
 __all__ = ["JamfConnector", "JamfFlow", "JamfSettings", "profile_xml"]
@@ -124,9 +125,9 @@ def credentials(settings: JamfSettings) -> ClientCredentials:
 
 def classic_error(response: Response) -> str:
     """``HTTP 409: Duplicate name`` from a Classic API HTML error page."""
-    text = response.body[:4096].decode("utf-8", errors="replace")
+    text = clip_bytes(response.body, 4096)
     found = _CLASSIC_ERROR.search(text)
-    detail = f": {found.group(1).strip()[:200]}" if found else ""
+    detail = f": {clip(found.group(1).strip(), 200)}" if found else ""
     return f"HTTP {response.status}{detail}"
 
 

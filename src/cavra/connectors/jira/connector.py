@@ -43,6 +43,7 @@ from cavra.connectors.classify import classify
 from cavra.connectors.jira.content import comment_body, dedup_label, issue_fields
 from cavra.connectors.jira.settings import JiraSettings
 from cavra.errors import ConfigError
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 PROOF_CREATED = "created"
@@ -94,7 +95,7 @@ def provider_errors(response: Response) -> str:
     errors = body.get("errors")
     if isinstance(errors, dict):
         parts += [f"{field}: {message}" for field, message in errors.items()]
-    return "; ".join(parts)[:1000]
+    return clip("; ".join(parts), 1000)
 
 
 class JiraConnector:

@@ -9,6 +9,7 @@ from typing import Any
 from cavra.connectors.base import Context, Response
 from cavra.connectors.endpoint.export import EndpointExport
 from cavra.connectors.linux_fleet.settings import DIRECT_PREFIX, PREFIX_PATTERN, RECHECK_WINDOW_SECONDS
+from cavra.secretforms import clip
 
 GATEWAY_HINT = (
     "; behind the Automation Platform 2.5+ platform gateway the controller API is at /api/controller/v2: "
@@ -85,8 +86,8 @@ def awx_error(response: Response) -> str:
     data = response.json_or_none()
     if isinstance(data, dict) and data:
         if isinstance(data.get("detail"), str):
-            return f"HTTP {response.status}: {data['detail'][:200]}"
-        parts = [f"{k}: {json.dumps(v)[:160]}" for k, v in list(data.items())[:3]]
+            return f"HTTP {response.status}: {clip(data['detail'], 200)}"
+        parts = [f"{k}: {clip(json.dumps(v), 160)}" for k, v in list(data.items())[:3]]
         return f"HTTP {response.status}: " + "; ".join(parts)
     return f"HTTP {response.status}"
 

@@ -46,6 +46,7 @@ from cavra.connectors.linux_fleet.settings import (
     poll_interval,
     template_id,
 )
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 
@@ -266,7 +267,7 @@ def _after_poll(response: Response, flow: FlowState, settings: LinuxFleetSetting
     if status in FAILED:
         why = str(data.get("job_explanation") or "").strip()
         return Reject(
-            f"{label} (job template {template}) finished {status}" + (f": {why[:200]}" if why else ""),
+            f"{label} (job template {template}) finished {status}" + (f": {clip(why, 200)}" if why else ""),
             detail={"job_id": flow.remote_id or "", "job_status": status},
         )
     polls = flow.polls + 1

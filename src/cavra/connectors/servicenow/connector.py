@@ -60,6 +60,7 @@ from cavra.connectors.flow import (
 )
 from cavra.connectors.servicenow.settings import ServiceNowSettings, record_fields, work_note
 from cavra.errors import ConfigError
+from cavra.secretforms import clip
 from cavra.secrets import Secret
 
 PROOF_CREATED = "created"
@@ -134,7 +135,7 @@ def provider_error(response: Response) -> str:
     text = str(message or "")
     if detail:
         text = f"{text} ({detail})" if text else str(detail)
-    return text[:1000]
+    return clip(text, 1000)
 
 
 def _plain(value: object) -> str:
