@@ -418,6 +418,9 @@ class Worker:
             record = build_record(event, [result])
         else:
             record = build_record(event, [], config_errors={job.provider: f"not sent: {config_error}"})
+        route = job.payload.get("route")
+        if isinstance(route, str):  # published through the routes: the record names the route that sent it
+            record["route"] = route
         outcome = outcome_for(job, result, self.schedule, now or datetime.now(UTC), config_error=config_error)
         self._completing.add(job.id)
         try:
