@@ -39,7 +39,7 @@ from cavra.governance.integrations import (
     upsert_integration,
 )
 from cavra.governance.outbox import Request, check_wait, is_accepted, submit
-from cavra.governance.publish import publish_events
+from cavra.governance.publish import publish_events, route_table
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
 from cavra.governance.routetest import explain as test_route
 from cavra.governance.routetest import load_cases as load_route_cases
@@ -70,6 +70,7 @@ __all__ = [
     "publish_endpoint_export",
     "publish_events",
     "register_record",
+    "route_table",
     "run_route_cases",
     "test_route",
     "upsert_integration",
