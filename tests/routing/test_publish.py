@@ -3,8 +3,11 @@ PostgreSQL; records name their route; repeats send nothing twice; an unrouted ev
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Any
 
+import jsonschema
 import pytest
 
 from cavra.delivery.policy import RetryPolicy
@@ -16,6 +19,7 @@ from cavra.store import Store
 
 from .conftest import BUNDLE_HIGH, OTHER, ROLLBACK, emulator_config
 
+SCHEMA = json.loads(resources.files("cavra").joinpath("schemas/connector-delivery.v1.json").read_text())
 FAST = RetryPolicy(retries=0, base_delay=0.01)
 NO_DEFAULT = [
     {
@@ -55,6 +59,7 @@ async def test_fan_out_runs_one_job_per_destination_and_records_the_route(
             assert stored is not None
             assert stored["metadata_kind"] == "event-delivery"
             assert stored["route"] == d["route"]
+            jsonschema.validate(stored, SCHEMA)
             assert stored["event_id"] == item["event_id"]
             assert [x["provider"] for x in stored["deliveries"]] == [d["destination"]]
             assert d["record"]["route"] == d["route"]
@@ -106,6 +111,7 @@ async def test_an_unrouted_event_is_answered_recorded_once_and_counted(
     assert stored is not None and stored["metadata_kind"] == "unrouted-event"
     assert stored["routing"] == {"status": "unrouted", "routes_evaluated": 2}
     assert stored["deliveries"] == [] and stored["route"] is None
+    jsonschema.validate(stored, SCHEMA)
     assert routed["status"] == "routed" and len(routed["destinations"]) == 3
     again = await governance.publish_events(store, config, [OTHER], wait=True)
     assert again["events"][0]["delivery_id"] == unrouted["delivery_id"]  # recorded once
