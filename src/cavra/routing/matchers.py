@@ -18,7 +18,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,14 +119,21 @@ class Matcher:
                 raise MatcherError(f"invalid regex {value!r}: {exc}") from None
         return cls(name, split_path(name), op, value, regex)
 
-    def test(self, text: str) -> bool:
+    def __post_init__(self) -> None:
+        # the test, chosen once: routing calls it for every candidate route of every event
+        value, regex = self.value, self.regex
         if self.op == "=":
-            return text == self.value
-        if self.op == "!=":
-            return text != self.value
-        assert self.regex is not None
-        hit = self.regex.match(text) is not None
-        return hit if self.op == "=~" else not hit
+            fast: Callable[[str], bool] = value.__eq__
+        elif self.op == "!=":
+            fast = value.__ne__
+        else:
+            assert regex is not None
+            match = regex.match
+            fast = (lambda t: match(t) is not None) if self.op == "=~" else (lambda t: match(t) is None)
+        object.__setattr__(self, "test", fast)
+
+    def test(self, text: str) -> bool:  # replaced per instance by __post_init__
+        raise NotImplementedError
 
     def __str__(self) -> str:
         return f"{self.name}{self.op}{json.dumps(self.value, ensure_ascii=False)}"

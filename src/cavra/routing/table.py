@@ -66,7 +66,10 @@ class Route:
             return False
         return self._rest(event, severity_of(event) if self.min_severity else 0)
 
-    def _rest(self, event: Mapping[str, Any], rank: int) -> bool:
+    def _rest(
+        self, event: Mapping[str, Any], rank: int, fields: dict[tuple[str, ...], str] | None = None
+    ) -> bool:
+        """The conditions past ``event_type``; ``fields``: field texts already read for this event."""
         if self.min_severity is not None and rank < self.min_rank:
             return False
         if self.subject_kind is not None or self.subject_id is not None:
@@ -75,7 +78,15 @@ class Route:
                 return False
             if self.subject_id is not None and not self.subject_id.test(sid):
                 return False
-        return all(m.test(read_field(event, m.path)) for m in self.matchers)
+        if fields is None:
+            fields = {}
+        for m in self.matchers:
+            text = fields.get(m.path)
+            if text is None:
+                text = fields[m.path] = read_field(event, m.path)
+            if not m.test(text):
+                return False
+        return True
 
     def describe(self) -> dict[str, Any]:
         """The route as an answer shows it (index, name, destinations, continue, default)."""
@@ -138,10 +149,11 @@ class RouteTable:
         et = event.get("event_type")
         rank = -1
         hits: list[Route] = []
+        fields: dict[tuple[str, ...], str] = {}
         for route in self.candidates(et if isinstance(et, str) else ""):
             if route.min_severity is not None and rank < 0:
                 rank = severity_of(event)
-            if route._rest(event, rank):
+            if route._rest(event, rank, fields):
                 hits.append(route)
                 if not route.cont:
                     break
