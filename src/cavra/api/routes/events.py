@@ -144,9 +144,11 @@ async def publish(body: EventsIn, runtime: RuntimeDep, idempotency_key: Idempote
             policy=runtime.policy(body.retries),
         )
     )
+    # the service's answer is already plain JSON: sent as is (the response models document it), not
+    # validated again field by field (with "wait" it holds every destination's whole record)
     if result["status"] == "accepted":
         return JSONResponse(status_code=202, content=result, headers={"Location": result["status_url"]})
-    return result
+    return JSONResponse(content=result)
 
 
 @router.post(
