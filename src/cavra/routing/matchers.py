@@ -19,7 +19,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cavra.events import SEVERITIES, canonical_json
@@ -93,6 +93,9 @@ class Matcher:
     op: str
     value: str
     regex: re.Pattern[str] | None
+    #: this matcher's place among the distinct matchers of its route table (set by the table): routing
+    #: tests each distinct matcher at most once per event, however many routes repeat it
+    slot: int = field(default=0, compare=False)
 
     @classmethod
     def parse(cls, text: object) -> Matcher:

@@ -38,9 +38,15 @@ class Route:
     cont: bool = False
     default: bool = False
 
-    @property
-    def min_rank(self) -> int:
-        return 0 if self.min_severity is None else SEVERITIES.index(self.min_severity)
+    #: the rank ``min_severity`` asks for (0: any); set from it
+    min_rank: int = field(default=0, init=False, compare=False)
+    #: subject conditions, or none
+    has_subject: bool = field(default=False, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rank = 0 if self.min_severity is None else SEVERITIES.index(self.min_severity)
+        object.__setattr__(self, "min_rank", rank)
+        object.__setattr__(self, "has_subject", self.subject_kind is not None or self.subject_id is not None)
 
     @property
     def catches_all(self) -> bool:
@@ -64,15 +70,20 @@ class Route:
         et = event.get("event_type")
         if not self.type_matches(et if isinstance(et, str) else ""):
             return False
-        return self._rest(event, severity_of(event) if self.min_severity else 0)
+        return self._rest(event, severity_of(event) if self.min_rank else 0)
 
     def _rest(
-        self, event: Mapping[str, Any], rank: int, fields: dict[tuple[str, ...], str] | None = None
+        self,
+        event: Mapping[str, Any],
+        rank: int,
+        fields: dict[tuple[str, ...], str] | None = None,
+        results: list[bool | None] | None = None,
     ) -> bool:
-        """The conditions past ``event_type``; ``fields``: field texts already read for this event."""
-        if self.min_severity is not None and rank < self.min_rank:
+        """The conditions past ``event_type``. ``fields``: field texts already read for this event;
+        ``results``: matcher outcomes already known for it (by ``Matcher.slot``)."""
+        if self.min_rank and rank < self.min_rank:
             return False
-        if self.subject_kind is not None or self.subject_id is not None:
+        if self.has_subject:
             kind, sid = subject_of(event)
             if self.subject_kind is not None and not self.subject_kind.test(kind):
                 return False
@@ -81,10 +92,15 @@ class Route:
         if fields is None:
             fields = {}
         for m in self.matchers:
-            text = fields.get(m.path)
-            if text is None:
-                text = fields[m.path] = read_field(event, m.path)
-            if not m.test(text):
+            known = None if results is None else results[m.slot]
+            if known is None:
+                text = fields.get(m.path)
+                if text is None:
+                    text = fields[m.path] = read_field(event, m.path)
+                known = m.test(text)
+                if results is not None:
+                    results[m.slot] = known
+            if not known:
                 return False
         return True
 
@@ -125,6 +141,15 @@ class RouteTable:
 
     routes: tuple[Route, ...]
     _candidates: dict[str, tuple[Route, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: distinct matchers (same field, operator and value) across the routes; see ``Matcher.slot``
+    slots: int = field(default=0, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        seen: dict[tuple[tuple[str, ...], str, str], int] = {}
+        for route in self.routes:
+            for m in route.matchers:
+                object.__setattr__(m, "slot", seen.setdefault((m.path, m.op, m.value), len(seen)))
+        object.__setattr__(self, "slots", len(seen))
 
     @property
     def default(self) -> Route | None:
@@ -150,10 +175,11 @@ class RouteTable:
         rank = -1
         hits: list[Route] = []
         fields: dict[tuple[str, ...], str] = {}
+        results: list[bool | None] = [None] * self.slots
         for route in self.candidates(et if isinstance(et, str) else ""):
-            if route.min_severity is not None and rank < 0:
+            if route.min_rank and rank < 0:
                 rank = severity_of(event)
-            if route._rest(event, rank, fields):
+            if route._rest(event, rank, fields, results):
                 hits.append(route)
                 if not route.cont:
                     break
