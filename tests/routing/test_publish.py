@@ -144,3 +144,16 @@ async def test_bad_input_writes_nothing(store: Store, emulators: EmulatorServer)
         await governance.publish_events(store, config, [ROLLBACK])
     assert store.get_job_by_key("x") is None
     assert not emulators.hub.received()
+
+
+async def test_a_redelivery_keeps_the_route(store: Store, emulators: EmulatorServer) -> None:
+    from cavra.delivery import replay
+
+    config = emulator_config(emulators)
+    answer = await governance.publish_events(store, config, [ROLLBACK], wait=True, retries=0, policy=FAST)
+    first = answer["events"][0]["destinations"][0]
+    sub = await replay.redeliver(store, first["delivery_id"], config=config, wait=True, timeout=30)
+    assert sub.done
+    again = sub.documents[0]
+    assert again is not None and again["route"] == first["route"] == "release-rollbacks"
+    assert again["job"]["replay_of"] == first["delivery_id"]
