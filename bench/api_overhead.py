@@ -50,8 +50,11 @@ def cavra_command(*args: str) -> list[str]:
 class ApiServer:
     """``cavra serve`` in a subprocess on a free loopback port; ``url``, ``pid``; stopped on exit."""
 
-    def __init__(self, workdir: Path, *, store_url: str, sink_url: str) -> None:
+    def __init__(
+        self, workdir: Path, *, store_url: str, sink_url: str, connectors: dict[str, Any] | None = None
+    ) -> None:
         self.workdir = workdir
+        self.connectors = connectors
         self.store_url = store_url
         self.sink_url = sink_url
         self.port = 0
@@ -68,7 +71,7 @@ class ApiServer:
 
     def start(self) -> ApiServer:
         config = self.workdir / "connectors.json"
-        config.write_text(json.dumps(webhook_connectors(self.sink_url)), encoding="utf-8")
+        config.write_text(json.dumps(self.connectors or webhook_connectors(self.sink_url)), encoding="utf-8")
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAVRA_")}
         self._log = open(self.workdir / f"serve-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()

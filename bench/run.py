@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api_overhead, memory, report, store_scale
+from bench import api_overhead, memory, report, routing, store_scale
 from bench.common import REPO, Section, machine_facts, now_iso, package_versions
 from bench.contestants import Contestant, alternate
 from bench.contestants.baselines import AiohttpCeiling, AppriseJson, RequestsPost, RequestsSession
@@ -38,7 +38,7 @@ from bench.targets import TARGETS, evaluate
 log = logging.getLogger("bench")
 RESULTS = REPO / "bench" / "results"
 PAGE = REPO / "docs" / "performance.md"
-SECTIONS = ("throughput", "siem", "store", "api", "memory")
+SECTIONS = ("throughput", "siem", "store", "api", "memory", "routing")
 
 FULL: dict[str, Any] = {
     "throughput": {"events": 20_000, "rounds": 5, "budget": 6.0},
@@ -55,6 +55,7 @@ FULL: dict[str, Any] = {
     },
     "api": {"rounds": 3, "requests": {1: 300, 32: 1500}, "budget": 30.0},
     "memory": {"jobs": 100_000, "budget": 90.0, "pages": 200, "dashboards": 3},
+    "routing": {"events": 20_000, "rounds": 3, "requests": 200},
 }
 QUICK: dict[str, Any] = {
     "throughput": {"events": 120, "rounds": 2, "budget": 20.0},
@@ -71,6 +72,7 @@ QUICK: dict[str, Any] = {
     },
     "api": {"rounds": 2, "requests": {1: 20, 32: 64}, "budget": 20.0},
     "memory": {"jobs": 500, "budget": 60.0, "pages": 10, "dashboards": 1},
+    "routing": {"events": 300, "rounds": 1, "requests": 10},
 }
 
 
@@ -257,6 +259,13 @@ def make_sections() -> dict[str, Section]:
             "Peak RSS (VmHWM) of `cavra worker` draining jobs, and of `cavra serve` answering history and "
             "dashboards on the store-at-scale database.",
         ),
+        "routing": Section(
+            "routing",
+            "6. Routing (100 routes) and POST /events fan-out",
+            "Routing: RouteTable.route per event, timed alone, on 100 compiled routes. Fan-out: cavra serve "
+            "on SQLite, POST /events with wait (one route, 3 destinations: webhook, HEC, Datadog, all at "
+            "the sink) against POST /integrations/{id}/deliver (1 destination), alternating, one client.",
+        ),
     }
 
 
@@ -379,6 +388,18 @@ def main(argv: list[str] | None = None) -> int:
                 ).skipped = "the store section did not run"
 
         run_section("memory", memory_section)
+        rc = cfg["routing"]
+        run_section(
+            "routing",
+            lambda s: routing.run(
+                s,
+                workdir,
+                sink_url=sink.url,
+                events=rc["events"],
+                rounds=rc["rounds"],
+                requests=rc["requests"],
+            ),
+        )
 
     for name in chosen:
         for fig in sections[name].figures.values():

@@ -86,6 +86,24 @@ TARGETS = [
         "api_added_p50", "API added latency p50 ≤ 3 ms at 1 client", "api", "added_p50_c1", "<=", 3.0, "ms"
     ),
     Target(
+        "routing_p50",
+        "Routing one event with 100 routes ≤ 20 µs p50",
+        "routing",
+        "route_p50",
+        "<=",
+        20.0,
+        "µs",
+    ),
+    Target(
+        "publish_added_p50",
+        "POST /events with 3 matched destinations adds ≤ 3 ms p50 over one destination's deliver route",
+        "routing",
+        "publish_added_p50",
+        "<=",
+        3.0,
+        "ms",
+    ),
+    Target(
         "worker_rss",
         "Worker peak RSS ≤ 200 MB for 100,000 jobs",
         "memory",

@@ -24,6 +24,7 @@ from cavra.connectors.base import Connector, ConnectorSettings
 from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
 from cavra.errors import ConfigError, not_found
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
+from cavra.routing import RouteTable, compile_routes
 from cavra.secretforms import USER_FIELDS, basic_pairs, url_path_secrets
 from cavra.secrets import Secret, from_env, from_file
 from cavra.transport import SendOptions
@@ -61,6 +62,8 @@ class LoadedConfig:
     errors: dict[str, str] = field(default_factory=dict)
     #: knows the secrets of every loaded target in every wire form: for logs, API answers, console pages
     redactor: Redactor = field(default_factory=Redactor)
+    #: the compiled ``routes`` list (``None``: the file has none); see :mod:`cavra.routing`
+    routes: RouteTable | None = None
 
     @property
     def providers(self) -> list[str]:
@@ -199,7 +202,7 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
     connectors = data.get("connectors")
     if not isinstance(connectors, dict):
         raise ConfigError(f"{source}: key 'connectors' is required and must map provider names to settings")
-    unknown = set(data) - {"connectors", "version", "defaults"}
+    unknown = set(data) - {"connectors", "version", "defaults", "routes"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}")
     return data
@@ -236,6 +239,9 @@ def config_from_data(
     base_dir: Path | None = None,
 ) -> LoadedConfig:
     loaded = LoadedConfig(source=source)
+    if data.get("routes") is not None:  # a bad route refuses the whole file (errors name the route)
+        names = [str(name) for name in data["connectors"]]
+        loaded.routes = compile_routes(data["routes"], source=source, destinations=names)
     for provider, raw in data["connectors"].items():
         try:
             target = target_from_mapping(str(provider), raw or {}, environ, base_dir)

@@ -7,6 +7,11 @@ Counted by the workers of this process (:meth:`DeliveryMetrics.run_finished`):
 * ``cavra_delivery_attempts_total{provider}``: HTTP exchanges;
 * ``cavra_delivery_duration_seconds{provider}``: attempt run latency (histogram).
 
+Counted by the publishes of this process (:meth:`DeliveryMetrics.event_routed`):
+
+* ``cavra_events_published_total{outcome}``: published events, ``routed`` or ``unrouted`` (matched no
+  route: answered and recorded, never dropped).
+
 Read from the store at each scrape, so they are the same whichever process serves them:
 
 * ``cavra_queue_jobs{state}``: jobs per state; ``cavra_queue_due_jobs``: jobs a worker could claim now;
@@ -101,11 +106,20 @@ class DeliveryMetrics(RunObserver):
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.events = Counter(
+            "cavra_events_published",
+            "Events published through the routes (POST /events, cavra events publish) by routing outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_StoreCollector(self))
 
     def bind_store(self, store: Store | None) -> None:
         """The store the gauges are read from (``None``: report ``cavra_store_up 0``)."""
         self.store = store
+
+    def event_routed(self, routed: bool) -> None:
+        self.events.labels("routed" if routed else "unrouted").inc()
 
     def run_finished(
         self, job: Job, result: ProviderDelivery | None, outcome: JobOutcome, seconds: float

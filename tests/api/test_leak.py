@@ -45,6 +45,13 @@ def wrong(env: dict[str, str]) -> dict[str, str]:
     return {k: v if v.startswith("http") else f"WRONG-{k}-9f8e7d6c5b4a" for k, v in env.items()}
 
 
+ROLLBACK_EVENT = {
+    "event_type": "cavra.release.rollback_execution",
+    "execution_id": "rre_prod",
+    "severity": "critical",
+}
+
+
 def calls() -> list[tuple[str, str, str, dict[str, object]]]:
     """(method, route template, concrete path, request kwargs): every route, good and bad input."""
     deliver = {"event": SEED_EVENT, "retries": 1}
@@ -113,6 +120,12 @@ def calls() -> list[tuple[str, str, str, dict[str, object]]]:
             "/endpoint-management-publications/dashboard",
             {},
         ),
+        # through the routes: every destination the written routes name, waited (records in the answer)
+        ("POST", "/events", "/events", {"json": {"events": [SEED_EVENT, ROLLBACK_EVENT], "wait": True}}),
+        ("POST", "/events", "/events", {"json": {"event": {"event_type": "acme.other"}}}),
+        ("POST", "/events", "/events", {"json": {"event": {"no": "type"}}}),
+        ("POST", "/routes/test", "/routes/test", {"json": {"event": SEED_EVENT}}),
+        ("POST", "/routes/test", "/routes/test", {"json": {"event": ROLLBACK_EVENT}}),
         ("GET", "/deliveries/{delivery_id}", "/deliveries/dlv_missing", {}),
         ("POST", "/deliveries/{delivery_id}/redeliver", "/deliveries/dlv_missing/redeliver", {}),
         ("GET", "/jobs", "/jobs?state=dead", {}),

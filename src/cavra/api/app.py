@@ -18,7 +18,7 @@ from cavra import __version__
 from cavra.api.deps import Runtime
 from cavra.api.errors import install_error_handlers
 from cavra.api.middleware import RequestContext
-from cavra.api.routes import health, history, integrations, queue, release
+from cavra.api.routes import events, health, history, integrations, queue, release
 from cavra.api.schemas import ErrorOut
 from cavra.api.settings import ApiSettings
 from cavra.console import routes as console
@@ -40,6 +40,10 @@ TAGS = [
         "description": "Integration records and deliveries through them (admin, operator).",
     },
     {"name": "release", "description": "Release records and their connector deliveries (operator)."},
+    {
+        "name": "events",
+        "description": "Publish events through the routes; test the routes without sending (operator).",
+    },
     {"name": "history", "description": "Delivery history, dashboards and evidence (auditor)."},
     {"name": "service", "description": "Health, readiness and the loaded configuration."},
 ]
@@ -73,6 +77,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContext, max_body_bytes=cfg.max_body_bytes, protected_mode=cfg.tokens.protected_mode
     )
-    for module in (integrations, release, history, queue, health, console):
+    for module in (integrations, release, events, history, queue, health, console):
         app.include_router(module.router)
     return app

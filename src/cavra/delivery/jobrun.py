@@ -167,6 +167,9 @@ class JobRunner:
     ) -> None:
         """Write the completion (:func:`cavra.delivery.settle.write_completion`: retried while the store
         fails for a while; the job ended with a cleaned record when the store refuses the record)."""
+        route = job.payload.get("route")
+        if isinstance(route, str):  # published through the routes: the record names the route that sent it
+            record["route"] = route
         self._completing.add(job.id)
         try:
             (stored, after, held), outcome = await write_completion(

@@ -78,7 +78,38 @@ def demo_environment(
             provider = entry.pop("provider", name)
             connectors[provider] = entry
         env.update(entry_env)
-    return {"connectors": connectors}, env
+    return {"connectors": connectors, "routes": demo_routes(connectors)}, env
+
+
+#: the demo's routes (docs/routing.md): rollbacks to the release channel and a ticket, all release events
+#: and evidence to the SIEM, high-severity sessions also to the SOC's Teams channel and webhook
+DEMO_ROUTES: tuple[dict[str, Any], ...] = (
+    {
+        "name": "release-rollbacks",
+        "event_type": "cavra.release.rollback_execution",
+        "to": ["slack", "jira"],
+        "continue": True,
+    },
+    {"name": "release-audit", "event_type": "cavra.release.*", "to": ["splunk"]},
+    {
+        "name": "soc-high",
+        "event_type": "cavra.evidence_bundle",
+        "min_severity": "high",
+        "to": ["teams", "splunk", "webhook"],
+    },
+    {"name": "evidence", "event_type": "cavra.evidence_bundle", "to": ["splunk"]},
+    {"default": True, "name": "everything-else", "to": ["webhook"]},
+)
+
+
+def demo_routes(connectors: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """:data:`DEMO_ROUTES` naming only the destinations ``connectors`` defines (routes left empty dropped)."""
+    out = []
+    for route in DEMO_ROUTES:
+        to = [d for d in route["to"] if d in connectors]
+        if to:
+            out.append({**route, "to": to})
+    return out
 
 
 def write_demo_config(

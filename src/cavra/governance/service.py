@@ -40,7 +40,11 @@ from cavra.governance.integrations import (
     upsert_integration,
 )
 from cavra.governance.outbox import Request, check_wait, is_accepted, submit
+from cavra.governance.publish import publish_events, route_table
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
+from cavra.governance.routetest import explain as test_route
+from cavra.governance.routetest import load_cases as load_route_cases
+from cavra.governance.routetest import run_cases as run_route_cases
 from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import Store
 from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, RecordAccess, StoredDelivery
@@ -64,8 +68,13 @@ __all__ = [
     "is_accepted",
     "list_integrations",
     "load_record_file",
+    "load_route_cases",
     "publish_endpoint_export",
+    "publish_events",
     "register_record",
+    "route_table",
+    "run_route_cases",
+    "test_route",
     "upsert_integration",
 ]
 

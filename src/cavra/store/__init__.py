@@ -13,11 +13,13 @@ See ``docs/store.md`` for record kinds, the chain and the dashboards.
 from __future__ import annotations
 
 from cavra.store.base import (
+    EVENT_DELIVERY,
     INTEGRATION_DELIVERY,
     METADATA_KINDS,
     PUBLICATION_DELIVERY,
     RECORD_KINDS,
     RELEASE_DELIVERY,
+    UNROUTED_EVENT,
     Cursor,
     DeliveryFilter,
     EventTypeStats,
@@ -35,12 +37,14 @@ from cavra.store.engine import DEFAULT_SQLITE_PATH, ENV_URL, redact_url, resolve
 __all__ = [
     "DEFAULT_SQLITE_PATH",
     "ENV_URL",
+    "EVENT_DELIVERY",
     "GENESIS_SHA256",
     "INTEGRATION_DELIVERY",
     "METADATA_KINDS",
     "PUBLICATION_DELIVERY",
     "RECORD_KINDS",
     "RELEASE_DELIVERY",
+    "UNROUTED_EVENT",
     "ChainBreak",
     "ChainReport",
     "Cursor",

@@ -43,13 +43,24 @@ RECORD_KINDS = (
     "rollback_execution",
     "endpoint_export",
     "endpoint_publication",
+    "unrouted_event",
 )
 
 RELEASE_DELIVERY = "release-connector-delivery"
 PUBLICATION_DELIVERY = "endpoint-management-publication-delivery"
 INTEGRATION_DELIVERY = "integration-delivery"
+#: an event published through the routes (``POST /events``), one record per destination
+EVENT_DELIVERY = "event-delivery"
+#: the evidence that a published event matched no route (a record with no deliveries)
+UNROUTED_EVENT = "unrouted-event"
 #: How a stored delivery is indexed; history and dashboards select by these.
-METADATA_KINDS = (RELEASE_DELIVERY, PUBLICATION_DELIVERY, INTEGRATION_DELIVERY)
+METADATA_KINDS = (
+    RELEASE_DELIVERY,
+    PUBLICATION_DELIVERY,
+    INTEGRATION_DELIVERY,
+    EVENT_DELIVERY,
+    UNROUTED_EVENT,
+)
 
 
 def utc(ts: datetime) -> datetime:
