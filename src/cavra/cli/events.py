@@ -61,7 +61,7 @@ def publish(
         validate_retries(retries)
         loaded = load_config(config)
         governance.route_table(loaded)  # no routes: an error before the store is opened
-        with open_selected(store, metadata_json) as st:
+        with open_selected(store, metadata_json, create=True) as st:
             answer = _publish_all(st, loaded, events, retries=retries, wait=not no_wait)
     if as_json:
         print_json(answer)
