@@ -64,7 +64,9 @@ async def test_list_get_update_delete(client: httpx.AsyncClient) -> None:
     deleted = await client.delete("/integrations/splunk", headers={"X-CAVRA-Request": "1"})
     assert deleted.json() == {"deleted": True, "id": "splunk"}
     assert_error(await client.get("/integrations/splunk"), 404, "not_found")
-    assert_error(await client.delete("/integrations/splunk", headers={"X-CAVRA-Request": "1"}), 404, "not_found")
+    assert_error(
+        await client.delete("/integrations/splunk", headers={"X-CAVRA-Request": "1"}), 404, "not_found"
+    )
 
 
 @pytest.mark.parametrize(

@@ -148,37 +148,34 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, code, validation_detail(errors))
 
 
-def _matches(request: Request, path: str) -> list[tuple[Match, set[str]]]:
-    """How each route of the application matches ``path`` (for the request's method), with its methods."""
-    scope = {**request.scope, "path": path}
-    found: list[tuple[Match, set[str]]] = []
-    for route in request.app.router.routes:
-        methods = getattr(route, "methods", None)
-        if not methods:
-            continue
-        match, _child = route.matches(scope)
-        if match is not Match.NONE:
-            found.append((match, set(methods)))
+#: the methods a route may take (HEAD is answered wherever GET is)
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _methods_at(request: Request, path: str) -> set[str]:
+    """Every method some route of the application takes at ``path`` (each probed through routing)."""
+    found: set[str] = set()
+    for method in _METHODS:
+        scope = {**request.scope, "path": path, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            found.add(method)
+    if "GET" in found:
+        found.add("HEAD")
     return found
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method the request's path takes (``HEAD`` wherever ``GET``), for ``Allow``."""
-    methods: set[str] = set()
-    for _match, more in _matches(request, request.url.path):
-        methods |= more
-    if "GET" in methods:
-        methods.add("HEAD")
-    return ", ".join(sorted(methods))
+    """Every method the request's path takes, for ``Allow``."""
+    return ", ".join(sorted(_methods_at(request, request.scope["path"])))
 
 
 def _slash_redirect(request: Request) -> Response | None:
     """A relative redirect to the same path with (or without) its trailing slash, when a route takes it."""
-    path = request.url.path
+    path = str(request.scope["path"])
     if path == "/" or path.startswith("//"):
         return None
     other = path[:-1] if path.endswith("/") else path + "/"
-    if other.startswith("//") or not any(m is Match.FULL for m, _ in _matches(request, other)):
+    if other.startswith("//") or _method(request).replace("HEAD", "GET") not in _methods_at(request, other):
         return None
     raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1") or path
     location = raw[:-1] if raw.endswith("/") else raw + "/"
@@ -207,9 +204,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         redirect = _slash_redirect(request)
         if redirect is not None:
             return redirect
-        detail = f"no route {request.url.path}"
+        detail = f"no route {request.scope['path']}"
     elif status == 405:
-        detail = f"method {_method(request)} is not allowed on {request.url.path}"
+        detail = f"method {_method(request)} is not allowed on {request.scope['path']}"
         headers["Allow"] = allowed_methods(request)
     else:
         detail = str(exc.detail) if isinstance(exc.detail, str) else code.replace("_", " ")
