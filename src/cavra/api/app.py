@@ -37,8 +37,8 @@ tokens configured the server runs in protected mode: it answers loopback clients
 
 **Browsers.** A loopback server (and any server given `--allowed-host`) answers only loopback `Host` names
 and the allowed ones (421 otherwise). `POST`, `PUT`, `PATCH` and `DELETE` requests must not look like ones
-a page on another site can send: a body must be `application/json` (415); a request without a body must
-send `Content-Type: application/json`, `Authorization` or `X-CAVRA-Request: 1` (403); an `Origin` of
+a page on another site can send: a body must be `application/json` (415); in protected mode a request
+without a body must send `Content-Type: application/json` or `X-CAVRA-Request: 1` (403); an `Origin` of
 another site is refused (403).
 
 **Errors.** Every error answer is `{"error", "detail", "request_id"}`.
