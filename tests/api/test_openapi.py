@@ -68,7 +68,7 @@ ROLES = (*TOKENS, None)
 
 @pytest.mark.parametrize("role", ROLES)
 @schema.parametrize()
-@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_route_conforms(case: schemathesis.Case, role: str | None) -> None:
     case.call_and_validate(headers=bearer(role) if role else {}, checks=CHECKS)
 
