@@ -67,7 +67,7 @@ async def running(
     """The app with its lifespan, behind an httpx client whose peer address is ``client``."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=client)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test", timeout=60) as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", timeout=60) as c:
             yield c
 
 

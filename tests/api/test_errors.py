@@ -64,7 +64,7 @@ async def test_nested_field_path(client: httpx.AsyncClient) -> None:
 
 async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     assert_error(await client.get("/nope"), 404, "not_found")
-    err = assert_error(await client.put("/integrations"), 405, "method_not_allowed")
+    err = assert_error(await client.put("/integrations", json={}), 405, "method_not_allowed")
     assert "PUT" in err["detail"]
 
 
@@ -116,7 +116,7 @@ async def test_connectors_status_and_reload(client: httpx.AsyncClient) -> None:
     status = (await client.get("/connectors")).json()
     assert status["providers"]["splunk"] == "siem"
     assert status["providers"]["jamf"] == "endpoint"
-    reloaded = await client.post("/connectors/reload")
+    reloaded = await client.post("/connectors/reload", headers={"X-CAVRA-Request": "1"})
     assert reloaded.status_code == 200
     assert reloaded.json()["providers"] == status["providers"]
 
@@ -127,7 +127,9 @@ async def test_reload_of_broken_file_keeps_the_old_config(make_client: AppFactor
     async with make_client() as c:
         before = (await c.get("/connectors")).json()
         Path(before["source"]).write_text("{ not json")
-        assert_error(await c.post("/connectors/reload"), 422, "configuration_error")
+        assert_error(
+            await c.post("/connectors/reload", headers={"X-CAVRA-Request": "1"}), 422, "configuration_error"
+        )
         assert (await c.get("/connectors")).json()["providers"] == before["providers"]
         resp = await c.post("/integrations", json=SPLUNK_INTEGRATION)
         assert resp.status_code == 200

@@ -61,10 +61,12 @@ async def test_list_get_update_delete(client: httpx.AsyncClient) -> None:
     assert updated.status_code == 200
     assert (await client.get("/integrations/splunk")).json()["health_status"] == "degraded"
 
-    deleted = await client.delete("/integrations/splunk")
+    deleted = await client.delete("/integrations/splunk", headers={"X-CAVRA-Request": "1"})
     assert deleted.json() == {"deleted": True, "id": "splunk"}
     assert_error(await client.get("/integrations/splunk"), 404, "not_found")
-    assert_error(await client.delete("/integrations/splunk"), 404, "not_found")
+    assert_error(
+        await client.delete("/integrations/splunk", headers={"X-CAVRA-Request": "1"}), 404, "not_found"
+    )
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,7 @@ async def test_console_in_headless_chromium(seed: Seed, tmp_path: Path) -> None:
                 cookies = {c["name"]: c for c in await context.cookies()}
                 session = cookies["cavra_console"]
                 assert session["httpOnly"] is True and session["sameSite"] == "Strict"
+                assert TOKENS["auditor"] not in session["value"]  # a session id, never the token
                 assert await page.evaluate("document.cookie") == ""  # HttpOnly: no script can read it
 
                 # the overview: the critical alert is there, in colour

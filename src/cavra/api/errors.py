@@ -3,7 +3,12 @@
 Project errors map to statuses (input 422, unknown id 404, conflict 409, configuration 422, store 503);
 validation errors name the field path; anything unexpected is a 500 whose detail names only the request id
 (the traceback goes to the server log). Every detail passes the application's redactor, which knows the
-configured connector secrets, so no answer carries one even if a message were to.
+configured connector secrets, so no answer carries one even if a message were to, and has its control
+characters escaped (``\x0a``), so no answer echoes a line break or a terminal sequence a client sent.
+
+A 405 answer names every method the path takes (``Allow``). A path that differs from a route only by its
+trailing slash is redirected (307) with a relative ``Location``: nothing in an answer is built from the
+``Host`` header.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match
 
+from cavra.api.logs import printable
 from cavra.errors import CavraError, ConfigError, ConflictError, InputError, NotFoundError, StoreError
 from cavra.redaction import Redactor
 
@@ -30,6 +38,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    421: "misdirected_request",
     415: "unsupported_media_type",
     422: "invalid_request",
     500: "internal_error",
@@ -62,7 +71,7 @@ def redactor_of(request: Request) -> Redactor:
 
 
 def error_body(code: str, detail: str, request_id: str, redactor: Redactor | None = None) -> dict[str, str]:
-    text = (redactor or Redactor()).scrub(detail)
+    text = printable((redactor or Redactor()).scrub(detail))
     return {"error": code, "detail": text, "request_id": request_id}
 
 
@@ -139,20 +148,69 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, code, validation_detail(errors))
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+#: the methods a route may take (HEAD is answered wherever GET is)
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _methods_at(request: Request, path: str) -> set[str]:
+    """Every method some route of the application takes at ``path`` (each probed through routing)."""
+    found: set[str] = set()
+    for method in _METHODS:
+        scope = {**request.scope, "path": path, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            found.add(method)
+    if "GET" in found:
+        found.add("HEAD")
+    return found
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path takes, for ``Allow``."""
+    return ", ".join(sorted(_methods_at(request, request.scope["path"])))
+
+
+def _slash_redirect(request: Request) -> Response | None:
+    """A relative redirect to the same path with (or without) its trailing slash, when a route takes it."""
+    path = str(request.scope["path"])
+    if path == "/" or path.startswith("//"):
+        return None
+    other = path[:-1] if path.endswith("/") else path + "/"
+    if other.startswith("//") or _method(request).replace("HEAD", "GET") not in _methods_at(request, other):
+        return None
+    raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1") or path
+    location = raw[:-1] if raw.endswith("/") else raw + "/"
+    if not location.startswith("/") or location.startswith("//") or printable(location) != location:
+        return None
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    if query:
+        location += "?" + query
+    return RedirectResponse(location, status_code=307)
+
+
+def _method(request: Request) -> str:
+    """The method the client sent (the envelope answers ``HEAD`` as ``GET``)."""
+    return str(request.scope.get("state", {}).get("method") or request.method)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     code = _HTTP_CODES.get(status, "error")
+    headers = dict(exc.headers or {})
     if status == 400 and exc.detail == "There was an error parsing the body":
         # FastAPI's answer to a body it cannot decode (not UTF-8): invalid JSON, like any other
         return error_response(request, 422, "invalid_json", "body: not valid JSON (or not UTF-8 text)")
     if status == 404:
-        detail = f"no route {request.url.path}"
+        redirect = _slash_redirect(request)
+        if redirect is not None:
+            return redirect
+        detail = f"no route {request.scope['path']}"
     elif status == 405:
-        detail = f"method {request.method} is not allowed on {request.url.path}"
+        detail = f"method {_method(request)} is not allowed on {request.scope['path']}"
+        headers["Allow"] = allowed_methods(request)
     else:
         detail = str(exc.detail) if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(request, status, code, detail, exc.headers)
+    return error_response(request, status, code, detail, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,13 +1,17 @@
 """Server logging: one JSON object per line (``--log-format json``) or readable lines (``text``).
 
 Every formatted line passes the application's redactor, so a configured connector secret cannot reach the
-log even through an exception message or a traceback.
+log even through an exception message or a traceback. A text line cannot be forged by what a client sends
+(a path such as ``/x%0a2024-05-01 … INFO …``): control characters in the message and the fields are
+escaped (``\x0a``), and every line of a traceback after the first is indented, so a line that starts in
+the first column is always the start of a record. JSON lines escape them by construction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Literal
@@ -28,6 +32,20 @@ _FIELDS = (
     "event_id",
     "attempts",
 )
+
+
+#: C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidirectional overrides
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\x0a``, ``\\u2028``): it stays on one line."""
+    return _CONTROL.sub(_escape, text)
 
 
 class _Scrubbing(logging.Formatter):
@@ -66,13 +84,27 @@ class TextFormatter(_Scrubbing):
     """``2024-05-01 12:00:00,000 INFO cavra.api.access POST /integrations 200 request_id=… duration_ms=…``."""
 
     def render(self, record: logging.LogRecord) -> str:
-        base = super().render(record)
-        extras = [f"{n}={record.__dict__[n]}" for n in _FIELDS if record.__dict__.get(n) is not None]
-        extras = [e for e in extras if not e.startswith(("method=", "path=", "status="))]
-        if not extras:
-            return base
-        head, sep, tail = base.partition("\n")
-        return f"{head} {' '.join(extras)}{sep}{tail}"
+        record.message = printable(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        head = self.formatMessage(record)
+        extras = [
+            f"{n}={printable(str(record.__dict__[n]))}"
+            for n in _FIELDS
+            if n not in ("method", "path", "status") and record.__dict__.get(n) is not None
+        ]
+        if extras:
+            head = f"{head} {' '.join(extras)}"
+        tail: list[str] = []
+        if record.exc_info and record.exc_info[0] is not None:
+            tail.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            tail.append(self.formatStack(record.stack_info))
+        if not tail:
+            return head
+        # continuation lines are indented: only a record's first line starts in the first column
+        lines = "\n".join(tail).splitlines()
+        return head + "".join(f"\n    {printable(line)}" for line in lines)
 
 
 def configure_logging(fmt: LogFormat, level: str, redactor: Redactor | None = None) -> None:

@@ -1,10 +1,12 @@
 """The request envelope, as one pure ASGI middleware (outermost of the application's own layers).
 
 For every HTTP request it: assigns a request id (``X-Request-ID``, echoed in every answer and error body);
-answers only loopback clients in protected mode (no API tokens configured); refuses bodies over the size
-limit with 413 (by ``Content-Length`` at once, or while reading a chunked body); turns any unexpected
-exception into the one JSON error shape, with a 500 whose detail names only the request id; and writes an
-access log line (method, path without query, status, duration, request id).
+answers only loopback clients in protected mode (no API tokens configured); when the ``Host`` check is on,
+answers 421 to a ``Host`` that is neither loopback nor allowed; refuses state-changing requests a page on
+another site could have sent (:mod:`cavra.api.guards`); refuses bodies over the size limit with 413 (by
+``Content-Length`` at once, or while reading a chunked body); answers ``HEAD`` as ``GET`` without the body;
+turns any unexpected exception into the one JSON error shape, with a 500 whose detail names only the
+request id; and writes an access log line (method, path without query, status, duration, request id).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cavra.api.auth import is_loopback
 from cavra.api.errors import error_body
+from cavra.api.guards import cross_site_problem, header, host_allowed
 from cavra.redaction import Redactor
 
 access_log = logging.getLogger("cavra.api.access")
@@ -28,26 +31,29 @@ log = logging.getLogger("cavra.api")
 _RID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
 class RequestContext:
-    """Request id, protected mode, body limit, catch-all errors and the access log."""
+    """Request id, protected mode, ``Host`` check, cross-site refusals, body limit, ``HEAD``, catch-all
+    errors and the access log. ``allowed_hosts``: None turns the ``Host`` check off; otherwise the names
+    answered besides loopback ones."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, protected_mode: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        protected_mode: bool,
+        allowed_hosts: frozenset[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.protected_mode = protected_mode
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"x-request-id")
+        given = header(scope, b"x-request-id")
         rid = given if given and _RID.match(given) else f"req_{uuid.uuid4().hex[:20]}"
         scope.setdefault("state", {})["request_id"] = rid
         app_obj = scope.get("app")
@@ -56,8 +62,17 @@ class RequestContext:
         red = redactor if isinstance(redactor, Redactor) else Redactor()
         t0 = time.monotonic()
         status_holder: dict[str, Any] = {"status": 0, "started": False}
+        method = scope.get("method")
+        head = method == "HEAD"
+        if head:  # answered as GET (FastAPI's routes do not take HEAD); the body is not sent
+            scope = {**scope, "method": "GET"}
+            scope["state"]["method"] = "HEAD"
 
         async def send_wrapper(message: Message) -> None:
+            if head and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
@@ -87,6 +102,19 @@ class RequestContext:
                     [],
                 )
                 return
+            if self.allowed_hosts is not None and not host_allowed(scope, self.allowed_hosts):
+                await answer(
+                    421,
+                    "misdirected_request",
+                    "this server does not answer for that Host: only loopback names and the names given "
+                    "with --allowed-host (CAVRA_ALLOWED_HOSTS) are served (see docs/api.md)",
+                    [],
+                )
+                return
+            refused = cross_site_problem(scope, protected_mode=self.protected_mode)
+            if refused is not None:
+                await answer(*refused, [])
+                return
             body_receive = await self._limited_body(scope, receive)
             if body_receive is None:
                 await answer(
@@ -112,12 +140,12 @@ class RequestContext:
             if access_log.isEnabledFor(logging.INFO):  # the extra fields cost a dict per request
                 access_log.info(
                     "%s %s %s",
-                    scope.get("method"),
+                    method,
                     scope.get("path"),
                     status_holder["status"],
                     extra={
                         "request_id": rid,
-                        "method": scope.get("method"),
+                        "method": method,
                         "path": scope.get("path"),
                         "status": status_holder["status"],
                         "duration_ms": round((time.monotonic() - t0) * 1000, 3),
@@ -127,7 +155,7 @@ class RequestContext:
 
     async def _limited_body(self, scope: Scope, receive: Receive) -> Receive | None:
         """A receive that replays the whole body, or ``None`` when the body is over the limit."""
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body_bytes:
             return None
         chunks: list[bytes] = []

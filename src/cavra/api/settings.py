@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cavra.api.auth import TokenSet
+from cavra.api.guards import ALLOWED_HOSTS_ENV, allowed_hosts_from
 from cavra.errors import ConfigError
 from cavra.transport import Transport
 
@@ -33,6 +34,9 @@ class ApiSettings:
     * ``retry_base_delay`` (backoff base) and ``transport`` (instead of pooled aiohttp): for tests.
     * ``worker``: run an outbox worker in the server process (``cavra serve`` turns it on unless
       ``--no-worker``), with ``worker_concurrency`` jobs at once.
+    * ``allowed_hosts``: ``Host`` names answered besides loopback ones (``--allowed-host``); ``host_check``:
+      whether the ``Host`` header is checked at all (default: in protected mode, or when names are
+      allowed; ``cavra serve`` also turns it on whenever it listens on loopback).
     """
 
     config_path: str | None = None
@@ -46,8 +50,11 @@ class ApiSettings:
     transport: Transport | None = None
     worker: bool = False
     worker_concurrency: int = 8
+    allowed_hosts: tuple[str, ...] = ()
+    host_check: bool | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_hosts", allowed_hosts_from(self.allowed_hosts))
         if self.max_body_bytes < 1024:
             raise ConfigError(
                 f"the request body limit must be at least 1024 bytes, got {self.max_body_bytes}"
@@ -59,6 +66,14 @@ class ApiSettings:
     def env(self) -> Mapping[str, str]:
         return os.environ if self.environ is None else self.environ
 
+    @property
+    def checked_hosts(self) -> frozenset[str] | None:
+        """The names answered besides loopback ones, or None when the ``Host`` header is not checked."""
+        on = self.host_check
+        if on is None:
+            on = self.tokens.protected_mode or bool(self.allowed_hosts)
+        return frozenset(self.allowed_hosts) if on else None
+
     @classmethod
     def from_environment(
         cls,
@@ -69,10 +84,16 @@ class ApiSettings:
         max_body_bytes: int | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         exports_dir: str | None = None,
+        allowed_hosts: tuple[str, ...] | list[str] = (),
         environ: Mapping[str, str] | None = None,
     ) -> ApiSettings:
         """Settings for ``cavra serve``: explicit flags win over ``CAVRA_*`` environment variables."""
         env = os.environ if environ is None else environ
+        hosts = (
+            allowed_hosts_from(allowed_hosts)
+            if allowed_hosts
+            else allowed_hosts_from([env.get(ALLOWED_HOSTS_ENV, "")], ALLOWED_HOSTS_ENV)
+        )
         limit = max_body_bytes
         if limit is None:
             raw = env.get(MAX_BODY_ENV)
@@ -89,4 +110,5 @@ class ApiSettings:
             shutdown_timeout=shutdown_timeout,
             exports_dir=exports_dir or env.get(EXPORTS_DIR_ENV) or None,
             environ=environ,
+            allowed_hosts=hosts,
         )

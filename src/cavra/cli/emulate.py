@@ -1,4 +1,8 @@
-"""``cavra emulate``: serve the provider emulators on loopback (and write a config pointed at them)."""
+"""``cavra emulate``: serve the provider emulators on loopback (and write a config pointed at them).
+
+The emulators answer ``GET /_emulator/requests`` with what they received, credentials included, to anyone
+who can reach them: on an address that is not loopback the command warns (one line on stderr).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,19 @@ from typing import Annotated
 
 import typer
 
-from cavra.cli.common import console, fail, handled
+from cavra.cli.common import console, err_console, fail, handled
+
+
+def exposure_warning(host: str) -> str | None:
+    """The warning for a listen address that is not loopback (None for loopback)."""
+    from cavra.cli.serve import bind_is_loopback
+
+    if bind_is_loopback(host):
+        return None
+    return (
+        f"warning: the emulators listen on {host}, not loopback: anyone who can reach it can read the "
+        "credentials clients send them at /_emulator/requests"
+    )
 
 
 def emulate(
@@ -38,6 +54,9 @@ def emulate(
             fail(f"--providers: unknown emulator {unknown[0]!r}; known: {', '.join(EMULATORS)}")
     if not 0 <= port <= 65535:
         fail(f"--port: must be between 0 and 65535, got {port}")
+    warning = exposure_warning(host)
+    if warning:
+        err_console.print(warning, markup=False, highlight=False, soft_wrap=True)
 
     async def main() -> None:
         server = EmulatorServer(host=host, port=port, providers=names)

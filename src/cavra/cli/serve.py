@@ -1,7 +1,9 @@
 """``cavra serve``: the HTTP API on uvicorn; ``cavra api-token``: make a token for its tokens file.
 
 Protected mode: with no API tokens configured the server refuses to listen on anything but loopback (and
-answers loopback clients only), so nothing is ever open on a network by accident. Shutdown (SIGINT,
+answers loopback clients only), so nothing is ever open on a network by accident. A server listening on
+loopback (or given ``--allowed-host``) answers only loopback ``Host`` names and the allowed ones, so a page
+whose DNS name is re-pointed at 127.0.0.1 (DNS rebinding) is answered 421. Shutdown (SIGINT,
 SIGTERM) stops accepting connections, then waits for in-flight deliveries before it closes the store. The
 server runs an outbox worker in-process (``--no-worker`` leaves delivery to ``cavra worker`` processes).
 """
@@ -110,6 +112,15 @@ def serve(
     worker_concurrency: Annotated[
         int, typer.Option("--worker-concurrency", help="Jobs the in-process worker delivers at once.")
     ] = 8,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="A Host name answered besides loopback ones (repeatable; default $CAVRA_ALLOWED_HOSTS, "
+            "comma-separated). Turns the Host check on for any --host.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn). See docs/api.md."""
     import uvicorn
@@ -135,9 +146,16 @@ def serve(
             max_body_bytes=max_body_bytes,
             shutdown_timeout=shutdown_timeout,
             exports_dir=exports_dir,
+            allowed_hosts=allowed_host or (),
         )
-        settings = replace(settings, worker=worker, worker_concurrency=worker_concurrency)
-        if settings.tokens.protected_mode and not bind_is_loopback(host):
+        loopback = bind_is_loopback(host)
+        settings = replace(
+            settings,
+            worker=worker,
+            worker_concurrency=worker_concurrency,
+            host_check=loopback or settings.tokens.protected_mode or bool(settings.allowed_hosts),
+        )
+        if settings.tokens.protected_mode and not loopback:
             fail(
                 f"refusing to listen on {host}: no API tokens are configured (protected mode serves "
                 "loopback only). Configure tokens with --tokens FILE or CAVRA_API_TOKEN_<ROLE>, "

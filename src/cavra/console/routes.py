@@ -287,11 +287,11 @@ async def login_submit(request: Request) -> Response:
     fields = parse_qs(body, max_num_fields=10)
     token = (fields.get("token") or [""])[0].strip()
     target = safe_next((fields.get("next") or [""])[0])
-    viewer = access.check_token(request, token) if 0 < len(token) <= access.MAX_TOKEN_CHARS else None
-    if viewer is None:
+    known = access.authenticate(request, token) if 0 < len(token) <= access.MAX_TOKEN_CHARS else None
+    if known is None:
         return _login_form(request, status=401, next_=target, message="That token is not valid.")
     response = _redirect(target)
-    access.set_login_cookie(request, response, token)
+    access.set_login_cookie(request, response, known)
     return response
 
 
@@ -300,6 +300,7 @@ async def logout(request: Request) -> Response:
     if not same_origin(request):
         return error_page(request, None, 403, "Refused", "a logout must come from this server's pages")
     target = access.HOME if access.protected_mode(request) else "/console/login"
+    access.end_session(request)
     response = _redirect(target)
     access.clear_login_cookie(request, response)
     return response
