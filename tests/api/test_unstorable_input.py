@@ -233,3 +233,25 @@ async def test_access_is_checked_before_the_text(make_client: AppFactory) -> Non
         )
         assert "body.event.event_type: contains a NUL" in assert_error(refused, 422)["detail"]
         assert_error(await client.get("/jobs", params={"provider": "\x00"}), 401)
+
+
+def test_published_events_are_checked_too() -> None:
+    """Every API router uses the checked route class, so a new router cannot forget the door check."""
+    from fastapi.routing import APIRoute
+
+    from cavra.api.app import create_app
+    from cavra.api.checked import CheckedRoute
+    from cavra.api.settings import ApiSettings
+
+    def walk(routes: list[Any]) -> list[Any]:
+        found = []
+        for route in routes:
+            nested = getattr(route, "original_router", None)  # FastAPI's included routers
+            found.extend(walk(list(nested.routes)) if nested is not None else [route])
+        return found
+
+    app = create_app(ApiSettings())
+    api_routes = [r for r in walk(list(app.routes)) if isinstance(r, APIRoute)]
+    assert api_routes
+    unchecked = [r.path for r in api_routes if not isinstance(r, CheckedRoute)]
+    assert unchecked == []

@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cavra.api.checked import CheckedRoute
 from cavra.api.deps import OperatorDep, RuntimeDep
 from cavra.api.routes.queue import Accepted, IdempotencyKey
 from cavra.api.schemas import error_responses
@@ -26,7 +27,7 @@ from cavra.governance import service as governance
 from cavra.governance.publish import MAX_EVENTS
 from cavra.service import MAX_RETRIES
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=CheckedRoute)
 
 
 class EventsIn(BaseModel):
