@@ -3,6 +3,10 @@
 Secrets are resolved here from ``<key>_env`` (environment variable) or ``<key>_file`` (mounted file) into
 :class:`~cavra.secrets.Secret` values. A problem with one connector (an unset variable, an invalid key)
 stops only that connector: :class:`LoadedConfig` keeps the error beside the targets that did load.
+
+Each entry of ``connectors`` is a *destination* (:mod:`cavra.destinations`): its key is the destination's
+name, and its ``provider`` key (default: the name itself) says which connector it uses, so
+``"slack-release": {"provider": "slack", ...}`` is a second Slack destination beside ``"slack": {...}``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pydantic import ValidationError
 
 from cavra.connectors.base import Connector, ConnectorSettings
 from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
-from cavra.errors import ConfigError
+from cavra.destinations import split_destination
+from cavra.errors import ConfigError, InputError
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
 from cavra.secrets import Secret, from_env, from_file
 from cavra.transport import SendOptions
@@ -32,13 +37,21 @@ CONFIG_ENV = "CAVRA_CONNECTOR_CONFIG"
 
 @dataclass(frozen=True)
 class Target:
-    """One configured provider, ready to deliver: connector, resolved settings, redactor, send options."""
+    """One configured destination, ready to deliver: connector, resolved settings, redactor, send options.
+
+    ``provider`` is the connector's provider name (the type: ``slack``); ``name`` the destination's name
+    (the key of its entry in the connectors file: ``slack-release``; empty: the provider's name)."""
 
     provider: str
     connector: Connector
     settings: ConnectorSettings
     redactor: Redactor
     options: SendOptions
+    name: str = ""
+
+    @property
+    def destination(self) -> str:
+        return self.name or self.provider
 
     @property
     def category(self) -> str:
@@ -47,21 +60,55 @@ class Target:
     def delivery_key(self, event_id: str) -> str:
         """A stable key for (event, target): the idempotency key providers receive."""
         url = self.settings.url.reveal() if self.settings.url is not None else ""
-        digest = hashlib.sha256(f"{event_id}\0{self.provider}\0{url}".encode()).hexdigest()
+        # a destination named after its provider keeps the key it always had
+        named = "" if self.destination == self.provider else f"\0{self.destination}"
+        digest = hashlib.sha256(f"{event_id}\0{self.provider}\0{url}{named}".encode()).hexdigest()
         return f"dk_{digest[:32]}"
 
 
 @dataclass
 class LoadedConfig:
-    """Targets that loaded, and a one-line error for each provider that did not."""
+    """Destinations that loaded (``targets``, by name), and a one-line error for each that did not.
+
+    ``provider_of`` names the provider of every destination in the file whose provider is known (loaded,
+    failed or disabled); ``disabled`` holds the names of the destinations with ``enabled: false``."""
 
     source: str
     targets: dict[str, Target] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    provider_of: dict[str, str] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)
 
     @property
     def providers(self) -> list[str]:
+        """Every destination name that loaded or failed to (historical name)."""
         return [*self.targets, *self.errors]
+
+    @property
+    def destinations(self) -> list[str]:
+        """Every destination name in the file, in its order."""
+        return list(self.provider_of) or self.providers
+
+    def provider_type(self, name: str) -> str:
+        """The provider of destination ``name`` (the name itself when it is unknown)."""
+        return self.provider_of.get(name, name)
+
+    def missing(self, name: str) -> ConfigError | InputError:
+        """Why ``name`` has no target: disabled, not a configured provider (ConfigError), or neither a
+        provider nor a destination of the file (InputError: the caller named something that is not)."""
+        if name in self.disabled:
+            return ConfigError(
+                f"{self.source}: destination {name!r} is disabled (connectors.{name}.enabled is false); "
+                "nothing is sent to it"
+            )
+        if name not in PROVIDERS:
+            return InputError(
+                f"{self.source}: {unknown_provider_message(name)}; nor is it a destination of this file "
+                f"(its destinations: {', '.join(self.destinations) or 'none'})"
+            )
+        return ConfigError(
+            f"{self.source}: provider {name!r} is not configured (connectors.{name} is missing)"
+        )
 
 
 def _secret_fields(model: type[ConnectorSettings]) -> set[str]:
@@ -98,9 +145,12 @@ def target_from_mapping(
     base_dir: Path | None = None,
     *,
     where: str | None = None,
+    name: str | None = None,
 ) -> Target:
-    """Build one target. ``where`` names the key path in messages (default ``connectors.<provider>``)."""
-    path = where or f"connectors.{provider}"
+    """Build one target. ``where`` names the key path in messages (default ``connectors.<name>``);
+    ``name`` is the destination's name (default: the provider's)."""
+    destination = name or provider
+    path = where or f"connectors.{destination}"
     if provider not in PROVIDERS:
         raise ConfigError(f"{path}: {unknown_provider_message(provider)}")
     if not isinstance(raw, Mapping):
@@ -163,7 +213,12 @@ def target_from_mapping(
         ca_bundle=settings.ca_bundle,
     )
     return Target(
-        provider=provider, connector=connector, settings=settings, redactor=redactor, options=options
+        provider=provider,
+        connector=connector,
+        settings=settings,
+        redactor=redactor,
+        options=options,
+        name=destination,
     )
 
 
@@ -220,14 +275,21 @@ def config_from_data(
     base_dir: Path | None = None,
 ) -> LoadedConfig:
     loaded = LoadedConfig(source=source)
-    for provider, raw in data["connectors"].items():
+    for key, raw in data["connectors"].items():
+        name = str(key)
+        # the entry's name and provider are checked for the whole file: a route may name it
+        provider, settings = split_destination(source, name, raw)
+        if provider in PROVIDERS:
+            loaded.provider_of[name] = provider
         try:
-            target = target_from_mapping(str(provider), raw or {}, environ, base_dir)
+            target = target_from_mapping(provider, settings, environ, base_dir, name=name)
         except ConfigError as exc:
-            loaded.errors[str(provider)] = str(exc)
+            loaded.errors[name] = str(exc)
             continue
         if target.settings.enabled:
-            loaded.targets[str(provider)] = target
+            loaded.targets[name] = target
+        else:
+            loaded.disabled.add(name)
     return _share_secrets(loaded)
 
 

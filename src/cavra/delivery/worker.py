@@ -49,6 +49,7 @@ from cavra.delivery.runs import (
     default_owner,
     group_jobs,
     policy_for,
+    schedule_for,
     target_for,
 )
 from cavra.errors import CavraError, ConfigError
@@ -414,11 +415,18 @@ class Worker:
         """Store the run's record and the job's new state; then tell whoever waits. ``now``: one time for
         all the jobs of a batch, so that those rescheduled come due together (and go out as a batch)."""
         event = job.event
+        config = self.config()
         if result is not None:
             record = build_record(event, [result])
         else:
-            record = build_record(event, [], config_errors={job.provider: f"not sent: {config_error}"})
-        outcome = outcome_for(job, result, self.schedule, now or datetime.now(UTC), config_error=config_error)
+            record = build_record(
+                event,
+                [],
+                config_errors={job.provider: f"not sent: {config_error}"},
+                provider_of=None if config is None else config.provider_of,
+            )
+        schedule = schedule_for(config, job.provider, self.schedule)
+        outcome = outcome_for(job, result, schedule, now or datetime.now(UTC), config_error=config_error)
         self._completing.add(job.id)
         try:
             note = completion_note(job)

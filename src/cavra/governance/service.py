@@ -143,7 +143,7 @@ async def _deliver_release(
     rid = record_id(k, record)
     request = Request(
         build(record),
-        [t.provider for t in targets] + list(errors),
+        [t.destination for t in targets] + list(errors),
         kind=RELEASE_DELIVERY,
         retries=retries,
         subject_kind=k.name,
@@ -223,14 +223,15 @@ async def deliver_rollback_execution(
 
 
 # --- endpoint-management publication ----------------------------------------------------------------------
-def _publication_providers(spec: str, export: Mapping[str, Any]) -> list[str]:
-    """The requested providers; each must be one the export names (``all``: every one it names)."""
+def _publication_providers(spec: str, export: Mapping[str, Any], config: LoadedConfig) -> list[str]:
+    """The requested destinations; each must be of a provider the export names (``all``: every provider it
+    names, each through the destination named after it)."""
     meant = list(export.get("providers") or [])
     providers = parse_providers(spec)
     if providers is None:
         return meant
     for name in providers:
-        if name not in meant:
+        if config.provider_type(name) not in meant:
             raise InputError(
                 f"--provider: {export['export_id']} is for {', '.join(meant)}; {name!r} is not one of them"
             )
@@ -299,7 +300,7 @@ async def publish_endpoint_export(
     """
     k = kind_of("endpoint_export")
     record, is_new = _resolve(store, k, export)
-    providers = _publication_providers(provider, record)
+    providers = _publication_providers(provider, record, config)
     validate_retries(retries)
     select_targets(config, providers)
     check_wait(wait_seconds)
@@ -315,7 +316,12 @@ async def publish_endpoint_export(
             "event_id": stable_event_id(PUBLICATION, rid, record),
             "export_id": rid,
         }
-        failed = build_record(summary, [], config_errors={p: f"not sent: {refused}" for p in providers})
+        failed = build_record(
+            summary,
+            [],
+            config_errors={p: f"not sent: {refused}" for p in providers},
+            provider_of=config.provider_of,
+        )
         stored = await asyncio.to_thread(
             store.append_delivery,
             failed,

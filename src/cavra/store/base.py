@@ -124,6 +124,7 @@ class DeliveryFilter:
 
     metadata_kinds: tuple[str, ...] | None = None
     provider: str | None = None
+    destination: str | None = None
     integration_id: str | None = None
     event_type: str | None = None
     event_type_contains: str | None = None
@@ -158,6 +159,7 @@ class ProviderDeliveryRow:
     subject_id: str | None
     created_at: datetime
     error: str | None
+    destination: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -167,6 +169,7 @@ class ProviderDeliveryRow:
         return {
             "delivery_id": self.delivery_id,
             "provider": self.provider,
+            "destination": self.destination or self.provider,
             "success": self.success,
             "status": self.status,
             "status_code": self.status_code,
@@ -195,6 +198,9 @@ class ProviderStats:
     last_success_at: datetime | None
     last_failure_at: datetime | None
     first_failure_at: datetime | None
+    #: set by :meth:`Store.destination_stats`: the destination these figures are about (``provider``: the
+    #: provider of its latest delivery)
+    destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -330,6 +336,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def provider_stats(self, flt: DeliveryFilter) -> list[ProviderStats]: ...
+
+    @abc.abstractmethod
+    def destination_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
+        """:meth:`provider_stats` per destination (each item's ``destination`` is set)."""
 
     @abc.abstractmethod
     def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]: ...

@@ -271,6 +271,13 @@ class SqlStore(Store):
                 fast if fast is not None else q.provider_stats(conn.execute(q.provider_stats_stmt(flt)).all())
             )
 
+    def destination_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
+        with self._read() as conn:
+            fast = agg.destination_stats(conn, flt) if self.aggregates else None
+            if fast is not None:
+                return fast
+            return q.provider_stats(conn.execute(q.destination_stats_stmt(flt)).all())
+
     def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]:
         with self._read() as conn:
             fast = agg.event_type_stats(conn, flt) if self.aggregates else None
