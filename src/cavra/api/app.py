@@ -18,7 +18,7 @@ from cavra import __version__
 from cavra.api.deps import Runtime
 from cavra.api.errors import install_error_handlers
 from cavra.api.middleware import RequestContext
-from cavra.api.routes import health, history, integrations, queue, release
+from cavra.api.routes import destinations, health, history, integrations, queue, release
 from cavra.api.schemas import ErrorOut
 from cavra.api.settings import ApiSettings
 from cavra.console import routes as console
@@ -38,6 +38,10 @@ TAGS = [
     {
         "name": "integrations",
         "description": "Integration records and deliveries through them (admin, operator).",
+    },
+    {
+        "name": "destinations",
+        "description": "The configured destinations, their health, and test deliveries (auditor, admin).",
     },
     {"name": "release", "description": "Release records and their connector deliveries (operator)."},
     {"name": "history", "description": "Delivery history, dashboards and evidence (auditor)."},
@@ -73,6 +77,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContext, max_body_bytes=cfg.max_body_bytes, protected_mode=cfg.tokens.protected_mode
     )
-    for module in (integrations, release, history, queue, health, console):
+    for module in (integrations, destinations, release, history, queue, health, console):
         app.include_router(module.router)
     return app

@@ -162,6 +162,25 @@ class DeliveryRecordOut(_Out):
     metadata_kind: str | None = None
 
 
+# --- destinations --------------------------------------------------------------------------------------
+class DestinationOut(_Out):
+    """A destination of the connectors file (no secrets)."""
+
+    name: str
+    provider: str
+    category: Category | None = None
+    enabled: bool
+    loaded: bool
+    error: str | None = None
+    health: dict[str, Any]
+    breaker: dict[str, Any]
+
+
+class DestinationList(BaseModel):
+    items: list[DestinationOut]
+    count: int
+
+
 # --- history and dashboards ----------------------------------------------------------------------------
 class HistoryItemOut(_Out):
     delivery_id: str

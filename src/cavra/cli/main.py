@@ -9,7 +9,7 @@ import sys
 import typer
 
 from cavra import __version__
-from cavra.cli import db, deliveries, evidence, integration, release
+from cavra.cli import db, deliveries, destinations, evidence, integration, release
 from cavra.cli import emulate as emulate_mod
 from cavra.cli import serve as serve_mod
 from cavra.cli import worker as worker_mod
@@ -26,6 +26,7 @@ app.add_typer(release.app, name="release")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(db.app, name="db")
 app.add_typer(deliveries.app, name="deliveries")
+app.add_typer(destinations.app, name="destinations")
 app.command("emulate")(emulate_mod.emulate)
 app.command("serve")(serve_mod.serve)
 app.command("api-token")(serve_mod.api_token)

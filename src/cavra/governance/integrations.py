@@ -201,7 +201,7 @@ async def deliver_integration(
     targets, errors = select_targets(config, requested)
     request = Request(
         normalized,
-        [t.provider for t in targets] + list(errors),
+        [t.destination for t in targets] + list(errors),
         kind=INTEGRATION_DELIVERY,
         retries=retries,
         subject_kind="integration",

@@ -23,6 +23,7 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError
+from cavra.governance.destinations import list_destinations, send_destination_test
 from cavra.governance.events import (
     PUBLICATION,
     PublicationRefused,
@@ -60,10 +61,12 @@ __all__ = [
     "get_integration",
     "get_record",
     "is_accepted",
+    "list_destinations",
     "list_integrations",
     "load_record_file",
     "publish_endpoint_export",
     "register_record",
+    "send_destination_test",
     "upsert_integration",
 ]
 

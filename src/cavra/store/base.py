@@ -45,8 +45,10 @@ RECORD_KINDS = (
 RELEASE_DELIVERY = "release-connector-delivery"
 PUBLICATION_DELIVERY = "endpoint-management-publication-delivery"
 INTEGRATION_DELIVERY = "integration-delivery"
+#: a destination test (``cavra destinations test``): stored as evidence, never counted in a dashboard
+TEST_DELIVERY = "destination-test-delivery"
 #: How a stored delivery is indexed; history and dashboards select by these.
-METADATA_KINDS = (RELEASE_DELIVERY, PUBLICATION_DELIVERY, INTEGRATION_DELIVERY)
+METADATA_KINDS = (RELEASE_DELIVERY, PUBLICATION_DELIVERY, INTEGRATION_DELIVERY, TEST_DELIVERY)
 
 
 def utc(ts: datetime) -> datetime:

@@ -72,6 +72,7 @@ T = TypeVar("T")
 _BATCH = 500
 #: the first schema revision with the aggregate tables
 AGGREGATES_REVISION = 5
+DESTINATIONS_REVISION = 8
 _INDEX_COLUMNS = [c.name for c in provider_deliveries.c if c.name != "id"]
 
 
@@ -84,6 +85,8 @@ class SqlStore(Store):
         self.engine = engine
         #: the schema keeps aggregates (revision 0005 or later): appends update them, dashboards read them
         self.aggregates = True
+        #: the index has the destination column (revision 0008 or later)
+        self.destinations = True
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if loc.backend == "sqlite" else nullcontext()
         )
@@ -97,7 +100,9 @@ class SqlStore(Store):
                 if migrate:
                     upgrade_engine(store.engine)
                 else:  # an older schema is written as it is; revision 0005 counts its rows when it comes
-                    store.aggregates = _has_aggregates(store.revision())
+                    revision = store.revision()
+                    store.aggregates = _has_aggregates(revision)
+                    store.destinations = _at_least(revision, DESTINATIONS_REVISION)
         except BaseException:
             store.close()
             raise
@@ -199,7 +204,7 @@ class SqlStore(Store):
         check_metadata_kind(metadata_kind)
         item = Append(record, metadata_kind, subject_kind, subject_id, integration_id, created_at)
         with self._write() as conn:
-            return append_batch(conn, [item], aggregates=self.aggregates)[0]
+            return append_batch(conn, [item], aggregates=self.aggregates, destinations=self.destinations)[0]
 
     def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         stmt = sa.select(deliveries).where(deliveries.c.id == delivery_id)
@@ -378,7 +383,7 @@ class SqlStore(Store):
                 )
                 finished.append((job, mine))
             sj.write_finished(conn, owner, [job for job, mine in finished if mine])
-            stored = append_batch(conn, appends, aggregates=self.aggregates)
+            stored = append_batch(conn, appends, aggregates=self.aggregates, destinations=self.destinations)
             for (job_id, _r, _o), one in zip(items, stored, strict=True):
                 note = (notes or {}).get(job_id)
                 if note is not None:
@@ -487,7 +492,11 @@ _RECORD_BODY_LOCKED = {
 
 
 def _has_aggregates(revision: str | None) -> bool:
-    return revision is not None and revision.isdigit() and int(revision) >= AGGREGATES_REVISION
+    return _at_least(revision, AGGREGATES_REVISION)
+
+
+def _at_least(revision: str | None, number: int) -> bool:
+    return revision is not None and revision.isdigit() and int(revision) >= number
 
 
 def _record(m: sa.RowMapping) -> StoredRecord:
