@@ -121,6 +121,25 @@ def _secret_fields(model: type[ConnectorSettings]) -> set[str]:
     return names
 
 
+def _secret_list_fields(model: type[ConnectorSettings]) -> set[str]:
+    """Keys holding several secrets (``tuple[Secret, ...]``: e.g. a webhook's ``signing_secrets``)."""
+    return {
+        name
+        for name, info in model.model_fields.items()
+        if typing.get_origin(info.annotation) is tuple and typing.get_args(info.annotation)[:1] == (Secret,)
+    }
+
+
+def _resolve_secret(
+    value: object, suffix: str, owner: str, env: dict[str, str], base_dir: Path | None
+) -> Secret:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{owner}: must be a non-empty string")
+    if suffix == "_env":
+        return from_env(value.strip(), owner=owner, environ=env)
+    return from_file(value.strip(), owner=owner, base_dir=base_dir)
+
+
 def _format_validation(prefix: str, exc: ValidationError) -> str:
     problems = []
     for err in exc.errors(include_input=False, include_url=False):
@@ -158,6 +177,7 @@ def target_from_mapping(
     connector = get_connector(provider)
     model = connector.settings_model
     secret_names = _secret_fields(model)
+    secret_lists = _secret_list_fields(model)
     env = dict(os.environ) if environ is None else dict(environ)
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -166,20 +186,27 @@ def target_from_mapping(
         for suffix in ("_env", "_file"):
             if key.endswith(suffix) and key[: -len(suffix)] in secret_names:
                 base = key[: -len(suffix)]
-                if not isinstance(value, str) or not value.strip():
-                    raise ConfigError(f"{path}.{key}: must be a non-empty string")
                 if base in values:
                     raise ConfigError(f"{path}: {base} is given more than once")
                 owner = f"connector {provider} ({path}.{key})"
-                if suffix == "_env":
-                    values[base] = from_env(value.strip(), owner=owner, environ=env)
-                else:
-                    values[base] = from_file(value.strip(), owner=owner, base_dir=base_dir)
+                if base in secret_lists:  # several secrets: a list of variables (or files)
+                    if not isinstance(value, list) or not value:
+                        raise ConfigError(f"{path}.{key}: must be a non-empty list of names")
+                    values[base] = tuple(
+                        _resolve_secret(v, suffix, f"connector {provider} ({path}.{key}[{i}])", env, base_dir)
+                        for i, v in enumerate(value)
+                    )
+                    break
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"{path}.{key}: must be a non-empty string")
+                values[base] = _resolve_secret(value, suffix, owner, env, base_dir)
                 break
         else:
             if key in values:
                 raise ConfigError(f"{path}: {key} is given more than once")
-            if key in secret_names and value is not None and not isinstance(value, (str, Secret)):
+            if key in secret_lists and isinstance(value, list):
+                value = tuple(Secret(v) if isinstance(v, str) else v for v in value)
+            elif key in secret_names and value is not None and not isinstance(value, (str, Secret)):
                 raise ConfigError(f"{path}.{key}: must be a string")
             values[key] = value
     for name in secret_names:
@@ -187,10 +214,11 @@ def target_from_mapping(
         if isinstance(secret, str):
             secret = Secret(secret)
             values[name] = secret
-        if isinstance(secret, Secret) and len(secret.reveal()) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                f"{path}.{name}: too short to be a credential (at least {MIN_SECRET_LENGTH} characters)"
-            )
+        for one in secret if isinstance(secret, tuple) else (secret,):
+            if isinstance(one, Secret) and len(one.reveal()) < MIN_SECRET_LENGTH:
+                raise ConfigError(
+                    f"{path}.{name}: too short to be a credential (at least {MIN_SECRET_LENGTH} characters)"
+                )
     try:
         settings = model.model_validate(values)
     except ValidationError as exc:

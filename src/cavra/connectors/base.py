@@ -92,6 +92,8 @@ class ConnectorSettings(BaseModel):
             value = getattr(self, name)
             if isinstance(value, Secret):
                 found.append(value)
+            elif isinstance(value, tuple):  # several secrets (a webhook's signing_secrets)
+                found.extend(v for v in value if isinstance(v, Secret))
         return found
 
     def extra_credential_headers(self) -> list[str]:
