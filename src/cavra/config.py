@@ -239,6 +239,8 @@ def target_from_mapping(
         allow_link_local=settings.allow_link_local,
         verify_tls=settings.verify_tls,
         ca_bundle=settings.ca_bundle,
+        proxy=settings.proxy_url,
+        trust_env=settings.trust_env,
     )
     return Target(
         provider=provider,

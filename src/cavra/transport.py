@@ -6,12 +6,16 @@ aiohttp behind a small :class:`Transport` protocol (tests may swap in their own)
 * redirects are never followed (a 3xx comes back as a response and is recorded as a failure);
 * plain ``http://`` needs ``allow_http``; link-local destinations (169.254.0.0/16 with the cloud metadata
   address, fe80::/10) are refused, after name resolution too, unless ``allow_link_local``;
-* response bodies are read up to a bound.
+* response bodies are read up to a bound;
+* a destination may send through an HTTP proxy (``proxy``: a :class:`Secret`, since its user-info is a
+  credential, sent as ``Proxy-Authorization``), or take it from ``HTTPS_PROXY`` / ``HTTP_PROXY`` /
+  ``NO_PROXY`` when ``trust_env`` is set; otherwise the environment's proxy variables are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import socket
 import ssl
@@ -22,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -46,6 +51,24 @@ class SendOptions:
     allow_link_local: bool = False
     verify_tls: bool = True
     ca_bundle: str | None = None
+    #: an HTTP proxy for this destination (``http://user:pass@host:port``)
+    proxy: Secret | None = None
+    #: use ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` from the environment (when ``proxy`` is unset)
+    trust_env: bool = False
+
+
+def _proxy(options: SendOptions) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy URL without its user-info, and the ``Proxy-Authorization`` header its user-info makes
+    (sent in the CONNECT request of an https:// destination, in the request itself for http://)."""
+    if options.proxy is None:
+        return None, None
+    url = yarl.URL(options.proxy.reveal())
+    if url.user is None:
+        return str(url), None
+    pair = f"{url.user}:{url.password or ''}".encode()
+    return str(url.with_user(None)), {
+        "Proxy-Authorization": "Basic " + base64.b64encode(pair).decode("ascii")
+    }
 
 
 class Transport(Protocol):
@@ -116,7 +139,7 @@ class AiohttpTransport:
         self._lock = asyncio.Lock()
 
     async def _session(self, options: SendOptions) -> aiohttp.ClientSession:
-        key = (options.verify_tls, options.ca_bundle, options.allow_link_local)
+        key = (options.verify_tls, options.ca_bundle, options.allow_link_local, options.trust_env)
         session = self._sessions.get(key)
         if session is not None and not session.closed:
             return session
@@ -138,7 +161,9 @@ class AiohttpTransport:
                 resolver=None if options.allow_link_local else _GuardedResolver(),
                 ttl_dns_cache=60,
             )
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+            session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, trust_env=options.trust_env
+            )
             self._sessions[key] = session
             return session
 
@@ -149,6 +174,10 @@ class AiohttpTransport:
         timeout = aiohttp.ClientTimeout(total=options.timeout)
         started = time.monotonic()
         try:
+            proxy, proxy_headers = _proxy(options)
+            if proxy_headers and request.url.startswith("http://"):  # no CONNECT: the proxy reads the request
+                headers = {**headers, **proxy_headers}
+                proxy_headers = None
             async with session.request(
                 request.method,
                 request.url,
@@ -156,6 +185,8 @@ class AiohttpTransport:
                 headers=headers,
                 allow_redirects=False,
                 timeout=timeout,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
             ) as resp:
                 body = await resp.content.read(options.max_response_bytes + 1)
                 truncated = len(body) > options.max_response_bytes
@@ -175,6 +206,8 @@ class AiohttpTransport:
             raise TransportError("connect", "the server closed the connection without answering") from None
         except aiohttp.ClientPayloadError:
             raise TransportError("protocol", "the answer's body was cut off") from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise TransportError("connect", f"the proxy refused the tunnel (HTTP {exc.status})") from None
         except aiohttp.ClientResponseError as exc:
             raise TransportError("protocol", f"invalid HTTP answer ({exc.status})") from None
         except aiohttp.ClientOSError as exc:

@@ -85,6 +85,21 @@ class ConnectorSettings(BaseModel):
             parse_rate(value, "rate_limit")
         return value
 
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_url(cls, value: Secret | None) -> Secret | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(value.reveal())
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+            except ValueError:
+                ok = False
+            if not ok:  # the value itself is never shown: it may carry a password
+                raise ValueError("must be an http:// or https:// proxy URL with a host")
+        return value
+
     def secrets(self) -> list[Secret]:
         """Every secret this connector holds, for the redactor."""
         found: list[Secret] = []
