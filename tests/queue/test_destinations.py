@@ -96,3 +96,27 @@ async def test_a_job_for_a_disabled_destination_is_not_sent(
     (item,) = query_history(db, metadata_kinds=[KIND]).items
     assert (item["provider"], item["destination"], item["success"]) == ("webhook", "webhook-off", False)
     db.close()
+
+
+async def test_a_destination_retry_schedule_overrides_the_global_one(
+    tmp_path: Path, webhook_srv: EmulatorServer
+) -> None:
+    db = open_store(f"sqlite:///{tmp_path / 'metadata.db'}")
+    data, env = demo_environment(webhook_srv.base_url, webhook_srv.settings)
+    env["WEBHOOK_DOWN_URL"] = f"http://127.0.0.1:{closed_port()}/webhook/down"
+    down = {"url_env": "WEBHOOK_DOWN_URL", "allow_http": True}
+    connectors = {
+        "webhook-down": {**down, "provider": "webhook", "retry": {"max_runs": 1}},
+        "webhook-down-2": {**down, "provider": "webhook"},
+    }
+    config = config_from_data({"connectors": connectors}, "connectors.json", env)
+    schedule = Schedule(base_delay=30, factor=1.0, max_delay=30, max_runs=10, jitter=0.0)
+    (own,) = db.enqueue_jobs([new_job(1, "webhook-down")])
+    (other,) = db.enqueue_jobs([new_job(2, "webhook-down-2")])
+    async with running(db, config, schedule=schedule, concurrency=2):
+        await until(lambda: job(db, own.job.id).final and job(db, other.job.id).attempts == 1)
+        await until(lambda: job(db, other.job.id).state == "queued")
+    dead = job(db, own.job.id)
+    assert dead.state == "dead" and "dead letter after 1 attempt runs (max 1)" in str(dead.last_error)
+    assert job(db, other.job.id).state == "queued"  # the global schedule: run again in 30 s
+    db.close()
