@@ -157,28 +157,17 @@ def _strip_owner(message: str, provider: str) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def target_from_mapping(
+def _settings_values(
     provider: str,
     raw: Mapping[str, Any],
-    environ: Mapping[str, str] | None = None,
-    base_dir: Path | None = None,
-    *,
-    where: str | None = None,
-    name: str | None = None,
-) -> Target:
-    """Build one target. ``where`` names the key path in messages (default ``connectors.<name>``);
-    ``name`` is the destination's name (default: the provider's)."""
-    destination = name or provider
-    path = where or f"connectors.{destination}"
-    if provider not in PROVIDERS:
-        raise ConfigError(f"{path}: {unknown_provider_message(provider)}")
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: must be a mapping of settings")
-    connector = get_connector(provider)
-    model = connector.settings_model
+    path: str,
+    model: type[ConnectorSettings],
+    env: dict[str, str],
+    base_dir: Path | None,
+) -> dict[str, Any]:
+    """The entry's keys, with ``<key>_env`` / ``<key>_file`` secrets resolved (lists for several secrets)."""
     secret_names = _secret_fields(model)
     secret_lists = _secret_list_fields(model)
-    env = dict(os.environ) if environ is None else dict(environ)
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if not isinstance(key, str):
@@ -209,6 +198,31 @@ def target_from_mapping(
             elif key in secret_names and value is not None and not isinstance(value, (str, Secret)):
                 raise ConfigError(f"{path}.{key}: must be a string")
             values[key] = value
+    return values
+
+
+def target_from_mapping(
+    provider: str,
+    raw: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    *,
+    where: str | None = None,
+    name: str | None = None,
+) -> Target:
+    """Build one target. ``where`` names the key path in messages (default ``connectors.<name>``);
+    ``name`` is the destination's name (default: the provider's)."""
+    destination = name or provider
+    path = where or f"connectors.{destination}"
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{path}: {unknown_provider_message(provider)}")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: must be a mapping of settings")
+    connector = get_connector(provider)
+    model = connector.settings_model
+    secret_names = _secret_fields(model)
+    env = dict(os.environ) if environ is None else dict(environ)
+    values = _settings_values(provider, raw, path, model, env, base_dir)
     for name in secret_names:
         secret = values.get(name)
         if isinstance(secret, str):
