@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -163,3 +166,63 @@ def test_a_bad_proxy_url_is_refused_without_echoing_it(value: str) -> None:
     config = config_from_data({"connectors": {"webhook": entry}}, "connectors.json", {})
     assert "connectors.webhook.proxy_url: " in config.errors["webhook"]
     assert value not in config.errors["webhook"]
+
+
+def _tls_files(tmp: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA) and its key, made by the openssl CLI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed (needed to make a test certificate)")
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key_path), "-out", str(cert_path), "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert_path, key_path
+
+
+async def test_an_https_destination_is_tunnelled_with_connect(
+    proxy: LoopbackProxy, transport: Any, tmp_path: Path
+) -> None:
+    import ssl
+
+    from aiohttp import web
+
+    cert, key = _tls_files(tmp_path)
+    got: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(await request.read())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        entry = {
+            "url": f"https://127.0.0.1:{port}/hook",
+            "ca_bundle": str(cert),
+            "proxy_url_env": "EGRESS_PROXY",
+        }
+        env = {"EGRESS_PROXY": f"http://{USER}:{PASSWORD}@127.0.0.1:{proxy.port}"}
+        config = config_from_data({"connectors": {"webhook": entry}}, "connectors.json", env)
+        record = await deliver_event(EVENT, config, ["webhook"], transport=transport)
+    finally:
+        await runner.cleanup()
+    assert record["success"] is True, record["errors"]
+    (seen,) = proxy.seen
+    assert seen["method"] == "CONNECT" and seen["target"] == f"127.0.0.1:{port}"
+    assert seen["auth"] == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert len(got) == 1 and b"evt-proxy" in got[0]
+    assert PASSWORD not in json.dumps(record)
