@@ -77,3 +77,27 @@ def test_an_unknown_destination_is_one_line_and_exit_2(
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_release_history_filters_by_destination(workdir: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = workdir
+    rollback = Path(__file__).parents[2] / "examples/release/rollout-rollback-execution"
+    record = next(rollback.glob("*.json"))
+    store = ["--store", str(cwd / "metadata.db")]
+    sent = run_cavra(
+        "release", "deliver-rollback-execution", str(record), "--provider", "slack,slack-release",
+        "--config", "connectors.json", *store, cwd=cwd, env=env,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr + sent.stdout
+    history = "release", "connector-delivery-history", *store, "--json"
+    by_dest = run_cavra(*history, "--destination", "slack-release", cwd=cwd, env=env)
+    assert by_dest.returncode == 0, by_dest.stderr
+    items = json.loads(by_dest.stdout)["items"]
+    assert [(i["provider"], i["destination"]) for i in items] == [("slack", "slack-release")]
+    by_provider = run_cavra(*history, "--provider", "slack", cwd=cwd, env=env)
+    assert sorted(i["destination"] for i in json.loads(by_provider.stdout)["items"]) == [
+        "slack",
+        "slack-release",
+    ]
+    board = run_cavra("release", "connector-delivery-dashboard", *store, cwd=cwd, env=env)
+    assert board.returncode == 0 and "slack-release" in board.stdout
