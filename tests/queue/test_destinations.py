@@ -102,7 +102,7 @@ async def test_a_destination_retry_schedule_overrides_the_global_one(
     tmp_path: Path, webhook_srv: EmulatorServer
 ) -> None:
     db = open_store(f"sqlite:///{tmp_path / 'metadata.db'}")
-    data, env = demo_environment(webhook_srv.base_url, webhook_srv.settings)
+    _data, env = demo_environment(webhook_srv.base_url, webhook_srv.settings)
     env["WEBHOOK_DOWN_URL"] = f"http://127.0.0.1:{closed_port()}/webhook/down"
     down = {"url_env": "WEBHOOK_DOWN_URL", "allow_http": True}
     connectors = {
