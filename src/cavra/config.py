@@ -78,6 +78,8 @@ class LoadedConfig:
     errors: dict[str, str] = field(default_factory=dict)
     provider_of: dict[str, str] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
+    #: every entry's name, in the file's order
+    entries: list[str] = field(default_factory=list)
 
     @property
     def providers(self) -> list[str]:
@@ -87,7 +89,7 @@ class LoadedConfig:
     @property
     def destinations(self) -> list[str]:
         """Every destination name in the file, in its order."""
-        return list(self.provider_of) or self.providers
+        return list(self.entries) or self.providers
 
     def provider_type(self, name: str) -> str:
         """The provider of destination ``name`` (the name itself when it is unknown)."""
@@ -323,6 +325,7 @@ def config_from_data(
         name = str(key)
         # the entry's name and provider are checked for the whole file: a route may name it
         provider, settings = split_destination(source, name, raw)
+        loaded.entries.append(name)
         if provider in PROVIDERS:
             loaded.provider_of[name] = provider
         try:

@@ -146,3 +146,28 @@ def test_destinations_never_share_an_access_token() -> None:
     assert b.get("https://jamf.test/api/oauth/token|client") is None  # same credential key, other destination
     b.drop("https://jamf.test/api/oauth/token|client")
     assert a.get("https://jamf.test/api/oauth/token|client") is not None
+
+
+def test_every_entry_is_a_listed_destination_even_one_that_does_not_load(tmp_path: Path) -> None:
+    from cavra.governance.destinations import list_destinations
+
+    cfg = load_config(
+        write(
+            tmp_path,
+            {
+                "pagerduty": {"url": "https://x.test"},
+                "slack": {"url_env": "SLACK_WEBHOOK_URL"},
+                "slack-off": {"provider": "slack", "url_env": "SLACK_RELEASE_URL", "enabled": False},
+            },
+        ),
+        environ=ENV,
+    )
+    items = {d["name"]: d for d in list_destinations(None, cfg)}
+    assert list(items) == ["pagerduty", "slack", "slack-off"]
+    assert (
+        items["pagerduty"]["loaded"] is False
+        and "unknown provider 'pagerduty'" in items["pagerduty"]["error"]
+    )
+    assert (items["slack-off"]["enabled"], items["slack-off"]["loaded"]) == (False, False)
+    assert items["slack"]["health"]["status"] == "unknown" and items["slack"]["breaker"]["state"] == "closed"
+    assert HOOK_A not in str(items)
