@@ -3,6 +3,10 @@
 Secrets are resolved here from ``<key>_env`` (environment variable) or ``<key>_file`` (mounted file) into
 :class:`~cavra.secrets.Secret` values. A problem with one connector (an unset variable, an invalid key)
 stops only that connector: :class:`LoadedConfig` keeps the error beside the targets that did load.
+
+Each entry of ``connectors`` is a *destination* (:mod:`cavra.destinations`): its key is the destination's
+name, and its ``provider`` key (default: the name itself) says which connector it uses, so
+``"slack-release": {"provider": "slack", ...}`` is a second Slack destination beside ``"slack": {...}``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pydantic import ValidationError
 
 from cavra.connectors.base import Connector, ConnectorSettings
 from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
-from cavra.errors import ConfigError, not_found
+from cavra.destinations import split_destination
+from cavra.errors import ConfigError, InputError, not_found
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
 from cavra.routing import RouteTable, compile_routes
 from cavra.secretforms import USER_FIELDS, basic_pairs, url_path_secrets
@@ -34,13 +39,21 @@ CONFIG_ENV = "CAVRA_CONNECTOR_CONFIG"
 
 @dataclass(frozen=True)
 class Target:
-    """One configured provider, ready to deliver: connector, resolved settings, redactor, send options."""
+    """One configured destination, ready to deliver: connector, resolved settings, redactor, send options.
+
+    ``provider`` is the connector's provider name (the type: ``slack``); ``name`` the destination's name
+    (the key of its entry in the connectors file: ``slack-release``; empty: the provider's name)."""
 
     provider: str
     connector: Connector
     settings: ConnectorSettings
     redactor: Redactor
     options: SendOptions
+    name: str = ""
+
+    @property
+    def destination(self) -> str:
+        return self.name or self.provider
 
     @property
     def category(self) -> str:
@@ -49,13 +62,18 @@ class Target:
     def delivery_key(self, event_id: str) -> str:
         """A stable key for (event, target): the idempotency key providers receive."""
         url = self.settings.url.reveal() if self.settings.url is not None else ""
-        digest = hashlib.sha256(f"{event_id}\0{self.provider}\0{url}".encode()).hexdigest()
+        # a destination named after its provider keeps the key it always had
+        named = "" if self.destination == self.provider else f"\0{self.destination}"
+        digest = hashlib.sha256(f"{event_id}\0{self.provider}\0{url}{named}".encode()).hexdigest()
         return f"dk_{digest[:32]}"
 
 
 @dataclass
 class LoadedConfig:
-    """Targets that loaded, and a one-line error for each provider that did not."""
+    """Destinations that loaded (``targets``, by name), and a one-line error for each that did not.
+
+    ``provider_of`` names the provider of every destination in the file whose provider is known (loaded,
+    failed or disabled); ``disabled`` holds the names of the destinations with ``enabled: false``."""
 
     source: str
     targets: dict[str, Target] = field(default_factory=dict)
@@ -64,10 +82,41 @@ class LoadedConfig:
     redactor: Redactor = field(default_factory=Redactor)
     #: the compiled ``routes`` list (``None``: the file has none); see :mod:`cavra.routing`
     routes: RouteTable | None = None
+    provider_of: dict[str, str] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)
+    #: every entry's name, in the file's order
+    entries: list[str] = field(default_factory=list)
 
     @property
     def providers(self) -> list[str]:
+        """Every destination name that loaded or failed to (historical name)."""
         return [*self.targets, *self.errors]
+
+    @property
+    def destinations(self) -> list[str]:
+        """Every destination name in the file, in its order."""
+        return list(self.entries) or self.providers
+
+    def provider_type(self, name: str) -> str:
+        """The provider of destination ``name`` (the name itself when it is unknown)."""
+        return self.provider_of.get(name, name)
+
+    def missing(self, name: str) -> ConfigError | InputError:
+        """Why ``name`` has no target: disabled, not a configured provider (ConfigError), or neither a
+        provider nor a destination of the file (InputError: the caller named something that is not)."""
+        if name in self.disabled:
+            return ConfigError(
+                f"{self.source}: destination {name!r} is disabled (connectors.{name}.enabled is false); "
+                "nothing is sent to it"
+            )
+        if name not in PROVIDERS:
+            return InputError(
+                f"{self.source}: {unknown_provider_message(name)}; nor is it a destination of this file "
+                f"(its destinations: {', '.join(self.destinations) or 'none'})"
+            )
+        return ConfigError(
+            f"{self.source}: provider {name!r} is not configured (connectors.{name} is missing)"
+        )
 
 
 def _secret_fields(model: type[ConnectorSettings]) -> set[str]:
@@ -78,6 +127,25 @@ def _secret_fields(model: type[ConnectorSettings]) -> set[str]:
         if ann is Secret or Secret in args:
             names.add(name)
     return names
+
+
+def _secret_list_fields(model: type[ConnectorSettings]) -> set[str]:
+    """Keys holding several secrets (``tuple[Secret, ...]``: e.g. a webhook's ``signing_secrets``)."""
+    return {
+        name
+        for name, info in model.model_fields.items()
+        if typing.get_origin(info.annotation) is tuple and typing.get_args(info.annotation)[:1] == (Secret,)
+    }
+
+
+def _resolve_secret(
+    value: object, suffix: str, owner: str, env: dict[str, str], base_dir: Path | None
+) -> Secret:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{owner}: must be a non-empty string")
+    if suffix == "_env":
+        return from_env(value.strip(), owner=owner, environ=env)
+    return from_file(value.strip(), owner=owner, base_dir=base_dir)
 
 
 def _format_validation(prefix: str, exc: ValidationError) -> str:
@@ -97,6 +165,50 @@ def _strip_owner(message: str, provider: str) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
+def _settings_values(
+    provider: str,
+    raw: Mapping[str, Any],
+    path: str,
+    model: type[ConnectorSettings],
+    env: dict[str, str],
+    base_dir: Path | None,
+) -> dict[str, Any]:
+    """The entry's keys, with ``<key>_env`` / ``<key>_file`` secrets resolved (lists for several secrets)."""
+    secret_names = _secret_fields(model)
+    secret_lists = _secret_list_fields(model)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: keys must be strings")
+        for suffix in ("_env", "_file"):
+            if key.endswith(suffix) and key[: -len(suffix)] in secret_names:
+                base = key[: -len(suffix)]
+                if base in values:
+                    raise ConfigError(f"{path}: {base} is given more than once")
+                owner = f"connector {provider} ({path}.{key})"
+                if base in secret_lists:  # several secrets: a list of variables (or files)
+                    if not isinstance(value, list) or not value:
+                        raise ConfigError(f"{path}.{key}: must be a non-empty list of names")
+                    values[base] = tuple(
+                        _resolve_secret(v, suffix, f"connector {provider} ({path}.{key}[{i}])", env, base_dir)
+                        for i, v in enumerate(value)
+                    )
+                    break
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"{path}.{key}: must be a non-empty string")
+                values[base] = _resolve_secret(value, suffix, owner, env, base_dir)
+                break
+        else:
+            if key in values:
+                raise ConfigError(f"{path}: {key} is given more than once")
+            if key in secret_lists and isinstance(value, list):
+                value = tuple(Secret(v) if isinstance(v, str) else v for v in value)
+            elif key in secret_names and value is not None and not isinstance(value, (str, Secret)):
+                raise ConfigError(f"{path}.{key}: must be a string")
+            values[key] = value
+    return values
+
+
 def target_from_mapping(
     provider: str,
     raw: Mapping[str, Any],
@@ -104,9 +216,12 @@ def target_from_mapping(
     base_dir: Path | None = None,
     *,
     where: str | None = None,
+    name: str | None = None,
 ) -> Target:
-    """Build one target. ``where`` names the key path in messages (default ``connectors.<provider>``)."""
-    path = where or f"connectors.{provider}"
+    """Build one target. ``where`` names the key path in messages (default ``connectors.<name>``);
+    ``name`` is the destination's name (default: the provider's)."""
+    destination = name or provider
+    path = where or f"connectors.{destination}"
     if provider not in PROVIDERS:
         raise ConfigError(f"{path}: {unknown_provider_message(provider)}")
     if not isinstance(raw, Mapping):
@@ -115,38 +230,17 @@ def target_from_mapping(
     model = connector.settings_model
     secret_names = _secret_fields(model)
     env = dict(os.environ) if environ is None else dict(environ)
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{path}: keys must be strings")
-        for suffix in ("_env", "_file"):
-            if key.endswith(suffix) and key[: -len(suffix)] in secret_names:
-                base = key[: -len(suffix)]
-                if not isinstance(value, str) or not value.strip():
-                    raise ConfigError(f"{path}.{key}: must be a non-empty string")
-                if base in values:
-                    raise ConfigError(f"{path}: {base} is given more than once")
-                owner = f"connector {provider} ({path}.{key})"
-                if suffix == "_env":
-                    values[base] = from_env(value.strip(), owner=owner, environ=env)
-                else:
-                    values[base] = from_file(value.strip(), owner=owner, base_dir=base_dir)
-                break
-        else:
-            if key in values:
-                raise ConfigError(f"{path}: {key} is given more than once")
-            if key in secret_names and value is not None and not isinstance(value, (str, Secret)):
-                raise ConfigError(f"{path}.{key}: must be a string")
-            values[key] = value
+    values = _settings_values(provider, raw, path, model, env, base_dir)
     for name in secret_names:
         secret = values.get(name)
         if isinstance(secret, str):
             secret = Secret(secret)
             values[name] = secret
-        if isinstance(secret, Secret) and len(secret.reveal()) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                f"{path}.{name}: too short to be a credential (at least {MIN_SECRET_LENGTH} characters)"
-            )
+        for one in secret if isinstance(secret, tuple) else (secret,):
+            if isinstance(one, Secret) and len(one.reveal()) < MIN_SECRET_LENGTH:
+                raise ConfigError(
+                    f"{path}.{name}: too short to be a credential (at least {MIN_SECRET_LENGTH} characters)"
+                )
     try:
         settings = model.model_validate(values)
     except ValidationError as exc:
@@ -167,9 +261,16 @@ def target_from_mapping(
         allow_link_local=settings.allow_link_local,
         verify_tls=settings.verify_tls,
         ca_bundle=settings.ca_bundle,
+        proxy=settings.proxy_url,
+        trust_env=settings.trust_env,
     )
     return Target(
-        provider=provider, connector=connector, settings=settings, redactor=redactor, options=options
+        provider=provider,
+        connector=connector,
+        settings=settings,
+        redactor=redactor,
+        options=options,
+        name=destination,
     )
 
 
@@ -242,14 +343,22 @@ def config_from_data(
     if data.get("routes") is not None:  # a bad route refuses the whole file (errors name the route)
         names = [str(name) for name in data["connectors"]]
         loaded.routes = compile_routes(data["routes"], source=source, destinations=names)
-    for provider, raw in data["connectors"].items():
+    for key, raw in data["connectors"].items():
+        name = str(key)
+        # the entry's name and provider are checked for the whole file: a route may name it
+        provider, settings = split_destination(source, name, raw)
+        loaded.entries.append(name)
+        if provider in PROVIDERS:
+            loaded.provider_of[name] = provider
         try:
-            target = target_from_mapping(str(provider), raw or {}, environ, base_dir)
+            target = target_from_mapping(provider, settings, environ, base_dir, name=name)
         except ConfigError as exc:
-            loaded.errors[str(provider)] = str(exc)
+            loaded.errors[name] = str(exc)
             continue
         if target.settings.enabled:
-            loaded.targets[str(provider)] = target
+            loaded.targets[name] = target
+        else:
+            loaded.disabled.add(name)
     return _share_secrets(loaded)
 
 

@@ -97,6 +97,7 @@ def query_history(
     *,
     metadata_kinds: Sequence[str] | None,
     provider: str | None = None,
+    destination: str | None = None,
     integration_id: str | None = None,
     event_type: str | None = None,
     event_id: str | None = None,
@@ -112,6 +113,9 @@ def query_history(
 ) -> HistoryPage:
     """Provider deliveries matching every given filter, newest first (``since <= created_at < until``).
 
+    ``provider`` is the provider (the type: ``slack``), ``destination`` the destination's name
+    (``slack-release``); a destination named after its provider has that name.
+
     Page with ``cursor`` (the previous page's ``next_cursor``; stable while new deliveries arrive) or
     ``offset``. Naive datetimes are taken as UTC.
     """
@@ -122,6 +126,7 @@ def query_history(
     flt = DeliveryFilter(
         metadata_kinds=normalize_kinds(metadata_kinds),
         provider=provider,
+        destination=destination,
         integration_id=integration_id,
         event_type=event_type,
         event_id=event_id,
@@ -157,6 +162,21 @@ def _provider_entry(s: ProviderStats, streak: int) -> dict[str, Any]:
         "last_failure_at": iso(s.last_failure_at),
         "failing": streak > 0,
         "consecutive_failures": streak,
+    }
+
+
+def _destination_entry(s: ProviderStats) -> dict[str, Any]:
+    return {
+        "destination": s.destination,
+        "provider": s.provider,
+        "total": s.total,
+        "succeeded": s.succeeded,
+        "failed": s.failed,
+        "pending": s.pending,
+        "attempts": s.attempts,
+        "success_rate": _rate(s.succeeded, s.total),
+        "last_success_at": iso(s.last_success_at),
+        "last_failure_at": iso(s.last_failure_at),
     }
 
 
@@ -228,7 +248,8 @@ def dashboard(
     export_window: timedelta = timedelta(minutes=15),
     critical_after: int = 3,
 ) -> dict[str, Any]:
-    """The delivery dashboard (``schema``): totals, per provider, per event type, latest failures, alerts.
+    """The delivery dashboard (``schema``): totals, per provider, per destination, per event type, latest
+    failures, alerts.
 
     With ``schema=PUBLICATION_DASHBOARD`` it also counts endpoint exports and warns about those stored
     more than ``export_window`` before ``now`` that no delivery has published yet.
@@ -355,6 +376,7 @@ def dashboard(
             _provider_entry(s, streaks[s.provider].count if s.provider in streaks else 0)
             for s in sorted(stats, key=lambda s: s.provider)
         ],
+        destinations=[_destination_entry(s) for s in store.destination_stats(base)],
         event_types=[
             {"event_type": e.event_type, "total": e.total, "succeeded": e.succeeded, "failed": e.failed}
             for e in store.event_type_stats(base)

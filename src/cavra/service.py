@@ -19,6 +19,7 @@ from cavra.delivery.engine import batching, deliver_batch, deliver_many, deliver
 from cavra.delivery.guard import GuardSettings, effective_limits
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.record import ProviderDelivery, build_record
+from cavra.destinations import valid_name
 from cavra.errors import ConfigError, InputError
 from cavra.ratelimit import Pacer
 from cavra.transport import AiohttpTransport, Transport
@@ -27,7 +28,11 @@ MAX_RETRIES = 10
 
 
 def parse_providers(spec: str | Sequence[str] | None) -> list[str] | None:
-    """``splunk``, ``splunk,slack``, ``all`` (→ ``None``: every configured provider)."""
+    """``splunk``, ``splunk,slack-release``, ``all`` (→ ``None``: every configured destination).
+
+    Each name is a destination's (the key of its entry in the connectors file; a provider's name is the
+    name of the destination that has no ``provider`` key): whether it is configured is
+    :func:`select_targets`'s to say."""
     if spec is None:
         return None
     names = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
@@ -36,13 +41,14 @@ def parse_providers(spec: str | Sequence[str] | None) -> list[str] | None:
     if names == ["all"]:
         return None
     for name in names:
-        if name not in PROVIDERS:
+        if name not in PROVIDERS and not valid_name(name):
             raise InputError(f"--provider: {unknown_provider_message(name)}")
     return list(dict.fromkeys(names))
 
 
 def select_targets(config: LoadedConfig, providers: list[str] | None) -> tuple[list[Target], dict[str, str]]:
-    """The targets to deliver to and the per-provider config errors that apply to this delivery."""
+    """The targets (destinations) to deliver to and the config errors (per destination) that apply to this
+    delivery. ``None``: every enabled destination."""
     if providers is None:
         if not config.targets and not config.errors:
             raise ConfigError(f"{config.source}: no connectors are configured")
@@ -55,9 +61,7 @@ def select_targets(config: LoadedConfig, providers: list[str] | None) -> tuple[l
         elif name in config.errors:
             errors[name] = config.errors[name]
         else:
-            raise ConfigError(
-                f"{config.source}: provider {name!r} is not configured (connectors.{name} is missing)"
-            )
+            raise config.missing(name)
     if not targets and len(errors) == 1:
         # a single requested provider that cannot load is a configuration error, not a delivery failure
         raise ConfigError(next(iter(errors.values())))
@@ -85,7 +89,9 @@ async def deliver_event(
     own = transport is None
     tr: Transport = transport if transport is not None else AiohttpTransport()
     try:
-        return await deliver_many(targets, event, policy=pol, transport=tr, config_errors=errors)
+        return await deliver_many(
+            targets, event, policy=pol, transport=tr, config_errors=errors, provider_of=config.provider_of
+        )
     finally:
         if own:
             await tr.close()
@@ -141,7 +147,7 @@ async def deliver_events(
                 f"events[{i}]: duplicate event_id {event_id!r} (first at events[{seen[event_id]}])"
             )
     pol = policy or RetryPolicy(retries=validate_retries(retries))
-    progress = BatchProgress(total=len(events), per_provider={t.provider: 0 for t in targets})
+    progress = BatchProgress(total=len(events), per_provider={t.destination: 0 for t in targets})
     finished = [0] * len(events)  # providers done per event
     results: list[list[ProviderDelivery | None]] = [[None] * len(events) for _ in targets]
     if not targets:
@@ -159,7 +165,7 @@ async def deliver_events(
             finished[n] += 1
             if finished[n] == len(targets):
                 progress.done += 1
-        progress.per_provider[targets[t].provider] += len(got)
+        progress.per_provider[targets[t].destination] += len(got)
         if on_progress is not None:
             on_progress(progress)
 
@@ -175,7 +181,7 @@ async def deliver_events(
                 record(t, start, got)
         else:
             size, lanes = 1, max(1, concurrency)
-            limit = limits.get(target.provider)
+            limit = limits.get(target.destination)
             pacer = None if limit is None else Pacer(limit)
 
             async def unit(start: int) -> None:
@@ -201,7 +207,10 @@ async def deliver_events(
     finally:
         if own:
             await tr.close()
-    return [build_record(event, _column(results, n), config_errors=errors) for n, event in enumerate(events)]
+    return [
+        build_record(event, _column(results, n), config_errors=errors, provider_of=config.provider_of)
+        for n, event in enumerate(events)
+    ]
 
 
 def _column(results: list[list[ProviderDelivery | None]], n: int) -> list[ProviderDelivery]:

@@ -13,12 +13,16 @@ aiohttp behind a small :class:`Transport` protocol (tests may swap in their own)
 * no cookie jar: a cookie set by one answer is never sent on a later request by the transport (a connector
   that needs one, such as Jamf Cloud's sticky session, carries it in its own flow state, so nothing leaks
   between deliveries or targets that share a host). Repeated ``Set-Cookie`` headers reach the connector
-  joined by newlines.
+  joined by newlines;
+* a destination may send through an HTTP proxy (``proxy``: a :class:`Secret`, since its user-info is a
+  credential, sent as ``Proxy-Authorization``), or take it from ``HTTPS_PROXY`` / ``HTTP_PROXY`` /
+  ``NO_PROXY`` when ``trust_env`` is set; otherwise the environment's proxy variables are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import socket
 import ssl
@@ -29,6 +33,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -53,6 +58,24 @@ class SendOptions:
     allow_link_local: bool = False
     verify_tls: bool = True
     ca_bundle: str | None = None
+    #: an HTTP proxy for this destination (``http://user:pass@host:port``)
+    proxy: Secret | None = None
+    #: use ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` from the environment (when ``proxy`` is unset)
+    trust_env: bool = False
+
+
+def _proxy(options: SendOptions) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy URL without its user-info, and the ``Proxy-Authorization`` header its user-info makes
+    (sent in the CONNECT request of an https:// destination, in the request itself for http://)."""
+    if options.proxy is None:
+        return None, None
+    url = yarl.URL(options.proxy.reveal())
+    if url.user is None:
+        return str(url), None
+    pair = f"{url.user}:{url.password or ''}".encode()
+    return str(url.with_user(None)), {
+        "Proxy-Authorization": "Basic " + base64.b64encode(pair).decode("ascii")
+    }
 
 
 class Transport(Protocol):
@@ -202,7 +225,7 @@ class AiohttpTransport:
         self._resolver = resolver
 
     async def _session(self, options: SendOptions) -> aiohttp.ClientSession:
-        key = (options.verify_tls, options.ca_bundle, options.allow_link_local)
+        key = (options.verify_tls, options.ca_bundle, options.allow_link_local, options.trust_env)
         session = self._sessions.get(key)
         if session is not None and not session.closed:
             return session
@@ -227,7 +250,7 @@ class AiohttpTransport:
             session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=True,
-                trust_env=False,
+                trust_env=options.trust_env,
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
             self._sessions[key] = session
@@ -244,6 +267,10 @@ class AiohttpTransport:
         timeout = aiohttp.ClientTimeout(total=options.timeout)
         started = time.monotonic()
         try:
+            proxy, proxy_headers = _proxy(options)
+            if proxy_headers and request.url.startswith("http://"):  # no CONNECT: the proxy reads the request
+                headers = {**headers, **proxy_headers}
+                proxy_headers = None
             async with session.request(
                 request.method,
                 request.url,
@@ -251,6 +278,8 @@ class AiohttpTransport:
                 headers=headers,
                 allow_redirects=False,
                 timeout=timeout,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
             ) as resp:
                 body = await resp.content.read(options.max_response_bytes + 1)
                 truncated = len(body) > options.max_response_bytes
@@ -272,6 +301,8 @@ class AiohttpTransport:
             raise TransportError("connect", "the server closed the connection without answering") from None
         except aiohttp.ClientPayloadError:
             raise TransportError("protocol", "the answer's body was cut off") from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise TransportError("connect", f"the proxy refused the tunnel (HTTP {exc.status})") from None
         except aiohttp.ClientResponseError as exc:
             raise TransportError("protocol", f"invalid HTTP answer ({exc.status})") from None
         except aiohttp.ClientOSError as exc:

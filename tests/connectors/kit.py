@@ -74,7 +74,10 @@ def target_for(server: EmulatorServer, provider: str, **extra: Any) -> tuple[Tar
     config, env = server.demo_environment()
     raw = {**config["connectors"][provider], **extra}
     target = target_from_mapping(provider, raw, environ=env)
+    used = {v for v in raw.values() if isinstance(v, str)}  # the variables this destination names
     secrets = {
-        k: v for k, v in env.items() if not k.endswith("_URL") or "slack" in k.lower() or "teams" in k.lower()
+        k: v
+        for k, v in env.items()
+        if k in used and (not k.endswith("_URL") or "slack" in k.lower() or "teams" in k.lower())
     }
     return target, secrets

@@ -20,7 +20,7 @@ from cavra.store import sqlquery as q
 from cavra.store.aggregates import rebuild
 from cavra.store.base import DeliveryFilter
 from cavra.store.jobs import SUCCEEDED, JobOutcome, NewJob
-from cavra.store.schema import pd_event_streaks, pd_event_type_totals, pd_totals
+from cavra.store.schema import pd_destination_totals, pd_event_streaks, pd_event_type_totals, pd_totals
 from cavra.store.sql import SqlStore
 
 from .conftest import Target, make_record
@@ -35,8 +35,11 @@ def _item(rng: random.Random, provider: str) -> dict[str, Any]:
     roll = rng.random()
     success = roll < 0.5
     status = "delivered" if success else ("pending" if roll > 0.9 else "failed")
+    # a second destination of the provider, or (records written before destinations) none: the provider's
+    named = rng.choice((None, provider, f"{provider}-b"))
     return {
         "provider": provider,
+        **({} if named is None else {"destination": named}),
         "success": success,
         "status": status,
         "status_code": 200 if success else 503,
@@ -85,6 +88,7 @@ def _recount(store: SqlStore, flt: DeliveryFilter, per_event: bool = False) -> d
         errors = {int(i): e for i, e in conn.execute(q.errors_stmt([int(r[-1]) for r in rows] or [0])).all()}
         return {
             "providers": q.provider_stats(conn.execute(q.provider_stats_stmt(flt)).all()),
+            "destinations": q.provider_stats(conn.execute(q.destination_stats_stmt(flt)).all()),
             "types": q.event_type_stats(conn.execute(q.event_type_stats_stmt(flt)).all()),
             "streaks": sorted(q.streaks(rows, per_event, errors), key=_streak_key),
             "count": int(conn.execute(q.count_stmt(flt)).scalar_one()),
@@ -98,6 +102,7 @@ def _streak_key(s: Any) -> tuple[str, bool, str]:
 def _answers(store: SqlStore, flt: DeliveryFilter, per_event: bool = False) -> dict[str, Any]:
     return {
         "providers": store.provider_stats(flt),
+        "destinations": store.destination_stats(flt),
         "types": store.event_type_stats(flt),
         "streaks": sorted(store.failure_streaks(flt, per_event=per_event), key=_streak_key),
         "count": store.count_provider_deliveries(flt),
@@ -129,7 +134,11 @@ def test_aggregates_equal_a_full_recount_after_mixed_appends(sql_target: Target)
                 for success in (None, True, False):
                     narrowed = flt.narrowed(provider=provider, success=success)
                     assert store.count_provider_deliveries(narrowed) == _recount(store, narrowed)["count"]
+            for name in ("webhook", "webhook-b"):
+                narrowed = flt.narrowed(destination=name)
+                assert store.count_provider_deliveries(narrowed) == _recount(store, narrowed)["count"]
         board = dashboard(store, metadata_kinds=list(KINDS[:2]), now=T0)
+        assert {d["destination"] for d in board["destinations"]} >= {"webhook", "webhook-b", "sentinel"}
         assert board["totals"]["deliveries"] == sum(s.total for s in _recount(store, FILTERS[3])["providers"])
         assert any(a["code"] == "provider_delivery_failing" for a in board["alerts"])
 
@@ -152,7 +161,7 @@ def _aggregate_rows(store: SqlStore) -> dict[str, list[Any]]:
     with store.engine.connect() as conn:
         return {
             t.name: sorted(tuple(r) for r in conn.execute(sa.select(t)).all())
-            for t in (pd_totals, pd_event_type_totals, pd_event_streaks)
+            for t in (pd_totals, pd_event_type_totals, pd_event_streaks, pd_destination_totals)
         }
 
 
@@ -161,7 +170,7 @@ def test_the_backfill_builds_what_the_appends_kept(sql_target: Target) -> None:
         assert isinstance(store, SqlStore)
         _fill(store, seed=11, n=120)
         kept = _aggregate_rows(store)
-        assert kept["pd_totals"] and kept["pd_event_streaks"]
+        assert kept["pd_totals"] and kept["pd_event_streaks"] and kept["pd_destination_totals"]
         with store.engine.begin() as conn:
             assert rebuild(conn) > 120
         assert _aggregate_rows(store) == kept

@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 from cavra.history import query_history
 from cavra.store import current_revision, open_store, record_hash, upgrade
+from cavra.store.base import DeliveryFilter
 from cavra.store.chain import GENESIS_SHA256
 from cavra.store.document import build_document
 from cavra.store.migrate import head_revision
@@ -98,6 +99,12 @@ def test_old_schema_is_upgraded_on_open_and_data_kept(sql_target: Target) -> Non
         assert [i["event_id"] for i in page.items] == ["old-2", "old-1", "old-0"]
         assert [i["success"] for i in page.items] == [True, False, True]
         assert page.items[0]["integration_id"] == "int-old"
+        # rows from before destinations went to the destination named after their provider (rev. 0008)
+        assert {i["destination"] for i in page.items} == {"webhook"}
+        assert query_history(store, metadata_kinds=None, destination="webhook").total == 3
+        assert [(s.destination, s.total) for s in store.destination_stats(DeliveryFilter())] == [
+            ("webhook", 3)
+        ]
         # and the chain continues from the old head
         new = store.append_delivery(make_record(), metadata_kind="release-connector-delivery")
         assert new.sequence == 4 and new.previous_sha256 == rows[-1]["record_sha256"]

@@ -330,7 +330,9 @@ async def test_record_success_false_when_one_fails(server: tuple[str, Script]) -
         record = await deliver_many(
             [good], EVENT, policy=FAST, transport=tr, config_errors={"splunk": "unset"}
         )
-    assert record["success"] is False and record["errors"] == [{"provider": "splunk", "error": "unset"}]
+    assert record["success"] is False and record["errors"] == [
+        {"provider": "splunk", "destination": "splunk", "error": "unset"}
+    ]
     jsonschema.validate(record, SCHEMA)
 
 

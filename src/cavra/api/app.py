@@ -21,7 +21,7 @@ from cavra.api.deps import Runtime
 from cavra.api.errors import install_error_handlers
 from cavra.api.guards import REQUEST_HEADER, STATE_CHANGING
 from cavra.api.middleware import RequestContext
-from cavra.api.routes import events, health, history, integrations, queue, release
+from cavra.api.routes import destinations, events, health, history, integrations, queue, release
 from cavra.api.schemas import ErrorOut
 from cavra.api.settings import ApiSettings
 from cavra.console import routes as console
@@ -48,6 +48,10 @@ TAGS = [
     {
         "name": "integrations",
         "description": "Integration records and deliveries through them (admin, operator).",
+    },
+    {
+        "name": "destinations",
+        "description": "The configured destinations, their health, and test deliveries (auditor, admin).",
     },
     {"name": "release", "description": "Release records and their connector deliveries (operator)."},
     {
@@ -93,7 +97,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     # a missing or extra trailing slash is redirected by the 404 handler, with a relative Location
     app.router.redirect_slashes = False
-    for module in (integrations, release, events, history, queue, health, console):
+    for module in (integrations, destinations, release, events, history, queue, health, console):
         app.include_router(module.router)
     _document_envelope(app, host_check=cfg.checked_hosts is not None)
     return app

@@ -40,7 +40,15 @@ class IntegrationIn(_In):
     """Create or update an integration. ``category`` must match the provider's (it defaults to it)."""
 
     integration_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["splunk"])
-    provider: str = Field(min_length=1, max_length=64, examples=["splunk"])
+    provider: str = Field(
+        min_length=1, max_length=64, examples=["splunk"], description="a provider, or a destination's name"
+    )
+    destination: str | None = Field(
+        default=None,
+        max_length=63,
+        examples=["slack-release"],
+        description="the destination it delivers to (default: the one named like its provider)",
+    )
     category: Category | None = None
     status: IntegrationStatus = "active"
     health_status: HealthStatus = "unknown"
@@ -54,6 +62,7 @@ class IntegrationOut(_Out):
 
     integration_id: str
     provider: str
+    destination: str | None = None
     category: Category
     status: IntegrationStatus
     health_status: HealthStatus
@@ -130,6 +139,7 @@ class AttemptOut(_Out):
 
 class ProviderDeliveryOut(_Out):
     provider: str
+    destination: str | None = None
     success: bool
     status: str
     status_code: int | None = None
@@ -152,10 +162,30 @@ class DeliveryRecordOut(_Out):
     metadata_kind: str | None = None
 
 
+# --- destinations --------------------------------------------------------------------------------------
+class DestinationOut(_Out):
+    """A destination of the connectors file (no secrets)."""
+
+    name: str
+    provider: str
+    category: Category | None = None
+    enabled: bool
+    loaded: bool
+    error: str | None = None
+    health: dict[str, Any]
+    breaker: dict[str, Any]
+
+
+class DestinationList(BaseModel):
+    items: list[DestinationOut]
+    count: int
+
+
 # --- history and dashboards ----------------------------------------------------------------------------
 class HistoryItemOut(_Out):
     delivery_id: str
     provider: str
+    destination: str | None = None
     success: bool
     status: str
     status_code: int | None = None
@@ -191,6 +221,7 @@ class Dashboard(_Out):
     totals: dict[str, int]
     success_rate: float | None = None
     providers: list[dict[str, Any]]
+    destinations: list[dict[str, Any]] = Field(default_factory=list)
     event_types: list[dict[str, Any]]
     latest_failures: list[HistoryItemOut]
     alerts: list[AlertOut]

@@ -75,6 +75,10 @@ def emulate(
                 f"try:  source {env} && cavra integration deliver EVENT.json --config {cfg} --provider all",
                 highlight=False,
             )
+            console.print(
+                f"      cavra destinations list --config {cfg}   (two Slack destinations)",
+                highlight=False,
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,7 +10,7 @@ import typer
 import typer.main
 
 from cavra import __version__
-from cavra.cli import db, deliveries, events, evidence, integration, release, routes
+from cavra.cli import db, deliveries, destinations, events, evidence, integration, release, routes
 from cavra.cli import emulate as emulate_mod
 from cavra.cli import init as init_mod
 from cavra.cli import serve as serve_mod
@@ -32,6 +32,7 @@ app.add_typer(deliveries.app, name="deliveries")
 app.command("init")(init_mod.init)
 app.add_typer(events.app, name="events")
 app.add_typer(routes.app, name="routes")
+app.add_typer(destinations.app, name="destinations")
 app.command("emulate")(emulate_mod.emulate)
 app.command("serve")(serve_mod.serve)
 app.command("api-token")(serve_mod.api_token)

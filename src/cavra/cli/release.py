@@ -220,7 +220,10 @@ def _dashboard(
         console.print(dashboard_view(title, data))
 
 
-ProviderFilter = Annotated[str | None, typer.Option("--provider", help="Only this provider.")]
+ProviderFilter = Annotated[str | None, typer.Option("--provider", help="Only this provider (the type).")]
+DestinationFilter = Annotated[
+    str | None, typer.Option("--destination", help="Only this destination (a connectors-file key).")
+]
 EventTypeFilter = Annotated[str | None, typer.Option("--event-type", help="Only this event type.")]
 EventIdFilter = Annotated[str | None, typer.Option("--event-id", help="Only this event id.")]
 SuccessFilter = Annotated[
@@ -239,6 +242,7 @@ def connector_delivery_history(
     metadata_json: MetadataJsonOption = None,
     store: StoreOption = None,
     provider: ProviderFilter = None,
+    destination: DestinationFilter = None,
     event_type: EventTypeFilter = None,
     event_id: EventIdFilter = None,
     success: SuccessFilter = None,
@@ -256,6 +260,7 @@ def connector_delivery_history(
         metadata_json=metadata_json,
         as_json=as_json,
         provider=provider,
+        destination=destination,
         event_type=event_type,
         event_id=event_id,
         success=success,
@@ -285,6 +290,7 @@ def endpoint_publication_history(
     metadata_json: MetadataJsonOption = None,
     store: StoreOption = None,
     provider: ProviderFilter = None,
+    destination: DestinationFilter = None,
     event_type: EventTypeFilter = None,
     event_id: EventIdFilter = None,
     success: SuccessFilter = None,
@@ -302,6 +308,7 @@ def endpoint_publication_history(
         metadata_json=metadata_json,
         as_json=as_json,
         provider=provider,
+        destination=destination,
         event_type=event_type,
         event_id=event_id,
         success=success,

@@ -76,6 +76,34 @@ def alerts_view(alerts: Sequence[Mapping[str, Any]]) -> RenderableType:
     return Group(*lines)
 
 
+def _destinations_table(data: Mapping[str, Any]) -> Grid | None:
+    """Per destination, when some destination is not simply its provider's own (``slack-release``)."""
+    named = [d for d in data.get("destinations", []) if d.get("destination") != d.get("provider")]
+    if not named:
+        return None
+    dests = Grid(
+        [
+            Col("destination"),
+            Col("provider"),
+            *(Col(c, "num", "right") for c in ("total", "ok", "failed", "pending", "success")),
+            Col("last success"),
+        ],
+        title="destinations",
+    )
+    for d in data["destinations"]:
+        dests.add_row(
+            _cell(d.get("destination")),
+            _cell(d.get("provider")),
+            _cell(d.get("total")),
+            _cell(d.get("succeeded")),
+            _cell(d.get("failed")),
+            _cell(d.get("pending")),
+            _rate(d.get("success_rate")),
+            _time(d.get("last_success_at")),
+        )
+    return dests
+
+
 def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
     """Status line, totals, providers, event types, exports (publications), latest failures, alerts."""
     status = _cell(data.get("status") or "ok")
@@ -136,6 +164,10 @@ def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
             _time(p.get("last_success_at")),
         )
     parts.append(providers)
+
+    dests = _destinations_table(data)
+    if dests is not None:
+        parts.append(dests)
 
     if data.get("event_types"):
         kinds = Grid(

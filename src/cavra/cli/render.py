@@ -12,6 +12,14 @@ from cavra.cli.tables import Col, Grid
 _STYLE = {"delivered": "green", "failed": "bold red", "pending": "yellow"}
 
 
+def destination_label(item: Mapping[str, Any]) -> str:
+    """A delivery's (or error's) destination as shown: ``slack``, or ``slack-release (slack)`` for a
+    destination not named after its provider."""
+    provider = str(item.get("provider"))
+    destination = str(item.get("destination") or provider)
+    return provider if destination == provider else f"{destination} ({provider})"
+
+
 def delivery_table(record: Mapping[str, Any]) -> Grid:
     table = Grid(
         [
@@ -27,18 +35,18 @@ def delivery_table(record: Mapping[str, Any]) -> Grid:
     for d in record.get("deliveries", []):
         status = str(d.get("status"))
         table.add_row(
-            str(d.get("provider")),
+            destination_label(d),
             Text(status, style=_STYLE.get(status, "")),
             "" if d.get("status_code") is None else str(d["status_code"]),
             str(d.get("attempt_count")),
             str(d.get("remote_id") or ""),
             str(d.get("error") or ""),
         )
-    delivered = {d.get("provider") for d in record.get("deliveries", [])}
+    delivered = {destination_label(d) for d in record.get("deliveries", [])}
     for err in record.get("errors", []):
-        if err.get("provider") not in delivered:
+        if destination_label(err) not in delivered:
             table.add_row(
-                str(err.get("provider")),
+                destination_label(err),
                 Text("not configured", style="bold red"),
                 "",
                 "0",
@@ -55,13 +63,13 @@ def provider_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
     for record in records:
         seen = set()
         for d in record.get("deliveries", []):
-            provider = str(d.get("provider"))
+            provider = destination_label(d)
             seen.add(provider)
             row = counts.setdefault(provider, {"delivered": 0, "failed": 0, "pending": 0})
             status = str(d.get("status"))
             row[status if status in row else "failed"] += 1
         for err in record.get("errors", []):
-            provider = str(err.get("provider"))
+            provider = destination_label(err)
             if provider not in seen:
                 counts.setdefault(provider, {"delivered": 0, "failed": 0, "pending": 0})["failed"] += 1
     return counts
@@ -73,12 +81,12 @@ def batch_summary_table(records: Sequence[Mapping[str, Any]]) -> Grid:
     for record in records:
         seen = set()
         for d in record.get("deliveries", []):
-            seen.add(str(d.get("provider")))
+            seen.add(destination_label(d))
             if d.get("status") != "delivered" and d.get("error"):
-                first_error.setdefault(str(d.get("provider")), f"{record.get('event_id')}: {d['error']}")
+                first_error.setdefault(destination_label(d), f"{record.get('event_id')}: {d['error']}")
         for err in record.get("errors", []):
-            if str(err.get("provider")) not in seen:
-                first_error.setdefault(str(err.get("provider")), f"not configured: {err.get('error')}")
+            if destination_label(err) not in seen:
+                first_error.setdefault(destination_label(err), f"not configured: {err.get('error')}")
     ok = sum(1 for r in records if r.get("success"))
     table = Grid(
         [

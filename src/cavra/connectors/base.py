@@ -16,11 +16,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cavra.secrets import Secret
 
 CATEGORIES = ("siem", "chatops", "itsm", "endpoint")
+
+
+class RetryOverride(BaseModel):
+    """A destination's own outbox retry schedule (``retry`` in its entry); unset keys keep the global one
+    (``CAVRA_QUEUE_*``, ``cavra worker`` flags): backoff base and cap in seconds, attempt runs before the
+    job is a dead letter, and the longest a job may wait from its creation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backoff_base: float | None = Field(default=None, ge=0, le=86_400)
+    backoff_max: float | None = Field(default=None, ge=0, le=7 * 86_400)
+    max_runs: int | None = Field(default=None, ge=1, le=1000)
+    max_age: float | None = Field(default=None, gt=0, le=30 * 86_400)
+
+    @model_validator(mode="after")
+    def _order(self) -> RetryOverride:
+        base, cap = self.backoff_base, self.backoff_max
+        if base is not None and cap is not None and cap < base:
+            raise ValueError("backoff_max must not be less than backoff_base")
+        return self
 
 
 class ConnectorSettings(BaseModel):
@@ -49,6 +69,12 @@ class ConnectorSettings(BaseModel):
     max_response_bytes: int = Field(default=1_048_576, gt=0)
     #: ``RATE[/BURST]`` per second for all workers together (default: the provider's, see cavra.ratelimit)
     rate_limit: str | None = None
+    #: an HTTP(S) proxy for this destination's requests (``http://user:pass@proxy:3128``; a secret)
+    proxy_url: Secret | None = None
+    #: take the proxy from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` when ``proxy_url`` is not set
+    trust_env: bool = False
+    #: this destination's outbox retry schedule (see :class:`RetryOverride`)
+    retry: RetryOverride | None = None
 
     @field_validator("rate_limit")
     @classmethod
@@ -59,6 +85,21 @@ class ConnectorSettings(BaseModel):
             parse_rate(value, "rate_limit")
         return value
 
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_url(cls, value: Secret | None) -> Secret | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(value.reveal())
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+            except ValueError:
+                ok = False
+            if not ok:  # the value itself is never shown: it may carry a password
+                raise ValueError("must be an http:// or https:// proxy URL with a host")
+        return value
+
     def secrets(self) -> list[Secret]:
         """Every secret this connector holds, for the redactor."""
         found: list[Secret] = []
@@ -66,6 +107,8 @@ class ConnectorSettings(BaseModel):
             value = getattr(self, name)
             if isinstance(value, Secret):
                 found.append(value)
+            elif isinstance(value, tuple):  # several secrets (a webhook's signing_secrets)
+                found.extend(v for v in value if isinstance(v, Secret))
         return found
 
     def extra_credential_headers(self) -> list[str]:
@@ -224,22 +267,30 @@ class CachedToken:
 
 
 class TokenCache:
-    """Access tokens cached per credential (key = token URL + client id + scope). Owned by the engine."""
+    """Access tokens cached per credential (key = token URL + client id + scope). Owned by the engine.
 
-    def __init__(self) -> None:
-        self._tokens: dict[str, CachedToken] = {}
+    :meth:`scoped` gives a destination its own view of the cache (same storage, keys prefixed with the
+    destination's name): two destinations never share a token, even with the same credentials."""
+
+    def __init__(self, *, _tokens: dict[str, CachedToken] | None = None, _scope: str = "") -> None:
+        self._tokens: dict[str, CachedToken] = {} if _tokens is None else _tokens
+        self._scope = _scope
+
+    def scoped(self, destination: str) -> TokenCache:
+        """This cache as destination ``destination`` sees it."""
+        return TokenCache(_tokens=self._tokens, _scope=f"{destination}\0")
 
     def get(self, key: str) -> CachedToken | None:
-        tok = self._tokens.get(key)
+        tok = self._tokens.get(self._scope + key)
         if tok is not None and tok.valid():
             return tok
         return None
 
     def put(self, token: CachedToken) -> None:
-        self._tokens[token.key] = token
+        self._tokens[self._scope + token.key] = token
 
     def drop(self, key: str) -> None:
-        self._tokens.pop(key, None)
+        self._tokens.pop(self._scope + key, None)
 
 
 @dataclass

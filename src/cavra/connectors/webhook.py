@@ -11,6 +11,12 @@ key), ``webhook-timestamp`` (this attempt's Unix seconds) and ``webhook-signatur
 computed with the ``standardwebhooks`` reference library. ``token`` or ``authorization`` add an
 ``Authorization`` header.
 
+Secret rotation: ``signing_secrets`` (``signing_secrets_env: [NEW, OLD]``) holds several secrets, and the
+``webhook-signature`` header carries one signature per secret, space-separated, as the Standard Webhooks
+specification allows ("the signature header can contain multiple signatures ... to support zero-downtime
+secret rotation", standard-webhooks spec.md, "Signature scheme"): a receiver that knows either secret
+accepts the message, so it can switch secrets without a gap.
+
 Answers: 2xx delivered; 410 rejected (the receiver asked to be disabled); 3xx rejected (redirects are never
 followed); 408, 429 and 5xx (but 501) retried, honouring ``Retry-After``; other 4xx rejected.
 """
@@ -51,16 +57,21 @@ class WebhookSettings(ConnectorSettings):
     """``url`` (secret), ``signing_secret`` (``whsec_…``), optional ``token`` or ``authorization``."""
 
     signing_secret: Secret | None = None
+    #: several signing secrets (rotation): one signature per secret, in this order, after signing_secret's
+    signing_secrets: tuple[Secret, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> WebhookSettings:
         if self.url is None:
             raise ConfigError("webhook: url is required")
-        if self.signing_secret is not None and not _valid_secret(self.signing_secret.reveal()):
-            raise ConfigError(
-                "webhook: signing_secret must be a Standard Webhooks secret: whsec_ followed by the base64 "
-                "of at least 16 random bytes (24 to 64 recommended)"
-            )
+        for key, secret in [("signing_secret", self.signing_secret)] + [
+            (f"signing_secrets[{i}]", s) for i, s in enumerate(self.signing_secrets)
+        ]:
+            if secret is not None and not _valid_secret(secret.reveal()):
+                raise ConfigError(
+                    f"webhook: {key} must be a Standard Webhooks secret: whsec_ followed by the base64 "
+                    "of at least 16 random bytes (24 to 64 recommended)"
+                )
         if self.token is not None and self.authorization is not None:
             raise ConfigError("webhook: give token or authorization, not both")
         return self
@@ -150,10 +161,13 @@ class WebhookConnector(BaseConnector[WebhookSettings]):
         stamp = int(time.time())  # per attempt: receivers check it against a ±5 minute tolerance
         headers["webhook-id"] = msg_id
         headers["webhook-timestamp"] = str(stamp)
-        if settings.signing_secret is not None:
-            signer = Webhook(settings.signing_secret.reveal())
-            headers["webhook-signature"] = str(
-                signer.sign(msg_id, datetime.fromtimestamp(stamp, tz=UTC), body)
+        keys = ([settings.signing_secret] if settings.signing_secret is not None else []) + list(
+            settings.signing_secrets
+        )
+        if keys:  # one signature per secret, space-separated (rotation)
+            when = datetime.fromtimestamp(stamp, tz=UTC)
+            headers["webhook-signature"] = " ".join(
+                str(Webhook(key.reveal()).sign(msg_id, when, body)) for key in keys
             )
         authorization = _authorization(settings)
         if authorization is not None:

@@ -76,6 +76,7 @@ def _new_result(target: Target, delivery_key: str) -> ProviderDelivery:
     now = utcnow()
     return ProviderDelivery(
         provider=target.provider,
+        destination=target.destination,
         category=target.connector.category,
         delivery_key=delivery_key,
         started_at=now,
@@ -134,11 +135,12 @@ class _Flow:
             log.log(
                 level,
                 "%s delivery %s: %s",
-                self.target.provider,
+                self.target.destination,
                 status,
                 text or "ok",
                 extra={
                     "provider": self.target.provider,
+                    "destination": self.target.destination,
                     "event_id": item.event_id,
                     "attempts": item.result.attempt_count,
                 },
@@ -328,7 +330,7 @@ async def deliver_one(
     event_id = event_id_of(event)
     ctx = Context(
         delivery_key=target.delivery_key(event_id),
-        tokens=tokens or TokenCache(),
+        tokens=(tokens or TokenCache()).scoped(target.destination),
         resumed_since=resumed_since,
     )
     item = _Item(_new_result(target, ctx.delivery_key), event, event_id)
@@ -387,7 +389,7 @@ async def deliver_batch(
     ready: list[_Item] = []
     for event in events:
         event_id = event_id_of(event)
-        ctx = Context(delivery_key=target.delivery_key(event_id), tokens=shared)
+        ctx = Context(delivery_key=target.delivery_key(event_id), tokens=shared.scoped(target.destination))
         item = _Item(_new_result(target, ctx.delivery_key), b"", event_id)
         items.append(item)
         try:
@@ -409,7 +411,9 @@ async def deliver_batch(
         _Flow(
             target,
             [ready[n] for n in chunk],
-            Context(delivery_key=ready[chunk[0]].result.delivery_key, tokens=shared),
+            Context(
+                delivery_key=ready[chunk[0]].result.delivery_key, tokens=shared.scoped(target.destination)
+            ),
             prepare,
             interpret,
             policy=policy,
@@ -434,6 +438,7 @@ async def deliver_many(
     tokens: TokenCache | None = None,
     config_errors: Mapping[str, str] | None = None,
     sleep: Sleep = asyncio.sleep,
+    provider_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Deliver one event to several targets concurrently; return the delivery record."""
     shared = tokens or TokenCache()
@@ -443,4 +448,4 @@ async def deliver_many(
             for t in targets
         )
     )
-    return build_record(event, results, config_errors=config_errors)
+    return build_record(event, results, config_errors=config_errors, provider_of=provider_of)

@@ -63,13 +63,21 @@ def parse_rate_limits(spec: str) -> dict[str, RateLimit]:
 
 
 def effective_limits(explicit: Mapping[str, RateLimit], config: LoadedConfig | None) -> dict[str, RateLimit]:
-    """Per provider: the operator's ``--rate-limit`` / ``CAVRA_RATE_LIMITS`` first, then the connector's
-    ``rate_limit`` setting, then the provider's default (:data:`DEFAULT_RATE_LIMITS`)."""
+    """Per destination (each has its own bucket): the operator's ``--rate-limit`` / ``CAVRA_RATE_LIMITS``
+    for its name, else for its provider, then the destination's ``rate_limit`` setting, then its provider's
+    default (:data:`DEFAULT_RATE_LIMITS`)."""
     limits = dict(DEFAULT_RATE_LIMITS)
     if config is not None:
-        for provider, target in config.targets.items():
-            if target.settings.rate_limit:
-                limits[provider] = parse_rate(target.settings.rate_limit, f"connectors.{provider}.rate_limit")
+        for name, target in config.targets.items():
+            own = target.settings.rate_limit
+            if name in explicit:
+                continue
+            if target.provider in explicit:
+                limits[name] = explicit[target.provider]
+            elif own:
+                limits[name] = parse_rate(own, f"connectors.{name}.rate_limit")
+            elif target.provider in DEFAULT_RATE_LIMITS:
+                limits[name] = DEFAULT_RATE_LIMITS[target.provider]
     limits.update(explicit)
     return limits
 

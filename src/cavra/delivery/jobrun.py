@@ -25,7 +25,7 @@ from cavra.delivery.guard import Guard
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import Schedule, Signals, completion_note, outcome_for
 from cavra.delivery.record import ProviderDelivery, build_record
-from cavra.delivery.runs import RunObserver, WorkerStats, policy_for, target_for
+from cavra.delivery.runs import RunObserver, WorkerStats, policy_for, schedule_for, target_for
 from cavra.delivery.settle import past_max_runs, past_max_runs_outcome, resumed_since, write_completion
 from cavra.errors import CavraError, ConfigError
 from cavra.redaction import Redactor
@@ -150,11 +150,18 @@ class JobRunner:
         """Store the run's record and the job's new state; then tell whoever waits. ``now``: one time for
         all the jobs of a batch, so that those rescheduled come due together (and go out as a batch)."""
         event = job.event
+        config = self.config()
         if result is not None:
             record = build_record(event, [result])
         else:
-            record = build_record(event, [], config_errors={job.provider: f"not sent: {config_error}"})
-        outcome = outcome_for(job, result, self.schedule, now or datetime.now(UTC), config_error=config_error)
+            record = build_record(
+                event,
+                [],
+                config_errors={job.provider: f"not sent: {config_error}"},
+                provider_of=None if config is None else config.provider_of,
+            )
+        schedule = schedule_for(config, job.provider, self.schedule)
+        outcome = outcome_for(job, result, schedule, now or datetime.now(UTC), config_error=config_error)
         await self._finish(job, record, outcome, result, t0)
 
     async def _finish(
@@ -194,13 +201,14 @@ class JobRunner:
         ended as a dead letter without sending (:func:`cavra.delivery.settle.past_max_runs`)."""
         keep: list[Job] = []
         for job in jobs:
-            over = job.attempts > self.schedule.max_runs and await asyncio.to_thread(
-                past_max_runs, self.store, job, self.schedule.max_runs
+            max_runs = schedule_for(self.config(), job.provider, self.schedule).max_runs  # per destination
+            over = job.attempts > max_runs and await asyncio.to_thread(
+                past_max_runs, self.store, job, max_runs
             )
             if not over:
                 keep.append(job)
                 continue
-            outcome = past_max_runs_outcome(job, self.schedule.max_runs)
+            outcome = past_max_runs_outcome(job, max_runs)
             log.error("job %s: %s", job.id, outcome.error)
             record = build_record(job.event, [], config_errors={job.provider: f"not sent: {outcome.error}"})
             await self._finish(job, record, outcome, None, time.monotonic())

@@ -192,8 +192,11 @@ def delivery_job(
     key: str | None = None,
     replay_of: str | None = None,
     run_after: datetime | None = None,
+    provider_type: str | None = None,
 ) -> NewJob:
-    """A job delivering ``event`` to ``provider``; its records are stored under metadata kind ``kind``.
+    """A job delivering ``event`` to destination ``provider`` (a destination's name: the key of its entry in
+    the connectors file; ``provider_type`` its provider, shown by the job's public view); its records are
+    stored under metadata kind ``kind``.
 
     The payload holds the event and options only: the target (URL, credentials) is resolved from the
     connector config when the job runs, so no secret is ever written to the queue.
@@ -209,6 +212,8 @@ def delivery_job(
         "integration_id": integration_id,
         "on_complete": on_complete,
     }
+    if provider_type is not None and provider_type != provider:
+        payload["provider"] = provider_type
     return NewJob(
         idempotency_key=idempotency_key(kind, provider, ev, given=key, scope=scope),
         kind=kind,

@@ -72,6 +72,8 @@ class ProviderDelivery:
     remote_id: Redacted | None = None
     proof: Redacted | None = None
     detail: Mapping[str, Redacted] = field(default_factory=dict)
+    #: the destination's name (the key of its entry in the connectors file); default: the provider's
+    destination: str | None = None
 
     @property
     def success(self) -> bool:
@@ -96,6 +98,7 @@ class ProviderDelivery:
         req = self.request
         return {
             "provider": self.provider,
+            "destination": self.destination or self.provider,
             "category": self.category,
             "success": self.success,
             "status": self.status,
@@ -120,12 +123,21 @@ def build_record(
     *,
     config_errors: Mapping[str, str] | None = None,
     generated_at: datetime | None = None,
+    provider_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The delivery record for one event; ``success`` is false unless every provider delivered."""
+    """The delivery record for one event; ``success`` is false unless every destination delivered.
+
+    ``config_errors`` are keyed by destination name; ``provider_of`` names their providers (default: the
+    destination's name)."""
     items = [d.to_dict() for d in deliveries]
-    errors = [{"provider": d["provider"], "error": d["error"]} for d in items if d["error"]]
-    for provider, message in (config_errors or {}).items():
-        errors.append({"provider": provider, "error": message})
+    errors = [
+        {"provider": d["provider"], "destination": d["destination"], "error": d["error"]}
+        for d in items
+        if d["error"]
+    ]
+    kinds = provider_of or {}
+    for name, message in (config_errors or {}).items():
+        errors.append({"provider": kinds.get(name, name), "destination": name, "error": message})
     success = bool(items) and all(d["success"] for d in items) and not config_errors
     return {
         "schema_version": DELIVERY_SCHEMA,

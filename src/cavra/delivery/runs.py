@@ -11,6 +11,7 @@ from typing import Any
 
 from cavra.config import LoadedConfig, Target
 from cavra.delivery.policy import RetryPolicy
+from cavra.delivery.queue import Schedule
 from cavra.delivery.record import ProviderDelivery
 from cavra.errors import ConfigError
 from cavra.store.jobs import Job, JobOutcome
@@ -30,16 +31,15 @@ def default_owner() -> str:
 
 
 def resolve_target(config: LoadedConfig | None, provider: str) -> Target:
-    """The configured target of ``provider``, or ConfigError saying why there is none."""
+    """The configured target of destination ``provider`` (a job's ``provider`` is its destination's name),
+    or ConfigError saying why there is none (a disabled destination's job is not sent)."""
     if config is None:
         raise ConfigError("no connector config: the worker needs --config FILE or $CAVRA_CONNECTOR_CONFIG")
     if provider in config.targets:
         return config.targets[provider]
     if provider in config.errors:
         raise ConfigError(config.errors[provider])
-    raise ConfigError(
-        f"{config.source}: provider {provider!r} is not configured (connectors.{provider} is missing)"
-    )
+    raise ConfigError(str(config.missing(provider)))
 
 
 @dataclass
@@ -63,6 +63,27 @@ def target_for(config: LoadedConfig | None, provider: str, options: dict[str, An
     if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
         target = replace(target, options=replace(target.options, timeout=float(timeout)))
     return target
+
+
+def schedule_for(config: LoadedConfig | None, destination: str, base: Schedule) -> Schedule:
+    """The outbox schedule of ``destination``'s jobs: ``base`` (the worker's) with the destination's own
+    ``retry`` keys (backoff base and cap, runs, age) in place of the global ones."""
+    target = None if config is None else config.targets.get(destination)
+    retry = None if target is None else target.settings.retry
+    if retry is None:
+        return base
+    changes: dict[str, Any] = {
+        "base_delay": retry.backoff_base,
+        "max_delay": retry.backoff_max,
+        "max_runs": retry.max_runs,
+        "max_age": retry.max_age,
+    }
+    given = {k: v for k, v in changes.items() if v is not None}
+    if "base_delay" in given and "max_delay" not in given:
+        given["max_delay"] = max(base.max_delay, given["base_delay"])
+    elif "max_delay" in given and "base_delay" not in given:
+        given["base_delay"] = min(base.base_delay, given["max_delay"])
+    return replace(base, **given)
 
 
 def policy_for(options: dict[str, Any], base: float | None) -> RetryPolicy:

@@ -78,6 +78,10 @@ def demo_environment(
             provider = entry.pop("provider", name)
             connectors[provider] = entry
         env.update(entry_env)
+        if hasattr(mod, "demo_destinations"):  # more destinations of the provider (e.g. slack-release)
+            more, more_env = mod.demo_destinations(base_url, settings)
+            connectors.update(more)
+            env.update(more_env)
     return {"connectors": connectors, "routes": demo_routes(connectors)}, env
 
 

@@ -30,6 +30,9 @@ from aiohttp import web
 from cavra.emulators.framework import EmulatorHub
 
 DEMO_HOOK = "T0CAVRA01/B0CAVRA01/cavraDemoSlackHook000001"
+#: a second incoming webhook of the demo workspace (one hook per channel, as Slack issues them): the demo
+#: config's second Slack destination, ``slack-release``
+RELEASE_HOOK = "T0CAVRA01/B0CAVRA02/cavraReleaseSlackHook0002"
 
 MAX_TEXT = 40_000
 MAX_ATTACHMENTS = 100
@@ -51,7 +54,9 @@ _OTHER_BLOCKS = frozenset({"divider", "rich_text", "input", "file", "video"})
 class Settings:
     """Registered hooks (``T…/B…/secret`` -> channel), channel states and the rate limiter."""
 
-    hooks: dict[str, str] = field(default_factory=lambda: {DEMO_HOOK: "#cavra-governance"})
+    hooks: dict[str, str] = field(
+        default_factory=lambda: {DEMO_HOOK: "#cavra-governance", RELEASE_HOOK: "#release"}
+    )
     #: channel -> ``archived`` | ``deleted`` | ``prohibited``; tests may change it while the server runs
     channel_states: dict[str, str] = field(default_factory=dict)
     #: hooks that were revoked: 403 ``invalid_token``
@@ -308,4 +313,14 @@ def demo_config(base_url: str, settings: Settings) -> tuple[dict[str, Any] | Non
     return (
         {"url_env": "SLACK_WEBHOOK_URL", "allow_http": True},
         {"SLACK_WEBHOOK_URL": f"{base_url}/slack/services/{hook}"},
+    )
+
+
+def demo_destinations(base_url: str, settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    """More Slack destinations for the demo config: ``slack-release`` on the second hook (``#release``)."""
+    if RELEASE_HOOK not in settings.hooks:
+        return {}, {}
+    return (
+        {"slack-release": {"provider": "slack", "url_env": "SLACK_RELEASE_URL", "allow_http": True}},
+        {"SLACK_RELEASE_URL": f"{base_url}/slack/services/{RELEASE_HOOK}"},
     )

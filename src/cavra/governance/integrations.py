@@ -2,6 +2,9 @@
 
 An integration names a provider that the connector config knows, with the provider's category, an
 operational ``status`` (only ``active`` integrations deliver) and a ``health_status`` set by operators.
+It binds to one *destination* of that provider (``destination``: the key of an entry in the connectors
+file; default: the destination named like its provider). ``provider`` may name a destination too: the
+integration is then bound to it, and ``provider`` becomes the destination's provider.
 The store keeps the record under kind ``integration``; delivering through an integration adds its last
 delivery outcome (``last_delivery``) to the record (a completion hook of the delivery's outbox job, so a
 run by any worker, later, is noted too).
@@ -20,6 +23,7 @@ from cavra.connectors.registry import CATEGORY_OF, unknown_provider_message
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import iso, utcnow
+from cavra.destinations import NAME_PATTERN
 from cavra.errors import ConflictError, InputError, NotFoundError
 from cavra.events import normalize_event
 from cavra.governance.outbox import Request, check_timeout, submit
@@ -54,6 +58,7 @@ class Integration(BaseModel):
 
     integration_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     provider: str
+    destination: str | None = Field(default=None, pattern=f"^{NAME_PATTERN}$")
     category: Literal["siem", "chatops", "itsm", "endpoint"] | None = None
     status: Literal["active", "inactive", "disabled"] = "active"
     health_status: Literal["healthy", "degraded", "failing", "unknown"] = "unknown"
@@ -74,16 +79,48 @@ class Integration(BaseModel):
                 f"category: {self.category!r} does not match provider {self.provider!r} "
                 f"(category {expected!r})"
             )
+        if self.destination is None:
+            object.__setattr__(self, "destination", self.provider)
         return self
 
 
-def validate_integration(body: object, *, source: str = "request body") -> dict[str, Any]:
-    """The normalized integration record, or InputError naming the field."""
+def _bind_destination(data: dict[str, Any], config: LoadedConfig | None, source: str) -> None:
+    """Resolve ``provider`` / ``destination`` against the connectors file when there is one: a
+    ``provider`` that names a destination binds to it; a ``destination`` must be one of the provider's."""
+    if config is None:
+        return
+    provider, destination = data.get("provider"), data.get("destination")
+    if isinstance(provider, str) and provider not in CATEGORY_OF and provider in config.provider_of:
+        if destination not in (None, provider):
+            raise InputError(
+                f"{source}: field destination: {destination!r} differs from provider {provider!r}"
+            )
+        data["provider"], data["destination"] = config.provider_of[provider], provider
+        return
+    if isinstance(destination, str) and destination in config.provider_of:
+        kind = config.provider_of[destination]
+        if isinstance(provider, str) and provider in CATEGORY_OF and kind != provider:
+            raise InputError(
+                f"{source}: field destination: {destination!r} is a {kind} destination, not a {provider} one"
+            )
+    elif isinstance(destination, str):
+        raise InputError(
+            f"{source}: field destination: {destination!r} is not a destination of {config.source} "
+            f"(its destinations: {', '.join(config.destinations) or 'none'})"
+        )
+
+
+def validate_integration(
+    body: object, *, source: str = "request body", config: LoadedConfig | None = None
+) -> dict[str, Any]:
+    """The normalized integration record, or InputError naming the field. With ``config``, ``provider``
+    may name a destination and ``destination`` must be one of the file's."""
     if not isinstance(body, dict):
         raise InputError(f"{source}: an integration must be a JSON object, got {type(body).__name__}")
     data = dict(body)
     if data.get("schema_version") == INTEGRATION_SCHEMA:
         del data["schema_version"]
+    _bind_destination(data, config, source)
     try:
         model = Integration.model_validate(data)
     except ValidationError as exc:
@@ -99,11 +136,12 @@ def _integration_answer(store: Store, integration_id: str) -> dict[str, Any]:
     return {**entry.body, "created_at": iso(entry.created_at), "updated_at": iso(entry.updated_at)}
 
 
-def upsert_integration(store: Store, body: object) -> dict[str, Any]:
-    """Create or replace an integration; ``last_delivery`` is kept from the stored record."""
+def upsert_integration(store: Store, body: object, config: LoadedConfig | None = None) -> dict[str, Any]:
+    """Create or replace an integration; ``last_delivery`` is kept from the stored record. ``config``: the
+    connectors file its destination is checked against (when the server has one)."""
     if isinstance(body, dict) and "last_delivery" in body:
         raise InputError("request body: field last_delivery: is set by deliveries, not by callers")
-    record = validate_integration(body)
+    record = validate_integration(body, config=config)
     iid = str(record["integration_id"])
     existing = store.get_record("integration", iid)
     if existing is not None and existing.get("last_delivery") is not None:
@@ -145,7 +183,7 @@ async def deliver_integration(
 ) -> dict[str, Any]:
     """Deliver an event through an active integration; stored with kind ``integration-delivery``.
 
-    The event goes to the integration's provider, or to ``providers`` when given (a list, a
+    The event goes to the integration's destination, or to ``providers`` when given (a list, a
     comma-separated string or ``all``). ``timeout_seconds`` overrides the per-attempt timeout. The request
     is queued as one outbox job per provider (``idempotency_key``: the caller's key; otherwise one derived
     from the event and the target) and answered as :func:`cavra.governance.outbox.submit` says.
@@ -156,14 +194,14 @@ async def deliver_integration(
             f"integration {integration_id!r} is {integration.get('status')}; "
             "only an active integration delivers"
         )
-    requested = [str(integration["provider"])] if providers is None else parse_providers(providers)
+    requested = [_destination_of(config, integration)] if providers is None else parse_providers(providers)
     normalized = normalize_event(event, source="event")
     validate_retries(retries)
     check_timeout(timeout_seconds)
     targets, errors = select_targets(config, requested)
     request = Request(
         normalized,
-        [t.provider for t in targets] + list(errors),
+        [t.destination for t in targets] + list(errors),
         kind=INTEGRATION_DELIVERY,
         retries=retries,
         subject_kind="integration",
@@ -182,6 +220,20 @@ async def deliver_integration(
         transport=transport,
         policy=policy,
     )
+
+
+def _destination_of(config: LoadedConfig, integration: dict[str, Any]) -> str:
+    """The integration's destination (records stored before destinations: the one named like its
+    provider); a destination that is now of another provider is a conflict, not a delivery."""
+    provider = str(integration["provider"])
+    destination = str(integration.get("destination") or provider)
+    kind = config.provider_of.get(destination)
+    if kind is not None and kind != provider:
+        raise ConflictError(
+            f"integration {integration['integration_id']!r} is for provider {provider!r}, but its "
+            f"destination {destination!r} is a {kind} destination in {config.source}"
+        )
+    return destination
 
 
 def note_integration_delivery(records: RecordAccess, stored: StoredDelivery) -> None:

@@ -56,6 +56,7 @@ class Request:
     """One delivery request of the façade: what to send where, and how its records are filed."""
 
     event: Mapping[str, Any]
+    #: destination names (one job each)
     providers: Sequence[str]
     kind: str
     retries: int
@@ -95,6 +96,7 @@ async def submit(
             integration_id=request.integration_id,
             on_complete=request.on_complete,
             key=request.idempotency_key,
+            provider_type=config.provider_type(provider),
         )
         for provider in request.providers
     ]

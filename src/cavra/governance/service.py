@@ -24,6 +24,7 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError, not_found
+from cavra.governance.destinations import list_destinations, send_destination_test
 from cavra.governance.events import (
     PUBLICATION,
     PublicationRefused,
@@ -66,6 +67,7 @@ __all__ = [
     "get_integration",
     "get_record",
     "is_accepted",
+    "list_destinations",
     "list_integrations",
     "load_record_file",
     "load_route_cases",
@@ -74,6 +76,7 @@ __all__ = [
     "register_record",
     "route_table",
     "run_route_cases",
+    "send_destination_test",
     "test_route",
     "upsert_integration",
 ]
@@ -154,7 +157,7 @@ async def _deliver_release(
     rid = record_id(k, record)
     request = Request(
         build(record),
-        [t.provider for t in targets] + list(errors),
+        [t.destination for t in targets] + list(errors),
         kind=RELEASE_DELIVERY,
         retries=retries,
         subject_kind=k.name,
@@ -234,14 +237,15 @@ async def deliver_rollback_execution(
 
 
 # --- endpoint-management publication ----------------------------------------------------------------------
-def _publication_providers(spec: str, export: Mapping[str, Any]) -> list[str]:
-    """The requested providers; each must be one the export names (``all``: every one it names)."""
+def _publication_providers(spec: str, export: Mapping[str, Any], config: LoadedConfig) -> list[str]:
+    """The requested destinations; each must be of a provider the export names (``all``: every provider it
+    names, each through the destination named after it)."""
     meant = list(export.get("providers") or [])
     providers = parse_providers(spec)
     if providers is None:
         return meant
     for name in providers:
-        if name not in meant:
+        if config.provider_type(name) not in meant:
             raise InputError(
                 f"--provider: {export['export_id']} is for {', '.join(meant)}; {name!r} is not one of them"
             )
@@ -310,7 +314,7 @@ async def publish_endpoint_export(
     """
     k = kind_of("endpoint_export")
     record, is_new = _resolve(store, k, export)
-    providers = _publication_providers(provider, record)
+    providers = _publication_providers(provider, record, config)
     validate_retries(retries)
     select_targets(config, providers)
     check_wait(wait_seconds)
@@ -326,7 +330,12 @@ async def publish_endpoint_export(
             "event_id": stable_event_id(PUBLICATION, rid, record),
             "export_id": rid,
         }
-        failed = build_record(summary, [], config_errors={p: f"not sent: {refused}" for p in providers})
+        failed = build_record(
+            summary,
+            [],
+            config_errors={p: f"not sent: {refused}" for p in providers},
+            provider_of=config.provider_of,
+        )
         stored = await asyncio.to_thread(
             store.append_delivery,
             failed,

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from cavra.store.aggregates import _DEST as DEST_NAMES
 from cavra.store.aggregates import _TOTALS as TOTAL_NAMES
 from cavra.store.aggregates import _TYPE as TYPE_NAMES
-from cavra.store.aggregates import ROLLBACK, Streak, Totals, TypeTotals, _load
+from cavra.store.aggregates import ROLLBACK, DestinationTotals, Streak, Totals, TypeTotals, _load
 from cavra.store.base import DeliveryFilter, EventTypeStats, FailureStreak, ProviderStats
-from cavra.store.schema import pd_event_streaks, pd_event_type_totals, pd_totals
+from cavra.store.schema import pd_destination_totals, pd_event_streaks, pd_event_type_totals, pd_totals
 from cavra.store.schema import provider_deliveries as pd
 from cavra.store.sqlquery import _FAILED, _req, conditions
 
@@ -73,9 +74,32 @@ def provider_stats(conn: sa.Connection, flt: DeliveryFilter) -> list[ProviderSta
     return [merged[p] for p in sorted(merged)]
 
 
+def destination_stats(conn: sa.Connection, flt: DeliveryFilter) -> list[ProviderStats] | None:
+    """Per destination, from ``pd_destination_totals`` (``None``: answer ``flt`` with the index's SQL)."""
+    if not kinds_only(flt):
+        return None
+    merged: dict[str, ProviderStats] = {}
+    for m, t in _rows(conn, pd_destination_totals, flt, DestinationTotals, DEST_NAMES):
+        s = merged.get(m["destination"])
+        mine = ProviderStats(
+            t.provider,
+            t.total,
+            t.succeeded,
+            t.failed,
+            t.pending,
+            t.attempts,
+            t.last_success_at,
+            t.last_failure_at,
+            t.first_failure_at,
+            m["destination"],
+        )
+        merged[m["destination"]] = mine if s is None else _merge(s, mine)
+    return [merged[d] for d in sorted(merged)]
+
+
 def _merge(a: ProviderStats, b: ProviderStats) -> ProviderStats:
     return ProviderStats(
-        a.provider,
+        max(a.provider, b.provider),
         a.total + b.total,
         a.succeeded + b.succeeded,
         a.failed + b.failed,
@@ -84,6 +108,7 @@ def _merge(a: ProviderStats, b: ProviderStats) -> ProviderStats:
         _opt(max, a.last_success_at, b.last_success_at),
         _opt(max, a.last_failure_at, b.last_failure_at),
         _opt(min, a.first_failure_at, b.first_failure_at),
+        a.destination,
     )
 
 

@@ -12,6 +12,8 @@ Dashboards summarise all of history; recomputing that from ``provider_deliveries
     total, succeeded, failed;
 ``pd_event_streaks`` per (metadata kind, provider, event id), rows of rollback events only
     (event type containing :data:`ROLLBACK`), the same streak per event.
+``pd_destination_totals`` per (metadata kind, destination) (revision 0008)
+    what ``pd_totals`` keeps, per destination, with the provider of the destination's latest row.
 
 The definitions are exactly those of the SQL in :mod:`cavra.store.sqlquery` (``test_aggregates`` checks
 that both give the same answers). An appender reads the rows its batch touches, applies the batch's
@@ -31,7 +33,7 @@ import sqlalchemy as sa
 
 from cavra.store import rawsql
 from cavra.store.base import utc
-from cavra.store.schema import pd_event_streaks, pd_event_type_totals, pd_totals
+from cavra.store.schema import pd_destination_totals, pd_event_streaks, pd_event_type_totals, pd_totals
 from cavra.store.schema import provider_deliveries as pd
 
 #: the event types whose per-event failure streaks are kept (the dashboard's rollback alerts)
@@ -99,6 +101,11 @@ class Totals(Streak):
 
 
 @dataclass
+class DestinationTotals(Totals):
+    provider: str = ""
+
+
+@dataclass
 class TypeTotals:
     event_type: str | None = None
     total: int = 0
@@ -112,6 +119,7 @@ class EventStreak(Streak):
 
 
 _TOTALS = [f.name for f in fields(Totals)]
+_DEST = [f.name for f in fields(DestinationTotals)]
 _TYPE = [f.name for f in fields(TypeTotals)]
 _EVENT = [f.name for f in fields(EventStreak)]
 _TIMES = {"streak_since", "streak_last_at", "last_success_at", "last_failure_at", "first_failure_at"}
@@ -126,31 +134,68 @@ TypeKey = tuple[str, str]
 EventKey = tuple[str, str, str]
 
 
-class Aggregates:
-    """The aggregate rows one batch touches: read, updated row by row, written back."""
+def _count(t: Totals, row: Any, row_id: int) -> None:
+    """Count one index row in a totals row (provider or destination)."""
+    success = bool(row["success"])
+    pending = not success and row["status"] == "pending"
+    failed = not success and not pending
+    created = utc(row["created_at"])
+    t.total += 1
+    t.attempts += int(row["attempt_count"])
+    if success:
+        t.succeeded += 1
+        t.last_success_at = _max(t.last_success_at, created)
+    elif pending:
+        t.pending += 1
+    else:
+        t.failed += 1
+        t.last_failure_at = _max(t.last_failure_at, created)
+        t.first_failure_at = _min(t.first_failure_at, created)
+    t.add(row_id, created, success, failed, row["event_type"])
 
-    def __init__(self) -> None:
+
+class Aggregates:
+    """The aggregate rows one batch touches: read, updated row by row, written back.
+
+    ``destinations``: keep ``pd_destination_totals`` too (every revision from 0008)."""
+
+    def __init__(self, *, destinations: bool = True) -> None:
         self.totals: dict[TotalsKey, Totals] = {}
+        self.dests: dict[TotalsKey, DestinationTotals] = {}
         self.types: dict[TypeKey, TypeTotals] = {}
         self.events: dict[EventKey, EventStreak] = {}
+        self.destinations = destinations
         self._stored: set[tuple[str, tuple[str, ...]]] = set()
 
     @staticmethod
-    def keys(rows: Iterable[Mapping[str, Any]]) -> tuple[set[TotalsKey], set[TypeKey], set[EventKey]]:
-        totals, types, events = set(), set(), set()
+    def keys(
+        rows: Iterable[Mapping[str, Any]],
+    ) -> tuple[set[TotalsKey], set[TypeKey], set[EventKey], set[TotalsKey]]:
+        totals, types, events, dests = set(), set(), set(), set()
         for r in rows:
             kind, provider, event_type = r["metadata_kind"], r["provider"], r["event_type"]
             totals.add((kind, provider))
+            dests.add((kind, r.get("destination") or provider))
             types.add((kind, event_key(event_type)))
             if event_type is not None and ROLLBACK in event_type:
                 events.add((kind, provider, event_key(r["event_id"])))
-        return totals, types, events
+        return totals, types, events, dests
 
     def read(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Read the stored aggregate rows that ``rows`` (index rows about to be added) will change."""
-        totals, types, events = self.keys(rows)
+        totals, types, events, dests = self.keys(rows)
+        if not self.destinations:
+            dests = set()
         for table, keys, cols, cls, names, into in (
             (pd_totals, totals, ("metadata_kind", "provider"), Totals, _TOTALS, self.totals),
+            (
+                pd_destination_totals,
+                dests,
+                ("metadata_kind", "destination"),
+                DestinationTotals,
+                _DEST,
+                self.dests,
+            ),
             (pd_event_type_totals, types, ("metadata_kind", "event_key"), TypeTotals, _TYPE, self.types),
             (
                 pd_event_streaks,
@@ -188,18 +233,14 @@ class Aggregates:
         t = self.totals.get((kind, provider))
         if t is None:
             t = self.totals[(kind, provider)] = Totals()
-        t.total += 1
-        t.attempts += int(row["attempt_count"])
-        if success:
-            t.succeeded += 1
-            t.last_success_at = _max(t.last_success_at, created)
-        elif pending:
-            t.pending += 1
-        else:
-            t.failed += 1
-            t.last_failure_at = _max(t.last_failure_at, created)
-            t.first_failure_at = _min(t.first_failure_at, created)
-        t.add(row_id, created, success, failed, event_type)
+        _count(t, row, row_id)
+        if self.destinations:
+            dkey = (kind, row["destination"] or provider)
+            d = self.dests.get(dkey)
+            if d is None:
+                d = self.dests[dkey] = DestinationTotals()
+            d.provider = max(d.provider, provider)
+            _count(d, row, row_id)
         ek = event_key(event_type)
         tt = self.types.get((kind, ek))
         if tt is None:
@@ -216,11 +257,15 @@ class Aggregates:
 
     def write(self, conn: sa.Connection) -> None:
         """Write every row held back: UPDATE the ones read, INSERT the new ones (each as one executemany)."""
-        for table, _cols, names, items in (
+        tables: list[tuple[sa.Table, tuple[str, ...], list[str], Mapping[Any, Any]]] = [
             (pd_totals, ("metadata_kind", "provider"), _TOTALS, self.totals),
+            (pd_destination_totals, ("metadata_kind", "destination"), _DEST, self.dests),
             (pd_event_type_totals, ("metadata_kind", "event_key"), _TYPE, self.types),
             (pd_event_streaks, ("metadata_kind", "provider", "event_key"), _EVENT, self.events),
-        ):
+        ]
+        for table, _cols, names, items in tables:
+            if not items:
+                continue
             updates: list[tuple[Any, ...]] = []
             inserts: list[tuple[Any, ...]] = []
             for key, value in items.items():
@@ -260,6 +305,7 @@ def _reads(table: sa.Table, cols: Sequence[str]) -> tuple[rawsql.Raw, list[str]]
 
 _KEYS = (
     (pd_totals, ("metadata_kind", "provider"), _TOTALS),
+    (pd_destination_totals, ("metadata_kind", "destination"), _DEST),
     (pd_event_type_totals, ("metadata_kind", "event_key"), _TYPE),
     (pd_event_streaks, ("metadata_kind", "provider", "event_key"), _EVENT),
 )
@@ -279,15 +325,20 @@ _INDEX_READ = sa.select(
 )
 
 
-def rebuild(conn: sa.Connection, *, batch: int = 20_000) -> int:
-    """Recompute every aggregate from ``provider_deliveries`` (in id order); return the rows counted."""
+def rebuild(conn: sa.Connection, *, batch: int = 20_000, destinations: bool = True) -> int:
+    """Recompute every aggregate from ``provider_deliveries`` (in id order); return the rows counted.
+
+    ``destinations=False``: before revision 0008 (no destination column nor table yet)."""
     for table in (pd_totals, pd_event_type_totals, pd_event_streaks):
         conn.execute(sa.delete(table))
-    agg = Aggregates()
+    if destinations:
+        conn.execute(sa.delete(pd_destination_totals))
+    agg = Aggregates(destinations=destinations)
+    read = _INDEX_READ.add_columns(pd.c.destination) if destinations else _INDEX_READ
     last = 0
     counted = 0
     while True:
-        rows = conn.execute(_INDEX_READ.where(pd.c.id > last).order_by(pd.c.id).limit(batch)).mappings().all()
+        rows = conn.execute(read.where(pd.c.id > last).order_by(pd.c.id).limit(batch)).mappings().all()
         if not rows:
             break
         for m in rows:

@@ -53,6 +53,8 @@ INTEGRATION_DELIVERY = "integration-delivery"
 EVENT_DELIVERY = "event-delivery"
 #: the evidence that a published event matched no route (a record with no deliveries)
 UNROUTED_EVENT = "unrouted-event"
+#: a destination test (``cavra destinations test``): stored as evidence, never counted in a dashboard
+TEST_DELIVERY = "destination-test-delivery"
 #: How a stored delivery is indexed; history and dashboards select by these.
 METADATA_KINDS = (
     RELEASE_DELIVERY,
@@ -60,6 +62,7 @@ METADATA_KINDS = (
     INTEGRATION_DELIVERY,
     EVENT_DELIVERY,
     UNROUTED_EVENT,
+    TEST_DELIVERY,
 )
 
 
@@ -138,6 +141,7 @@ class DeliveryFilter:
 
     metadata_kinds: tuple[str, ...] | None = None
     provider: str | None = None
+    destination: str | None = None
     integration_id: str | None = None
     event_type: str | None = None
     event_type_contains: str | None = None
@@ -172,6 +176,7 @@ class ProviderDeliveryRow:
     subject_id: str | None
     created_at: datetime
     error: str | None
+    destination: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -181,6 +186,7 @@ class ProviderDeliveryRow:
         return {
             "delivery_id": self.delivery_id,
             "provider": self.provider,
+            "destination": self.destination or self.provider,
             "success": self.success,
             "status": self.status,
             "status_code": self.status_code,
@@ -209,6 +215,9 @@ class ProviderStats:
     last_success_at: datetime | None
     last_failure_at: datetime | None
     first_failure_at: datetime | None
+    #: set by :meth:`Store.destination_stats`: the destination these figures are about (``provider``: the
+    #: provider of its latest delivery)
+    destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -381,6 +390,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def provider_stats(self, flt: DeliveryFilter) -> list[ProviderStats]: ...
+
+    @abc.abstractmethod
+    def destination_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
+        """:meth:`provider_stats` per destination (each item's ``destination`` is set)."""
 
     @abc.abstractmethod
     def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]: ...

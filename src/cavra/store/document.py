@@ -121,10 +121,11 @@ def delivery_columns(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def index_rows(doc: Mapping[str, Any], created_at: datetime) -> list[dict[str, Any]]:
-    """One row per provider delivery (``deliveries[]``, then config ``errors[]`` of providers not tried).
+    """One row per provider delivery (``deliveries[]``, then config ``errors[]`` of destinations not tried).
 
-    A provider named only in ``errors[]`` (its connector could not be loaded) is indexed as a failed
-    delivery with no attempts: it did not deliver, and dashboards must say so.
+    A destination named only in ``errors[]`` (its connector could not be loaded) is indexed as a failed
+    delivery with no attempts: it did not deliver, and dashboards must say so. A row's ``destination`` is
+    the item's (records written before destinations have none: the provider's name).
     """
     common = {
         "delivery_id": doc.get("id"),
@@ -148,12 +149,14 @@ def index_rows(doc: Mapping[str, Any], created_at: datetime) -> list[dict[str, A
         if attempt_count is None:
             attempt_count = len(attempts) if isinstance(attempts, list) else 0
         provider = str(item.get("provider"))
-        seen.add(provider)
+        destination = _str(item.get("destination")) or provider
+        seen.add(destination)
         rows.append(
             common
             | {
                 "position": len(rows),
                 "provider": provider,
+                "destination": destination,
                 "integration_id": _str(item.get("integration_id")) or _str(doc.get("integration_id")),
                 "success": success,
                 "status": status,
@@ -164,14 +167,18 @@ def index_rows(doc: Mapping[str, Any], created_at: datetime) -> list[dict[str, A
         )
     errors = doc.get("errors")
     for err in errors if isinstance(errors, list) else []:
-        if not isinstance(err, dict) or not isinstance(err.get("provider"), str) or err["provider"] in seen:
+        if not isinstance(err, dict) or not isinstance(err.get("provider"), str):
             continue
-        seen.add(err["provider"])
+        destination = _str(err.get("destination")) or err["provider"]
+        if destination in seen:
+            continue
+        seen.add(destination)
         rows.append(
             common
             | {
                 "position": len(rows),
                 "provider": err["provider"],
+                "destination": destination,
                 "integration_id": _str(doc.get("integration_id")),
                 "success": False,
                 "status": "failed",

@@ -73,7 +73,9 @@ class RecordPut:
 
 @dataclass(frozen=True)
 class Job:
-    """A job as stored."""
+    """A job as stored. ``provider`` is the name of its destination (the key of the entry in the
+    connectors file; for an entry without a ``provider`` key, the provider's name); the payload's
+    ``provider``, when there, is the destination's provider."""
 
     id: str
     idempotency_key: str
@@ -114,7 +116,8 @@ class Job:
         return {
             "job_id": self.id,
             "kind": self.kind,
-            "provider": self.provider,
+            "provider": self.payload.get("provider") or self.provider,
+            "destination": self.provider,
             "state": self.state,
             "attempts": self.attempts,
             "run_after": iso(self.run_after),

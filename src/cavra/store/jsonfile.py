@@ -385,6 +385,9 @@ class JsonFileStore(Store):
     def provider_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
         return mq.provider_stats(mq.select(self._rows(), flt))
 
+    def destination_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
+        return mq.destination_stats(mq.select(self._rows(), flt))
+
     def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]:
         return mq.event_type_stats(mq.select(self._rows(), flt))
 

@@ -9,6 +9,7 @@ latest success by insertion order). The shared test suite holds the two to one b
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,7 @@ def rows_of(documents: Iterable[Mapping[str, Any]]) -> list[ProviderDeliveryRow]
                     subject_id=r["subject_id"],
                     created_at=created,
                     error=r["error"],
+                    destination=r["destination"],
                 )
             )
     return out
@@ -64,6 +66,7 @@ def matches(row: ProviderDeliveryRow, flt: DeliveryFilter) -> bool:
         return False
     for name in (
         "provider",
+        "destination",
         "integration_id",
         "event_type",
         "event_id",
@@ -101,20 +104,31 @@ def provider_stats(rows: Iterable[ProviderDeliveryRow]) -> list[ProviderStats]:
     groups: dict[str, list[ProviderDeliveryRow]] = {}
     for r in rows:
         groups.setdefault(r.provider, []).append(r)
+    return [_stats(name, g) for name, g in sorted(groups.items())]
+
+
+def destination_stats(rows: Iterable[ProviderDeliveryRow]) -> list[ProviderStats]:
+    """Per destination; ``provider`` is the greatest provider name among its rows (one, in practice)."""
+    groups: dict[str, list[ProviderDeliveryRow]] = {}
+    for r in rows:
+        groups.setdefault(r.destination or r.provider, []).append(r)
     return [
-        ProviderStats(
-            provider=name,
-            total=len(g),
-            succeeded=sum(r.success for r in g),
-            failed=sum(r.failed for r in g),
-            pending=sum(not r.success and not r.failed for r in g),
-            attempts=sum(r.attempt_count for r in g),
-            last_success_at=max((r.created_at for r in g if r.success), default=None),
-            last_failure_at=max((r.created_at for r in g if r.failed), default=None),
-            first_failure_at=min((r.created_at for r in g if r.failed), default=None),
-        )
-        for name, g in sorted(groups.items())
+        replace(_stats(max(r.provider for r in g), g), destination=name) for name, g in sorted(groups.items())
     ]
+
+
+def _stats(name: str, g: Sequence[ProviderDeliveryRow]) -> ProviderStats:
+    return ProviderStats(
+        provider=name,
+        total=len(g),
+        succeeded=sum(r.success for r in g),
+        failed=sum(r.failed for r in g),
+        pending=sum(not r.success and not r.failed for r in g),
+        attempts=sum(r.attempt_count for r in g),
+        last_success_at=max((r.created_at for r in g if r.success), default=None),
+        last_failure_at=max((r.created_at for r in g if r.failed), default=None),
+        first_failure_at=min((r.created_at for r in g if r.failed), default=None),
+    )
 
 
 def event_type_stats(rows: Iterable[ProviderDeliveryRow]) -> list[EventTypeStats]:

@@ -20,15 +20,18 @@ Tables:
     the outbox (revision 0003): one delivery request for one provider, claimed by workers with a lease
     (see :mod:`cavra.store.jobs` and ``docs/operations.md``).
 ``destinations``
-    per provider, shared by every worker (revision 0003): the circuit breaker, a provider-wide pause
-    (``Retry-After``) and the rate-limit token bucket.
+    per destination (its ``provider`` column holds the destination's name), shared by every worker
+    (revision 0003): the circuit breaker, a destination-wide pause (``Retry-After``) and the rate-limit
+    token bucket.
 ``pd_totals``, ``pd_event_type_totals``, ``pd_event_streaks``
     aggregates of the index kept in each append's transaction (revision 0005): per (metadata kind,
     provider) counts, times and the current failure streak; per (metadata kind, event type) counts; per
     (metadata kind, provider, event id) the failure streak of rollback events. Dashboards read these
     instead of scanning all history (:mod:`cavra.store.aggregates`). A partial index on the open
     per-event streaks (revision 0006) lets the dashboard count them and list the newest without reading
-    them all.
+    them all. Revision 0008 adds the destination's name to the index (``destination``, filled with the
+    provider's name for older rows) and ``pd_destination_totals``, the per (metadata kind, destination)
+    twin of ``pd_totals``.
 
 Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
 that the migrated schema matches this module.
@@ -119,7 +122,10 @@ provider_deliveries = sa.Table(
     sa.Column("subject_id", sa.String(255)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("error", sa.Text),
+    # revision 0008: the destination's name (the provider's for rows written before destinations)
+    sa.Column("destination", sa.String(64)),
     sa.Index("ix_pd_kind_time", "metadata_kind", "created_at", "id"),
+    sa.Index("ix_pd_destination_kind_time", "destination", "metadata_kind", "created_at", "id"),
     sa.Index("ix_pd_provider_kind_time", "provider", "metadata_kind", "created_at", "id"),
     sa.Index("ix_pd_provider_kind_success_time", "provider", "metadata_kind", "success", "created_at", "id"),
     sa.Index("ix_pd_time", "created_at", "id"),
@@ -211,6 +217,25 @@ pd_totals = sa.Table(
     metadata,
     sa.Column("metadata_kind", sa.String(64), primary_key=True),
     sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("succeeded", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+    sa.Column("pending", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.BigInteger, nullable=False),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("last_failure_at", UTCDateTime),
+    sa.Column("first_failure_at", UTCDateTime),
+    *_streak_columns(),
+)
+
+# per (metadata kind, destination): the same totals as pd_totals (revision 0008), and the destination's
+# provider (the latest row's)
+pd_destination_totals = sa.Table(
+    "pd_destination_totals",
+    metadata,
+    sa.Column("metadata_kind", sa.String(64), primary_key=True),
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
     sa.Column("total", sa.BigInteger, nullable=False),
     sa.Column("succeeded", sa.BigInteger, nullable=False),
     sa.Column("failed", sa.BigInteger, nullable=False),

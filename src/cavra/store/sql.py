@@ -76,6 +76,7 @@ _BATCH = 500
 AGGREGATES_REVISION = 5
 #: the first schema revision with the chain_checkpoints table
 CHECKPOINTS_REVISION = 7
+DESTINATIONS_REVISION = 8
 _INDEX_COLUMNS = [c.name for c in provider_deliveries.c if c.name != "id"]
 
 
@@ -90,6 +91,8 @@ class SqlStore(Store):
         self.aggregates = True
         #: the schema keeps signed checkpoints (revision 0007 or later)
         self.checkpoints = True
+        #: the index has the destination column (revision 0008 or later)
+        self.destinations = True
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if loc.backend == "sqlite" else nullcontext()
         )
@@ -106,6 +109,7 @@ class SqlStore(Store):
                     revision = store.revision()
                     store.aggregates = _has_aggregates(revision)
                     store.checkpoints = _at_least(revision, CHECKPOINTS_REVISION)
+                    store.destinations = _at_least(revision, DESTINATIONS_REVISION)
         except BaseException:
             store.close()
             raise
@@ -215,7 +219,13 @@ class SqlStore(Store):
         check_metadata_kind(metadata_kind)
         item = Append(record, metadata_kind, subject_kind, subject_id, integration_id, created_at)
         with self._write() as conn:
-            return append_batch(conn, [item], aggregates=self.aggregates, signer=self._signer())[0]
+            return append_batch(
+                conn,
+                [item],
+                aggregates=self.aggregates,
+                destinations=self.destinations,
+                signer=self._signer(),
+            )[0]
 
     def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         stmt = sa.select(deliveries).where(deliveries.c.id == delivery_id)
@@ -299,6 +309,13 @@ class SqlStore(Store):
             return (
                 fast if fast is not None else q.provider_stats(conn.execute(q.provider_stats_stmt(flt)).all())
             )
+
+    def destination_stats(self, flt: DeliveryFilter) -> list[ProviderStats]:
+        with self._read() as conn:
+            fast = agg.destination_stats(conn, flt) if self.aggregates else None
+            if fast is not None:
+                return fast
+            return q.provider_stats(conn.execute(q.destination_stats_stmt(flt)).all())
 
     def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]:
         with self._read() as conn:
@@ -400,7 +417,13 @@ class SqlStore(Store):
                 )
                 finished.append((job, mine))
             sj.write_finished(conn, owner, [job for job, mine in finished if mine])
-            stored = append_batch(conn, appends, aggregates=self.aggregates, signer=self._signer())
+            stored = append_batch(
+                conn,
+                appends,
+                aggregates=self.aggregates,
+                destinations=self.destinations,
+                signer=self._signer(),
+            )
             for (job_id, _r, _o), one in zip(items, stored, strict=True):
                 note = (notes or {}).get(job_id)
                 if note is not None:

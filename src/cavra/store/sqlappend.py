@@ -177,13 +177,16 @@ def append_batch(
     items: Sequence[Append],
     *,
     aggregates: bool = True,
+    destinations: bool = True,
     signer: HeadSigner | None = None,
 ) -> list[StoredDelivery]:
     """Append ``items`` to the chain, in order, inside the caller's write transaction.
 
     ``aggregates=False`` only for a schema older than revision 0005 (which has no aggregate tables, and
-    builds them from the index rows when it is upgraded). ``signer``: sign the new head, if the head found
-    extends the stored checkpoint (schema revision 0007 or later; :mod:`cavra.store.checkpoint_signer`)."""
+    builds them from the index rows when it is upgraded); ``destinations=False`` for one older than
+    revision 0008 (no destination column: revision 0008 fills it from the provider). ``signer``: sign the
+    new head, if the head found extends the stored checkpoint (schema revision 0007 or later;
+    :mod:`cavra.store.checkpoint_signer`)."""
     if not items:
         return []
     head = _HEAD["postgresql" if conn.dialect.name == "postgresql" else "sqlite"].rows(conn, [CHAIN_NAME])
@@ -236,15 +239,21 @@ def append_batch(
         out.append(StoredDelivery(delivery_id, count, item.metadata_kind, created, sha, last_sha, doc))
         last_id, last_sha = delivery_id, sha
     _INSERT_DELIVERIES.executemany(conn, rows)
+    if index and not destinations:
+        for row in index:
+            del row["destination"]
     if index and not aggregates:
         conn.execute(_INSERT_INDEX_PLAIN, index)
     elif index:
-        agg = Aggregates()
+        agg = Aggregates(destinations=destinations)
         agg.read(conn, index)
         for row, row_id in zip(index, _next_index_ids(conn, len(index), max_id), strict=True):
             row["id"] = row_id
             agg.add(row, row_id)
-        _INSERT_INDEX_ROWS.executemany(conn, [tuple(r[c] for c in _INDEX_COLUMNS) for r in index])
+        if destinations:
+            _INSERT_INDEX_ROWS.executemany(conn, [tuple(r[c] for c in _INDEX_COLUMNS) for r in index])
+        else:
+            conn.execute(_INSERT_INDEX_PLAIN, index)
         agg.write(conn)
     _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
     if signer is not None:

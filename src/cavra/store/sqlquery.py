@@ -40,6 +40,7 @@ def conditions(flt: DeliveryFilter, table: sa.FromClause = pd) -> list[sa.Column
         out.append(c.metadata_kind.in_(flt.metadata_kinds))
     for name in (
         "provider",
+        "destination",
         "integration_id",
         "event_type",
         "event_id",
@@ -98,6 +99,7 @@ def to_row(m: sa.RowMapping) -> ProviderDeliveryRow:
         subject_id=m["subject_id"],
         created_at=m["created_at"],
         error=m["error"],
+        destination=m["destination"],
     )
 
 
@@ -124,10 +126,40 @@ def provider_stats_stmt(flt: DeliveryFilter) -> sa.Select[Any]:
     )
 
 
+def destination_stats_stmt(flt: DeliveryFilter) -> sa.Select[Any]:
+    """:func:`provider_stats_stmt` per destination, with the greatest provider name of its rows first."""
+    return (
+        sa.select(
+            sa.func.max(pd.c.provider),
+            sa.func.count(),
+            _count_if(pd.c.success.is_(sa.true())),
+            _count_if(_FAILED),
+            _count_if(_PENDING),
+            sa.func.coalesce(sa.func.sum(pd.c.attempt_count), 0),
+            sa.func.max(sa.case((pd.c.success.is_(sa.true()), pd.c.created_at))),
+            sa.func.max(sa.case((_FAILED, pd.c.created_at))),
+            sa.func.min(sa.case((_FAILED, pd.c.created_at))),
+            pd.c.destination,
+        )
+        .where(*conditions(flt))
+        .group_by(pd.c.destination)
+        .order_by(pd.c.destination)
+    )
+
+
 def provider_stats(rows: Sequence[Sequence[Any]]) -> list[ProviderStats]:
     return [
         ProviderStats(
-            str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), _ts(r[6]), _ts(r[7]), _ts(r[8])
+            str(r[0]),
+            int(r[1]),
+            int(r[2]),
+            int(r[3]),
+            int(r[4]),
+            int(r[5]),
+            _ts(r[6]),
+            _ts(r[7]),
+            _ts(r[8]),
+            None if len(r) < 10 else str(r[9]),
         )
         for r in rows
     ]

@@ -24,7 +24,10 @@ router = APIRouter(tags=["history"], dependencies=[AuditorDep], route_class=Chec
 
 _ERRORS = error_responses(401, 403, 422, 503)
 
-Provider = Annotated[str | None, Query(max_length=200, description="a provider name")]
+Provider = Annotated[str | None, Query(max_length=200, description="a provider (the type: slack)")]
+Destination = Annotated[
+    str | None, Query(max_length=200, description="a destination's name (slack-release; default ones: slack)")
+]
 Success = Annotated[bool | None, Query(description="true: delivered; false: not delivered")]
 EventType = Annotated[str | None, Query(max_length=200, description="the event type")]
 Since = Annotated[datetime | None, Query(description="ISO 8601 time (UTC if no offset); at or after it")]
@@ -40,6 +43,7 @@ class HistoryQuery:
     """The history filters, shared by both history routes (empty values mean "any")."""
 
     provider: Provider = None
+    destination: Destination = None
     success: Success = None
     event_type: EventType = None
     event_id: EventId = None

@@ -33,9 +33,11 @@ IntegrationId = Annotated[str, Path(min_length=1, max_length=64, description="th
     responses=error_responses(401, 403, 413, 422, 503),
     summary="Create or update an integration",
 )
-def put_integration(body: IntegrationIn, store: StoreDep) -> dict[str, Any]:
-    """The provider must be known and the category must match it. Role: admin."""
-    return governance.upsert_integration(store, body.model_dump(exclude_unset=True))
+def put_integration(body: IntegrationIn, store: StoreDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """The provider must be known and the category must match it; ``provider`` may name a destination of
+    the connectors file (the integration is bound to it), and ``destination`` must be one of the
+    provider's. Role: admin."""
+    return governance.upsert_integration(store, body.model_dump(exclude_unset=True), runtime.config)
 
 
 @router.get(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -81,7 +82,7 @@ def _backfill(table: sa.Table) -> None:
         ).all()
         if not batch:
             return
-        rows = []
+        rows: list[dict[str, Any]] = []
         for sequence, text, created_at in batch:
             last = sequence
             try:
@@ -99,7 +100,8 @@ def _backfill(table: sa.Table) -> None:
                     if when.tzinfo is None
                     else when.astimezone(UTC).replace(tzinfo=None)
                 )
-                rows.extend(index_rows(doc, stamp))
+                # only this revision's columns (later revisions add their own, e.g. 0008's destination)
+                rows.extend({k: v for k, v in r.items() if k in table.c} for r in index_rows(doc, stamp))
         if rows:
             bind.execute(sa.insert(table), rows)
 

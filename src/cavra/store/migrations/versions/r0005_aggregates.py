@@ -76,7 +76,7 @@ def upgrade() -> None:
     )
     from cavra.store.aggregates import rebuild
 
-    rebuild(op.get_bind())
+    rebuild(op.get_bind(), destinations=False)  # pd_destination_totals comes with revision 0008
 
 
 def downgrade() -> None:

@@ -1,0 +1,58 @@
+"""Destinations: named, configured uses of one provider (DESIGN principle 8).
+
+Each entry of the connectors file's ``connectors`` map is a destination. Its key is the destination's
+name; its ``provider`` key names the connector it uses, and an entry without one is the destination named
+after its provider, so a file written for one entry per provider reads exactly as before::
+
+    connectors:
+      slack:         {url_env: SLACK_WEBHOOK_URL}                      # destination "slack"
+      slack-release: {provider: slack, url_env: SLACK_RELEASE_URL}     # a second Slack destination
+
+A destination has everything of its own: secrets, settings, ``enabled``, ``rate_limit``, ``headers``,
+``retry`` (its outbox schedule), ``proxy_url``, and, at run time, its own circuit breaker, pause,
+rate-limit bucket, access tokens and health (all keyed by the destination's name). Two destinations of one
+provider share only the connector's code.
+
+Destination names match :data:`NAME_PATTERN`. A bad name, or a ``provider`` that is not a known provider,
+is an error of the whole file (a route may name the destination), naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cavra.connectors.registry import PROVIDERS, unknown_provider_message
+from cavra.errors import ConfigError
+
+#: a destination's name: lower-case letters, digits, ``_``, ``.`` and ``-``; 1-63 characters
+NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,62}"
+_NAME = re.compile(NAME_PATTERN)
+#: the key of an entry that names its provider
+PROVIDER_KEY = "provider"
+
+
+def valid_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
+
+
+def split_destination(source: str, name: str, raw: object) -> tuple[str, Any]:
+    """``(provider, settings)`` of the entry ``connectors.<name>``: the provider it names (default: its own
+    name) and its settings without the ``provider`` key. Raises ConfigError (naming ``source`` and the
+    key) for an invalid name or an unknown provider; other problems are the connector loader's."""
+    if not isinstance(raw, Mapping) or PROVIDER_KEY not in raw:
+        return name, {} if raw is None else raw
+    provider = raw[PROVIDER_KEY]
+    path = f"{source}: connectors.{name}"
+    if not isinstance(provider, str) or not provider.strip():
+        raise ConfigError(f"{path}.provider: must be a provider name ({', '.join(PROVIDERS)})")
+    provider = provider.strip()
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{path}.provider: {unknown_provider_message(provider)}")
+    if not valid_name(name):
+        raise ConfigError(
+            f"{path}: {name!r} is not a valid destination name "
+            "(1-63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit)"
+        )
+    return provider, {k: v for k, v in raw.items() if k != PROVIDER_KEY}
