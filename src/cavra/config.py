@@ -11,12 +11,13 @@ name, and its ``provider`` key (default: the name itself) says which connector i
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 
 from cavra.connectors.base import Connector, ConnectorSettings
 from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
-from cavra.destinations import split_destination
+from cavra.destinations import PROVIDER_KEY, split_destination
 from cavra.errors import ConfigError, InputError, not_found
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
 from cavra.routing import RouteTable, compile_routes
@@ -148,13 +149,31 @@ def _resolve_secret(
     return from_file(value.strip(), owner=owner, base_dir=base_dir)
 
 
-def _format_validation(prefix: str, exc: ValidationError) -> str:
+def known_keys(model: type[ConnectorSettings]) -> list[str]:
+    """Every key a connector's entry may hold: its settings, and ``<secret>_env`` / ``<secret>_file``."""
+    keys = [PROVIDER_KEY, *model.model_fields]
+    for name in _secret_fields(model):
+        keys += [f"{name}_env", f"{name}_file"]
+    return keys
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``; did you mean 'token_env'?`` for the nearest choice, or nothing when none is near."""
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def _format_validation(
+    prefix: str, exc: ValidationError, model: type[ConnectorSettings] | None = None
+) -> str:
     problems = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            if model is not None and len(err["loc"]) == 1:
+                msg += did_you_mean(str(err["loc"][0]), known_keys(model))
         problems.append(f"{prefix}.{loc}: {msg}" if loc else f"{prefix}: {msg}")
     return "; ".join(problems)
 
@@ -244,7 +263,7 @@ def target_from_mapping(
     try:
         settings = model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(path, exc)) from None
+        raise ConfigError(_format_validation(path, exc, model)) from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {_strip_owner(str(exc), provider)}") from None
     except ValueError as exc:
@@ -353,7 +372,7 @@ def config_from_data(
         try:
             target = target_from_mapping(provider, settings, environ, base_dir, name=name)
         except ConfigError as exc:
-            loaded.errors[name] = str(exc)
+            loaded.errors[name] = f"{source}: {exc}"  # shown when this destination is asked for
             continue
         if target.settings.enabled:
             loaded.targets[name] = target

@@ -19,6 +19,7 @@ is an error of the whole file (a route may name the destination), naming the fil
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,12 @@ def split_destination(source: str, name: str, raw: object) -> tuple[str, Any]:
     name) and its settings without the ``provider`` key. Raises ConfigError (naming ``source`` and the
     key) for an invalid name or an unknown provider; other problems are the connector loader's."""
     if not isinstance(raw, Mapping) or PROVIDER_KEY not in raw:
+        if name not in PROVIDERS:  # a typo of a provider's name is an error of the file, never ignored
+            raise ConfigError(
+                f"{source}: connectors.{name}: not a provider's name, and the entry names no provider"
+                f'{_nearest(name)} (a destination of another name says which: "provider": "slack"; '
+                f"providers: {', '.join(PROVIDERS)})"
+            )
         return name, {} if raw is None else raw
     provider = raw[PROVIDER_KEY]
     path = f"{source}: connectors.{name}"
@@ -56,3 +63,8 @@ def split_destination(source: str, name: str, raw: object) -> tuple[str, Any]:
             "(1-63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit)"
         )
     return provider, {k: v for k, v in raw.items() if k != PROVIDER_KEY}
+
+
+def _nearest(name: str) -> str:
+    near = difflib.get_close_matches(name, list(PROVIDERS), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""

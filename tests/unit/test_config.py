@@ -60,19 +60,36 @@ def test_missing_variable_names_connector_and_variable_and_spares_the_others(tmp
 def test_unknown_key_is_named_with_its_path(tmp_path: Path) -> None:
     path = write(tmp_path, {"connectors": {"webhook": {"url": "https://x.test/h", "timeout_secnds": 3}}})
     cfg = load_config(path, environ={})
-    assert cfg.errors["webhook"] == "connectors.webhook.timeout_secnds: unknown key"
+    assert cfg.errors["webhook"] == (
+        f"{path}: connectors.webhook.timeout_secnds: unknown key; did you mean 'timeout_seconds'?"
+    )
+
+
+def test_a_misspelled_secret_key_suggests_the_nearest(tmp_path: Path) -> None:
+    path = write(tmp_path, {"connectors": {"splunk": {"url_env": "U", "tokne_env": "T"}}})
+    cfg = load_config(path, environ={"U": "https://x.test/services/collector"})
+    assert (
+        cfg.errors["splunk"] == f"{path}: connectors.splunk.tokne_env: unknown key; did you mean 'token_env'?"
+    )
 
 
 def test_invalid_value_is_named_without_echoing_it(tmp_path: Path) -> None:
     path = write(tmp_path, {"connectors": {"webhook": {"url": "https://x.test/h", "timeout_seconds": -1}}})
     cfg = load_config(path, environ={})
-    assert cfg.errors["webhook"].startswith("connectors.webhook.timeout_seconds:")
+    assert cfg.errors["webhook"].startswith(f"{path}: connectors.webhook.timeout_seconds:")
 
 
 def test_unknown_provider(tmp_path: Path) -> None:
     path = write(tmp_path, {"connectors": {"pagerduty": {"url": "https://x.test"}}})
-    cfg = load_config(path, environ={})
-    assert "unknown provider 'pagerduty'" in cfg.errors["pagerduty"]
+    with pytest.raises(ConfigError, match=f"^{path}: connectors.pagerduty: not a provider's name"):
+        load_config(path, environ={})
+
+
+def test_a_misspelled_provider_entry_is_an_error_of_the_file(tmp_path: Path) -> None:
+    """Never ignored until someone asks for that provider: the file is refused, naming the nearest one."""
+    path = write(tmp_path, {"connectors": {"splnuk": {"url_env": "U", "token_env": "T"}}})
+    with pytest.raises(ConfigError, match="connectors.splnuk: .*did you mean 'splunk'"):
+        load_config(path, environ={})
 
 
 def test_short_inline_secret_is_refused() -> None:

@@ -155,7 +155,7 @@ def test_every_entry_is_a_listed_destination_even_one_that_does_not_load(tmp_pat
         write(
             tmp_path,
             {
-                "pagerduty": {"url": "https://x.test"},
+                "pagerduty": {"provider": "webhook", "url": "https://x.test", "timeout_seconds": -1},
                 "slack": {"url_env": "SLACK_WEBHOOK_URL"},
                 "slack-off": {"provider": "slack", "url_env": "SLACK_RELEASE_URL", "enabled": False},
             },
@@ -166,7 +166,7 @@ def test_every_entry_is_a_listed_destination_even_one_that_does_not_load(tmp_pat
     assert list(items) == ["pagerduty", "slack", "slack-off"]
     assert (
         items["pagerduty"]["loaded"] is False
-        and "unknown provider 'pagerduty'" in items["pagerduty"]["error"]
+        and "connectors.pagerduty.timeout_seconds" in items["pagerduty"]["error"]
     )
     assert (items["slack-off"]["enabled"], items["slack-off"]["loaded"]) == (False, False)
     assert items["slack"]["health"]["status"] == "unknown" and items["slack"]["breaker"]["state"] == "closed"
