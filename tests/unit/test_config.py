@@ -88,7 +88,7 @@ def test_unknown_provider(tmp_path: Path) -> None:
 def test_a_misspelled_provider_entry_is_an_error_of_the_file(tmp_path: Path) -> None:
     """Never ignored until someone asks for that provider: the file is refused, naming the nearest one."""
     path = write(tmp_path, {"connectors": {"splnuk": {"url_env": "U", "token_env": "T"}}})
-    with pytest.raises(ConfigError, match="connectors.splnuk: .*did you mean 'splunk'"):
+    with pytest.raises(ConfigError, match=r"connectors\.splnuk: .*did you mean 'splunk'"):
         load_config(path, environ={})
 
 

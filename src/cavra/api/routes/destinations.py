@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
+from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AdminDep, AuditorDep, RuntimeDep
 from cavra.api.schemas import DeliveryRecordOut, DestinationList, error_responses
 from cavra.governance import service as governance
 
-router = APIRouter(tags=["destinations"])
+router = APIRouter(tags=["destinations"], route_class=CheckedRoute)
 
 DestinationName = Annotated[str, Path(min_length=1, max_length=63, description="the destination's name")]
 
