@@ -20,6 +20,9 @@ EVIDENCE_BUNDLE = "cavra.evidence_bundle"
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 _RANK = {name: i for i, name in enumerate(SEVERITIES)}
 
+#: the event endpoint-management providers (Jamf, Intune, Linux fleet) take: an export's publication
+ENDPOINT_PUBLICATION = "cavra.endpoint_management.publication"
+
 
 def severity_rank(value: object) -> int:
     """Rank of a severity name (unknown names rank as ``info``)."""

@@ -21,6 +21,7 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.record import ProviderDelivery, build_record
 from cavra.destinations import valid_name
 from cavra.errors import ConfigError, InputError
+from cavra.events import ENDPOINT_PUBLICATION
 from cavra.ratelimit import Pacer
 from cavra.transport import AiohttpTransport, Transport
 
@@ -66,6 +67,41 @@ def select_targets(config: LoadedConfig, providers: list[str] | None) -> tuple[l
         # a single requested provider that cannot load is a configuration error, not a delivery failure
         raise ConfigError(next(iter(errors.values())))
     return targets, errors
+
+
+def refusal(target: Target, event_type: str) -> str | None:
+    """Why ``target`` does not take events of ``event_type`` (None: it does). Endpoint-management providers
+    take only endpoint exports' publications; every other provider takes any event."""
+    if target.category == "endpoint" and event_type != ENDPOINT_PUBLICATION:
+        return (
+            f"endpoint-management providers take endpoint exports ({ENDPOINT_PUBLICATION}, "
+            f"cavra release deliver-endpoint-export), not {event_type}"
+        )
+    return None
+
+
+def all_that_take(
+    config: LoadedConfig, events: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], dict[str, str]]:
+    """``--provider all`` for these events: the configured destinations that take every one of them, and
+    why each other one was skipped (an evidence bundle is not sent to Jamf)."""
+    select_targets(config, None)  # no connectors at all is a configuration error
+    kinds = list(dict.fromkeys(str(e.get("event_type")) for e in events))
+    chosen: list[str] = []
+    skipped: dict[str, str] = {}
+    for name, target in config.targets.items():
+        why = next((r for r in (refusal(target, kind) for kind in kinds) if r is not None), None)
+        if why is None:
+            chosen.append(name)
+        else:
+            skipped[name] = why
+    chosen += [name for name in config.errors if name not in chosen]
+    if not chosen:
+        raise InputError(
+            "--provider all: no configured destination takes these events: "
+            + "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        )
+    return chosen, skipped
 
 
 def validate_retries(retries: int) -> int:

@@ -140,3 +140,27 @@ def test_init_keeps_what_exists(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr == "error: --for: expected emulators or real, got 'prod'\n"
+
+
+def test_provider_all_means_the_providers_that_take_the_event(tmp_path: Path, emulators: str) -> None:
+    """The emulator's own hint, --provider all, delivers an evidence event everywhere it can go and says
+    which endpoint providers were skipped and why (exit 0), instead of failing at Jamf, Intune and Linux."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAVRA_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    init = subprocess.run(
+        ["cavra", "init", "--emulators", emulators], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert init.returncode == 0, init.stderr
+    env.update(env_file(tmp_path / ".cavra" / "emulators.env"))
+    args = ["cavra", "integration", "deliver", ".cavra/evidence/latest/siem-event.json"]
+    args += ["--config", ".cavra/connectors.json", "--provider", "all", "--json"]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("jamf", "intune", "linux"):
+        assert f"skipped {name}: endpoint-management providers take endpoint exports" in done.stderr
+    import json
+
+    record = json.loads(done.stdout)
+    sent = {d["provider"] for d in record["deliveries"]}
+    assert {"splunk", "slack", "jira", "servicenow"} <= sent
+    assert not sent & {"jamf", "intune", "linux"}

@@ -50,6 +50,10 @@ def deliver(
         providers = service.parse_providers(provider)
         service.validate_retries(retries)
         loaded = load_config(config)
+        if providers is None:  # 'all': the destinations that take these events, saying which were skipped
+            providers, skipped = service.all_that_take(loaded, events)
+            for name, why in skipped.items():
+                err_console.print(f"skipped {name}: {why}", highlight=False, soft_wrap=True)
         if many:
             _deliver_many(events, loaded, providers, retries=retries, output=output, as_json=as_json)
         event = events[0]

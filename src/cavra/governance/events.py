@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cavra.errors import InputError
-from cavra.events import EVIDENCE_BUNDLE, canonical_json, max_severity
+from cavra.events import ENDPOINT_PUBLICATION, EVIDENCE_BUNDLE, canonical_json, max_severity
 
 PROMOTION_AUDIT = "cavra.release.promotion_audit"
 ROLLBACK_EXECUTION = "cavra.release.rollback_execution"
-PUBLICATION = "cavra.endpoint_management.publication"
+PUBLICATION = ENDPOINT_PUBLICATION
 #: Artifacts up to this size travel inline (``content_base64``), while the inline total stays within it too
 #: (the endpoint connectors embed at most this much); the others by name, size and hash only.
 INLINE_LIMIT = 256 * 1024
