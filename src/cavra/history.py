@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cavra.connectors.registry import PROVIDERS, unknown_provider_message
 from cavra.delivery.health import queue_alerts
 from cavra.errors import InputError
 from cavra.store.aggquery import NewestStreaks, newest_event_streaks
@@ -123,6 +124,8 @@ def query_history(
         raise InputError(f"limit: must be between 1 and {MAX_LIMIT}, got {limit}")
     if offset < 0:
         raise InputError(f"offset: must be 0 or more, got {offset}")
+    if provider and provider not in PROVIDERS:  # a typo must not answer "no deliveries"
+        raise InputError(f"--provider: {unknown_provider_message(provider)}")
     flt = DeliveryFilter(
         metadata_kinds=normalize_kinds(metadata_kinds),
         provider=provider,

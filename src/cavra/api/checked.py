@@ -11,6 +11,7 @@ same value). Without this, such an event reached the provider and then its recor
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,25 @@ from cavra.storable import find_unstorable
 
 def _error(loc: tuple[str | int, ...], problem: str) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": loc, "msg": problem, "input": None}])
+
+
+def _unknown_query(name: str, known: frozenset[str]) -> str:
+    """A misspelled filter is refused, not ignored (``?provder=webhook`` would answer everything)."""
+    near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    listed = ", ".join(sorted(known)) if known else "none"
+    return f"unknown query parameter{hint} (this route takes: {listed})"
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    """The query parameters a route declares, its dependencies' included (FastAPI's Dependant tree)."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(str(param.alias) for param in current.query_params)
+        stack.extend(current.dependencies)
+    return frozenset(names)
 
 
 def _may_be_json(request: Request) -> bool:
@@ -43,6 +63,11 @@ async def check_request(request: Request) -> None:
         found = find_unstorable(name, ("query",)) or find_unstorable(value, ("query", name))
         if found is not None:
             raise _error(*found)
+    known = getattr(request.scope.get("route"), "query_names", None)
+    if known is not None:
+        unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
+        if unknown:
+            raise _error(("query", unknown[0]), _unknown_query(unknown[0], known))
     if request.method in ("GET", "HEAD", "OPTIONS") or not _may_be_json(request):
         return
     if not await request.body():
@@ -66,3 +91,5 @@ class CheckedRoute(APIRoute):
         if not any(d.dependency is check_request for d in dependencies):
             dependencies.append(Depends(check_request))
         super().__init__(path, endpoint, dependencies=dependencies, **kwargs)
+        #: the query parameters this route declares (its own and its dependencies'); others are refused
+        self.query_names = _query_names(self.dependant)

@@ -14,6 +14,7 @@ trailing slash is redirected (307) with a relative ``Location``: nothing in an a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -138,7 +139,16 @@ async def _project_error(request: Request, exc: Exception) -> JSONResponse:
     status, code = project_error_status(exc)
     if status >= 500:
         log.warning("%s: %s", type(exc).__name__, redactor_of(request).scrub(str(exc)))
-    return error_response(request, status, code, str(exc))
+    return error_response(request, status, code, api_wording(str(exc)))
+
+
+_CLI_OPTION = re.compile(r"(^|; )--([a-z][a-z0-9-]*)(?=[:;])")
+
+
+def api_wording(message: str) -> str:
+    """A service message in the API's words: ``--provider: …`` (the CLI's option) is ``provider: …``
+    (the field), ``--max-runs`` is ``max_runs``."""
+    return _CLI_OPTION.sub(lambda m: m.group(1) + m.group(2).replace("-", "_"), message)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
