@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import difflib
 import json
 import time
 import zlib
@@ -156,6 +157,8 @@ class EmulatorHub:
         self.faults: dict[str, list[Fault]] = {}
         self.reset_hooks: list[Callable[[], None]] = []
         self.tokens: dict[str, IssuedToken] = {}
+        #: the emulators mounted on this server (faults for others are refused)
+        self.serving: list[str] = []
 
     def add_fault(self, provider: str, fault: Fault) -> None:
         self.faults.setdefault(provider, []).append(fault)
@@ -239,14 +242,66 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+#: each fault field: (the types it takes, what the error says it expects)
+_FAULT_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "status": ((int, type(None)), "an HTTP status from 100 to 599, or null"),
+    "count": ((int,), "a whole number of requests, at least 1"),
+    "body": ((str, type(None)), "a string, or null"),
+    "headers": ((dict,), "an object of header names to string values"),
+    "delay": ((int, float), "seconds, 0 or more"),
+    "drop": ((bool,), "true or false"),
+    "after_handler": ((bool,), "true or false"),
+    "content_type": ((str,), "a media type"),
+    "echo": ((bool, str), f"true, false or one of {', '.join(ECHO_FORMS)}"),
+}
+
+
+def parse_fault(data: object, serving: Collection[str]) -> tuple[str, Fault]:
+    """``(provider, fault)`` from a ``POST /_emulator/faults`` body; ValueError naming the field."""
+    if not isinstance(data, dict):
+        raise ValueError('body: expected a JSON object such as {"provider": "splunk", "status": 503}')
+    provider = data.get("provider")
+    if not isinstance(provider, str) or not provider:
+        raise ValueError("provider: required, the emulator to fail (e.g. splunk)")
+    if serving and provider not in serving:
+        raise ValueError(f"provider: unknown emulator {provider!r}; serving: {', '.join(serving)}")
+    fields = {k: v for k, v in data.items() if k != "provider"}
+    for name, value in fields.items():
+        if name not in _FAULT_FIELDS:
+            near = difflib.get_close_matches(name, list(_FAULT_FIELDS), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"{name}: unknown field{hint} (fields: provider, {', '.join(_FAULT_FIELDS)})")
+        types, expected = _FAULT_FIELDS[name]
+        bad_bool = isinstance(value, bool) and bool not in types
+        if not isinstance(value, types) or bad_bool or not _in_range(name, value):
+            raise ValueError(f"{name}: expected {expected}, got {json.dumps(value)[:60]}")
+    return provider, Fault(**fields)
+
+
+def _in_range(name: str, value: Any) -> bool:
+    if name == "status":
+        return value is None or 100 <= value <= 599
+    if name == "count":
+        return bool(value >= 1)
+    if name == "delay":
+        return bool(value >= 0)
+    if name == "headers":
+        return all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    if name == "echo" and isinstance(value, str):
+        return value in ECHO_FORMS
+    return True
+
+
 async def _faults(request: web.Request) -> web.Response:
     hub = request.config_dict[HUB_KEY]
     try:
         data = await request.json()
-        provider = str(data.pop("provider"))
-        fault = Fault(**data)
-    except (ValueError, KeyError, TypeError) as exc:
-        return web.json_response({"error": f"bad fault: {exc}"}, status=400)
+    except ValueError:
+        return web.json_response({"error": "body: not valid JSON"}, status=422)
+    try:
+        provider, fault = parse_fault(data, hub.serving)
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=422)
     hub.add_fault(provider, fault)
     return web.json_response({"ok": True, "provider": provider})
 

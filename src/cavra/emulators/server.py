@@ -54,6 +54,7 @@ def build_app(
     app[HUB_KEY] = hub
     control_routes(app)
     names = list(EMULATORS) if providers is None else list(providers)
+    hub.serving = names
     settings_by_name: dict[str, Any] = {}
     for name in names:
         mod = _module(name)
