@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
@@ -396,3 +397,41 @@ async def test_a_secret_cut_by_the_response_size_bound_is_scrubbed(server: tuple
     excerpt = d.attempts[0].response_excerpt
     assert excerpt is not None and excerpt.startswith("denied: ")
     assert SECRET[:8] not in json.dumps(d.to_dict()), excerpt
+
+
+async def test_each_retry_is_reported_for_the_cli_spinner(
+    server: tuple[str, Script], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, script = server
+    script.answers = [(503, {}, b"busy", 0.0), (200, {}, b"ok", 0.0)]
+    with caplog.at_level(logging.INFO, logger="cavra.delivery.progress"):
+        async with AiohttpTransport() as tr:
+            d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+    assert d.success
+    lines = [r.getMessage() for r in caplog.records if r.name == "cavra.delivery.progress"]
+    assert len(lines) == 1
+    assert lines[0].startswith("test: attempt 1: HTTP 503") and "; next attempt in " in lines[0]
+
+
+def test_delivery_status_shows_the_retry_beside_the_spinner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import contextmanager
+
+    from cavra.cli import common
+
+    shown: list[str] = []
+
+    class Status:
+        def update(self, text: str) -> None:
+            shown.append(text)
+
+    @contextmanager
+    def fake_status(text: str, spinner: str) -> Iterator[Status]:
+        yield Status()
+
+    monkeypatch.setattr(common.err_console, "status", fake_status)
+    with common.delivery_status("delivering x …"):
+        logging.getLogger("cavra.delivery.progress").info(
+            "webhook: attempt 1: HTTP 503; next attempt in 1.0 s"
+        )
+    logging.getLogger("cavra.delivery.progress").info("after: not shown")
+    assert shown == ["delivering x …  webhook: attempt 1: HTTP 503; next attempt in 1.0 s"]

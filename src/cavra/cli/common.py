@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,3 +49,25 @@ def run(fn: Callable[[], T]) -> T:
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+@contextmanager
+def delivery_status(text: str) -> Iterator[None]:
+    """A spinner on stderr that also shows each retry as it happens (attempt, answer, wait), from the
+    engine's ``cavra.delivery.progress`` log, so a long retry schedule is not a silent spinner."""
+    progress = logging.getLogger("cavra.delivery.progress")
+    with err_console.status(text, spinner="dots") as status:
+
+        class _Show(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                status.update(f"{text}  {record.getMessage()}")
+
+        handler = _Show(level=logging.INFO)
+        level = progress.level
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            progress.removeHandler(handler)
+            progress.setLevel(level)

@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cavra import service
-from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
+from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, delivery_status, err_console, handled, print_json
 from cavra.cli.render import batch_summary_table, delivery_table, provider_counts
 from cavra.config import LoadedConfig, load_config
 from cavra.events import DELIVERY_BATCH_SCHEMA, load_events_file
@@ -57,7 +57,7 @@ def deliver(
         if many:
             _deliver_many(events, loaded, providers, retries=retries, output=output, as_json=as_json)
         event = events[0]
-        with err_console.status(f"delivering {event['event_id']} …", spinner="dots"):
+        with delivery_status(f"delivering {event['event_id']} …"):
             record = asyncio.run(service.deliver_event(event, loaded, providers, retries=retries))
         path = service.write_evidence(output, record) if output else None
     if as_json:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from cavra import service
-from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
+from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, delivery_status, handled, print_json
 from cavra.cli.release_render import dashboard_view, delivery_summary, followup_lines, history_table
 from cavra.cli.render import delivery_table
 from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
@@ -66,7 +66,7 @@ def _deliver(
         with open_selected(store, metadata_json, create=True) as st:
             location = st.location
             started = datetime.now(UTC)
-            with err_console.status(f"delivering {what} to {provider} …", spinner="dots"):
+            with delivery_status(f"delivering {what} to {provider} …"):
                 result = asyncio.run(run(st, loaded, record))
             followups = governance.delivery_followups(st, result, started)
     if as_json:

@@ -42,6 +42,8 @@ from cavra.secrets import Secret
 from cavra.transport import Transport, TransportError
 
 log = logging.getLogger("cavra.delivery")
+#: one line per retry (attempt, answer, wait): the CLI shows it beside its spinner, a worker logs it
+progress = logging.getLogger("cavra.delivery.progress")
 
 Sleep = Callable[[float], Awaitable[None]]
 Prepare = Callable[[list[Any], Context, Any], PreparedRequest]
@@ -257,6 +259,13 @@ class _Flow:
                 self.give_up(sent, f"deadline of {policy.deadline:g} s reached: {verdict.reason}")
                 return
             retries_used += 1
+            progress.info(
+                "%s: attempt %d: %s; next attempt in %.1f s",
+                self.target.destination,
+                attempt.number,
+                attempt.reason,
+                delay,
+            )
             await self.sleep(delay)
             attempt.waited_ms = delay * 1000
         self.give_up(self.live, f"{self.target.provider}: the flow did not finish within {MAX_STEPS} steps")
