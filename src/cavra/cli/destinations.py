@@ -12,7 +12,7 @@ from rich.text import Text
 
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
 from cavra.cli.render import delivery_table
-from cavra.cli.stores import MetadataJsonOption, StoreOption, open_selected
+from cavra.cli.stores import MetadataJsonOption, StoreOption, open_if_exists, open_selected
 from cavra.config import load_config
 from cavra.governance import service as governance
 
@@ -63,8 +63,12 @@ def list_destinations(
     circuit-breaker state. Never a URL or a credential."""
     with handled():
         loaded = load_config(config)
-        with open_selected(store, metadata_json) as st:
+        st = open_if_exists(store, metadata_json)  # no store yet: health is unknown, nothing is created
+        try:
             items = governance.list_destinations(st, loaded)
+        finally:
+            if st is not None:
+                st.close()
     if as_json:
         print_json({"items": items, "count": len(items)})
     else:
@@ -85,8 +89,9 @@ def send_test(
     when the destination accepted it, 1 when not."""
     with handled():
         loaded = load_config(config)
+        governance.check_testable(loaded, name)  # an unknown or disabled destination: before any store
         with (
-            open_selected(store, metadata_json) as st,
+            open_selected(store, metadata_json, create=True) as st,
             err_console.status(f"sending a test event to {name} …", spinner="dots"),
         ):
             record = asyncio.run(governance.send_destination_test(st, loaded, name))

@@ -76,3 +76,10 @@ def announce_created(loc: Location, path: Path | None) -> None:
     if path is not None and path.exists():
         kind = "JSON-file" if loc.backend == "json" else "SQLite"
         err_console.print(f"created new {kind} store at {path}", highlight=False, soft_wrap=True)
+
+
+def open_if_exists(store: str | None, metadata_json: str | None) -> Store | None:
+    """The store when its file exists (or it is not a file: PostgreSQL), else None; never creates one."""
+    check_store_options(store, metadata_json)
+    _, missing = missing_store_file(store, metadata_json)
+    return None if missing is not None else open_store(store, metadata_json=metadata_json)

@@ -133,6 +133,17 @@ def destination_test_event(name: str, provider: str) -> dict[str, Any]:
     }
 
 
+def check_testable(config: LoadedConfig, name: str) -> None:
+    """NotFoundError / ConfigError when ``name`` is not a destination that can be sent to (unknown, disabled
+    or not loadable): callers check before they open or create anything."""
+    if name not in config.destinations:
+        raise NotFoundError(
+            f"destination {name!r} is not in {config.source} "
+            f"(its destinations: {', '.join(config.destinations) or 'none'})"
+        )
+    select_targets(config, [name])
+
+
 async def send_destination_test(
     store: Store,
     config: LoadedConfig,
@@ -141,12 +152,7 @@ async def send_destination_test(
     transport: Transport | None = None,
 ) -> dict[str, Any]:
     """Send a test event to destination ``name`` now; store and answer its record (with ``verdict``)."""
-    if name not in config.destinations:
-        raise NotFoundError(
-            f"destination {name!r} is not in {config.source} "
-            f"(its destinations: {', '.join(config.destinations) or 'none'})"
-        )
-    select_targets(config, [name])  # disabled or not loadable: a clear error, nothing sent
+    check_testable(config, name)
     provider = config.provider_type(name)
     event = destination_test_event(name, provider)
     record = await deliver_event(event, config, [name], policy=RetryPolicy(retries=0), transport=transport)

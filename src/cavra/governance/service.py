@@ -24,7 +24,7 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError, not_found
-from cavra.governance.destinations import list_destinations, send_destination_test
+from cavra.governance.destinations import check_testable, list_destinations, send_destination_test
 from cavra.governance.events import (
     PUBLICATION,
     PublicationRefused,
@@ -53,6 +53,7 @@ from cavra.store.jobs import RecordPut
 from cavra.transport import Transport
 
 __all__ = [
+    "check_testable",
     "connector_delivery_dashboard",
     "connector_delivery_history",
     "delete_integration",
