@@ -231,7 +231,7 @@ MockHandler = Callable[[PreparedRequest], "Response | Awaitable[Response]"]
 
 
 class MockTransport:
-    """A :class:`Transport` that calls ``handler(request)`` instead of the network (httpx's ``MockTransport``).
+    """A :class:`Transport` that calls ``handler(request)`` instead of the network, like httpx's.
 
     For tests and tools: no sockets, no event-loop timers. The destination rules of the real transport
     (:func:`check_destination`) still apply unless ``check=False``, so a refused destination is refused the

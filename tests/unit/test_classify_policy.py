@@ -172,7 +172,7 @@ def test_retry_after_http_date_is_relative_to_the_given_now() -> None:
 
 
 def test_retry_after_http_date_defaults_to_the_clock() -> None:
-    # an HTTP date in 2001: with the clock as "now" it is long past (0), with now=that date minus 10 s it is 10
+    # an HTTP date in 2001: long past by the clock (0); 10 s ahead of now=that date minus 10 s
     when = 1_000_000_000.0
     date = email.utils.formatdate(when, usegmt=True)
     assert parse_retry_after(date) == 0.0
