@@ -164,3 +164,38 @@ def test_excerpt_never_shows_the_head_of_a_long_secret() -> None:
     secret = "S" * 25
     r = Redactor([secret])
     assert "SSSS" not in r.excerpt(secret.encode(), limit=10)
+
+
+def test_excerpt_default_limit_is_512_characters() -> None:
+    r = Redactor()
+    assert r.excerpt(b"b" * 512) == "b" * 512
+    assert r.excerpt(b"b" * 513) == "b" * 512 + "…"
+
+
+def test_text_is_scrubbed_and_typed() -> None:
+    r = Redactor(["known-secret"])
+    out = r.text("got known-secret back")
+    assert out == f"got {R} back" and type(out).__name__ == "Redacted"
+
+
+def test_redacted_request_as_a_dict() -> None:
+    r = Redactor(["tok-123456"])
+    req = r.request("get", "https://u:p@h.example/p?key=tok-123456", {"Authorization": "Bearer tok-123456"})
+    assert req.to_dict() == {
+        "method": "GET",
+        "url": f"https://{R}@h.example/p?key={R}",
+        "headers": {"Authorization": f"Bearer {R}"},
+    }
+    assert all(type(v) is str for v in req.to_dict()["headers"].values())  # type: ignore[union-attr]
+
+
+def test_text_sharing_only_a_prefix_of_an_encoding_is_left_alone() -> None:
+    import base64
+
+    value = "tok-secret-aaaW"  # 15 bytes: unpadded base64, whose last character is "X"
+    encoded = base64.b64encode(value.encode()).decode()
+    assert encoded.endswith("X") and not encoded.endswith("=")
+    r = Redactor([value])
+    assert r.scrub(encoded) == R
+    near = encoded[:-1] + "y"
+    assert r.scrub(near) == near
