@@ -164,10 +164,13 @@ class Replay:
     """A MockTransport handler answering each step as the emulator did, with one fault at ``fault_step``.
 
     The fault (a status answer, or a :class:`TransportError` to raise) is given the first time the step is
-    asked; every other request gets the recorded answer of its step (the last one once they run out).
+    asked; every other request gets the recorded answer of its step (the last one once they run out). A
+    step that was never recorded fails the test (the connector took a path the kit does not know).
     """
 
-    def __init__(self, flow: Flow, fault_step: str, fault: Response | TransportError) -> None:
+    def __init__(
+        self, flow: Flow, fault_step: str | None = None, fault: Response | TransportError | None = None
+    ) -> None:
         self.answers: dict[str, list[Response]] = {}
         for request, response in flow.exchanges:
             self.answers.setdefault(request.step, []).append(response)

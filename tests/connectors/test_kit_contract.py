@@ -111,7 +111,7 @@ _HAPPY: dict[str, str] = {}
 async def happy_verdict(flow: Flow) -> str:
     """What the delivery step's recorded answer is judged (``delivered``, or ``next`` in a longer flow)."""
     if flow.provider not in _HAPPY:
-        d = await _deliver(flow, Replay(flow, "", TransportError("timeout", "unused")))
+        d = await _deliver(flow, Replay(flow))
         _HAPPY[flow.provider] = next(a.verdict for a in d.attempts if a.step == flow.delivery_step)
     return _HAPPY[flow.provider]
 
