@@ -1,6 +1,7 @@
 """The HTTP transport: the only place that unwraps secrets and talks to the network.
 
-aiohttp behind a small :class:`Transport` protocol (tests may swap in their own). Safety rules:
+aiohttp behind a small :class:`Transport` protocol; :class:`MockTransport` answers from a handler function
+instead (tests, no sockets). Safety rules:
 
 * TLS verification on by default (a CA bundle can be configured);
 * redirects are never followed (a 3xx comes back as a response and is recorded as a failure);
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -324,6 +326,46 @@ class AiohttpTransport:
         self._sessions.clear()
 
     async def __aenter__(self) -> AiohttpTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+#: what a :class:`MockTransport` handler may be: plain or async, answering a request or raising
+#: :class:`TransportError` (a timeout, a refused connection) as the real transport would
+MockHandler = Callable[[PreparedRequest], "Response | Awaitable[Response]"]
+
+
+class MockTransport:
+    """A :class:`Transport` that calls ``handler(request)`` instead of the network, like httpx's.
+
+    For tests and tools: no sockets, no event-loop timers. The destination rules of the real transport
+    (:func:`check_destination`) still apply unless ``check=False``, so a refused destination is refused the
+    same way; header values that are :class:`~cavra.secrets.Secret` reach the handler as they are (the
+    handler sees what the connector prepared, as the real transport does before unwrapping). Each request is
+    kept in :attr:`requests`, in order.
+    """
+
+    def __init__(self, handler: MockHandler, *, check: bool = True) -> None:
+        self._handler = handler
+        self._check = check
+        self.requests: list[PreparedRequest] = []
+        self.closed = False
+
+    async def send(self, request: PreparedRequest, options: SendOptions) -> Response:
+        if self._check:
+            check_destination(request.url, options)
+        self.requests.append(request)
+        answer = self._handler(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def __aenter__(self) -> MockTransport:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

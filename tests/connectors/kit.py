@@ -1,4 +1,5 @@
-"""The shared test kit every connector runs: events per category, emulator wiring, secrets of a target.
+"""The shared test kit every connector runs: events per category, emulator wiring, secrets of a target, and
+the contract's recorded flows replayed through :class:`cavra.transport.MockTransport`.
 
 ``tests/leak/test_no_canary.py`` runs the canary leak check for every registered provider through
 :data:`EMULATORS`: a new connector is covered once its emulator writes a demo config entry and it is
@@ -8,10 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cavra.config import Target, target_from_mapping
+from cavra.connectors.base import PreparedRequest, Response
+from cavra.delivery.engine import deliver_one
+from cavra.delivery.policy import RetryPolicy
 from cavra.emulators.server import EmulatorServer
+from cavra.transport import AiohttpTransport, SendOptions, Transport, TransportError
 
 #: provider -> the emulators it needs (token issuers first) and the emulator that answers its deliveries
 EMULATORS: dict[str, tuple[list[str], str]] = {
@@ -81,3 +87,127 @@ def target_for(server: EmulatorServer, provider: str, **extra: Any) -> tuple[Tar
         if k in used and (not k.endswith("_URL") or "slack" in k.lower() or "teams" in k.lower())
     }
     return target, secrets
+
+
+# -- the contract: a recorded happy flow per provider, replayed through MockTransport ----------------------
+# (tests/connectors/test_kit_contract.py). Kept apart from the leak helpers above.
+
+#: steps that fetch a credential; the contract faults the first *write* after them (the delivery itself)
+TOKEN_STEPS = frozenset({"token"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One provider's happy delivery as the emulator answered it: the target and each exchange in order."""
+
+    provider: str
+    target: Target
+    exchanges: tuple[tuple[PreparedRequest, Response], ...]
+
+    @property
+    def delivery_step(self) -> str:
+        """The step that hands the event to the provider: the first write that is not a token request."""
+        for request, _ in self.exchanges:
+            if request.method in WRITE_METHODS and request.step not in TOKEN_STEPS:
+                return request.step
+        raise AssertionError(f"{self.provider}: no write step in {[r.step for r, _ in self.exchanges]}")
+
+    def answer(self, step: str) -> Response:
+        """The emulator's (first) answer to ``step``."""
+        return next(resp for req, resp in self.exchanges if req.step == step)
+
+
+class _Recorder:
+    """A transport that forwards to a real one and keeps every exchange.
+
+    With ``drop_step``, the first request of that step is not sent: it fails as a refused connection, so the
+    connector's own recovery path (a recheck before writing again) is recorded against the emulator too.
+    """
+
+    def __init__(self, inner: Transport, drop_step: str | None = None) -> None:
+        self.inner = inner
+        self.drop_step = drop_step
+        self.log: list[tuple[PreparedRequest, Response]] = []
+
+    async def send(self, request: PreparedRequest, options: SendOptions) -> Response:
+        if request.step == self.drop_step:
+            self.drop_step = None
+            raise TransportError("connect", "cannot connect: dropped by the kit's recorder")
+        response = await self.inner.send(request, options)
+        self.log.append((request, response))
+        return response
+
+    async def close(self) -> None:
+        return None
+
+
+async def _record(provider: str, real: Transport, drop_step: str | None) -> Flow:
+    names, _ = EMULATORS[provider]
+    async with EmulatorServer(providers=names) as srv:
+        target, _secrets = target_for(srv, provider)
+        recorder = _Recorder(real, drop_step)
+        policy = RetryPolicy(retries=0 if drop_step is None else 1, base_delay=0.0, max_delay=0.0)
+        d = await deliver_one(target, event_for(provider), policy=policy, transport=recorder)
+        assert d.success, f"{provider}: the recorded flow failed: {d.error}"
+        return Flow(provider, target, tuple(recorder.log))
+
+
+async def record_flows(providers: list[str]) -> dict[str, Flow]:
+    """Deliver to each provider's emulator over loopback and record the exchanges: once straight through,
+    once with the delivery step's first try lost (which records the steps a retry takes)."""
+    flows: dict[str, Flow] = {}
+    async with AiohttpTransport() as real:
+        for provider in providers:
+            happy = await _record(provider, real, None)
+            retried = await _record(provider, real, happy.delivery_step)
+            seen = {req.step for req, _ in happy.exchanges}
+            extra = tuple((req, resp) for req, resp in retried.exchanges if req.step not in seen)
+            flows[provider] = Flow(provider, happy.target, happy.exchanges + extra)
+    return flows
+
+
+class Replay:
+    """A MockTransport handler answering each step as the emulator did, with one fault at ``fault_step``.
+
+    The fault (a status answer, or a :class:`TransportError` to raise) is given the first time the step is
+    asked; every other request gets the recorded answer of its step (the last one once they run out). A
+    step that was never recorded fails the test (the connector took a path the kit does not know).
+    """
+
+    def __init__(
+        self, flow: Flow, fault_step: str | None = None, fault: Response | TransportError | None = None
+    ) -> None:
+        self.answers: dict[str, list[Response]] = {}
+        for request, response in flow.exchanges:
+            self.answers.setdefault(request.step, []).append(response)
+        self.fault_step = fault_step
+        self.fault: Response | TransportError | None = fault
+        self.asked: list[str] = []
+
+    def __call__(self, request: PreparedRequest) -> Response:
+        self.asked.append(request.step)
+        if request.step == self.fault_step and self.fault is not None:
+            fault, self.fault = self.fault, None
+            if isinstance(fault, TransportError):
+                raise fault
+            return fault
+        queue = self.answers.get(request.step)
+        if not queue:
+            raise AssertionError(f"step {request.step!r} was never recorded")
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+class Sleeps:
+    """A sleep that only records how long the engine asked to wait (no timers: the contract is instant)."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+
+
+def with_status(response: Response, status: int, headers: dict[str, str] | None = None) -> Response:
+    """The recorded answer with another status (and headers, when given)."""
+    return replace(response, status=status, headers=headers if headers is not None else response.headers)

@@ -1,4 +1,10 @@
-"""The delivery engine against a real loopback server, with a small test connector."""
+"""The delivery engine with a small test connector.
+
+The engine's own rules (retries, Retry-After, verdicts, redaction of the record, token steps, concurrency)
+run through :class:`cavra.transport.MockTransport`: no sockets, and sleeps are recorded instead of slept.
+What the real transport itself does (an end-to-end delivery, timeouts, refused connections, redirects not
+followed, bounded bodies, a header the HTTP library refuses) runs against a loopback server.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from cavra.delivery.engine import deliver_many, deliver_one
 from cavra.delivery.policy import RetryPolicy
 from cavra.redaction import Redactor
 from cavra.secrets import Secret
-from cavra.transport import AiohttpTransport, SendOptions
+from cavra.transport import AiohttpTransport, MockTransport, SendOptions
 
 SECRET = "tok-Zq8xv3-very-distinctive"
 SCHEMA = json.loads(resources.files("cavra").joinpath("schemas/connector-delivery.v1.json").read_text())
@@ -78,6 +84,30 @@ async def server() -> AsyncIterator[tuple[str, Script]]:
         yield f"http://127.0.0.1:{port}", script
     finally:
         await runner.cleanup()
+
+
+class Scripted:
+    """A MockTransport handler: answers in order (the last one repeats), keeping each request."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str], bytes]) -> None:
+        self.answers = list(answers)
+        self.requests: list[PreparedRequest] = []
+
+    def __call__(self, request: PreparedRequest) -> Response:
+        self.requests.append(request)
+        status, headers, body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return Response(status, {k.lower(): v for k, v in headers.items()}, body)
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+
+
+MOCK_URL = "http://provider.test"
 
 
 class EchoConnector(BaseConnector[ConnectorSettings]):
@@ -163,62 +193,61 @@ async def test_delivered_first_time_and_record_matches_schema(server: tuple[str,
     assert len(script.hits) == 1
 
 
-async def test_5xx_retried_then_delivered(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(503, {}, b"busy", 0.0), (502, {}, b"", 0.0), (200, {}, b"ok", 0.0)]
-    async with AiohttpTransport() as tr:
-        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
-    assert d.success and d.attempt_count == 3
+async def test_5xx_retried_then_delivered() -> None:
+    script = Scripted((503, {}, b"busy"), (502, {}, b""), (200, {}, b"ok"))
+    sleeps = Sleeps()
+    d = await deliver_one(
+        make_target(MOCK_URL), EVENT, policy=FAST, transport=MockTransport(script), sleep=sleeps
+    )
+    assert d.success and d.attempt_count == 3 and len(script.requests) == 3
+    assert len(sleeps.asked) == 2 and all(0 <= s <= 0.02 for s in sleeps.asked)
     assert [a.verdict for a in d.attempts] == ["retry", "retry", "delivered"]
 
 
-async def test_retries_exhausted(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(500, {}, b"", 0.0)]
-    async with AiohttpTransport() as tr:
-        d = await deliver_one(
-            make_target(url), EVENT, policy=RetryPolicy(retries=1, base_delay=0.01), transport=tr
-        )
+async def test_retries_exhausted() -> None:
+    d = await deliver_one(
+        make_target(MOCK_URL),
+        EVENT,
+        policy=RetryPolicy(retries=1, base_delay=0.01),
+        transport=MockTransport(Scripted((500, {}, b""))),
+        sleep=Sleeps(),
+    )
     assert not d.success and d.attempt_count == 2
     assert d.error is not None and "gave up after 2 attempts" in d.error
 
 
-async def test_one_attempt_is_singular(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(500, {}, b"", 0.0)]
-    async with AiohttpTransport() as tr:
-        d = await deliver_one(make_target(url), EVENT, policy=RetryPolicy(retries=0), transport=tr)
+async def test_one_attempt_is_singular() -> None:
+    transport = MockTransport(Scripted((500, {}, b"")))
+    d = await deliver_one(make_target(MOCK_URL), EVENT, policy=RetryPolicy(retries=0), transport=transport)
     assert d.error is not None and d.error.startswith("gave up after 1 attempt: HTTP 500")
 
 
-async def test_4xx_not_retried(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(400, {}, b'{"error":"bad"}', 0.0)]
-    async with AiohttpTransport() as tr:
-        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+async def test_4xx_not_retried() -> None:
+    script = Scripted((400, {}, b'{"error":"bad"}'))
+    d = await deliver_one(make_target(MOCK_URL), EVENT, policy=FAST, transport=MockTransport(script))
     assert not d.success and d.attempt_count == 1 and d.status_code == 400
+    assert len(script.requests) == 1
 
 
-async def test_429_retry_after_is_honoured(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(429, {"Retry-After": "1"}, b"", 0.0), (200, {}, b"ok", 0.0)]
-    async with AiohttpTransport() as tr:
-        t0 = time.monotonic()
-        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
-        waited = time.monotonic() - t0
+async def test_429_retry_after_is_honoured() -> None:
+    script = Scripted((429, {"Retry-After": "1"}, b""), (200, {}, b"ok"))
+    sleeps = Sleeps()
+    d = await deliver_one(
+        make_target(MOCK_URL), EVENT, policy=FAST, transport=MockTransport(script), sleep=sleeps
+    )
     assert d.success and d.attempt_count == 2
-    assert waited >= 1.0
+    assert sleeps.asked and max(sleeps.asked) >= 1.0
     assert d.attempts[0].retry_after == 1.0
 
 
-async def test_retry_after_beyond_the_cap_fails_without_waiting(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(429, {"Retry-After": "3600"}, b"", 0.0)]
+async def test_retry_after_beyond_the_cap_fails_without_waiting() -> None:
+    script = Scripted((429, {"Retry-After": "3600"}, b""))
     policy = RetryPolicy(retries=3, base_delay=0.01, max_retry_after=5)
-    async with AiohttpTransport() as tr:
-        t0 = time.monotonic()
-        d = await deliver_one(make_target(url), EVENT, policy=policy, transport=tr)
-    assert time.monotonic() - t0 < 2
+    sleeps = Sleeps()
+    d = await deliver_one(
+        make_target(MOCK_URL), EVENT, policy=policy, transport=MockTransport(script), sleep=sleeps
+    )
+    assert sleeps.asked == [] and len(script.requests) == 1
     assert not d.success and d.error is not None and "beyond the cap" in d.error
 
 
@@ -258,23 +287,24 @@ async def test_redirect_is_not_followed(server: tuple[str, Script]) -> None:
 
 
 async def test_plain_http_needs_allowance_and_link_local_is_refused() -> None:
+    # MockTransport applies the real transport's destination rules (check_destination) before its handler
+    script = Scripted((200, {}, b"ok"))
+    tr = MockTransport(script)
     target = make_target("http://127.0.0.1:9")
     no_http = Target(
         target.provider, target.connector, target.settings, target.redactor, SendOptions(allow_http=False)
     )
-    async with AiohttpTransport() as tr:
-        d = await deliver_one(no_http, EVENT, policy=FAST, transport=tr)
-        assert not d.success and d.attempt_count == 1 and d.error is not None and "allow_http" in d.error
-        meta = make_target("http://169.254.169.254")
-        d2 = await deliver_one(meta, EVENT, policy=FAST, transport=tr)
-        assert not d2.success and d2.attempt_count == 1 and d2.error is not None and "link-local" in d2.error
+    d = await deliver_one(no_http, EVENT, policy=FAST, transport=tr)
+    assert not d.success and d.attempt_count == 1 and d.error is not None and "allow_http" in d.error
+    meta = make_target("http://169.254.169.254")
+    d2 = await deliver_one(meta, EVENT, policy=FAST, transport=tr)
+    assert not d2.success and d2.attempt_count == 1 and d2.error is not None and "link-local" in d2.error
+    assert script.requests == []
 
 
-async def test_secret_echoed_by_the_provider_is_scrubbed(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(401, {}, f"invalid token {SECRET} for Bearer {SECRET}".encode(), 0.0)]
-    async with AiohttpTransport() as tr:
-        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+async def test_secret_echoed_by_the_provider_is_scrubbed() -> None:
+    script = Scripted((401, {}, f"invalid token {SECRET} for Bearer {SECRET}".encode()))
+    d = await deliver_one(make_target(MOCK_URL), EVENT, policy=FAST, transport=MockTransport(script))
     assert SECRET not in json.dumps(d.to_dict())
     assert d.attempts[0].response_excerpt is not None and "**REDACTED**" in d.attempts[0].response_excerpt
 
@@ -288,49 +318,54 @@ async def test_response_body_is_bounded(server: tuple[str, Script]) -> None:
     assert d.attempts[0].response_excerpt is not None and len(d.attempts[0].response_excerpt) <= 513
 
 
-async def test_payload_too_large_is_not_sent(server: tuple[str, Script]) -> None:
-    url, script = server
-    async with AiohttpTransport() as tr:
-        d = await deliver_one(make_target(url), {**EVENT, "too_big": True}, policy=FAST, transport=tr)
-    assert not d.success and d.attempt_count == 0 and not script.hits
+async def test_payload_too_large_is_not_sent() -> None:
+    script = Scripted((200, {}, b"ok"))
+    tr = MockTransport(script)
+    d = await deliver_one(make_target(MOCK_URL), {**EVENT, "too_big": True}, policy=FAST, transport=tr)
+    assert not d.success and d.attempt_count == 0 and not script.requests
     assert d.error is not None and "1 MB limit" in d.error
 
 
-async def test_token_step_is_cached_and_redacted(server: tuple[str, Script]) -> None:
-    url, script = server
+async def test_token_step_is_cached_and_redacted() -> None:
     minted = "minted-access-token-abc123"
-    script.answers = [(200, {}, json.dumps({"access_token": minted}).encode(), 0.0), (200, {}, b"ok", 0.0)]
+    script = Scripted((200, {}, json.dumps({"access_token": minted}).encode()), (200, {}, b"ok"))
     tokens = TokenCache()
-    async with AiohttpTransport() as tr:
-        first = await deliver_one(
-            make_target(url, TokenConnector()), EVENT, policy=FAST, transport=tr, tokens=tokens
-        )
-        second = await deliver_one(
-            make_target(url, TokenConnector()), EVENT, policy=FAST, transport=tr, tokens=tokens
-        )
+    tr = MockTransport(script)
+    first = await deliver_one(
+        make_target(MOCK_URL, TokenConnector()), EVENT, policy=FAST, transport=tr, tokens=tokens
+    )
+    second = await deliver_one(
+        make_target(MOCK_URL, TokenConnector()), EVENT, policy=FAST, transport=tr, tokens=tokens
+    )
+    assert [r.url for r in script.requests] == [MOCK_URL + "/token", MOCK_URL + "/send", MOCK_URL + "/send"]
     assert first.success and [a.step for a in first.attempts] == ["token", "send"]
     assert second.success and [a.step for a in second.attempts] == ["send"]
     assert minted not in json.dumps(first.to_dict())
 
 
-async def test_several_providers_run_concurrently(server: tuple[str, Script]) -> None:
-    url, script = server
-    script.answers = [(200, {}, b"ok", 0.5)]
-    targets = [make_target(url) for _ in range(4)]
-    async with AiohttpTransport() as tr:
-        t0 = time.monotonic()
-        record = await deliver_many(targets, EVENT, policy=FAST, transport=tr)
+async def test_several_providers_run_concurrently() -> None:
+    # every answer waits until all four requests are in flight: run one after another, this never ends
+    in_flight: list[PreparedRequest] = []
+    all_in = asyncio.Event()
+
+    async def handler(request: PreparedRequest) -> Response:
+        in_flight.append(request)
+        if len(in_flight) == 4:
+            all_in.set()
+        await all_in.wait()
+        return Response(200, {}, b"ok")
+
+    targets = [make_target(MOCK_URL) for _ in range(4)]
+    record = await asyncio.wait_for(
+        deliver_many(targets, EVENT, policy=FAST, transport=MockTransport(handler)), timeout=30
+    )
     assert record["success"] and len(record["deliveries"]) == 4
-    assert time.monotonic() - t0 < 1.5  # four half-second answers, not two seconds in a row
 
 
-async def test_record_success_false_when_one_fails(server: tuple[str, Script]) -> None:
-    url, _script = server
-    good = make_target(url)
-    async with AiohttpTransport() as tr:
-        record = await deliver_many(
-            [good], EVENT, policy=FAST, transport=tr, config_errors={"splunk": "unset"}
-        )
+async def test_record_success_false_when_one_fails() -> None:
+    good = make_target(MOCK_URL)
+    tr = MockTransport(Scripted((200, {}, b"ok")))
+    record = await deliver_many([good], EVENT, policy=FAST, transport=tr, config_errors={"splunk": "unset"})
     assert record["success"] is False and record["errors"] == [
         {"provider": "splunk", "destination": "splunk", "error": "unset"}
     ]
