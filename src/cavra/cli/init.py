@@ -9,7 +9,10 @@ Writes, under the project directory (the cwd by default), only what is missing (
   listen);
 * ``.cavra/release/...``: the example promotion, rollback and endpoint-export records (with artifacts);
 * ``.cavra/evidence/latest/siem-event.json``: built from the example session, as
-  ``cavra evidence build-siem-event`` does.
+  ``cavra evidence build-siem-event`` does; ``events.jsonl`` beside it: five sessions' events, for a
+  delivery of many.
+
+Then it says whether the emulators answer at that URL (waiting a few seconds for ones just started).
 """
 
 from __future__ import annotations
@@ -78,7 +81,20 @@ def lay_out(
     event = evidence_bundle_event(bundle)
     siem = cavra / "evidence" / "latest" / "siem-event.json"
     _write(siem, json.dumps(event, indent=2, ensure_ascii=False) + "\n", force, outcome)
+    _write(cavra / "evidence" / "latest" / "events.jsonl", _many_events(event), force, outcome)
     return outcome
+
+
+def _many_events(event: dict[str, object], count: int = 5) -> str:
+    """A JSON Lines file of ``count`` sessions' events (for ``cavra integration deliver FILE`` of many)."""
+    from cavra.events import normalize_event
+
+    lines = []
+    for n in range(1, count + 1):
+        one = {k: v for k, v in event.items() if k != "event_id"}
+        one["session_id"] = f"{event.get('session_id')}-{n}"
+        lines.append(json.dumps(normalize_event(one), ensure_ascii=False))
+    return "\n".join(lines) + "\n"
 
 
 def init(
@@ -116,9 +132,12 @@ def init(
         table.add_row(path, result)
     console.print(table)
     if target == "emulators":
+        from cavra.emulators.server import emulators_answer
+
+        if emulators_answer(emulators):
+            state = f"the emulators answer at {emulators}"
+        else:
+            state = f"no emulators answer at {emulators} yet: start them with cavra emulate (or make demo)"
         console.print(
-            f"next: source {root / '.cavra' / 'emulators.env'}  (emulators expected at {emulators}: "
-            "cavra emulate, or make demo)",
-            highlight=False,
-            soft_wrap=True,
+            f"next: source {root / '.cavra' / 'emulators.env'}  ({state})", highlight=False, soft_wrap=True
         )

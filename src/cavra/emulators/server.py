@@ -191,3 +191,21 @@ class EmulatorServer:
 
     def demo_environment(self) -> tuple[dict[str, Any], dict[str, str]]:
         return demo_environment(self.base_url, self.settings)
+
+
+def emulators_answer(url: str, seconds: float = 8.0) -> bool:
+    """Whether the emulators answer at ``url`` (polled for a few seconds: one started just before)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    probe = f"{url.rstrip('/')}/_emulator/requests?provider=-"
+    while True:
+        try:
+            with urllib.request.urlopen(probe, timeout=1) as resp:  # noqa: S310 - an http(s) URL checked above
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
