@@ -14,8 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cavra import service
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, delivery_status, err_console, handled, print_json
 from cavra.cli.render import batch_summary_table, delivery_table, provider_counts
+from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
 from cavra.config import LoadedConfig, load_config
 from cavra.events import DELIVERY_BATCH_SCHEMA, load_events_file
+from cavra.governance import service as governance
 
 app = typer.Typer(help="Deliver CAVRA events through configured connectors.", no_args_is_help=True)
 
@@ -43,8 +45,13 @@ def deliver(
         typer.Option("--output", help="Directory for the delivery evidence file (one per event)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the delivery record(s) as JSON.")] = False,
+    store: StoreOption = None,
+    metadata_json: MetadataJsonOption = None,
 ) -> None:
-    """Deliver EVENT.json and write redacted delivery evidence (cavra.connector.delivery.v1)."""
+    """Deliver EVENT.json and write redacted delivery evidence (cavra.connector.delivery.v1).
+
+    With --store or --metadata-json, every delivery goes through that store's outbox and is recorded
+    (integration-delivery: history, dashboards, replay), as an API delivery is."""
     with handled():
         events, many = load_events_file(event_file)  # every event is validated before anything is sent
         providers = service.parse_providers(provider)
@@ -54,6 +61,11 @@ def deliver(
             providers, skipped = service.all_that_take(loaded, events)
             for name, why in skipped.items():
                 err_console.print(f"skipped {name}: {why}", highlight=False, soft_wrap=True)
+        if store is not None or metadata_json is not None:
+            check_store_options(store, metadata_json)
+            _deliver_recorded(
+                events, many, loaded, providers, retries, output, as_json, (store, metadata_json)
+            )
         if many:
             _deliver_many(events, loaded, providers, retries=retries, output=output, as_json=as_json)
         event = events[0]
@@ -110,6 +122,11 @@ def _deliver_many(
     finally:
         if quiet is not None:
             quiet.setLevel(level)
+    _report_many(records, output, as_json)
+
+
+def _report_many(records: Sequence[dict[str, Any]], output: str | None, as_json: bool) -> None:
+    """The evidence files, then a per-destination summary (or JSON); exits 0 when all were delivered."""
     written = service.write_evidence_many(output, records) if output else []
     success = all(r["success"] for r in records)
     if as_json:
@@ -127,3 +144,53 @@ def _deliver_many(
         if written:
             console.print(f"evidence: {len(written)} files in {output}", highlight=False)
     raise typer.Exit(EXIT_OK if success else EXIT_FAILED)
+
+
+def _deliver_recorded(
+    events: Sequence[dict[str, Any]],
+    many: bool,
+    loaded: LoadedConfig,
+    providers: list[str] | None,
+    retries: int,
+    output: str | None,
+    as_json: bool,
+    where: tuple[str | None, str | None],
+) -> None:
+    """Through the store's outbox, run now in this process: each delivery recorded; exits."""
+    service.select_targets(loaded, providers)  # config errors before a store or directory is made
+    if output:
+        service.ensure_output_dir(output)
+    with open_selected(*where, create=True) as st:
+        if many:
+            progress = Progress(
+                TextColumn("delivering"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            task = progress.add_task("deliver", total=len(events))
+            with progress:
+                records = asyncio.run(
+                    governance.deliver_events_recorded(
+                        st, loaded, events, providers, retries=retries,
+                        on_done=lambda n: progress.update(task, completed=n),
+                    )
+                )  # fmt: skip
+        else:
+            with delivery_status(f"delivering {events[0]['event_id']} …"):
+                records = asyncio.run(
+                    governance.deliver_events_recorded(st, loaded, events, providers, retries=retries)
+                )
+    if many:
+        _report_many(records, output, as_json)
+    record = records[0]
+    path = service.write_evidence(output, record) if output else None
+    if as_json:
+        print_json(record)
+    else:
+        console.print(delivery_table(record))
+        if path is not None:
+            console.print(f"evidence: {path}", highlight=False)
+    raise typer.Exit(EXIT_OK if record["success"] else EXIT_FAILED)

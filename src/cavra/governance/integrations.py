@@ -13,7 +13,7 @@ run by any worker, later, is noted too).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -262,3 +262,48 @@ def note_integration_delivery(records: RecordAccess, stored: StoredDelivery) -> 
 
 
 register_completion_note(INTEGRATION_HOOK, note_integration_delivery)
+
+
+#: events in flight when a file of many goes through the outbox (``cavra integration deliver --store``)
+RECORDED_IN_FLIGHT = 32
+
+
+async def deliver_events_recorded(
+    store: Store,
+    config: LoadedConfig,
+    events: Sequence[Mapping[str, Any]],
+    providers: list[str] | None,
+    *,
+    retries: int,
+    on_done: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Deliver events to the selected destinations through the outbox of ``store`` (one job per event and
+    destination, run now in this process), so each delivery is recorded (``integration-delivery``: history,
+    dashboards, replay) like an API delivery; answer one combined record per event, in order. A repeated
+    event answers its first records (the outbox's idempotency). ``on_done(n)``: n events finished so far.
+    """
+    validate_retries(retries)
+    targets, errors = select_targets(config, providers)
+    names = [t.destination for t in targets] + list(errors)
+    limit = asyncio.Semaphore(RECORDED_IN_FLIGHT)
+    finished = 0
+
+    async def one(event: Mapping[str, Any]) -> dict[str, Any]:
+        nonlocal finished
+        async with limit:
+            kind, sid = event.get("subject_kind"), event.get("session_id")
+            request = Request(
+                event,
+                names,
+                kind=INTEGRATION_DELIVERY,
+                retries=retries,
+                subject_kind=str(kind) if kind else ("session" if sid else None),
+                subject_id=str(event.get("subject_id") or sid) if (kind or sid) else None,
+            )
+            record = await submit(store, config, request)
+        finished += 1
+        if on_done is not None:
+            on_done(finished)
+        return record
+
+    return list(await asyncio.gather(*(one(event) for event in events)))

@@ -35,6 +35,7 @@ from cavra.governance.events import (
 )
 from cavra.governance.integrations import (
     delete_integration,
+    deliver_events_recorded,
     deliver_integration,
     get_integration,
     list_integrations,
@@ -57,6 +58,7 @@ __all__ = [
     "connector_delivery_dashboard",
     "connector_delivery_history",
     "delete_integration",
+    "deliver_events_recorded",
     "deliver_integration",
     "deliver_promotion_audit",
     "deliver_rollback_execution",
