@@ -70,3 +70,10 @@ def test_api_wording() -> None:
         == "max_runs: must be at least 1; retries: too many"
     )
     assert api_wording("file --provider: x") == "file --provider: x"
+
+
+async def test_a_post_without_a_body_says_a_json_body_is_expected(make_client: AppFactory) -> None:
+    async with make_client() as client:
+        resp = await client.post("/integrations", content=b"", headers={"content-type": "application/json"})
+    assert resp.status_code == 422
+    assert resp.json()["detail"] == "body: expected a JSON body (content-type: application/json)"

@@ -123,6 +123,8 @@ def validation_detail(errors: Sequence[Mapping[str, Any]]) -> str:
         msg = str(err.get("msg", "invalid"))
         if kind == "extra_forbidden":
             msg = "unknown field"
+        elif kind == "missing" and tuple(loc) == ("body",):
+            msg = "expected a JSON body (content-type: application/json)"
         elif kind == "missing":
             msg = "field required"
         problems.append(f"{format_loc(loc)}: {msg}")
