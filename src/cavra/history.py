@@ -48,6 +48,9 @@ MAX_EVENT_ALERTS = 20
 
 CONNECTOR_DASHBOARD = "cavra.release.connector_delivery_dashboard.v1"
 PUBLICATION_DASHBOARD = "cavra.release.endpoint_publication_dashboard.v1"
+INTEGRATION_DASHBOARD = "cavra.integration.delivery_dashboard.v1"
+#: every kind of delivery at once (the console's overview)
+DELIVERY_DASHBOARD = "cavra.delivery_dashboard.v1"
 MAX_LIMIT = 500
 LATEST_FAILURES = 10
 _LEVEL_ORDER = {"critical": 0, "warning": 1}

@@ -203,8 +203,23 @@ async def _history(
 async def overview(request: Request, viewer: Viewer) -> Response:
     release = await _call(request, governance.connector_delivery_dashboard)
     publication = await _call(request, governance.endpoint_publication_dashboard)
+    integration = await _call(request, governance.integration_delivery_dashboard)
+    everything = await _call(request, governance.delivery_dashboard)
+    boards = [
+        ("release", "Release connector deliveries", release),
+        ("publication", "Endpoint-management publications", publication),
+        ("integration", "Integration deliveries", integration),
+    ]
     return render(
-        request, viewer, "overview.html", section="overview", release=release, publication=publication
+        request,
+        viewer,
+        "overview.html",
+        section="overview",
+        release=release,
+        publication=publication,
+        integration=integration,
+        everything=everything,
+        boards=boards,
     )
 
 

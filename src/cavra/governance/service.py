@@ -24,6 +24,11 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError, not_found
+from cavra.governance.boards import (
+    delivery_dashboard,
+    integration_delivery_dashboard,
+    integration_delivery_history,
+)
 from cavra.governance.events import (
     PUBLICATION,
     PublicationRefused,
@@ -54,6 +59,7 @@ __all__ = [
     "deliver_integration",
     "deliver_promotion_audit",
     "deliver_rollback_execution",
+    "delivery_dashboard",
     "delivery_followups",
     "delivery_history",
     "endpoint_publication_dashboard",
@@ -61,6 +67,8 @@ __all__ = [
     "get_delivery",
     "get_integration",
     "get_record",
+    "integration_delivery_dashboard",
+    "integration_delivery_history",
     "is_accepted",
     "list_integrations",
     "load_record_file",

@@ -1,6 +1,7 @@
 """Delivery history, dashboards and evidence (role: auditor).
 
-``GET /release-connector-deliveries`` and ``GET /endpoint-management-publications`` page through provider
+``GET /release-connector-deliveries``, ``GET /endpoint-management-publications`` and
+``GET /integration-deliveries`` (SIEM and ChatOps deliveries through ``/integrations``) page through provider
 deliveries, newest first (``limit`` and the opaque ``cursor`` of the previous page's ``next_cursor``);
 their ``/dashboard`` routes summarise them with alerts. ``GET /deliveries/{id}`` is one stored delivery
 record with every attempt.
@@ -96,6 +97,28 @@ def publication_history(store: StoreDep, query: QueryDep) -> dict[str, Any]:
 )
 def publication_dashboard(store: StoreDep) -> dict[str, Any]:
     return governance.endpoint_publication_dashboard(store)
+
+
+@router.get(
+    "/integration-deliveries",
+    response_model=HistoryPage,
+    responses=_ERRORS,
+    summary="Integration (SIEM and ChatOps) delivery history",
+)
+def integration_history(store: StoreDep, query: QueryDep) -> dict[str, Any]:
+    """Deliveries made through ``/integrations/{id}/deliver`` (``metadata_kind=integration-delivery``),
+    newest first."""
+    return governance.integration_delivery_history(store, **query.filters())
+
+
+@router.get(
+    "/integration-deliveries/dashboard",
+    response_model=Dashboard,
+    responses=_ERRORS,
+    summary="Integration delivery dashboard and alerts",
+)
+def integration_dashboard(store: StoreDep) -> dict[str, Any]:
+    return governance.integration_delivery_dashboard(store)
 
 
 @router.get(
