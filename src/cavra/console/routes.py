@@ -22,10 +22,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match
 
 from cavra.api.deps import get_runtime
 from cavra.console import access
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
+from cavra.console.filters import contradictions, parse_moment
 from cavra.console.render import error_page, project_error_page, render, secure, static_file, url
 from cavra.errors import CavraError
 from cavra.governance import service as governance
@@ -39,6 +41,7 @@ DEFAULT_LIMIT = 25
 MAX_TEXT = 200
 MAX_CURSOR = 512
 STATUSES = ("delivered", "failed", "pending")
+PUBLICATION_KIND = "endpoint-management-publication-delivery"
 
 router = APIRouter()
 
@@ -105,6 +108,11 @@ class HistoryForm:
     success: str = ""
     status: str = ""
     metadata_kind: str = ""
+    event_id: str = ""
+    subject_id: str = ""
+    integration_id: str = ""
+    since: str = ""
+    until: str = ""
     limit: int = DEFAULT_LIMIT
     cursor: str = ""
     problems: list[str] = field(default_factory=list)
@@ -135,16 +143,31 @@ class HistoryForm:
                 limit = int(raw_limit)
             else:
                 problems.append(f"limit: a whole number from 1 to {MAX_LIMIT}")
-        return cls(
+
+        def moment(name: str) -> str:
+            value = text(name)
+            if value and parse_moment(value) is None:
+                problems.append(f"{name}: not a time (e.g. 2026-05-01T10:00 or 2026-05-01T10:00:00Z; UTC)")
+                return ""
+            return value
+
+        form = cls(
             provider=text("provider"),
             event_type=text("event_type"),
             success=choice("success", ("true", "false")),
             status=choice("status", STATUSES),
             metadata_kind=choice("metadata_kind", METADATA_KINDS) if kinds else "",
+            event_id=text("event_id"),
+            subject_id=text("subject_id"),
+            integration_id=text("integration_id"),
+            since=moment("since"),
+            until=moment("until"),
             limit=limit,
             cursor=text("cursor", MAX_CURSOR),
             problems=problems,
         )
+        problems.extend(contradictions(form))
+        return form
 
     def params(self) -> dict[str, Any]:
         """The filters as query parameters (without the cursor), for links to other pages."""
@@ -157,10 +180,16 @@ class HistoryForm:
     def filters(self) -> dict[str, Any]:
         """The filters as the façade takes them."""
         out: dict[str, Any] = {"limit": self.limit}
-        for name in ("provider", "event_type", "status", "metadata_kind", "cursor"):
+        for name in ("provider", "event_type", "status", "metadata_kind", "cursor", "event_id"):
             value = getattr(self, name)
             if value:
                 out[name] = value
+        for name in ("subject_id", "integration_id"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        for name in ("since", "until"):
+            if getattr(self, name):
+                out[name] = parse_moment(getattr(self, name))
         if self.success:
             out["success"] = self.success == "true"
         return out
@@ -243,7 +272,9 @@ async def delivery(request: Request, viewer: Viewer) -> Response:
     if len(delivery_id) > 128:
         return error_page(request, viewer, 404, "Not found", "no delivery has an id that long")
     record = await _call(request, governance.get_delivery, delivery_id)
-    return render(request, viewer, "delivery.html", section="deliveries", record=record)
+    publication = record.get("metadata_kind") == PUBLICATION_KIND
+    section = "publications" if publication else "deliveries"
+    return render(request, viewer, "delivery.html", section=section, record=record)
 
 
 @_route("/console/publications", "console_publications")
@@ -318,3 +349,20 @@ async def logout(request: Request) -> Response:
     response = _redirect(target)
     access.clear_login_cookie(request, response)
     return response
+
+
+# --- anything else under /console: a console 404 page (registered last) -------------------------------
+@_route("/console/{rest:path}", "console_not_found", methods=("GET", "HEAD"))
+async def not_found(request: Request) -> Response:
+    """An unknown console address: an HTML 404 page (the API's JSON 404 is for API clients)."""
+    who = identify(request)
+    viewer = who if isinstance(who, Viewer) else None
+    for route in router.routes:  # a POST-only console address opened with GET: 405, not 404
+        if (
+            getattr(route, "name", None) != "console_not_found"
+            and route.matches(request.scope)[0] == Match.PARTIAL
+        ):
+            response = error_page(request, viewer, 405, "Method not allowed", "this address takes a form")
+            response.headers["Allow"] = "POST"
+            return response
+    return error_page(request, viewer, 404, "Not found", f"there is no console page at {request.url.path}")
