@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,7 +27,7 @@ from starlette.routing import Match
 from cavra.api.deps import get_runtime
 from cavra.console import access
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
-from cavra.console.filters import contradictions, parse_moment
+from cavra.console.filters import contradictions, parse_moment, resolve_search
 from cavra.console.render import error_page, project_error_page, render, secure, static_file, url
 from cavra.errors import CavraError
 from cavra.governance import service as governance
@@ -196,7 +196,14 @@ class HistoryForm:
 
 
 async def _history(
-    request: Request, viewer: Viewer, *, section: str, title: str, kinds: bool, fn: Callable[..., Any]
+    request: Request,
+    viewer: Viewer,
+    *,
+    section: str,
+    title: str,
+    kinds: bool,
+    fn: Callable[..., Any],
+    default_kind: str | None = None,
 ) -> Response:
     form = HistoryForm.parse(request, kinds=kinds)
     if form.problems:
@@ -211,8 +218,26 @@ async def _history(
             kinds=METADATA_KINDS if kinds else (),
             statuses=STATUSES,
             result=None,
+            notes=[],
+        )
+    values = await _call(request, governance.search_values, form.metadata_kind or default_kind)
+    form, notes, problems = resolve_search(form, values)
+    if problems:
+        return render(
+            request,
+            viewer,
+            "history.html",
+            status=422,
+            section=section,
+            title=title,
+            form=replace(form, problems=problems),
+            kinds=METADATA_KINDS if kinds else (),
+            statuses=STATUSES,
+            result=None,
+            notes=notes,
         )
     result = await _call(request, fn, **form.filters())
+    result["items"] = await _call(request, governance.with_lifecycle, result["items"])
     return render(
         request,
         viewer,
@@ -223,6 +248,7 @@ async def _history(
         kinds=METADATA_KINDS if kinds else (),
         statuses=STATUSES,
         result=result,
+        notes=notes,
     )
 
 
@@ -234,6 +260,8 @@ async def overview(request: Request, viewer: Viewer) -> Response:
     publication = await _call(request, governance.endpoint_publication_dashboard)
     integration = await _call(request, governance.integration_delivery_dashboard)
     everything = await _call(request, governance.delivery_dashboard)
+    for board in (release, publication, integration):
+        board["latest_failures"] = await _call(request, governance.unresolved_first, board["latest_failures"])
     boards = [
         ("release", "Release connector deliveries", release),
         ("publication", "Endpoint-management publications", publication),
@@ -287,6 +315,7 @@ async def publications(request: Request, viewer: Viewer) -> Response:
         title="Endpoint-management publications",
         kinds=False,
         fn=governance.endpoint_publication_history,
+        default_kind=PUBLICATION_KIND,
     )
 
 
@@ -294,7 +323,18 @@ async def publications(request: Request, viewer: Viewer) -> Response:
 @page
 async def integrations(request: Request, viewer: Viewer) -> Response:
     items = await _call(request, governance.list_integrations)
+    items = await _call(request, governance.integration_health, items)
     return render(request, viewer, "integrations.html", section="integrations", items=items)
+
+
+@_route("/console/queue", "console_queue")
+@page
+async def queue(request: Request, viewer: Viewer) -> Response:
+    provider = (request.query_params.get("provider") or "").strip()
+    if len(provider) > MAX_TEXT:
+        return error_page(request, viewer, 422, "Invalid request", f"provider: at most {MAX_TEXT} characters")
+    overview = await _call(request, governance.queue_overview, provider=provider or None)
+    return render(request, viewer, "queue.html", section="queue", queue=overview)
 
 
 @_route("/console/static/{name}", "console_static")

@@ -44,6 +44,13 @@ from cavra.governance.integrations import (
     list_integrations,
     upsert_integration,
 )
+from cavra.governance.operations import (
+    integration_health,
+    queue_overview,
+    search_values,
+    unresolved_first,
+    with_lifecycle,
+)
 from cavra.governance.outbox import Request, check_wait, is_accepted, submit
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
 from cavra.service import parse_providers, select_targets, validate_retries
@@ -69,12 +76,17 @@ __all__ = [
     "get_record",
     "integration_delivery_dashboard",
     "integration_delivery_history",
+    "integration_health",
     "is_accepted",
     "list_integrations",
     "load_record_file",
     "publish_endpoint_export",
+    "queue_overview",
     "register_record",
+    "search_values",
+    "unresolved_first",
     "upsert_integration",
+    "with_lifecycle",
 ]
 
 EventBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
