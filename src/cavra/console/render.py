@@ -19,7 +19,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from cavra.api.auth import Role, role_allows
 from cavra.api.errors import project_error_status, redactor_of, request_id_of
+from cavra.console import csrf
 from cavra.console.access import Viewer
 from cavra.errors import CavraError
 from cavra.redaction import Redactor
@@ -32,6 +34,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 DASH = "\N{EM DASH}"
+#: the role the console's action forms need (auditors get a read-only console)
+ACTION_ROLE: Role = "operator"
 
 
 def when(value: object) -> str:
@@ -188,10 +192,13 @@ def render(
     """
     red = redactor_of(request)
     refresh, refresh_link = refresh_state(request)
+    can_act = viewer is not None and role_allows(viewer.role, ACTION_ROLE)
     html = ENV.get_template(template).render(
         viewer=viewer,
         refresh=refresh,
         refresh_link=refresh_link,
+        can_act=can_act,
+        csrf=csrf.token(request, viewer) if viewer is not None and can_act else "",
         section=context.pop("section", ""),
         request_id=request_id_of(request),
         **{k: scrubbed(v, red) for k, v in context.items()},

@@ -1,10 +1,11 @@
-"""The console's routes under ``/console``: overview, delivery history and detail, publications,
-integrations, and the login form.
+"""The console's routes under ``/console``: overview, delivery history and detail, publications, the
+queue, integrations, the login form, and (registered from :mod:`cavra.console.actions`) the operator
+action forms and the audit page; any other ``/console/…`` address is the console's 404 page.
 
-Each page checks access (:func:`cavra.console.access.identify`), parses its query, calls one function of
+Each page checks access (:func:`cavra.console.access.identify`), parses its query, calls functions of
 :mod:`cavra.governance.service` off the event loop and renders a template; a project error (an unknown
-id, a bad cursor, the store unavailable) is answered as an error page with the API's status. Nothing here
-changes the store: the only POST routes are login and logout, and both are refused cross-origin.
+id, a bad cursor, the store unavailable) is answered as an error page with the API's status. Pages never
+change the store: the POST routes are login, logout and the action forms, all refused cross-origin.
 
 The routes are plain Starlette routes inside an :class:`~fastapi.APIRouter`, kept out of the OpenAPI
 document: they answer HTML for browsers, not the API's JSON.
@@ -262,6 +263,7 @@ async def overview(request: Request, viewer: Viewer) -> Response:
     everything = await _call(request, governance.delivery_dashboard)
     for board in (release, publication, integration):
         board["latest_failures"] = await _call(request, governance.unresolved_first, board["latest_failures"])
+        await _call(request, governance.with_silences, board)
     boards = [
         ("release", "Release connector deliveries", release),
         ("publication", "Endpoint-management publications", publication),
@@ -389,6 +391,10 @@ async def logout(request: Request) -> Response:
     response = _redirect(target)
     access.clear_login_cookie(request, response)
     return response
+
+
+# --- the action forms and the audit page (their module registers them on this router) ------------------
+from cavra.console import actions as _actions  # noqa: E402,F401  (after the names it uses exist)
 
 
 # --- anything else under /console: a console 404 page (registered last) -------------------------------

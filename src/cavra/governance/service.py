@@ -24,6 +24,7 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError, not_found
+from cavra.governance.actions import record_action, replay_failed, with_silences
 from cavra.governance.boards import (
     delivery_dashboard,
     integration_delivery_dashboard,
@@ -82,11 +83,14 @@ __all__ = [
     "load_record_file",
     "publish_endpoint_export",
     "queue_overview",
+    "record_action",
     "register_record",
+    "replay_failed",
     "search_values",
     "unresolved_first",
     "upsert_integration",
     "with_lifecycle",
+    "with_silences",
 ]
 
 EventBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]

@@ -40,6 +40,9 @@ RECORD_KINDS = (
     "rollback_execution",
     "endpoint_export",
     "endpoint_publication",
+    # operator actions taken through the console, and alert acknowledgements (cavra.governance.actions)
+    "console_action",
+    "alert_silence",
 )
 
 RELEASE_DELIVERY = "release-connector-delivery"
