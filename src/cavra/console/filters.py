@@ -4,12 +4,19 @@ contradict each other (said so, instead of showing an empty page)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from cavra.console.routes import HistoryForm
+from starlette.requests import Request
+
+from cavra.history import MAX_LIMIT
+from cavra.store import METADATA_KINDS
+
+DEFAULT_LIMIT = 25
+MAX_TEXT = 200
+MAX_CURSOR = 512
+STATUSES = ("delivered", "failed", "pending")
 
 
 class Filters(Protocol):
@@ -84,3 +91,99 @@ def resolve_search(
         form = replace(form, provider=changes.get("provider", form.provider))
         form = replace(form, event_type=changes.get("event_type", form.event_type))
     return form, notes, problems
+
+
+@dataclass(frozen=True)
+class HistoryForm:
+    """The history filters as the form holds them (empty text means "any") and what is wrong with them."""
+
+    provider: str = ""
+    event_type: str = ""
+    success: str = ""
+    status: str = ""
+    metadata_kind: str = ""
+    event_id: str = ""
+    subject_id: str = ""
+    integration_id: str = ""
+    since: str = ""
+    until: str = ""
+    limit: int = DEFAULT_LIMIT
+    cursor: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, request: Request, *, kinds: bool) -> HistoryForm:
+        q = request.query_params
+        problems: list[str] = []
+
+        def text(name: str, most: int = MAX_TEXT) -> str:
+            value = (q.get(name) or "").strip()
+            if len(value) > most:
+                problems.append(f"{name}: at most {most} characters")
+                return ""
+            return value
+
+        def choice(name: str, allowed: tuple[str, ...]) -> str:
+            value = text(name)
+            if value and value not in allowed:
+                problems.append(f"{name}: must be one of {', '.join(allowed)}")
+                return ""
+            return value
+
+        limit = DEFAULT_LIMIT
+        raw_limit = text("limit")
+        if raw_limit:
+            if raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT:
+                limit = int(raw_limit)
+            else:
+                problems.append(f"limit: a whole number from 1 to {MAX_LIMIT}")
+
+        def moment(name: str) -> str:
+            value = text(name)
+            if value and parse_moment(value) is None:
+                problems.append(f"{name}: not a time (e.g. 2026-05-01T10:00 or 2026-05-01T10:00:00Z; UTC)")
+                return ""
+            return value
+
+        form = cls(
+            provider=text("provider"),
+            event_type=text("event_type"),
+            success=choice("success", ("true", "false")),
+            status=choice("status", STATUSES),
+            metadata_kind=choice("metadata_kind", METADATA_KINDS) if kinds else "",
+            event_id=text("event_id"),
+            subject_id=text("subject_id"),
+            integration_id=text("integration_id"),
+            since=moment("since"),
+            until=moment("until"),
+            limit=limit,
+            cursor=text("cursor", MAX_CURSOR),
+            problems=problems,
+        )
+        problems.extend(contradictions(form))
+        return form
+
+    def params(self) -> dict[str, Any]:
+        """The filters as query parameters (without the cursor), for links to other pages."""
+        given = asdict(self)
+        del given["cursor"], given["problems"]
+        if given["limit"] == DEFAULT_LIMIT:
+            del given["limit"]
+        return given
+
+    def filters(self) -> dict[str, Any]:
+        """The filters as the façade takes them."""
+        out: dict[str, Any] = {"limit": self.limit}
+        for name in ("provider", "event_type", "status", "metadata_kind", "cursor", "event_id"):
+            value = getattr(self, name)
+            if value:
+                out[name] = value
+        for name in ("subject_id", "integration_id"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        for name in ("since", "until"):
+            if getattr(self, name):
+                out[name] = parse_moment(getattr(self, name))
+        if self.success:
+            out["success"] = self.success == "true"
+        return out

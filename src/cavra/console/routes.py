@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,20 +28,15 @@ from starlette.routing import Match
 from cavra.api.deps import get_runtime
 from cavra.console import access
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
-from cavra.console.filters import contradictions, parse_moment, resolve_search
+from cavra.console.filters import MAX_TEXT, STATUSES, HistoryForm, resolve_search
 from cavra.console.render import error_page, project_error_page, render, secure, static_file, url
 from cavra.errors import CavraError
 from cavra.governance import service as governance
-from cavra.history import MAX_LIMIT
 from cavra.store import METADATA_KINDS
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
 
-DEFAULT_LIMIT = 25
-MAX_TEXT = 200
-MAX_CURSOR = 512
-STATUSES = ("delivered", "failed", "pending")
 PUBLICATION_KIND = "endpoint-management-publication-delivery"
 
 router = APIRouter()
@@ -97,103 +92,6 @@ async def _call(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: 
     """One façade function, with the store, run off the event loop."""
     store = await get_runtime(request).astore()
     return await asyncio.to_thread(fn, store, *args, **kwargs)
-
-
-# --- history filters ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class HistoryForm:
-    """The history filters as the form holds them (empty text means "any") and what is wrong with them."""
-
-    provider: str = ""
-    event_type: str = ""
-    success: str = ""
-    status: str = ""
-    metadata_kind: str = ""
-    event_id: str = ""
-    subject_id: str = ""
-    integration_id: str = ""
-    since: str = ""
-    until: str = ""
-    limit: int = DEFAULT_LIMIT
-    cursor: str = ""
-    problems: list[str] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, request: Request, *, kinds: bool) -> HistoryForm:
-        q = request.query_params
-        problems: list[str] = []
-
-        def text(name: str, most: int = MAX_TEXT) -> str:
-            value = (q.get(name) or "").strip()
-            if len(value) > most:
-                problems.append(f"{name}: at most {most} characters")
-                return ""
-            return value
-
-        def choice(name: str, allowed: tuple[str, ...]) -> str:
-            value = text(name)
-            if value and value not in allowed:
-                problems.append(f"{name}: must be one of {', '.join(allowed)}")
-                return ""
-            return value
-
-        limit = DEFAULT_LIMIT
-        raw_limit = text("limit")
-        if raw_limit:
-            if raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT:
-                limit = int(raw_limit)
-            else:
-                problems.append(f"limit: a whole number from 1 to {MAX_LIMIT}")
-
-        def moment(name: str) -> str:
-            value = text(name)
-            if value and parse_moment(value) is None:
-                problems.append(f"{name}: not a time (e.g. 2026-05-01T10:00 or 2026-05-01T10:00:00Z; UTC)")
-                return ""
-            return value
-
-        form = cls(
-            provider=text("provider"),
-            event_type=text("event_type"),
-            success=choice("success", ("true", "false")),
-            status=choice("status", STATUSES),
-            metadata_kind=choice("metadata_kind", METADATA_KINDS) if kinds else "",
-            event_id=text("event_id"),
-            subject_id=text("subject_id"),
-            integration_id=text("integration_id"),
-            since=moment("since"),
-            until=moment("until"),
-            limit=limit,
-            cursor=text("cursor", MAX_CURSOR),
-            problems=problems,
-        )
-        problems.extend(contradictions(form))
-        return form
-
-    def params(self) -> dict[str, Any]:
-        """The filters as query parameters (without the cursor), for links to other pages."""
-        given = asdict(self)
-        del given["cursor"], given["problems"]
-        if given["limit"] == DEFAULT_LIMIT:
-            del given["limit"]
-        return given
-
-    def filters(self) -> dict[str, Any]:
-        """The filters as the façade takes them."""
-        out: dict[str, Any] = {"limit": self.limit}
-        for name in ("provider", "event_type", "status", "metadata_kind", "cursor", "event_id"):
-            value = getattr(self, name)
-            if value:
-                out[name] = value
-        for name in ("subject_id", "integration_id"):
-            if getattr(self, name):
-                out[name] = getattr(self, name)
-        for name in ("since", "until"):
-            if getattr(self, name):
-                out[name] = parse_moment(getattr(self, name))
-        if self.success:
-            out["success"] = self.success == "true"
-        return out
 
 
 async def _history(
