@@ -18,6 +18,9 @@ async def test_a_failure_says_retrying_then_delivered_later(console: httpx.Async
     # the overview lists it first among the latest failures, unresolved
     [failure] = page(await console.get("/console")).rows("history")
     assert failure[-1].startswith("retrying")
+    # and the record's own page says so
+    detail = await console.get(f"/console/deliveries/{seed.ids['rollback']}")
+    assert '<dd class="now"><span class="badge lc-retrying">retrying</span>' in detail.text
 
     # the same request again runs the queued job now; the emulator's faults are used up: delivered
     loaded = load_config(str(seed.config_path), seed.env)

@@ -202,7 +202,18 @@ async def delivery(request: Request, viewer: Viewer) -> Response:
     record = await _call(request, governance.get_delivery, delivery_id)
     publication = record.get("metadata_kind") == PUBLICATION_KIND
     section = "publications" if publication else "deliveries"
-    return render(request, viewer, "delivery.html", section=section, record=record)
+    items = [
+        {
+            "provider": d.get("provider"),
+            "success": d.get("success"),
+            "event_id": record.get("event_id"),
+            "delivery_id": record.get("id"),
+            "created_at": record.get("created_at"),
+        }
+        for d in record.get("deliveries") or []
+    ]
+    now = {i["provider"]: i["lifecycle"] for i in await _call(request, governance.with_lifecycle, items)}
+    return render(request, viewer, "delivery.html", section=section, record=record, now=now)
 
 
 @_route("/console/publications", "console_publications")

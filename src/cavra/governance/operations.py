@@ -130,7 +130,8 @@ def integration_health(store: Store, integrations: Iterable[Mapping[str, Any]]) 
         stats = [s for s in store.provider_stats(flt) if s.provider == provider]
         total = sum(s.total for s in stats)
         failed = sum(s.failed for s in stats)
-        streak = sum(s.count for s in store.failure_streaks(DeliveryFilter(integration_id=iid)))
+        # the streak within the window (bounded: an integration's whole history may be long)
+        streak = sum(s.count for s in store.failure_streaks(flt) if s.provider == provider)
         breaker = breakers.get(provider)
         out.append(
             {
