@@ -33,6 +33,8 @@ def pages(seed: Seed) -> dict[str, str]:
         "publications": "/console/publications",
         "publication": f"/console/deliveries/{seed.ids['publication']}",
         "queue": "/console/queue",
+        "trends": "/console/trends?span=7d",
+        "audit": "/console/audit",
         "integrations": "/console/integrations",
         "not-found": "/console/nosuch",
     }

@@ -26,12 +26,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 
 from cavra.api.deps import get_runtime
-from cavra.console import access
+from cavra.console import access, charts
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
 from cavra.console.filters import MAX_TEXT, STATUSES, HistoryForm, resolve_search
 from cavra.console.render import error_page, project_error_page, render, secure, static_file, url
 from cavra.errors import CavraError
 from cavra.governance import service as governance
+from cavra.governance.trends import SPANS
 from cavra.store import METADATA_KINDS
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -246,6 +247,35 @@ async def queue(request: Request, viewer: Viewer) -> Response:
         return error_page(request, viewer, 422, "Invalid request", f"provider: at most {MAX_TEXT} characters")
     overview = await _call(request, governance.queue_overview, provider=provider or None)
     return render(request, viewer, "queue.html", section="queue", queue=overview)
+
+
+@_route("/console/trends", "console_trends")
+@page
+async def trends(request: Request, viewer: Viewer) -> Response:
+    q = request.query_params
+    span = q.get("span") or "24h"
+    provider = (q.get("provider") or "").strip()
+    kind = (q.get("metadata_kind") or "").strip()
+    if span not in SPANS or len(provider) > MAX_TEXT or (kind and kind not in METADATA_KINDS):
+        detail = f"span: one of {', '.join(SPANS)}; provider: at most {MAX_TEXT} characters; a known kind"
+        return error_page(request, viewer, 422, "Invalid request", detail)
+    trend = await _call(
+        request, governance.delivery_trend, span=span, provider=provider or None, metadata_kind=kind or None
+    )
+    values = await _call(request, governance.search_values, kind or None)
+    return render(
+        request,
+        viewer,
+        "trends.html",
+        section="trends",
+        trend=trend,
+        spans=list(SPANS),
+        providers=values["providers"],
+        kinds=METADATA_KINDS,
+        bars=charts.bars(trend["buckets"], trend["max_total"]),
+        rate=charts.rate_points(trend["buckets"]),
+        chart={"width": charts.WIDTH, "height": charts.HEIGHT, "pad": charts.PAD},
+    )
 
 
 @_route("/console/static/{name}", "console_static")

@@ -54,6 +54,7 @@ from cavra.governance.operations import (
 )
 from cavra.governance.outbox import Request, check_wait, is_accepted, submit
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
+from cavra.governance.trends import delivery_trend
 from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import Store
 from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, RecordAccess, StoredDelivery
@@ -70,6 +71,7 @@ __all__ = [
     "delivery_dashboard",
     "delivery_followups",
     "delivery_history",
+    "delivery_trend",
     "endpoint_publication_dashboard",
     "endpoint_publication_history",
     "get_delivery",
