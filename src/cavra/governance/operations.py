@@ -29,29 +29,42 @@ DEGRADED_RATE = 0.2
 RESOLVED = ("delivered", "delivered_later")
 
 
+def _later_success(store: Store, item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A newer successful delivery of the item's event to its provider (a replay, a new request).
+
+    The event's deliveries are counted first by the ``event_id`` index alone (an event has few); only
+    when there is more than this one is the newest success looked up."""
+    event_id, provider = item.get("event_id"), item.get("provider")
+    if not event_id or not provider:
+        return None
+    by_event = DeliveryFilter(event_id=str(event_id))
+    if store.count_provider_deliveries(by_event) <= 1:
+        return None
+    later = store.page_provider_deliveries(by_event.narrowed(provider=str(provider), success=True), limit=1)
+    created = item.get("created_at")
+    if later and (not isinstance(created, str) or later[0].created_at > parse_iso(created)):
+        row = later[0]
+        return {"state": "delivered_later", "at": iso(row.created_at), "delivery_id": row.delivery_id}
+    return None
+
+
 def _lifecycle(store: Store, item: Mapping[str, Any]) -> dict[str, Any]:
     if item.get("success"):
         return {"state": "delivered"}
-    event_id, provider = item.get("event_id"), item.get("provider")
-    if event_id and provider:
-        later = store.page_provider_deliveries(
-            DeliveryFilter(event_id=str(event_id), provider=str(provider), success=True), limit=1
-        )
-        created = item.get("created_at")
-        if later and (not isinstance(created, str) or later[0].created_at > parse_iso(created)):
-            row = later[0]
-            return {"state": "delivered_later", "at": iso(row.created_at), "delivery_id": row.delivery_id}
     doc = store.get_delivery(str(item.get("delivery_id")))
     job_id = ((doc or {}).get("job") or {}).get("job_id")
     job = store.get_job(job_id) if isinstance(job_id, str) else None
+    if job is not None and job.state == SUCCEEDED:  # a later run of the same job delivered it
+        return {"state": "delivered_later", "delivery_id": job.delivery_id, "job_id": job.id}
+    if job is not None and job.state == QUEUED:
+        return {"state": "retrying", "at": iso(job.run_after), "job_id": job.id}
+    if job is not None and job.state == RUNNING:
+        return {"state": "running", "job_id": job.id}
+    later = _later_success(store, item)
+    if later is not None:
+        return later
     if job is None:
         return {"state": "failed"}
-    if job.state == QUEUED:
-        return {"state": "retrying", "at": iso(job.run_after), "job_id": job.id}
-    if job.state == RUNNING:
-        return {"state": "running", "job_id": job.id}
-    if job.state == SUCCEEDED:
-        return {"state": "delivered_later", "delivery_id": job.delivery_id, "job_id": job.id}
     return {"state": "dead" if job.state == DEAD else "failed", "job_id": job.id}
 
 

@@ -26,6 +26,7 @@ from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError, not_found
 from cavra.governance.actions import record_action, replay_failed, with_silences
 from cavra.governance.boards import (
+    combined_totals,
     delivery_dashboard,
     integration_delivery_dashboard,
     integration_delivery_history,
@@ -62,6 +63,7 @@ from cavra.store.jobs import RecordPut
 from cavra.transport import Transport
 
 __all__ = [
+    "combined_totals",
     "connector_delivery_dashboard",
     "connector_delivery_history",
     "delete_integration",
