@@ -45,6 +45,11 @@ emulate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m cavra.demo --port $(PORT) --emulator-port $(EMULATOR_PORT) --dir $(DEMO_DIR)
 
+# refresh the console screenshots in docs/img (headless Chromium at /usr/bin/chromium)
+console-screenshots: $(STAMP)
+	mkdir -p docs/img
+	CAVRA_CONSOLE_SCREENSHOTS=docs/img $(BIN)/pytest tests/console/test_browser.py -q -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 

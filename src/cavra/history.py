@@ -15,7 +15,11 @@ the table. Alerts describe the current state, so they clear by themselves:
 ``export_not_published`` (warning, publication dashboard)
     an endpoint export stored more than ``export_window`` ago with no successful publication delivery.
 ``queue_backlog``, ``delivery_paused``, ``provider_rate_limited``
-    the delivery queue's own health (:mod:`cavra.delivery.health`), on both dashboards.
+    the delivery queue's own health (:mod:`cavra.delivery.health`), on the boards whose kinds they concern.
+
+Each alert names the record it is about (``delivery_id``) and the history filters that show it
+(``history``); each provider has a ``state`` that agrees with its alerts (:mod:`cavra.alert_links`). A
+rollback alert names the rollback execution (its ``rre_…`` id, ``subject_id``), not the event's hash.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cavra.alert_links import board_queue_alerts, latest_failure, link, provider_states
 from cavra.connectors.registry import PROVIDERS, unknown_provider_message
-from cavra.delivery.health import queue_alerts
 from cavra.errors import InputError
 from cavra.store.aggquery import NewestStreaks, newest_event_streaks
 from cavra.store.base import (
@@ -49,6 +53,9 @@ MAX_EVENT_ALERTS = 20
 
 CONNECTOR_DASHBOARD = "cavra.release.connector_delivery_dashboard.v1"
 PUBLICATION_DASHBOARD = "cavra.release.endpoint_publication_dashboard.v1"
+INTEGRATION_DASHBOARD = "cavra.integration.delivery_dashboard.v1"
+#: every kind of delivery at once (the console's overview)
+DELIVERY_DASHBOARD = "cavra.delivery_dashboard.v1"
 MAX_LIMIT = 500
 LATEST_FAILURES = 10
 _LEVEL_ORDER = {"critical": 0, "warning": 1}
@@ -297,18 +304,23 @@ def dashboard(
             )
         )
     for st in rollback.newest:
-        alerts.append(
-            _alert(
-                "critical",
-                "rollback_delivery_failed",
-                f"rollback execution event {st.event_id} was not delivered to {st.provider}: "
-                f"{_plural(st.count, 'failed delivery')} since {iso(st.since)}{_last_error(st.last_error)}",
-                since=st.since,
-                count=st.count,
-                provider=st.provider,
-                event_id=st.event_id,
-            )
+        row = latest_failure(store, base.narrowed(event_id=st.event_id, provider=st.provider))
+        subject = row.get("subject_id") if row else None
+        what = f"rollback execution {subject}" if subject else f"rollback execution event {st.event_id}"
+        alert = _alert(
+            "critical",
+            "rollback_delivery_failed",
+            f"{what} was not delivered to {st.provider}: "
+            f"{_plural(st.count, 'failed delivery')} since {iso(st.since)}{_last_error(st.last_error)}",
+            since=st.since,
+            count=st.count,
+            provider=st.provider,
+            event_id=st.event_id,
+            subject_id=subject,
         )
+        alert["delivery_id"] = row["delivery_id"] if row else None
+        alert["history"] = {"event_id": st.event_id, "provider": st.provider} if st.event_id else None
+        alerts.append(alert)
     for ws in window_stats:
         rate = ws.failed / ws.total if ws.total else 0.0
         if ws.failed and rate > failure_rate_threshold and ws.first_failure_at is not None:
@@ -347,13 +359,21 @@ def dashboard(
             )
         result["exports"] = {"total": stored, "published": published, "unpublished": stored - published}
 
-    alerts.extend(queue_alerts(store, now=current))
+    alerts.extend(board_queue_alerts(store, base.metadata_kinds, {s.provider for s in stats}, now=current))
+    for alert in alerts:
+        if "history" not in alert:
+            link(store, base, alert, window_since=current - window)
     alerts.sort(key=lambda a: (_LEVEL_ORDER[a["level"]], a["since"], a["code"], a["provider"] or ""))
     total = sum(s.total for s in stats)
     succeeded = sum(s.succeeded for s in stats)
     w_total = sum(s.total for s in window_stats)
     w_failed = sum(s.failed for s in window_stats)
     latest = store.page_provider_deliveries(base.narrowed(status="failed"), limit=LATEST_FAILURES)
+    providers = [
+        _provider_entry(s, streaks[s.provider].count if s.provider in streaks else 0)
+        for s in sorted(stats, key=lambda s: s.provider)
+    ]
+    provider_states(providers, alerts)
     result.update(
         metadata_kinds=None if base.metadata_kinds is None else list(base.metadata_kinds),
         status=alerts[0]["level"] if alerts else "ok",
@@ -375,10 +395,7 @@ def dashboard(
             "failure_rate": _rate(w_failed, w_total),
             "failure_rate_threshold": failure_rate_threshold,
         },
-        providers=[
-            _provider_entry(s, streaks[s.provider].count if s.provider in streaks else 0)
-            for s in sorted(stats, key=lambda s: s.provider)
-        ],
+        providers=providers,
         destinations=[_destination_entry(s) for s in store.destination_stats(base)],
         event_types=[
             {"event_type": e.event_type, "total": e.total, "succeeded": e.succeeded, "failed": e.failed}

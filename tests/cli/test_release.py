@@ -218,8 +218,13 @@ def test_failed_deliveries_raise_alerts_that_clear_after_success(
     assert [a["provider"] for a in failing] == ["webhook"]
     rollback_alerts = _alerts("connector-delivery-dashboard", "rollback_delivery_failed")
     assert rollback_alerts and rollback_alerts[0]["level"] == "critical"
+    # the alert names the rollback execution, not the event's hash, and links its record and history
+    assert rollback_alerts[0]["message"].startswith("rollback execution rre_prod was not delivered")
+    assert rollback_alerts[0]["subject_id"] == "rre_prod" and rollback_alerts[0]["delivery_id"]
+    assert rollback_alerts[0]["history"] == {"event_id": item["event_id"], "provider": "webhook"}
     shown = cli("release", "connector-delivery-dashboard", "--metadata-json", METADATA)
     assert "CRITICAL" in shown.stdout and "rollback_delivery_failed" in shown.stdout
+    assert "rollback execution rre_prod" in " ".join(shown.stdout.split())
 
     ok = deliver("deliver-rollback-execution", ROLLBACK, "webhook")
     assert ok.exit_code == 0, ok.output

@@ -204,6 +204,20 @@ async def test_5xx_retried_then_delivered() -> None:
     assert [a.verdict for a in d.attempts] == ["retry", "retry", "delivered"]
 
 
+async def test_waited_ms_is_the_wait_before_the_attempt(server: tuple[str, Script]) -> None:
+    """``waited_ms`` is how long the engine waited before sending that attempt: 0 for the first, the
+    Retry-After for the one after a 429 (docs/schemas/connector-delivery.md, the console's Waited column)."""
+    url, script = server
+    script.answers = [(429, {"Retry-After": "1"}, b"", 0.0), (503, {}, b"", 0.0), (200, {}, b"ok", 0.0)]
+    async with AiohttpTransport() as tr:
+        d = await deliver_one(make_target(url), EVENT, policy=FAST, transport=tr)
+    assert d.success and d.attempt_count == 3
+    first, second, third = d.attempts
+    assert first.waited_ms == 0 and first.retry_after == 1.0
+    assert second.waited_ms == 1000  # the Retry-After the 429 asked for, waited before this attempt
+    assert 0 < third.waited_ms <= FAST.max_delay * 1000  # the backoff after the 503
+
+
 async def test_retries_exhausted() -> None:
     d = await deliver_one(
         make_target(MOCK_URL),

@@ -32,6 +32,8 @@ REQUEST_HEADER = "X-CAVRA-Request"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: paths whose state-changing requests check their own origin (the console's login form and logout)
 OWN_CHECKS = frozenset({"/console/login", "/console/logout"})
+#: the console's action forms: form-encoded POSTs that check their own origin and CSRF token
+OWN_CHECKS_PREFIX = "/console/actions/"
 
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
@@ -184,7 +186,7 @@ def cross_site_problem(scope: Scope, *, protected_mode: bool = True) -> tuple[in
     a body needs no extra header: without ``Authorization`` it is answered 401 anyway."""
     method = str(scope.get("method", "GET")).upper()
     path = str(scope.get("path", ""))
-    if method not in STATE_CHANGING or path in OWN_CHECKS:
+    if method not in STATE_CHANGING or path in OWN_CHECKS or path.startswith(OWN_CHECKS_PREFIX):
         return None
     origin = header(scope, b"origin")
     if origin is not None and not same_origin(scope, origin):

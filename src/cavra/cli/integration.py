@@ -12,6 +12,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cavra import service
+from cavra.cli.boards import (
+    CursorOption,
+    EventIdFilter,
+    EventTypeFilter,
+    LimitOption,
+    ProviderFilter,
+    SinceFilter,
+    SuccessFilter,
+    UntilFilter,
+    dashboard_command,
+    history_command,
+)
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, delivery_status, err_console, handled, print_json
 from cavra.cli.render import batch_summary_table, delivery_table, provider_counts
 from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
@@ -194,3 +206,52 @@ def _deliver_recorded(
         if path is not None:
             console.print(f"evidence: {path}", highlight=False)
     raise typer.Exit(EXIT_OK if record["success"] else EXIT_FAILED)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+@app.command("delivery-history")
+def delivery_history(
+    metadata_json: MetadataJsonOption = None,
+    store: StoreOption = None,
+    provider: ProviderFilter = None,
+    event_type: EventTypeFilter = None,
+    event_id: EventIdFilter = None,
+    success: SuccessFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Integration (SIEM and ChatOps) deliveries (metadata_kind=integration-delivery), newest first."""
+    history_command(
+        "integration deliveries",
+        governance.integration_delivery_history,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+        provider=provider,
+        event_type=event_type,
+        event_id=event_id,
+        success=success,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@app.command("delivery-dashboard")
+def delivery_dashboard(
+    metadata_json: MetadataJsonOption = None, store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """Integration delivery totals, per provider and event type, and alerts."""
+    dashboard_command(
+        "integration deliveries",
+        governance.integration_delivery_dashboard,
+        store=store,
+        metadata_json=metadata_json,
+        as_json=as_json,
+    )

@@ -15,12 +15,23 @@ from typing import Annotated, Any
 import typer
 
 from cavra import service
+from cavra.cli.boards import (
+    CursorOption,
+    EventIdFilter,
+    EventTypeFilter,
+    LimitOption,
+    ProviderFilter,
+    SinceFilter,
+    SuccessFilter,
+    UntilFilter,
+    dashboard_command,
+    history_command,
+)
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, delivery_status, handled, print_json
-from cavra.cli.release_render import dashboard_view, delivery_summary, followup_lines, history_table
+from cavra.cli.release_render import delivery_summary, followup_lines
 from cavra.cli.render import delivery_table
 from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
 from cavra.config import LoadedConfig, load_config
-from cavra.errors import InputError
 from cavra.governance import service as governance
 from cavra.store import Store
 
@@ -171,70 +182,9 @@ def deliver_endpoint_export(
     )
 
 
-def _parse_time(option: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"{option}: {value!r} is not an ISO 8601 time (e.g. 2025-11-20T10:00:00Z)") from None
-
-
-HistoryQuery = Callable[..., dict[str, Any]]
-
-
-def _history(
-    title: str,
-    query: HistoryQuery,
-    *,
-    store: str | None,
-    metadata_json: str | None,
-    as_json: bool,
-    **filters: Any,
-) -> None:
-    with handled():
-        check_store_options(store, metadata_json)
-        filters["since"] = _parse_time("--since", filters.get("since"))
-        filters["until"] = _parse_time("--until", filters.get("until"))
-        with open_selected(store, metadata_json) as st:
-            page = query(st, **filters)
-    if as_json:
-        print_json(page)
-    else:
-        console.print(history_table(title, page))
-
-
-def _dashboard(
-    title: str,
-    build: Callable[[Store], dict[str, Any]],
-    *,
-    store: str | None,
-    metadata_json: str | None,
-    as_json: bool,
-) -> None:
-    with handled(), open_selected(store, metadata_json) as st:
-        data = build(st)
-    if as_json:
-        print_json(data)
-    else:
-        console.print(dashboard_view(title, data))
-
-
-ProviderFilter = Annotated[str | None, typer.Option("--provider", help="Only this provider (the type).")]
 DestinationFilter = Annotated[
     str | None, typer.Option("--destination", help="Only this destination (a connectors-file key).")
 ]
-EventTypeFilter = Annotated[str | None, typer.Option("--event-type", help="Only this event type.")]
-EventIdFilter = Annotated[str | None, typer.Option("--event-id", help="Only this event id.")]
-SuccessFilter = Annotated[
-    bool | None, typer.Option("--success/--no-success", help="Only successful (or only failed) deliveries.")
-]
-SinceFilter = Annotated[
-    str | None, typer.Option("--since", metavar="ISO", help="From this time (inclusive).")
-]
-UntilFilter = Annotated[str | None, typer.Option("--until", metavar="ISO", help="Before this time.")]
-LimitOption = Annotated[int, typer.Option("--limit", help="At most this many items (1-500).")]
-CursorOption = Annotated[str | None, typer.Option("--cursor", help="Continue after a previous page.")]
 
 
 @app.command("connector-delivery-history")
@@ -253,7 +203,7 @@ def connector_delivery_history(
     as_json: JsonOption = False,
 ) -> None:
     """Release connector deliveries (metadata_kind=release-connector-delivery), newest first."""
-    _history(
+    history_command(
         "release connector deliveries",
         governance.connector_delivery_history,
         store=store,
@@ -276,7 +226,7 @@ def connector_delivery_dashboard(
     metadata_json: MetadataJsonOption = None, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Release connector delivery totals, per provider and event type, and alerts."""
-    _dashboard(
+    dashboard_command(
         "release connector deliveries",
         governance.connector_delivery_dashboard,
         store=store,
@@ -301,7 +251,7 @@ def endpoint_publication_history(
     as_json: JsonOption = False,
 ) -> None:
     """Endpoint-management publication deliveries (Jamf, Intune, Linux fleet), newest first."""
-    _history(
+    history_command(
         "endpoint-management publications",
         governance.endpoint_publication_history,
         store=store,
@@ -324,7 +274,7 @@ def endpoint_publication_dashboard(
     metadata_json: MetadataJsonOption = None, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Publication totals, exports not yet published, and alerts."""
-    _dashboard(
+    dashboard_command(
         "endpoint-management publications",
         governance.endpoint_publication_dashboard,
         store=store,

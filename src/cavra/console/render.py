@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +19,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from cavra.api.auth import Role, role_allows
 from cavra.api.errors import project_error_status, redactor_of, request_id_of
+from cavra.console import csrf
 from cavra.console.access import Viewer
 from cavra.errors import CavraError
 from cavra.redaction import Redactor
@@ -32,6 +34,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 DASH = "\N{EM DASH}"
+#: the role the console's action forms need (auditors get a read-only console)
+ACTION_ROLE: Role = "operator"
 
 
 def when(value: object) -> str:
@@ -44,6 +48,40 @@ def when(value: object) -> str:
     except ValueError:
         return text
     return parsed.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _parsed(value: object) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def ago(value: object, now: datetime | None = None) -> str:
+    """A time relative to now: ``12 min ago``, ``in 3 min``, ``just now`` (the exact time goes in a title)."""
+    parsed = _parsed(value)
+    if parsed is None:
+        return when(value)
+    seconds = ((now or datetime.now(UTC)) - parsed).total_seconds()
+    span = abs(seconds)
+    if span < 45:
+        return "just now"
+    for size, unit in ((86400 * 365, "y"), (86400, "d"), (3600, "h"), (60, "min")):
+        if span >= size:
+            amount = f"{span / size:.0f} {unit}"
+            return f"{amount} ago" if seconds > 0 else f"in {amount}"
+    return "just now"  # pragma: no cover - span >= 45 always matches "min"
+
+
+def iso_attr(value: object) -> str:
+    """The machine-readable form for ``<time datetime=…>``."""
+    parsed = _parsed(value)
+    return "" if parsed is None else parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pct(value: object) -> str:
@@ -84,7 +122,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, pct=pct, ms=ms, short=short, pretty=pretty)
+    env.filters.update(when=when, ago=ago, iso_attr=iso_attr, pct=pct, ms=ms, short=short, pretty=pretty)
     env.globals.update(url=url, DASH=DASH)
     return env
 
@@ -129,6 +167,20 @@ def scrubbed(value: Any, redactor: Redactor) -> Any:
     return value
 
 
+#: the auto-refresh period (seconds) a page asks for with ``?refresh=on``
+REFRESH_SECONDS = 30
+
+
+def refresh_state(request: Request) -> tuple[int | None, str]:
+    """(the refresh period, or ``None`` when off; the link that toggles it), keeping the other parameters."""
+    on = request.query_params.get("refresh") == "on"
+    others = [(k, v) for k, v in request.query_params.multi_items() if k != "refresh"]
+    if not on:
+        others.append(("refresh", "on"))
+    query = urlencode(others)
+    return (REFRESH_SECONDS if on else None), request.url.path + (f"?{query}" if query else "")
+
+
 def render(
     request: Request, viewer: Viewer | None, template: str, *, status: int = 200, **context: Any
 ) -> Response:
@@ -139,8 +191,14 @@ def render(
     in another target's evidence is not shown either.
     """
     red = redactor_of(request)
+    refresh, refresh_link = refresh_state(request)
+    can_act = viewer is not None and role_allows(viewer.role, ACTION_ROLE)
     html = ENV.get_template(template).render(
         viewer=viewer,
+        refresh=refresh,
+        refresh_link=refresh_link,
+        can_act=can_act,
+        csrf=csrf.token(request, viewer) if viewer is not None and can_act else "",
         section=context.pop("section", ""),
         request_id=request_id_of(request),
         **{k: scrubbed(v, red) for k, v in context.items()},

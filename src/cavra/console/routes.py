@@ -1,10 +1,11 @@
-"""The console's routes under ``/console``: overview, delivery history and detail, publications,
-integrations, and the login form.
+"""The console's routes under ``/console``: overview, delivery history and detail, publications, the
+queue, integrations, the login form, and (registered from :mod:`cavra.console.actions`) the operator
+action forms and the audit page; any other ``/console/…`` address is the console's 404 page.
 
-Each page checks access (:func:`cavra.console.access.identify`), parses its query, calls one function of
+Each page checks access (:func:`cavra.console.access.identify`), parses its query, calls functions of
 :mod:`cavra.governance.service` off the event loop and renders a template; a project error (an unknown
-id, a bad cursor, the store unavailable) is answered as an error page with the API's status. Nothing here
-changes the store: the only POST routes are login and logout, and both are refused cross-origin.
+id, a bad cursor, the store unavailable) is answered as an error page with the API's status. Pages never
+change the store: the POST routes are login, logout and the action forms, all refused cross-origin.
 
 The routes are plain Starlette routes inside an :class:`~fastapi.APIRouter`, kept out of the OpenAPI
 document: they answer HTML for browsers, not the API's JSON.
@@ -15,30 +16,29 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match
 
 from cavra.api.deps import get_runtime
-from cavra.console import access
+from cavra.console import access, charts
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
+from cavra.console.filters import MAX_TEXT, STATUSES, HistoryForm, resolve_search
 from cavra.console.render import error_page, project_error_page, render, secure, static_file, url
 from cavra.errors import CavraError
 from cavra.governance import service as governance
-from cavra.history import MAX_LIMIT
+from cavra.governance.trends import SPANS
 from cavra.store import METADATA_KINDS
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
 
-DEFAULT_LIMIT = 25
-MAX_TEXT = 200
-MAX_CURSOR = 512
-STATUSES = ("delivered", "failed", "pending")
+PUBLICATION_KIND = "endpoint-management-publication-delivery"
 
 router = APIRouter()
 
@@ -95,79 +95,15 @@ async def _call(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: 
     return await asyncio.to_thread(fn, store, *args, **kwargs)
 
 
-# --- history filters ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class HistoryForm:
-    """The history filters as the form holds them (empty text means "any") and what is wrong with them."""
-
-    provider: str = ""
-    event_type: str = ""
-    success: str = ""
-    status: str = ""
-    metadata_kind: str = ""
-    limit: int = DEFAULT_LIMIT
-    cursor: str = ""
-    problems: list[str] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, request: Request, *, kinds: bool) -> HistoryForm:
-        q = request.query_params
-        problems: list[str] = []
-
-        def text(name: str, most: int = MAX_TEXT) -> str:
-            value = (q.get(name) or "").strip()
-            if len(value) > most:
-                problems.append(f"{name}: at most {most} characters")
-                return ""
-            return value
-
-        def choice(name: str, allowed: tuple[str, ...]) -> str:
-            value = text(name)
-            if value and value not in allowed:
-                problems.append(f"{name}: must be one of {', '.join(allowed)}")
-                return ""
-            return value
-
-        limit = DEFAULT_LIMIT
-        raw_limit = text("limit")
-        if raw_limit:
-            if raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT:
-                limit = int(raw_limit)
-            else:
-                problems.append(f"limit: a whole number from 1 to {MAX_LIMIT}")
-        return cls(
-            provider=text("provider"),
-            event_type=text("event_type"),
-            success=choice("success", ("true", "false")),
-            status=choice("status", STATUSES),
-            metadata_kind=choice("metadata_kind", METADATA_KINDS) if kinds else "",
-            limit=limit,
-            cursor=text("cursor", MAX_CURSOR),
-            problems=problems,
-        )
-
-    def params(self) -> dict[str, Any]:
-        """The filters as query parameters (without the cursor), for links to other pages."""
-        given = asdict(self)
-        del given["cursor"], given["problems"]
-        if given["limit"] == DEFAULT_LIMIT:
-            del given["limit"]
-        return given
-
-    def filters(self) -> dict[str, Any]:
-        """The filters as the façade takes them."""
-        out: dict[str, Any] = {"limit": self.limit}
-        for name in ("provider", "event_type", "status", "metadata_kind", "cursor"):
-            value = getattr(self, name)
-            if value:
-                out[name] = value
-        if self.success:
-            out["success"] = self.success == "true"
-        return out
-
-
 async def _history(
-    request: Request, viewer: Viewer, *, section: str, title: str, kinds: bool, fn: Callable[..., Any]
+    request: Request,
+    viewer: Viewer,
+    *,
+    section: str,
+    title: str,
+    kinds: bool,
+    fn: Callable[..., Any],
+    default_kind: str | None = None,
 ) -> Response:
     form = HistoryForm.parse(request, kinds=kinds)
     if form.problems:
@@ -182,8 +118,26 @@ async def _history(
             kinds=METADATA_KINDS if kinds else (),
             statuses=STATUSES,
             result=None,
+            notes=[],
+        )
+    values = await _call(request, governance.search_values, form.metadata_kind or default_kind)
+    form, notes, problems = resolve_search(form, values)
+    if problems:
+        return render(
+            request,
+            viewer,
+            "history.html",
+            status=422,
+            section=section,
+            title=title,
+            form=replace(form, problems=problems),
+            kinds=METADATA_KINDS if kinds else (),
+            statuses=STATUSES,
+            result=None,
+            notes=notes,
         )
     result = await _call(request, fn, **form.filters())
+    result["items"] = await _call(request, governance.with_lifecycle, result["items"])
     return render(
         request,
         viewer,
@@ -194,6 +148,7 @@ async def _history(
         kinds=METADATA_KINDS if kinds else (),
         statuses=STATUSES,
         result=result,
+        notes=notes,
     )
 
 
@@ -203,8 +158,26 @@ async def _history(
 async def overview(request: Request, viewer: Viewer) -> Response:
     release = await _call(request, governance.connector_delivery_dashboard)
     publication = await _call(request, governance.endpoint_publication_dashboard)
+    integration = await _call(request, governance.integration_delivery_dashboard)
+    everything = governance.combined_totals([release, publication, integration])
+    for board in (release, publication, integration):
+        board["latest_failures"] = await _call(request, governance.unresolved_first, board["latest_failures"])
+        await _call(request, governance.with_silences, board)
+    boards = [
+        ("release", "Release connector deliveries", release),
+        ("publication", "Endpoint-management publications", publication),
+        ("integration", "Integration deliveries", integration),
+    ]
     return render(
-        request, viewer, "overview.html", section="overview", release=release, publication=publication
+        request,
+        viewer,
+        "overview.html",
+        section="overview",
+        release=release,
+        publication=publication,
+        integration=integration,
+        everything=everything,
+        boards=boards,
     )
 
 
@@ -228,7 +201,20 @@ async def delivery(request: Request, viewer: Viewer) -> Response:
     if len(delivery_id) > 128:
         return error_page(request, viewer, 404, "Not found", "no delivery has an id that long")
     record = await _call(request, governance.get_delivery, delivery_id)
-    return render(request, viewer, "delivery.html", section="deliveries", record=record)
+    publication = record.get("metadata_kind") == PUBLICATION_KIND
+    section = "publications" if publication else "deliveries"
+    items = [
+        {
+            "provider": d.get("provider"),
+            "success": d.get("success"),
+            "event_id": record.get("event_id"),
+            "delivery_id": record.get("id"),
+            "created_at": record.get("created_at"),
+        }
+        for d in record.get("deliveries") or []
+    ]
+    now = {i["provider"]: i["lifecycle"] for i in await _call(request, governance.with_lifecycle, items)}
+    return render(request, viewer, "delivery.html", section=section, record=record, now=now)
 
 
 @_route("/console/publications", "console_publications")
@@ -241,6 +227,7 @@ async def publications(request: Request, viewer: Viewer) -> Response:
         title="Endpoint-management publications",
         kinds=False,
         fn=governance.endpoint_publication_history,
+        default_kind=PUBLICATION_KIND,
     )
 
 
@@ -248,7 +235,47 @@ async def publications(request: Request, viewer: Viewer) -> Response:
 @page
 async def integrations(request: Request, viewer: Viewer) -> Response:
     items = await _call(request, governance.list_integrations)
+    items = await _call(request, governance.integration_health, items)
     return render(request, viewer, "integrations.html", section="integrations", items=items)
+
+
+@_route("/console/queue", "console_queue")
+@page
+async def queue(request: Request, viewer: Viewer) -> Response:
+    provider = (request.query_params.get("provider") or "").strip()
+    if len(provider) > MAX_TEXT:
+        return error_page(request, viewer, 422, "Invalid request", f"provider: at most {MAX_TEXT} characters")
+    overview = await _call(request, governance.queue_overview, provider=provider or None)
+    return render(request, viewer, "queue.html", section="queue", queue=overview)
+
+
+@_route("/console/trends", "console_trends")
+@page
+async def trends(request: Request, viewer: Viewer) -> Response:
+    q = request.query_params
+    span = q.get("span") or "24h"
+    provider = (q.get("provider") or "").strip()
+    kind = (q.get("metadata_kind") or "").strip()
+    if span not in SPANS or len(provider) > MAX_TEXT or (kind and kind not in METADATA_KINDS):
+        detail = f"span: one of {', '.join(SPANS)}; provider: at most {MAX_TEXT} characters; a known kind"
+        return error_page(request, viewer, 422, "Invalid request", detail)
+    trend = await _call(
+        request, governance.delivery_trend, span=span, provider=provider or None, metadata_kind=kind or None
+    )
+    values = await _call(request, governance.search_values, kind or None)
+    return render(
+        request,
+        viewer,
+        "trends.html",
+        section="trends",
+        trend=trend,
+        spans=list(SPANS),
+        providers=values["providers"],
+        kinds=METADATA_KINDS,
+        bars=charts.bars(trend["buckets"], trend["max_total"]),
+        rate=charts.rate_points(trend["buckets"]),
+        chart={"width": charts.WIDTH, "height": charts.HEIGHT, "pad": charts.PAD},
+    )
 
 
 @_route("/console/static/{name}", "console_static")
@@ -304,3 +331,24 @@ async def logout(request: Request) -> Response:
     response = _redirect(target)
     access.clear_login_cookie(request, response)
     return response
+
+
+# --- the action forms and the audit page (their module registers them on this router) ------------------
+from cavra.console import actions as _actions  # noqa: E402,F401  (after the names it uses exist)
+
+
+# --- anything else under /console: a console 404 page (registered last) -------------------------------
+@_route("/console/{rest:path}", "console_not_found", methods=("GET", "HEAD"))
+async def not_found(request: Request) -> Response:
+    """An unknown console address: an HTML 404 page (the API's JSON 404 is for API clients)."""
+    who = identify(request)
+    viewer = who if isinstance(who, Viewer) else None
+    for route in router.routes:  # a POST-only console address opened with GET: 405, not 404
+        if (
+            getattr(route, "name", None) != "console_not_found"
+            and route.matches(request.scope)[0] == Match.PARTIAL
+        ):
+            response = error_page(request, viewer, 405, "Method not allowed", "this address takes a form")
+            response.headers["Allow"] = "POST"
+            return response
+    return error_page(request, viewer, 404, "Not found", f"there is no console page at {request.url.path}")

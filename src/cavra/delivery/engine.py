@@ -181,6 +181,8 @@ class _Flow:
         deadline = time.monotonic() + policy.deadline
         retries_used = 0
         state: Any = None
+        # an attempt's waited_ms is the wait *before* it (after the previous attempt's answer)
+        waited_ms = 0.0
         for _ in range(MAX_STEPS + policy.retries):
             if not self.live:
                 return
@@ -196,6 +198,7 @@ class _Flow:
             if request.new_secrets or header_secrets:
                 self.redactor = self.redactor.with_secrets([*request.new_secrets, *header_secrets])
             verdict, attempt = await self._exchange(request, deadline, state)
+            attempt.waited_ms, waited_ms = waited_ms, 0.0
             for item in sent:
                 item.result.attempts.append(attempt)
 
@@ -239,7 +242,7 @@ class _Flow:
                         )
                         return
                     await self.sleep(verdict.after)
-                    attempt.waited_ms = verdict.after * 1000
+                    waited_ms = verdict.after * 1000
                 continue
             # Retry
             if retries_used >= policy.retries:
@@ -267,7 +270,7 @@ class _Flow:
                 delay,
             )
             await self.sleep(delay)
-            attempt.waited_ms = delay * 1000
+            waited_ms = delay * 1000
         self.give_up(self.live, f"{self.target.provider}: the flow did not finish within {MAX_STEPS} steps")
 
     async def _exchange(

@@ -70,11 +70,14 @@ def queue_alerts(
     for dest in store.list_destinations():
         waiting = sum(n for (p, st), n in stats.by_provider.items() if p == dest.provider and st == "queued")
         if dest.breaker_state in (OPEN, HALF_OPEN):
-            probe = (
-                f"; next probe at {iso(dest.probe_at)}"
-                if dest.breaker_state == OPEN and dest.probe_at
-                else ""
-            )
+            probe = ""
+            if dest.breaker_state == OPEN and dest.probe_at:
+                # a probe time that has passed is not the future: the next claimed job probes
+                probe = (
+                    f"; next probe at {iso(dest.probe_at)}"
+                    if dest.probe_at > current
+                    else f"; a probe has been due since {iso(dest.probe_at)} (the next job run probes)"
+                )
             error = f"; last error: {dest.last_error[:200]}" if dest.last_error else ""
             alerts.append(
                 _alert(

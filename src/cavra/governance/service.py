@@ -24,6 +24,13 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError, not_found
+from cavra.governance.actions import record_action, replay_failed, with_silences
+from cavra.governance.boards import (
+    combined_totals,
+    delivery_dashboard,
+    integration_delivery_dashboard,
+    integration_delivery_history,
+)
 from cavra.governance.destinations import check_testable, list_destinations, send_destination_test
 from cavra.governance.events import (
     PUBLICATION,
@@ -41,12 +48,20 @@ from cavra.governance.integrations import (
     list_integrations,
     upsert_integration,
 )
+from cavra.governance.operations import (
+    integration_health,
+    queue_overview,
+    search_values,
+    unresolved_first,
+    with_lifecycle,
+)
 from cavra.governance.outbox import Request, check_wait, is_accepted, submit
 from cavra.governance.publish import publish_events, route_table
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
 from cavra.governance.routetest import explain as test_route
 from cavra.governance.routetest import load_cases as load_route_cases
 from cavra.governance.routetest import run_cases as run_route_cases
+from cavra.governance.trends import delivery_trend
 from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import Store
 from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, RecordAccess, StoredDelivery
@@ -55,6 +70,7 @@ from cavra.transport import Transport
 
 __all__ = [
     "check_testable",
+    "combined_totals",
     "connector_delivery_dashboard",
     "connector_delivery_history",
     "delete_integration",
@@ -62,13 +78,18 @@ __all__ = [
     "deliver_integration",
     "deliver_promotion_audit",
     "deliver_rollback_execution",
+    "delivery_dashboard",
     "delivery_followups",
     "delivery_history",
+    "delivery_trend",
     "endpoint_publication_dashboard",
     "endpoint_publication_history",
     "get_delivery",
     "get_integration",
     "get_record",
+    "integration_delivery_dashboard",
+    "integration_delivery_history",
+    "integration_health",
     "is_accepted",
     "list_destinations",
     "list_integrations",
@@ -76,12 +97,19 @@ __all__ = [
     "load_route_cases",
     "publish_endpoint_export",
     "publish_events",
+    "queue_overview",
+    "record_action",
     "register_record",
+    "replay_failed",
     "route_table",
     "run_route_cases",
+    "search_values",
     "send_destination_test",
     "test_route",
+    "unresolved_first",
     "upsert_integration",
+    "with_lifecycle",
+    "with_silences",
 ]
 
 EventBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]

@@ -44,6 +44,9 @@ RECORD_KINDS = (
     "endpoint_export",
     "endpoint_publication",
     "unrouted_event",
+    # operator actions taken through the console, and alert acknowledgements (cavra.governance.actions)
+    "console_action",
+    "alert_silence",
 )
 
 RELEASE_DELIVERY = "release-connector-delivery"

@@ -1,6 +1,7 @@
 """Delivery history, dashboards and evidence (role: auditor).
 
-``GET /release-connector-deliveries`` and ``GET /endpoint-management-publications`` page through provider
+``GET /release-connector-deliveries``, ``GET /endpoint-management-publications`` and
+``GET /integration-deliveries`` (SIEM and ChatOps deliveries through ``/integrations``) page through provider
 deliveries, newest first (``limit`` and the opaque ``cursor`` of the previous page's ``next_cursor``);
 their ``/dashboard`` routes summarise them with alerts. ``GET /deliveries/{id}`` is one stored delivery
 record with every attempt.
@@ -13,14 +14,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from cavra.api.checked import CheckedRoute
-from cavra.api.deps import AuditorDep, StoreDep
+from cavra.api.deps import AuditorDep, Principal, StoreDep, require
 from cavra.api.schemas import Dashboard, DeliveryRecordOut, HistoryPage, error_responses
 from cavra.errors import NotFoundError
 from cavra.governance import service as governance
 
 router = APIRouter(tags=["history"], dependencies=[AuditorDep], route_class=CheckedRoute)
+OperatorAuth = Annotated[Principal, Depends(require("operator"))]
 
 _ERRORS = error_responses(401, 403, 422, 503)
 
@@ -104,6 +107,28 @@ def publication_dashboard(store: StoreDep) -> dict[str, Any]:
 
 
 @router.get(
+    "/integration-deliveries",
+    response_model=HistoryPage,
+    responses=_ERRORS,
+    summary="Integration (SIEM and ChatOps) delivery history",
+)
+def integration_history(store: StoreDep, query: QueryDep) -> dict[str, Any]:
+    """Deliveries made through ``/integrations/{id}/deliver`` (``metadata_kind=integration-delivery``),
+    newest first."""
+    return governance.integration_delivery_history(store, **query.filters())
+
+
+@router.get(
+    "/integration-deliveries/dashboard",
+    response_model=Dashboard,
+    responses=_ERRORS,
+    summary="Integration delivery dashboard and alerts",
+)
+def integration_dashboard(store: StoreDep) -> dict[str, Any]:
+    return governance.integration_delivery_dashboard(store)
+
+
+@router.get(
     "/deliveries/{delivery_id}",
     response_model=DeliveryRecordOut,
     responses=error_responses(401, 403, 404, 503),
@@ -116,3 +141,58 @@ def get_delivery(
     if found is None:
         raise NotFoundError(f"delivery {delivery_id!r} not found")
     return found
+
+
+class ReplayIn(BaseModel):
+    """Which finished jobs to replay: the history's filters and a time window (of the jobs' creation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime = Field(description="ISO 8601 (UTC if no offset): jobs created at or after it")
+    until: datetime | None = Field(default=None, description="jobs created before it (default: now)")
+    states: list[Literal["failed", "dead"]] = Field(
+        default=["failed", "dead"], min_length=1, description="which finished jobs"
+    )
+    provider: str | None = Field(default=None, max_length=200)
+    metadata_kind: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=1000, ge=1, le=1000)
+    dry_run: bool = Field(default=False, description="count what would be queued; queue nothing")
+
+
+class ReplayOut(BaseModel):
+    matched: int
+    queued: int
+    already_replayed: int
+    dry_run: bool
+    items: list[dict[str, Any]]
+
+
+@router.post(
+    "/deliveries/replay",
+    response_model=ReplayOut,
+    responses=error_responses(401, 403, 422, 503),
+    summary="Replay every failed (or dead) delivery job in a time window, each once",
+)
+def replay_deliveries(body: ReplayIn, store: StoreDep, auth: OperatorAuth) -> dict[str, Any]:
+    """Queues a new job (``replay_of`` = the record) for each finished job matching the filters; answers
+    how many it queued. Recorded in the audit trail (``/console/audit``). Role: operator."""
+    result = governance.replay_failed(
+        store,
+        states=tuple(dict.fromkeys(body.states)),
+        provider=body.provider,
+        metadata_kind=body.metadata_kind,
+        since=body.since,
+        until=body.until,
+        limit=body.limit,
+        dry_run=body.dry_run,
+    )
+    governance.record_action(
+        store,
+        who=auth.name,
+        role=auth.role,
+        action="replay_failed",
+        target=body.provider or "every provider",
+        outcome="done" if not body.dry_run else "dry run",
+        detail={**body.model_dump(mode="json"), "queued": result["queued"], "matched": result["matched"]},
+    )
+    return result
