@@ -293,7 +293,9 @@ def with_templates(
     from cavra.templates import compile_templates
     from cavra.templates.samples import SAMPLES
 
-    plain = {n: getattr(settings, n) for n in type(settings).model_fields if n not in USER_FIELDS}
+    model = type(settings)
+    hidden = {*USER_FIELDS, *_secret_fields(model), *_secret_list_fields(model)}
+    plain = {n: getattr(settings, n) for n in model.model_fields if n not in hidden}
     compiled = compile_templates(raw, provider=provider, destination=destination, where=where, settings=plain)
     settings = settings.model_copy(update={"templates": compiled})
     for sample in SAMPLES:

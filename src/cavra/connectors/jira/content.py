@@ -158,16 +158,13 @@ def text_adf(text: str) -> dict[str, Any]:
 def _templated_description(text: str, settings: JiraSettings) -> Any:
     if settings.deployment != "cloud":
         return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith("{"):  # an ADF document; anything else is text
         try:
             doc = json.loads(text)
-        except ValueError as exc:
-            raise TemplateFailure(f"templates: description is neither ADF JSON nor text ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("type") != "doc" or not isinstance(doc.get("content"), list):
-            raise TemplateFailure(
-                'templates: description JSON must be an ADF document ({"type": "doc", ...})'
-            )
-        return doc
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("type") == "doc" and isinstance(doc.get("content"), list):
+            return doc
     return text_adf(text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…")
 
 
