@@ -102,3 +102,19 @@ def test_routes_test_shows_no_secret(tmp_path: Path) -> None:
     assert answer.count('"rendered"') == len(ENTRIES)
     for canary in CANARIES:
         assert canary not in answer
+
+
+def test_templated_output_passes_the_redactor(tmp_path: Path) -> None:
+    """An event that carries a destination's secret (a producer's mistake) is shown redacted."""
+    from cavra.config import load_config
+    from cavra.governance.routetest import explain
+
+    path = tmp_path / "connectors.yaml"
+    entry = {"provider": "slack", **ENTRIES["slack"][1], "templates": {"text": "leak: {{ event.note }}"}}
+    path.write_text(yaml.safe_dump({"connectors": {"s": entry}, "routes": [{"default": True, "to": "s"}]}))
+    event = {"event_type": "x", "event_id": "e1", "note": ENV["SLACK_URL"]}
+    answer = explain(load_config(str(path), ENV), event)
+    (item,) = answer["destinations"]
+    assert item["rendered"]["message"]["text"].startswith("leak: ")
+    text = json.dumps(answer)
+    assert "slackCanarySecret0001" not in text
