@@ -140,3 +140,18 @@ def test_templates_defaults_load_through_a_file(tmp_path: Path) -> None:
     loaded = load(tmp_path, {"url_env": "SLACK_URL", "templates": default_templates("slack")})
     assert loaded.errors == {}
     assert loaded.targets["slack-release"].settings.templates is not None
+
+
+def test_any_render_error_falls_back_instead_of_failing_the_delivery() -> None:
+    from cavra.connectors.base import Context
+
+    t = target("slack", {"text": "{{ event.get('x') or 'fine' }}{{ event.items()|list|length }}"})
+    odd = {"event_type": "x", "event_id": "e", "value": float("nan")}
+    request = t.connector.prepare(odd, t.settings, Context(delivery_key="dk"), None)
+    assert request.warnings == ()
+    t = target("slack", {"text": "{% if event.boom %}{{ event.boom.decode() }}{% endif %}"})
+    bad = {"event_type": "x", "event_id": "e", "boom": "text"}
+    request = t.connector.prepare(bad, t.settings, Context(delivery_key="dk"), None)
+    assert request.warnings and request.warnings[0].startswith("template text: ")
+    assert request.warnings[0].endswith("; the default rendering was sent")
+    assert json.loads(request.body) == slack.message(bad)

@@ -118,7 +118,7 @@ class CompiledTemplates:
             return render_bounded(self.templates[key], values)
         except TemplateError as exc:
             raise TemplateFailure(f"template {key}: {_describe(exc)}") from None
-        except (ArithmeticError, ValueError, TypeError, LookupError, RecursionError) as exc:
+        except Exception as exc:  # any error of a user's template is its failure, never the connector's
             raise TemplateFailure(f"template {key}: {type(exc).__name__}: {exc}") from None
 
     def render_json(self, key: str, event: Mapping[str, Any], **extra: str) -> Any:
