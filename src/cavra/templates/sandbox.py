@@ -182,7 +182,7 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
         super().__init__(
             undefined=QuietUndefined,
             autoescape=False,
-            keep_trailing_newline=True,
+            keep_trailing_newline=False,
             auto_reload=False,
             cache_size=0,
         )
