@@ -236,9 +236,11 @@ def target_from_mapping(
     *,
     where: str | None = None,
     name: str | None = None,
+    source: str | None = None,
 ) -> Target:
     """Build one target. ``where`` names the key path in messages (default ``connectors.<name>``);
-    ``name`` is the destination's name (default: the provider's)."""
+    ``name`` is the destination's name (default: the provider's); ``source`` the file, named by template
+    errors."""
     destination = name or provider
     path = where or f"connectors.{destination}"
     if provider not in PROVIDERS:
@@ -249,6 +251,9 @@ def target_from_mapping(
     model = connector.settings_model
     secret_names = _secret_fields(model)
     env = dict(os.environ) if environ is None else dict(environ)
+    raw_templates = raw.get("templates")
+    if "templates" in raw:
+        raw = {k: v for k, v in raw.items() if k != "templates"}
     values = _settings_values(provider, raw, path, model, env, base_dir)
     for name in secret_names:
         secret = values.get(name)
@@ -268,6 +273,10 @@ def target_from_mapping(
         raise ConfigError(f"{path}: {_strip_owner(str(exc), provider)}") from None
     except ValueError as exc:
         raise ConfigError(f"{path}: {_strip_owner(str(exc), provider)}") from None
+    if raw_templates is not None:
+        settings = with_templates(
+            settings, raw_templates, provider, destination, f"{source}: {path}" if source else path
+        )
     redactor = Redactor(
         wire_secrets(settings, connector),
         secret_url_path=connector.secret_url_path,
@@ -291,6 +300,30 @@ def target_from_mapping(
         options=options,
         name=destination,
     )
+
+
+def with_templates(
+    settings: ConnectorSettings, raw: object, provider: str, destination: str, where: str
+) -> ConnectorSettings:
+    """``settings`` holding the destination's compiled ``templates``, each checked on a sample event of
+    every kind: a template that cannot render one, or renders a message the provider would refuse, is a
+    ConfigError naming ``where`` (the file and the entry), the template key and the line."""
+    from cavra.connectors.messages import rendered
+    from cavra.templates import compile_templates
+    from cavra.templates.samples import SAMPLES
+
+    model = type(settings)
+    hidden = {*USER_FIELDS, *_secret_fields(model), *_secret_list_fields(model)}
+    plain = {n: getattr(settings, n) for n in model.model_fields if n not in hidden}
+    compiled = compile_templates(raw, provider=provider, destination=destination, where=where, settings=plain)
+    settings = settings.model_copy(update={"templates": compiled})
+    for sample in SAMPLES:
+        shown = rendered(provider, sample, settings, "dk_sample")
+        if shown is not None and "template_warning" in shown:
+            problem = shown["template_warning"].split("; the default rendering was sent")[0]
+            problem = problem.split("; the envelope was sent")[0]
+            raise ConfigError(f"{where}.templates: with a sample {sample['event_type']} event: {problem}")
+    return settings
 
 
 def wire_secrets(settings: ConnectorSettings, connector: Connector) -> list[Secret | str]:
@@ -370,7 +403,7 @@ def config_from_data(
         if provider in PROVIDERS:
             loaded.provider_of[name] = provider
         try:
-            target = target_from_mapping(provider, settings, environ, base_dir, name=name)
+            target = target_from_mapping(provider, settings, environ, base_dir, name=name, source=source)
         except ConfigError as exc:
             loaded.errors[name] = f"{source}: {exc}"  # shown when this destination is asked for
             continue

@@ -14,6 +14,7 @@ from cavra.cli import db, deliveries, destinations, events, evidence, integratio
 from cavra.cli import emulate as emulate_mod
 from cavra.cli import init as init_mod
 from cavra.cli import serve as serve_mod
+from cavra.cli import templates as templates_mod
 from cavra.cli import worker as worker_mod
 from cavra.cli.usage import Abort, ClickException, NoArgsIsHelp, conventional_metavars, usage_message
 
@@ -33,6 +34,7 @@ app.command("init")(init_mod.init)
 app.add_typer(events.app, name="events")
 app.add_typer(routes.app, name="routes")
 app.add_typer(destinations.app, name="destinations")
+app.add_typer(templates_mod.app, name="templates")
 app.command("emulate")(emulate_mod.emulate)
 app.command("serve")(serve_mod.serve)
 app.command("api-token")(serve_mod.api_token)

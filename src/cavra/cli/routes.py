@@ -60,8 +60,24 @@ def routes_test(
             if "request" in item:
                 console.print(f"[bold]{item['destination']}[/] would be sent:", highlight=False)
                 console.print(json.dumps(item["request"], indent=2, ensure_ascii=False), markup=False)
+            if "rendered" in item:
+                print_rendered(item["destination"], item["rendered"])
     ok = answer["success"] if cases is not None else True
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+def print_rendered(destination: str, shown: dict[str, Any]) -> None:
+    """The message people would read, and whether it keeps the provider's limits."""
+    if "error" in shown:
+        console.print(f"[bold]{destination}[/] message: {shown['error']}", highlight=False)
+        return
+    console.print(f"[bold]{destination}[/] message (what people read):", highlight=False)
+    console.print(json.dumps(shown["message"], indent=2, ensure_ascii=False), markup=False)
+    limits = shown["limits"]
+    style = "green" if limits == "ok" else "bold red"
+    console.print(f"  provider limits: [{style}]{limits}[/]", highlight=False)
+    if "template_warning" in shown:
+        console.print(f"  [yellow]template warning:[/] {shown['template_warning']}", highlight=False)
 
 
 def decision_table(answer: dict[str, Any]) -> Table:

@@ -75,6 +75,9 @@ class ConnectorSettings(BaseModel):
     trust_env: bool = False
     #: this destination's outbox retry schedule (see :class:`RetryOverride`)
     retry: RetryOverride | None = None
+    #: the destination's compiled message templates (:class:`cavra.templates.CompiledTemplates`), set by
+    #: the config loader from the entry's ``templates`` key; ``None``: the connector's own rendering
+    templates: Any = Field(default=None, exclude=True)
 
     @field_validator("rate_limit")
     @classmethod
@@ -126,6 +129,9 @@ class PreparedRequest:
     step: str = "send"
     #: secrets minted during this delivery (a fetched token) that the redactor must learn
     new_secrets: tuple[Secret, ...] = ()
+    #: what the record should say about how the request was made (a template that fell back to the
+    #: default rendering); the engine puts it in the delivery's ``detail`` as ``template_warning``
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,14 @@ from cavra.connectors.base import (
     Retry,
     Verdict,
 )
+from cavra.connectors.chatlimits import slack_problem
 from cavra.connectors.classify import classify, parse_retry_after
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secretforms import clip as clip_text
 from cavra.secretforms import clip_bytes
 from cavra.secrets import Secret
+from cavra.templates import TemplateFailure
 
 MAX_HEADER = 150
 MAX_FIELD = 2000
@@ -126,6 +128,28 @@ def message(event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def templated_message(event: Mapping[str, Any], settings: SlackSettings) -> tuple[dict[str, Any], str | None]:
+    """The message with the destination's templates (``text``, ``blocks``) applied, and a warning when
+    they could not be (then the default message is sent): a render error or a message over Slack's limits.
+    """
+    default = message(event)
+    compiled = settings.templates
+    if compiled is None:
+        return default, None
+    try:
+        msg = dict(default)
+        if compiled.has("text"):
+            msg["text"] = compiled.render("text", event)
+        if compiled.has("blocks"):
+            msg["blocks"] = compiled.render_json("blocks", event)
+        problem = slack_problem(msg)
+        if problem is not None:
+            raise TemplateFailure(f"templates: {problem}")
+    except TemplateFailure as exc:
+        return default, f"{exc}; the default rendering was sent"
+    return msg, None
+
+
 def url_secrets(url: str) -> tuple[Secret, ...]:
     """The credential parts of a webhook URL (``T…/B…/secret`` and the secret itself), for the redactor.
 
@@ -155,12 +179,18 @@ class SlackConnector(BaseConnector[SlackSettings]):
     def build(self, event: Mapping[str, Any], settings: SlackSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
             raise ConfigError("slack: url is required")
-        body = json.dumps(message(event), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        msg, warning = templated_message(event, settings)
+        body = json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers: dict[str, Any] = dict(settings.headers)
         headers["Content-Type"] = "application/json; charset=utf-8"
         url = settings.url.reveal()
         return PreparedRequest(
-            method="POST", url=url, headers=headers, body=body, new_secrets=url_secrets(url)
+            method="POST",
+            url=url,
+            headers=headers,
+            body=body,
+            new_secrets=url_secrets(url),
+            warnings=() if warning is None else (warning,),
         )
 
     def judge(self, response: Response, settings: SlackSettings) -> Verdict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -44,6 +45,7 @@ from cavra.events import event_id_of
 from cavra.secretforms import clip as clip_text
 from cavra.secretforms import clip_bytes
 from cavra.secrets import Secret
+from cavra.templates import TemplateFailure
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 #: Teams refuses messages over about 28 KB
@@ -114,13 +116,31 @@ def card_facts(event: Mapping[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
-def adaptive_card(event: Mapping[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CardParts:
+    """What people read on a card: its title, the small text line and the facts."""
+
+    title: str
+    text: str
+    facts: list[tuple[str, str]]
+
+
+def default_parts(event: Mapping[str, Any]) -> CardParts:
+    return CardParts(
+        title=clip(render.title(event), MAX_TITLE),
+        text=f"Event id {event_id_of(event)}",
+        facts=card_facts(event),
+    )
+
+
+def adaptive_card(event: Mapping[str, Any], parts: CardParts | None = None) -> dict[str, Any]:
     """An Adaptive Card 1.4 for the event (no ``Action.Submit``: webhooks cannot receive it)."""
     sev = render.severity(event)
+    got = parts or default_parts(event)
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
-            "text": clip(render.title(event), MAX_TITLE),
+            "text": got.title,
             "weight": "Bolder",
             "size": "Medium",
             "color": ADAPTIVE_COLOR.get(sev, "Default"),
@@ -129,11 +149,11 @@ def adaptive_card(event: Mapping[str, Any]) -> dict[str, Any]:
         },
         {
             "type": "FactSet",
-            "facts": [{"title": label, "value": value} for label, value in card_facts(event)],
+            "facts": [{"title": label, "value": value} for label, value in got.facts],
         },
         {
             "type": "TextBlock",
-            "text": f"Event id {event_id_of(event)}",
+            "text": got.text,
             "isSubtle": True,
             "size": "Small",
             "wrap": True,
@@ -152,22 +172,22 @@ def adaptive_card(event: Mapping[str, Any]) -> dict[str, Any]:
     return card
 
 
-def message_card(event: Mapping[str, Any]) -> dict[str, Any]:
+def message_card(event: Mapping[str, Any], parts: CardParts | None = None) -> dict[str, Any]:
     """An O365 connector ``MessageCard`` for the event."""
     sev = render.severity(event)
-    title = clip(render.title(event), MAX_TITLE)
+    got = parts or default_parts(event)
     card: dict[str, Any] = {
         "@type": "MessageCard",
         "@context": "http://schema.org/extensions",
-        "summary": title,
-        "title": title,
+        "summary": got.title,
+        "title": got.title,
         "themeColor": THEME_COLOR.get(sev, THEME_COLOR["info"]),
         "sections": [
             {
-                "activityTitle": title,
+                "activityTitle": got.title,
                 "activitySubtitle": f"Severity: {sev}",
-                "facts": [{"name": label, "value": value} for label, value in card_facts(event)],
-                "text": f"Event id {event_id_of(event)}",
+                "facts": [{"name": label, "value": value} for label, value in got.facts],
+                "text": got.text,
                 "markdown": False,
             }
         ],
@@ -180,14 +200,64 @@ def message_card(event: Mapping[str, Any]) -> dict[str, Any]:
     return card
 
 
-def payload(event: Mapping[str, Any], card_format: str) -> dict[str, Any]:
+def payload(event: Mapping[str, Any], card_format: str, parts: CardParts | None = None) -> dict[str, Any]:
     """The request body: a bare MessageCard (legacy connectors only), or the Adaptive Card message."""
     if card_format == "messagecard":
-        return message_card(event)
+        return message_card(event, parts)
     return {
         "type": "message",
-        "attachments": [{"contentType": ADAPTIVE, "contentUrl": None, "content": adaptive_card(event)}],
+        "attachments": [
+            {"contentType": ADAPTIVE, "contentUrl": None, "content": adaptive_card(event, parts)}
+        ],
     }
+
+
+def _facts_of(value: Any) -> list[tuple[str, str]]:
+    if not isinstance(value, list):
+        raise TemplateFailure("templates: facts must render a JSON list")
+    out = []
+    for i, item in enumerate(value):
+        if (
+            isinstance(item, dict)
+            and isinstance(item.get("title"), str)
+            and isinstance(item.get("value"), str)
+        ):
+            out.append((item["title"], item["value"]))
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item):
+            out.append((item[0], item[1]))
+        else:
+            raise TemplateFailure(f'templates: facts[{i}] must be {{"title": text, "value": text}}')
+    return out
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def templated_body(event: Mapping[str, Any], settings: TeamsSettings) -> tuple[bytes, str | None]:
+    """The request body with the destination's templates (``title``, ``text``, ``facts``) applied, and a
+    warning when they could not be (then the default card is sent): a render error, or a card over Teams'
+    size limit."""
+    default = encode(payload(event, settings.card_format))
+    compiled = settings.templates
+    if compiled is None:
+        return default, None
+    try:
+        parts = default_parts(event)
+        if compiled.has("title"):
+            parts = replace(parts, title=compiled.render("title", event))
+        if compiled.has("text"):
+            parts = replace(parts, text=compiled.render("text", event))
+        if compiled.has("facts"):
+            parts = replace(parts, facts=_facts_of(compiled.render_json("facts", event)))
+        body = encode(payload(event, settings.card_format, parts))
+        if len(body) > MAX_BYTES:
+            raise TemplateFailure(
+                f"templates: the card is {len(body)} bytes, over Teams' limit of {MAX_BYTES}"
+            )
+    except TemplateFailure as exc:
+        return default, f"{exc}; the default rendering was sent"
+    return body, None
 
 
 def _error_code(response: Response) -> str:
@@ -212,7 +282,7 @@ class TeamsConnector(BaseConnector[TeamsSettings]):
         if settings.url is None:
             raise ConfigError("teams: url is required")
         url = settings.url.reveal()
-        body = json.dumps(payload(event, settings.card_format), ensure_ascii=False).encode("utf-8")
+        body, warning = templated_body(event, settings)
         if len(body) > MAX_BYTES:
             raise PayloadTooLarge(
                 f"the Teams card is {len(body)} bytes, over Teams' limit of {MAX_BYTES} bytes"
@@ -221,7 +291,13 @@ class TeamsConnector(BaseConnector[TeamsSettings]):
         headers["Content-Type"] = "application/json"
         step = "legacy_connector" if is_legacy(url) else "workflow"
         return PreparedRequest(
-            method="POST", url=url, headers=headers, body=body, step=step, new_secrets=url_secrets(url)
+            method="POST",
+            url=url,
+            headers=headers,
+            body=body,
+            step=step,
+            new_secrets=url_secrets(url),
+            warnings=() if warning is None else (warning,),
         )
 
     def interpret(

@@ -49,6 +49,7 @@ from cavra.connectors.classify import classify
 from cavra.errors import ConfigError
 from cavra.events import WEBHOOK_SCHEMA, event_id_of
 from cavra.secrets import Secret
+from cavra.templates import TemplateFailure
 
 SECRET_PREFIX = "whsec_"
 
@@ -130,6 +131,22 @@ def envelope(event: Mapping[str, Any], now: float) -> dict[str, Any]:
     }
 
 
+def templated_envelope(
+    event: Mapping[str, Any], settings: WebhookSettings, now: float
+) -> tuple[dict[str, Any], str | None]:
+    """The envelope with the destination's extra ``fields`` templates added (after the envelope's own
+    keys), and a warning when they could not be rendered (then the plain envelope is sent)."""
+    body = envelope(event, now)
+    compiled = settings.templates
+    if compiled is None or not compiled.field_names():
+        return body, None
+    try:
+        extra = {name: compiled.render(f"fields.{name}", event) for name in compiled.field_names()}
+    except TemplateFailure as exc:
+        return body, f"{exc}; the envelope was sent without its extra fields"
+    return {**body, **extra}, None
+
+
 def _authorization(settings: WebhookSettings) -> Secret | None:
     scheme = settings.authorization_scheme or "Bearer"
     if settings.token is not None:
@@ -153,7 +170,8 @@ class WebhookConnector(BaseConnector[WebhookSettings]):
     def build(self, event: Mapping[str, Any], settings: WebhookSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
             raise ConfigError("webhook: url is required")
-        body = json.dumps(envelope(event, ctx.now), ensure_ascii=False, separators=(",", ":"), default=str)
+        document, warning = templated_envelope(event, settings, ctx.now)
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=str)
         raw = body.encode("utf-8")
         msg_id = webhook_id(ctx.delivery_key)
         headers: dict[str, str | Secret] = dict(settings.headers)
@@ -172,7 +190,13 @@ class WebhookConnector(BaseConnector[WebhookSettings]):
         authorization = _authorization(settings)
         if authorization is not None:
             headers["Authorization"] = authorization
-        return PreparedRequest(method="POST", url=settings.url.reveal(), headers=headers, body=raw)
+        return PreparedRequest(
+            method="POST",
+            url=settings.url.reveal(),
+            headers=headers,
+            body=raw,
+            warnings=() if warning is None else (warning,),
+        )
 
     def interpret(
         self,

@@ -173,7 +173,7 @@ class _Flow:
             if self.batch:
                 detail["batch_size"] = red.text(str(size))
                 detail["batch_position"] = red.text(str(self.position[id(item)]))
-            res.detail = detail
+            res.detail = {**res.detail, **detail}
         self.finish(items, "delivered")
 
     async def run(self) -> None:
@@ -197,6 +197,12 @@ class _Flow:
             header_secrets = [v for v in request.headers.values() if isinstance(v, Secret)]
             if request.new_secrets or header_secrets:
                 self.redactor = self.redactor.with_secrets([*request.new_secrets, *header_secrets])
+            for warning in request.warnings:  # e.g. a template fell back to the default rendering
+                for item in sent:
+                    item.result.detail = {
+                        **item.result.detail,
+                        "template_warning": self.redactor.text(warning),
+                    }
             verdict, attempt = await self._exchange(request, deadline, state)
             attempt.waited_ms, waited_ms = waited_ms, 0.0
             for item in sent:

@@ -20,6 +20,7 @@ import yaml
 
 from cavra.config import LoadedConfig, Target
 from cavra.connectors.base import Context
+from cavra.connectors.messages import rendered
 from cavra.errors import CavraError, InputError
 from cavra.events import normalize_event
 from cavra.governance.publish import route_table
@@ -46,6 +47,26 @@ def preview_request(target: Target, event: Mapping[str, Any]) -> dict[str, Any]:
     return {"step": request.step, **shown, "body": str(redactor.excerpt(request.body, BODY_EXCERPT))}
 
 
+def preview_message(target: Target, event: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What people would read (with the destination's templates), redacted like a request, and whether it
+    keeps the provider's limits (Slack, Teams); ``None`` for providers that carry the event as data."""
+    delivery_key = target.delivery_key(str(event["event_id"]))
+    try:
+        shown = rendered(target.provider, event, target.settings, delivery_key)
+    except (CavraError, ValueError, KeyError, TypeError) as exc:
+        return {"error": str(target.redactor.text(f"the message cannot be rendered ({exc})"))}
+    if shown is None:
+        return None
+    text = json.dumps(shown["message"], ensure_ascii=False, indent=2, default=str)
+    out: dict[str, Any] = {
+        "message": json.loads(str(target.redactor.text(text))),
+        "limits": str(target.redactor.text(shown["limits"])),
+    }
+    if "template_warning" in shown:
+        out["template_warning"] = str(target.redactor.text(shown["template_warning"]))
+    return out
+
+
 def explain(config: LoadedConfig, raw_event: object) -> dict[str, Any]:
     """The routes that match ``raw_event`` (in order), its destinations and each one's would-be request."""
     table = route_table(config)
@@ -58,6 +79,9 @@ def explain(config: LoadedConfig, raw_event: object) -> dict[str, Any]:
         if target is not None:
             item["provider"] = target.provider
             item["request"] = preview_request(target, event)
+            shown = preview_message(target, event)
+            if shown is not None:
+                item["rendered"] = shown
         elif dest in config.errors:
             item["error"] = config.errors[dest]
         else:

@@ -66,13 +66,17 @@ from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import Store
 from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, RecordAccess, StoredDelivery
 from cavra.store.jobs import RecordPut
+from cavra.templates import KEYS as TEMPLATE_PROVIDERS
+from cavra.templates import default_source as default_templates
 from cavra.transport import Transport
 
 __all__ = [
+    "TEMPLATE_PROVIDERS",
     "check_testable",
     "combined_totals",
     "connector_delivery_dashboard",
     "connector_delivery_history",
+    "default_templates",
     "delete_integration",
     "deliver_events_recorded",
     "deliver_integration",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode
 
@@ -40,7 +40,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
-from cavra.connectors.jira.content import comment_body, dedup_label, issue_fields
+from cavra.connectors.jira.content import comment_body, dedup_label, templated_issue_fields
 from cavra.connectors.jira.settings import JiraSettings
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
@@ -119,10 +119,11 @@ class JiraConnector:
             # a later attempt in this state is a retry: the create got no clear answer, look first
             if ctx.attempt > state.since:
                 return self._search(settings, label, "recheck")
-            fields = issue_fields(event, settings, label)
-            return self._post(
+            fields, warning = templated_issue_fields(event, settings, label)
+            request = self._post(
                 settings, f"/rest/api/{settings.api_version}/issue", {"fields": fields}, "create"
             )
+            return request if warning is None else replace(request, warnings=(warning,))
         body = {"body": comment_body(event, settings, label, ctx.now)}
         path = f"/rest/api/{settings.api_version}/issue/{quote(state.key, safe='')}/comment"
         return self._post(settings, path, body, "comment")

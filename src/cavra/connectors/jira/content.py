@@ -16,11 +16,14 @@ from typing import Any
 
 from cavra.connectors import render
 from cavra.connectors.jira.settings import JiraSettings
+from cavra.templates import TemplateFailure
 
 #: Jira refuses summaries of 255 characters or more
 MAX_SUMMARY = 254
 #: the event is attached as JSON only up to this size (the description field holds 32 767 characters)
 MAX_EVENT_JSON = 8000
+#: Jira's description field holds 32 767 characters
+MAX_DESCRIPTION = 32_767
 _WIKI_SPECIAL = re.compile(r"([\\{}\[\]*_|^~+\-#!?])")
 
 
@@ -135,6 +138,58 @@ def issue_fields(event: Mapping[str, Any], settings: JiraSettings, label: str) -
     if priority:
         fields["priority"] = {"name": priority}
     return fields
+
+
+def text_adf(text: str) -> dict[str, Any]:
+    """Plain text as an ADF document: one paragraph per blank-line-separated block, hard breaks between
+    its lines."""
+    content = []
+    for block in (b for b in text.split("\n\n") if b.strip()):
+        nodes: list[dict[str, Any]] = []
+        for n, line in enumerate(block.split("\n")):
+            if n:
+                nodes.append({"type": "hardBreak"})
+            if line:
+                nodes.append(_text(line))
+        content.append({"type": "paragraph", "content": nodes})
+    return {"type": "doc", "version": 1, "content": content}
+
+
+def _templated_description(text: str, settings: JiraSettings) -> Any:
+    if settings.deployment != "cloud":
+        return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+    if text.lstrip().startswith("{"):  # an ADF document; anything else is text
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("type") == "doc" and isinstance(doc.get("content"), list):
+            return doc
+    return text_adf(text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…")
+
+
+def templated_issue_fields(
+    event: Mapping[str, Any], settings: JiraSettings, label: str
+) -> tuple[dict[str, Any], str | None]:
+    """The create request's ``fields`` with the destination's templates (``summary``, ``description``)
+    applied, and a warning when they could not be (then the default fields are sent)."""
+    fields = issue_fields(event, settings, label)
+    compiled = settings.templates
+    if compiled is None:
+        return fields, None
+    try:
+        out = dict(fields)
+        if compiled.has("summary"):
+            text = " ".join(compiled.render("summary", event, dedup_label=label).split())
+            if not text:
+                raise TemplateFailure("templates: summary rendered empty")
+            out["summary"] = text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
+        if compiled.has("description"):
+            rendered = compiled.render("description", event, dedup_label=label)
+            out["description"] = _templated_description(rendered, settings)
+    except TemplateFailure as exc:
+        return fields, f"{exc}; the default rendering was sent"
+    return out, None
 
 
 def comment_body(event: Mapping[str, Any], settings: JiraSettings, label: str, now: float) -> Any:

@@ -58,7 +58,7 @@ from cavra.connectors.flow import (
     fetch_token,
     unauthorized,
 )
-from cavra.connectors.servicenow.settings import ServiceNowSettings, record_fields, work_note
+from cavra.connectors.servicenow.settings import ServiceNowSettings, templated_record_fields, work_note
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
 from cavra.secrets import Secret
@@ -175,12 +175,14 @@ class ServiceNowConnector:
             # a later attempt in create is a retry: the insert got no clear answer, look first
             return self._lookup(settings, token, cid, "recheck")
         if flow.step == "create":
-            fields = record_fields(event, settings, cid)
+            fields, warning = templated_record_fields(event, settings, cid)
+            warned = () if warning is None else (warning,)
             if settings.api == "change":  # model-based: its JSON body is documented, ``type`` is the kind
-                return self._send(settings, token, "POST", CHANGE_PATH, fields, "create")
+                request = self._send(settings, token, "POST", CHANGE_PATH, fields, "create")
+                return replace(request, warnings=warned)
             query = urlencode({"sysparm_fields": LOOKUP_FIELDS, "sysparm_exclude_reference_link": "true"})
             path = f"/api/now/table/{settings.table}?{query}"
-            return self._send(settings, token, "POST", path, fields, "create")
+            return replace(self._send(settings, token, "POST", path, fields, "create"), warnings=warned)
         path = f"/api/now/table/{settings.table}/{quote(flow.sys_id, safe='')}?sysparm_fields={LOOKUP_FIELDS}"
         note = {"work_notes": work_note(event, cid, ctx.now)}
         return self._send(settings, token, "PATCH", path, note, "work_note")

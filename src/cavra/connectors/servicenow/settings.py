@@ -19,6 +19,7 @@ from cavra.connectors.base import ConnectorSettings
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secrets import Secret
+from cavra.templates import TemplateFailure
 
 #: severity -> (impact, risk) choice values of change_request
 IMPACT_RISK: dict[str, tuple[str, str]] = {
@@ -136,6 +137,32 @@ def work_note(event: Mapping[str, Any], correlation_id: str, now: float) -> str:
         "no new record was created."
     )
     return _clip("\n".join([intro, "", *_facts(event)]), MAX_DESCRIPTION)
+
+
+def templated_record_fields(
+    event: Mapping[str, Any], settings: ServiceNowSettings, correlation_id: str
+) -> tuple[dict[str, str], str | None]:
+    """The new record's fields with the destination's templates (``short_description``, ``description``)
+    applied, and a warning when they could not be (then the default fields are sent)."""
+    fields = record_fields(event, settings, correlation_id)
+    compiled = settings.templates
+    if compiled is None:
+        return fields, None
+    try:
+        out = dict(fields)
+        if compiled.has("short_description"):
+            text = " ".join(
+                compiled.render("short_description", event, correlation_id=correlation_id).split()
+            )
+            if not text:
+                raise TemplateFailure("templates: short_description rendered empty")
+            out["short_description"] = _clip(text, MAX_SHORT_DESCRIPTION)
+        if compiled.has("description"):
+            text = compiled.render("description", event, correlation_id=correlation_id)
+            out["description"] = _clip(text, MAX_DESCRIPTION)
+    except TemplateFailure as exc:
+        return fields, f"{exc}; the default rendering was sent"
+    return out, None
 
 
 def record_fields(

@@ -1,0 +1,120 @@
+"""A template can never reach a secret: templates that print every context value, with the destinations'
+secrets as canaries, put none of them in the request (before redaction) or in `cavra routes test`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cavra.connectors.base import Context
+from cavra.connectors.jira import JiraState
+from cavra.connectors.servicenow import ServiceNowState
+from cavra.templates import context
+from cavra.templates.samples import SAMPLES
+from tests.templates.conftest import CANARIES, ENTRIES, ENV, target
+
+DUMP = (
+    "{{ event }} {{ subject }} {{ destination }} {{ settings }} {{ summary }} {{ facts }} {{ link }} "
+    "{% for k, v in settings.items() %}{{ k }}={{ v }};{% endfor %}"
+    "{{ settings.url }}{{ settings.token }}{{ settings.api_token }}{{ settings.password }}"
+    "{{ settings.headers }}"
+    "{{ settings.signing_secret }}{{ settings.proxy_url }}{{ self }}{{ self._TemplateReference__context }}"
+    "{{ cycler.__init__.__globals__ }}{{ joiner.__init__.__globals__ }}{{ range.__self__ }}"
+)
+KEYS = {
+    "slack": {"text": DUMP},
+    "teams": {"title": "{{ settings }} {{ destination }}", "text": DUMP},
+    "teams-legacy": {"text": DUMP},
+    "jira": {"summary": DUMP, "description": DUMP},
+    "jira-dc": {"summary": DUMP, "description": DUMP},
+    "servicenow": {"short_description": DUMP, "description": DUMP},
+    "webhook": {"fields": {"dump": DUMP, "everything": "{{ settings|tojson }}"}},
+}
+
+
+def _request_body(name: str, event: dict[str, Any]) -> bytes:
+    t = target(name, KEYS[name], headers={"X-Canary": CANARIES[0]})
+    state: Any = None
+    if t.provider == "jira":
+        state = JiraState(step="create", since=1)
+    elif t.provider == "servicenow":
+        state = ServiceNowState(step="create", since=1)
+    request = t.connector.prepare(event, t.settings, Context(delivery_key="dk_canary"), state)
+    assert request.warnings == (), request.warnings  # the template rendered (not the fallback)
+    return request.body
+
+
+@pytest.mark.parametrize("name", list(ENTRIES))
+@pytest.mark.parametrize("event", SAMPLES, ids=[e["event_type"] for e in SAMPLES])
+def test_printing_every_context_value_shows_no_secret(name: str, event: dict[str, Any]) -> None:
+    body = _request_body(name, event).decode("utf-8")
+    assert event["event_id"] in body  # the dump rendered
+    for canary in CANARIES:
+        assert canary not in body, (name, canary)
+        assert json.dumps(canary)[1:-1] not in body
+
+
+def test_the_context_holds_non_secret_settings_only() -> None:
+    t = target(
+        "servicenow", {"description": "{{ settings }}"}, headers={"X-Api-Key": "headerCanary000000001"}
+    )
+    compiled = t.settings.templates
+    assert compiled is not None
+    assert compiled.settings["assignment_group"] == "ops" and compiled.settings["table"] == "change_request"
+    for hidden in ("url", "password", "token", "headers", "username", "proxy_url", "templates"):
+        assert hidden not in compiled.settings
+    values = context(SAMPLES[0], "servicenow", "servicenow", compiled.settings)
+    assert set(values) == {
+        "event",
+        "subject",
+        "destination",
+        "settings",
+        "event_id",
+        "event_type",
+        "title",
+        "severity",
+        "summary",
+        "facts",
+        "link",
+        "event_json",
+    }
+    assert "headerCanary000000001" not in json.dumps(values)
+
+
+def test_routes_test_shows_no_secret(tmp_path: Path) -> None:
+    from cavra.config import load_config
+    from cavra.governance.routetest import explain
+
+    connectors = {}
+    for name, (provider, raw) in ENTRIES.items():
+        connectors[name] = {"provider": provider, **raw, "templates": KEYS[name]}
+    path = tmp_path / "connectors.yaml"
+    path.write_text(
+        yaml.safe_dump({"connectors": connectors, "routes": [{"default": True, "to": list(ENTRIES)}]})
+    )
+    loaded = load_config(str(path), ENV)
+    assert loaded.errors == {}
+    answer = json.dumps(explain(loaded, SAMPLES[2]))
+    assert answer.count('"rendered"') == len(ENTRIES)
+    for canary in CANARIES:
+        assert canary not in answer
+
+
+def test_templated_output_passes_the_redactor(tmp_path: Path) -> None:
+    """An event that carries a destination's secret (a producer's mistake) is shown redacted."""
+    from cavra.config import load_config
+    from cavra.governance.routetest import explain
+
+    path = tmp_path / "connectors.yaml"
+    entry = {"provider": "slack", **ENTRIES["slack"][1], "templates": {"text": "leak: {{ event.note }}"}}
+    path.write_text(yaml.safe_dump({"connectors": {"s": entry}, "routes": [{"default": True, "to": "s"}]}))
+    event = {"event_type": "x", "event_id": "e1", "note": ENV["SLACK_URL"]}
+    answer = explain(load_config(str(path), ENV), event)
+    (item,) = answer["destinations"]
+    assert item["rendered"]["message"]["text"].startswith("leak: ")
+    text = json.dumps(answer)
+    assert "slackCanarySecret0001" not in text
