@@ -126,8 +126,16 @@ FILTERS: list[tuple[str, dict[str, Any]]] = [
         f"metadata_kind={INTEGRATION_KIND}&success=true&provider=splunk",
         {"metadata_kind": INTEGRATION_KIND, "success": True, "provider": "splunk"},
     ),
-    ("provider=nobody", {"provider": "nobody"}),
+    ("provider=jamf", {"provider": "jamf"}),
 ]
+
+
+async def test_an_unknown_provider_is_said_not_answered_with_no_rows(
+    console: httpx.AsyncClient, seed: Seed
+) -> None:
+    resp = await console.get("/console/deliveries?provider=nobody")
+    assert resp.status_code == 422
+    assert "provider: unknown provider &#39;nobody&#39;; known providers: splunk" in resp.text
 
 
 @pytest.mark.parametrize(("query", "filters"), FILTERS)
@@ -269,7 +277,8 @@ async def test_everything_is_escaped(console: httpx.AsyncClient, seed: Seed) -> 
         f"/console/publications?provider={MALICIOUS}",
     ):
         resp = await console.get(path)
-        assert resp.status_code == 200, path
+        # a provider no connector has is refused (422), its value shown escaped like everything else
+        assert resp.status_code == (422 if "provider=" in path else 200), path
         assert MALICIOUS not in resp.text and "<script" not in resp.text.lower(), path
         assert ESCAPED in resp.text, path
     resp = await console.get(f"/console/deliveries?event_type={MALICIOUS}")

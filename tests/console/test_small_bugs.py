@@ -18,7 +18,7 @@ from .conftest import EXPORT, POLICY, Seed, load, page
 
 
 async def test_unknown_console_path_is_a_console_404_page(console: httpx.AsyncClient) -> None:
-    for path in ("/console/nosuch", "/console/deliveries/x/y", "/console/"):
+    for path in ("/console/nosuch", "/console/deliveries/x/y", "/console/integrations/x"):
         resp = await console.get(path)
         assert resp.status_code == 404, path
         assert resp.headers["content-type"].startswith("text/html")
@@ -27,6 +27,9 @@ async def test_unknown_console_path_is_a_console_404_page(console: httpx.AsyncCl
     # an API path stays the API's JSON
     api = await console.get("/nosuch")
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/json")
+    # a known page asked with a trailing slash is redirected to it, relatively
+    slash = await console.get("/console/deliveries/?provider=splunk")
+    assert slash.status_code == 307 and slash.headers["location"] == "/console/deliveries?provider=splunk"
     # a POST-only console address opened with GET is 405
     assert (await console.get("/console/logout")).status_code == 405
 

@@ -30,7 +30,7 @@ from cavra.console import access, charts
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
 from cavra.console.filters import MAX_TEXT, STATUSES, HistoryForm, resolve_search
 from cavra.console.render import error_page, project_error_page, render, secure, static_file, url
-from cavra.errors import CavraError
+from cavra.errors import CavraError, InputError
 from cavra.governance import service as governance
 from cavra.governance.trends import SPANS
 from cavra.store import METADATA_KINDS
@@ -136,7 +136,22 @@ async def _history(
             result=None,
             notes=notes,
         )
-    result = await _call(request, fn, **form.filters())
+    try:
+        result = await _call(request, fn, **form.filters())
+    except InputError as exc:  # e.g. a provider no connector has: said, not answered with 0 rows
+        return render(
+            request,
+            viewer,
+            "history.html",
+            status=422,
+            section=section,
+            title=title,
+            form=replace(form, problems=[str(exc).removeprefix("--")]),
+            kinds=METADATA_KINDS if kinds else (),
+            statuses=STATUSES,
+            result=None,
+            notes=notes,
+        )
     result["items"] = await _call(request, governance.with_lifecycle, result["items"])
     return render(
         request,
@@ -340,7 +355,11 @@ from cavra.console import actions as _actions  # noqa: E402,F401  (after the nam
 # --- anything else under /console: a console 404 page (registered last) -------------------------------
 @_route("/console/{rest:path}", "console_not_found", methods=("GET", "HEAD"))
 async def not_found(request: Request) -> Response:
-    """An unknown console address: an HTML 404 page (the API's JSON 404 is for API clients)."""
+    """An unknown console address: an HTML 404 page (the API's JSON 404 is for API clients); a known page
+    asked with (or without) a trailing slash is redirected to it, relatively."""
+    redirect = _slash_toggle(request)
+    if redirect is not None:
+        return redirect
     who = identify(request)
     viewer = who if isinstance(who, Viewer) else None
     for route in router.routes:  # a POST-only console address opened with GET: 405, not 404
@@ -352,3 +371,18 @@ async def not_found(request: Request) -> Response:
             response.headers["Allow"] = "POST"
             return response
     return error_page(request, viewer, 404, "Not found", f"there is no console page at {request.url.path}")
+
+
+def _slash_toggle(request: Request) -> Response | None:
+    """307 to the same console page with (or without) its trailing slash, when such a page exists."""
+    path = request.url.path
+    other = path[:-1] if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": other, "method": "GET"}
+    known = any(
+        getattr(route, "name", None) != "console_not_found" and route.matches(scope)[0] == Match.FULL
+        for route in router.routes
+    )
+    if not known or not other.startswith("/console"):
+        return None
+    query = request.url.query
+    return RedirectResponse(other + (f"?{query}" if query else ""), status_code=307)
