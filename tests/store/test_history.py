@@ -85,7 +85,7 @@ def test_newest_first_with_every_item_field(store: Store) -> None:
             [5, 4, 3],
         ),
         ({"metadata_kinds": None, "since": (T0 + timedelta(minutes=8)).replace(tzinfo=None)}, [9, 8]),
-        ({"metadata_kinds": None, "provider": "nobody"}, []),
+        ({"metadata_kinds": None, "provider": "datadog"}, []),
     ],
 )
 def test_filters(store: Store, filters: dict[str, object], expected: list[int]) -> None:
@@ -169,3 +169,12 @@ def test_bad_arguments(store: Store) -> None:
 def test_cursor_round_trip() -> None:
     c = Cursor(datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=UTC), 42)
     assert decode_cursor(encode_cursor(c)) == c
+
+
+def test_an_unknown_provider_is_refused_not_answered_empty(store: Store) -> None:
+    import pytest as _pytest
+
+    from cavra.errors import InputError
+
+    with _pytest.raises(InputError, match="--provider: unknown provider 'nobody'; known providers: splunk"):
+        query_history(store, metadata_kinds=None, provider="nobody")

@@ -275,14 +275,18 @@ class SqlStore(Store):
                 if not batch:
                     return
                 last = int(batch[-1]["sequence"])
-                index = self._index_of(conn, [m["id"] for m in batch])
-                yield from (_entry(m, index.get(m["id"], [])) for m in batch)
+                index = self._index_of(conn, [m["id"] for m in batch], destinations=self.destinations)
+                yield from (_entry(m, index.get(m["id"], []), self.destinations) for m in batch)
 
     @staticmethod
-    def _index_of(conn: sa.Connection, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    def _index_of(
+        conn: sa.Connection, ids: list[str], *, destinations: bool
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The index rows of ``ids`` (a schema older than revision 0008 has no destination column)."""
         pd = provider_deliveries
+        names = [n for n in _INDEX_COLUMNS if destinations or n != "destination"]
         stmt = (
-            sa.select(*[pd.c[n] for n in _INDEX_COLUMNS])
+            sa.select(*[pd.c[n] for n in names])
             .where(pd.c.delivery_id.in_(ids))
             .order_by(pd.c.delivery_id, pd.c.position)
         )
@@ -566,8 +570,11 @@ def _record(m: sa.RowMapping) -> StoredRecord:
     return StoredRecord(m["kind"], m["record_id"], json.loads(m["body"]), m["created_at"], m["updated_at"])
 
 
-def _entry(m: sa.RowMapping, index: list[dict[str, Any]]) -> ChainEntry:
+def _entry(m: sa.RowMapping, index: list[dict[str, Any]], destinations: bool = True) -> ChainEntry:
     doc = _document(m)
+    expected = None if doc is None else index_rows(doc, m["created_at"])
+    if expected is not None and not destinations:  # before revision 0008 the index has no destination
+        expected = [{k: v for k, v in row.items() if k != "destination"} for row in expected]
     columns = {k: m[k] for k in delivery_columns({})} | {"created_at": iso(m["created_at"])}
     return ChainEntry(
         delivery_id=m["id"],
@@ -576,7 +583,7 @@ def _entry(m: sa.RowMapping, index: list[dict[str, Any]]) -> ChainEntry:
         columns=columns,
         expected_columns=None if doc is None else delivery_columns(doc),
         index=index,
-        expected_index=None if doc is None else index_rows(doc, m["created_at"]),
+        expected_index=expected,
     )
 
 
