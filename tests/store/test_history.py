@@ -172,9 +172,7 @@ def test_cursor_round_trip() -> None:
 
 
 def test_an_unknown_provider_is_refused_not_answered_empty(store: Store) -> None:
-    import pytest as _pytest
-
     from cavra.errors import InputError
 
-    with _pytest.raises(InputError, match="--provider: unknown provider 'nobody'; known providers: splunk"):
+    with pytest.raises(InputError, match="--provider: unknown provider 'nobody'; known providers: splunk"):
         query_history(store, metadata_kinds=None, provider="nobody")
