@@ -36,6 +36,7 @@ from bench.common import Section, make_events
 from bench.contestants.baselines import AiohttpCeiling
 from bench.contestants.cavra_paths import INTEGRATION_ID, webhook_connectors
 from bench.pg import PgSchema
+from cavra.cli.supervisor import _die_with_parent
 
 log = logging.getLogger("bench")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -82,8 +83,17 @@ def pg_backends(pg: PgSchema, application: str) -> list[int]:
 class Run:
     """One ``cavra worker --processes N`` run on a fresh store (see the module docstring)."""
 
-    def __init__(self, workdir: Path, sink_url: str, backend: str, processes: int, pg_error: str | None):
+    def __init__(
+        self,
+        workdir: Path,
+        sink_url: str,
+        backend: str,
+        processes: int,
+        pg_error: str | None,
+        loop: str | None = None,
+    ):
         self.workdir, self.sink_url, self.backend, self.n = workdir, sink_url, backend, processes
+        self.env = {**os.environ, "CAVRA_WORKER_LOOP": loop} if loop else None
         self.pg_error = pg_error
         self.pg: PgSchema | None = None
         self.application = f"cavra_bench_{uuid.uuid4().hex[:8]}"
@@ -119,7 +129,14 @@ class Run:
         args = ["worker", "--store", url, "--config", str(config), "--concurrency", "32"]
         args += ["--poll-interval", "0.05", "--processes", str(self.n)]
         log = open(self.workdir / "procs-worker.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cavra_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        proc = subprocess.Popen(
+            cavra_command(*args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=self.env,
+            preexec_fn=_die_with_parent,  # a bench stopped outright takes its workers along
+        )
         log.close()
         deadline = time.monotonic() + 120
         while True:
@@ -281,3 +298,51 @@ def run(
                 "  round %d %-12s %s", r + 1, key, ", ".join(f"{k} {v:,.0f}" for k, v in measured.items())
             )
         section.ratios_from_round(values)
+
+
+def compare_loops(events: int, rounds: int) -> None:
+    """``python -m bench.processes EVENTS ROUNDS``: ``cavra worker --processes 1`` on SQLite and PostgreSQL,
+    on uvloop and on the standard loop (``CAVRA_WORKER_LOOP=asyncio``), alternating; prints events/s, CPU
+    per event and the per-round ratios."""
+    import statistics
+    import tempfile
+
+    from bench.sink import Sink
+
+    with Sink() as sink, tempfile.TemporaryDirectory(prefix="cavra-bench-loops-") as tmp:
+        pg = PgSchema("cavra_bench_probe").start()
+        pg.drop()
+        backends = ["sqlite"] + ([] if pg.error else ["postgresql"])
+        ratios: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
+        start = 70_000_000
+        for r in range(rounds):
+            for backend in backends:
+                got: dict[str, tuple[float, float]] = {}
+                for loop in ("asyncio", "uvloop") if r % 2 == 0 else ("uvloop", "asyncio"):
+                    batch = make_events(events, start=start)
+                    start += events
+                    done, seconds, cpu = Run(Path(tmp), sink.url, backend, 1, pg.error, loop).execute(
+                        batch, 300
+                    )
+                    got[loop] = (done / seconds, cpu / done * 1e6)
+                    rate, per = got[loop]
+                    print(f"round {r + 1} {backend:10} {loop:8} {rate:7.0f} events/s {per:6.0f} µs CPU/event")
+                ratios[backend].append(
+                    (got["uvloop"][0] / got["asyncio"][0], got["uvloop"][1] / got["asyncio"][1])
+                )
+        for backend, values in ratios.items():
+            speed = [v[0] for v in values]
+            cpus = [v[1] for v in values]
+            print(
+                f"{backend}: uvloop / asyncio throughput median {statistics.median(speed):.2f}x "
+                f"({min(speed):.2f}-{max(speed):.2f}), CPU per event median {statistics.median(cpus):.2f}x "
+                f"({min(cpus):.2f}-{max(cpus):.2f})"
+            )
+
+
+if __name__ == "__main__":
+    import sys
+
+    compare_loops(
+        int(sys.argv[1]) if len(sys.argv) > 1 else 3000, int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    )

@@ -17,6 +17,8 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -93,6 +95,8 @@ ProcessesOption = Annotated[
         help="Worker processes claiming from the store (default: the number of cores; 1: this process).",
     ),
 ]
+#: ``asyncio`` runs the worker on the standard event loop instead of uvloop
+LOOP_ENV = "CAVRA_WORKER_LOOP"
 #: options only the first child of a supervisor gets (one metrics port, one checkpoint witness)
 FIRST_CHILD_ONLY = {"metrics_port", "checkpoint_every", "checkpoint_provider"}
 
@@ -209,8 +213,8 @@ def _run_one(opened: Store, w: Worker, witness: CheckpointSchedule | None, *, on
             await witness.tick()  # --once: one checkpoint of what this run stored
 
     try:
-        with handled():
-            asyncio.run(main())
+        with handled(), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(main())
     finally:
         opened.close()
     s = w.stats
@@ -223,6 +227,16 @@ def _run_one(opened: Store, w: Worker, witness: CheckpointSchedule | None, *, on
         soft_wrap=True,
     )
     raise typer.Exit(EXIT_OK)
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (``uvicorn[standard]`` brings it; ``cavra serve`` uses it too),
+    unless ``CAVRA_WORKER_LOOP=asyncio`` asks for the standard one; ``None`` is the standard loop."""
+    if os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio" or find_spec("uvloop") is None:
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 def child_args(options: dict[str, Any], *, first: bool) -> list[str]:
