@@ -302,7 +302,7 @@ def run(
 
 def compare_loops(events: int, rounds: int) -> None:
     """``python -m bench.processes EVENTS ROUNDS``: ``cavra worker --processes 1`` on SQLite and PostgreSQL,
-    on uvloop and on the standard loop (``CAVRA_WORKER_LOOP=asyncio``), alternating; prints events/s, CPU
+    on the standard loop and on uvloop (``CAVRA_WORKER_LOOP=uvloop``), alternating; prints events/s, CPU
     per event and the per-round ratios."""
     import statistics
     import tempfile

@@ -95,7 +95,7 @@ ProcessesOption = Annotated[
         help="Worker processes claiming from the store (default: the number of cores; 1: this process).",
     ),
 ]
-#: ``asyncio`` runs the worker on the standard event loop instead of uvloop
+#: ``uvloop`` runs the worker on uvloop's event loop (when installed) instead of the standard one
 LOOP_ENV = "CAVRA_WORKER_LOOP"
 #: options only the first child of a supervisor gets (one metrics port, one checkpoint witness)
 FIRST_CHILD_ONLY = {"metrics_port", "checkpoint_every", "checkpoint_provider"}
@@ -230,9 +230,11 @@ def _run_one(opened: Store, w: Worker, witness: CheckpointSchedule | None, *, on
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed (``uvicorn[standard]`` brings it; ``cavra serve`` uses it too),
-    unless ``CAVRA_WORKER_LOOP=asyncio`` asks for the standard one; ``None`` is the standard loop."""
-    if os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio" or find_spec("uvloop") is None:
+    """The standard loop (``None``), or uvloop's with ``CAVRA_WORKER_LOOP=uvloop`` when it is installed.
+
+    Measured side by side (docs/performance.md, issue 17) uvloop changed neither the worker's throughput
+    nor its CPU per event, so it is opt-in here (``cavra serve`` uses it for its HTTP server)."""
+    if os.environ.get(LOOP_ENV, "").strip().lower() != "uvloop" or find_spec("uvloop") is None:
         return None
     import uvloop
 
