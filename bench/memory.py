@@ -67,7 +67,7 @@ def worker_rss(section: Section, workdir: Path, *, sink_url: str, jobs: int, bud
     config = workdir / "worker-connectors.json"
     config.write_text(json.dumps(webhook_connectors(sink_url)), encoding="utf-8")
     args = ["worker", "--store", f"sqlite:///{db}", "--config", str(config), "--concurrency", "32"]
-    args += ["--once", "--poll-interval", "0.05"]
+    args += ["--once", "--poll-interval", "0.05", "--processes", "1"]  # the RSS of one worker process
     log_path = workdir / "worker-rss.log"
     samples: list[tuple[int, float, float]] = []  # (jobs done, rss MiB, peak MiB)
     started = time.monotonic()

@@ -6,7 +6,8 @@ sizes, writes ``bench/results/quick.json`` only, asserts no timing, and exits no
 harness itself is broken (a section raised, or a contestant failed rather than being skipped).
 
 Sections: ``throughput`` (single-event delivery), ``siem`` (batching), ``store`` (store at scale), ``api``
-(API overhead), ``memory`` (RSS). ``--sections`` runs a subset.
+(API overhead), ``memory`` (RSS), ``routing``, ``processes`` (CPU per durable event; ``cavra worker
+--processes 2`` against 1). ``--sections`` runs a subset.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api_overhead, memory, report, routing, store_scale
+from bench import api_overhead, memory, processes, report, routing, store_scale
 from bench.common import REPO, Section, machine_facts, now_iso, package_versions
 from bench.contestants import Contestant, alternate
 from bench.contestants.baselines import AiohttpCeiling, AppriseJson, RequestsPost, RequestsSession
@@ -38,7 +39,7 @@ from bench.targets import TARGETS, evaluate
 log = logging.getLogger("bench")
 RESULTS = REPO / "bench" / "results"
 PAGE = REPO / "docs" / "performance.md"
-SECTIONS = ("throughput", "siem", "store", "api", "memory", "routing")
+SECTIONS = ("throughput", "siem", "store", "api", "memory", "routing", "processes")
 
 FULL: dict[str, Any] = {
     "throughput": {"events": 20_000, "rounds": 5, "budget": 6.0},
@@ -56,6 +57,7 @@ FULL: dict[str, Any] = {
     "api": {"rounds": 3, "requests": {1: 300, 32: 1500}, "budget": 30.0},
     "memory": {"jobs": 100_000, "budget": 90.0, "pages": 200, "dashboards": 3},
     "routing": {"events": 20_000, "rounds": 3, "requests": 200},
+    "processes": {"events": 6_000, "rounds": 3, "budget": 90.0},
 }
 QUICK: dict[str, Any] = {
     "throughput": {"events": 120, "rounds": 2, "budget": 20.0},
@@ -73,6 +75,7 @@ QUICK: dict[str, Any] = {
     "api": {"rounds": 2, "requests": {1: 20, 32: 64}, "budget": 20.0},
     "memory": {"jobs": 500, "budget": 60.0, "pages": 10, "dashboards": 1},
     "routing": {"events": 300, "rounds": 1, "requests": 10},
+    "processes": {"events": 100, "rounds": 1, "budget": 60.0},
 }
 
 
@@ -266,6 +269,16 @@ def make_sections() -> dict[str, Section]:
             "on SQLite, POST /events with wait (one route, 3 destinations: webhook, HEC, Datadog, all at "
             "the sink) against POST /integrations/{id}/deliver (1 destination), alternating, one client.",
         ),
+        "processes": Section(
+            "processes",
+            "7. CPU per durable event, and every core (cavra worker --processes)",
+            "cavra worker --processes N (32 in flight each) in its own process on a fresh store per run; the "
+            "bench enqueues the run's events once the workers are up; the window ends when all succeeded. "
+            "CPU = utime+stime from /proc/<pid>/stat of the supervisor and every worker process, plus the "
+            "PostgreSQL backends of the run (pg_stat_activity by application_name), plus the enqueuing "
+            "thread; the bare aiohttp client's CPU per request is read the same way around its run. Runs "
+            "alternate (rotating order) in every round; ratios are per round.",
+        ),
     }
 
 
@@ -398,6 +411,20 @@ def main(argv: list[str] | None = None) -> int:
                 events=rc["events"],
                 rounds=rc["rounds"],
                 requests=rc["requests"],
+            ),
+        )
+
+        pcfg = cfg["processes"]
+        run_section(
+            "processes",
+            lambda s: processes.run(
+                s,
+                workdir,
+                sink_url=sink.url,
+                events=pcfg["events"],
+                rounds=pcfg["rounds"],
+                budget=pcfg["budget"],
+                pg_error=pg.error,
             ),
         )
 

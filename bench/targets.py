@@ -1,4 +1,4 @@
-"""The targets of issue 7, checked against a run's results (ratios measured in the same run)."""
+"""The targets of issues 7 and 17, checked against a run's results (ratios measured in the same run)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,42 @@ TARGETS = [
         "<=",
         3.0,
         "ms",
+    ),
+    Target(
+        "cpu_vs_aiohttp_sqlite",
+        "CPU per durable event (SQLite, 1 worker process) ≤ 4x the bare aiohttp client's CPU per request",
+        "processes",
+        "cpu_vs_aiohttp_sqlite",
+        "<=",
+        4.0,
+        "x",
+    ),
+    Target(
+        "cpu_vs_aiohttp_postgresql",
+        "CPU per durable event (PostgreSQL incl. its backends, 1 worker process) ≤ 4x aiohttp's",
+        "processes",
+        "cpu_vs_aiohttp_postgresql",
+        "<=",
+        4.0,
+        "x",
+    ),
+    Target(
+        "procs_2_vs_1_sqlite",
+        "cavra worker --processes 2 ≥ 1.6x --processes 1 (SQLite)",
+        "processes",
+        "procs_2_vs_1_sqlite",
+        ">=",
+        1.6,
+        "x",
+    ),
+    Target(
+        "procs_2_vs_1_postgresql",
+        "cavra worker --processes 2 ≥ 1.6x --processes 1 (PostgreSQL)",
+        "processes",
+        "procs_2_vs_1_postgresql",
+        ">=",
+        1.6,
+        "x",
     ),
     Target(
         "worker_rss",

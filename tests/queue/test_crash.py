@@ -1,7 +1,8 @@
 """Nothing accepted is lost: a worker process killed with SIGKILL mid-delivery, then a new worker drains.
 
-2,000 jobs for the webhook emulator (in this process, on loopback) are worked by ``cavra worker`` in a
-subprocess. At a random moment (seeded; the seed is printed) the worker is killed with SIGKILL. After its
+2,000 jobs for the webhook emulator (in this process, on loopback) are worked by ``cavra worker
+--processes 2`` in a subprocess (a supervisor and two worker processes). At a random moment (seeded; the
+seed is printed) the supervisor is killed with SIGKILL, and its workers die with it. After its
 leases expire a new worker drains the queue with ``--once``. Then every job must have succeeded with
 exactly one final record, the chain must verify, and the emulator must have received every event: the
 unique ``webhook-id`` count is 2,000; re-sends of jobs that were in flight at the kill are duplicates the
@@ -31,6 +32,8 @@ from .conftest import new_job
 
 JOBS = 2000
 CONCURRENCY = 8
+PROCESSES = 2
+IN_FLIGHT = CONCURRENCY * PROCESSES  # at most this many jobs were running at the kill
 LEASE = 2.0
 CLI = "from cavra.cli.main import main; main()"
 
@@ -53,6 +56,8 @@ def _worker_cmd(store_url: str, config: Path, *extra: str) -> list[str]:
         "0.05",
         "--retry-base-delay",
         "0.01",
+        "--processes",
+        str(PROCESSES),
         *extra,
     ]
 
@@ -110,9 +115,9 @@ async def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path, capsys: pytest
         assert by_id[j.delivery_id]["job"] == {**by_id[j.delivery_id]["job"], "job_id": j.id, "final": True}
     lost_lease = [d for d in records if d and not d["job"]["final"]]
     assert state.unique == JOBS  # every event arrived
-    assert state.duplicates <= CONCURRENCY and state.duplicates == len(srv.hub.received("webhook")) - JOBS
+    assert state.duplicates <= IN_FLIGHT and state.duplicates == len(srv.hub.received("webhook")) - JOBS
     rerun = [j for j in jobs if j.attempts > 1]
-    assert len(rerun) <= CONCURRENCY
+    assert len(rerun) <= IN_FLIGHT
     with capsys.disabled():
         print(
             f"\ncrash test (seed {seed}): killed after {at_kill} requests; {len(rerun)} jobs ran again after "
