@@ -58,7 +58,8 @@ def bench_routes(count: int = 100, *, worst: bool = False) -> list[dict[str, Any
 def bench_table(*, worst: bool = False) -> RouteTable:
     # routes name destinations by entry name only: the entries need not load (this part sends nothing)
     loaded = config_from_data(
-        {"connectors": {d: {} for d in DESTS}, "routes": bench_routes(worst=worst)}, "bench"
+        {"connectors": {d: {"provider": "webhook"} for d in DESTS}, "routes": bench_routes(worst=worst)},
+        "bench",
     )
     assert loaded.routes is not None
     return loaded.routes
