@@ -106,7 +106,9 @@ async def _history(
     default_kind: str | None = None,
 ) -> Response:
     form = HistoryForm.parse(request, kinds=kinds)
-    if form.problems:
+
+    def refused(form: HistoryForm, notes: list[Any]) -> Response:
+        """The search form again, with its problems said (422), instead of a page of no rows."""
         return render(
             request,
             viewer,
@@ -118,40 +120,19 @@ async def _history(
             kinds=METADATA_KINDS if kinds else (),
             statuses=STATUSES,
             result=None,
-            notes=[],
+            notes=notes,
         )
+
+    if form.problems:
+        return refused(form, [])
     values = await _call(request, governance.search_values, form.metadata_kind or default_kind)
     form, notes, problems = resolve_search(form, values)
     if problems:
-        return render(
-            request,
-            viewer,
-            "history.html",
-            status=422,
-            section=section,
-            title=title,
-            form=replace(form, problems=problems),
-            kinds=METADATA_KINDS if kinds else (),
-            statuses=STATUSES,
-            result=None,
-            notes=notes,
-        )
+        return refused(replace(form, problems=problems), notes)
     try:
         result = await _call(request, fn, **form.filters())
     except InputError as exc:  # e.g. a provider no connector has: said, not answered with 0 rows
-        return render(
-            request,
-            viewer,
-            "history.html",
-            status=422,
-            section=section,
-            title=title,
-            form=replace(form, problems=[str(exc).removeprefix("--")]),
-            kinds=METADATA_KINDS if kinds else (),
-            statuses=STATUSES,
-            result=None,
-            notes=notes,
-        )
+        return refused(replace(form, problems=[str(exc).removeprefix("--")]), notes)
     result["items"] = await _call(request, governance.with_lifecycle, result["items"])
     return render(
         request,
