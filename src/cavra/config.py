@@ -405,7 +405,8 @@ def config_from_data(
         try:
             target = target_from_mapping(provider, settings, environ, base_dir, name=name, source=source)
         except ConfigError as exc:
-            loaded.errors[name] = f"{source}: {exc}"  # shown when this destination is asked for
+            said = str(exc)  # shown when this destination is asked for, naming the file
+            loaded.errors[name] = said if said.startswith(f"{source}: ") else f"{source}: {said}"
             continue
         if target.settings.enabled:
             loaded.targets[name] = target

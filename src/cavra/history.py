@@ -93,7 +93,10 @@ def decode_cursor(text: str) -> Cursor:
             raise ValueError("row id")
         return Cursor(parse_iso(str(created)), row_id)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InputError(f"cursor: {text[:40]!r} is not a cursor returned by this history") from None
+        # the value is not quoted back: a pasted credential must not come back in an error
+        raise InputError(
+            "cursor: not a cursor returned by this history (use the previous page's next_cursor)"
+        ) from None
 
 
 def _when(value: datetime | None) -> datetime | None:

@@ -251,7 +251,7 @@ async def test_errors_are_pages_not_500s(console: httpx.AsyncClient) -> None:
     check_page_hygiene(resp)
     assert (await console.get("/console/deliveries/" + "x" * 200)).status_code == 404
     resp = await console.get("/console/deliveries?cursor=not-a-cursor")
-    assert resp.status_code == 422 and "is not a cursor" in html.unescape(resp.text)
+    assert resp.status_code == 422 and "not a cursor returned by this history" in html.unescape(resp.text)
     for query in (
         "success=maybe",
         "limit=0",

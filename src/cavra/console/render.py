@@ -196,7 +196,7 @@ def render(
     html = ENV.get_template(template).render(
         viewer=viewer,
         refresh=refresh,
-        refresh_link=refresh_link,
+        refresh_link=red.scrub(refresh_link),  # built from the query, which may hold a pasted secret
         can_act=can_act,
         csrf=csrf.token(request, viewer) if viewer is not None and can_act else "",
         section=context.pop("section", ""),

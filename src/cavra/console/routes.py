@@ -26,6 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 
 from cavra.api.deps import get_runtime
+from cavra.api.errors import redactor_of
 from cavra.console import access, charts
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
 from cavra.console.filters import MAX_TEXT, STATUSES, HistoryForm, resolve_search
@@ -132,7 +133,8 @@ async def _history(
     try:
         result = await _call(request, fn, **form.filters())
     except InputError as exc:  # e.g. a provider no connector has: said, not answered with 0 rows
-        return refused(replace(form, problems=[str(exc).removeprefix("--")]), notes)
+        said = redactor_of(request).scrub(str(exc).removeprefix("--"))  # it may quote what was typed
+        return refused(replace(form, problems=[said]), notes)
     result["items"] = await _call(request, governance.with_lifecycle, result["items"])
     return render(
         request,
