@@ -14,7 +14,7 @@ from typing import Any
 
 from cavra.config import LoadedConfig, Target, load_config
 from cavra.connectors.base import TokenCache
-from cavra.connectors.registry import PROVIDERS, unknown_provider_message
+from cavra.connectors.registry import CATEGORY_OF, PROVIDERS, unknown_provider_message
 from cavra.delivery.engine import batching, deliver_batch, deliver_many, deliver_one
 from cavra.delivery.guard import GuardSettings, effective_limits
 from cavra.delivery.policy import RetryPolicy
@@ -69,10 +69,10 @@ def select_targets(config: LoadedConfig, providers: list[str] | None) -> tuple[l
     return targets, errors
 
 
-def refusal(target: Target, event_type: str) -> str | None:
-    """Why ``target`` does not take events of ``event_type`` (None: it does). Endpoint-management providers
-    take only endpoint exports' publications; every other provider takes any event."""
-    if target.category == "endpoint" and event_type != ENDPOINT_PUBLICATION:
+def refusal(category: str | None, event_type: str) -> str | None:
+    """Why a provider of ``category`` does not take events of ``event_type`` (None: it does).
+    Endpoint-management providers take only endpoint exports' publications; every other takes any event."""
+    if category == "endpoint" and event_type != ENDPOINT_PUBLICATION:
         return (
             f"endpoint-management providers take endpoint exports ({ENDPOINT_PUBLICATION}, "
             f"cavra release deliver-endpoint-export), not {event_type}"
@@ -89,13 +89,15 @@ def all_that_take(
     kinds = list(dict.fromkeys(str(e.get("event_type")) for e in events))
     chosen: list[str] = []
     skipped: dict[str, str] = {}
-    for name, target in config.targets.items():
-        why = next((r for r in (refusal(target, kind) for kind in kinds) if r is not None), None)
+    # a destination that did not load is judged by its provider too: it is reported, not skipped silently
+    categories: dict[str, str | None] = {name: t.category for name, t in config.targets.items()}
+    categories.update({n: CATEGORY_OF.get(config.provider_of.get(n, n)) for n in config.errors})
+    for name, category in categories.items():
+        why = next((r for r in (refusal(category, kind) for kind in kinds) if r is not None), None)
         if why is None:
             chosen.append(name)
         else:
             skipped[name] = why
-    chosen += [name for name in config.errors if name not in chosen]
     if not chosen:
         raise InputError(
             "--provider all: no configured destination takes these events: "
