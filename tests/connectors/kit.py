@@ -1,40 +1,48 @@
 """The shared test kit every connector runs: events per category, emulator wiring, secrets of a target, and
 the contract's recorded flows replayed through :class:`cavra.transport.MockTransport`.
 
+Everything here is derived from each connector's ``ProviderSpec`` (docs/connectors/adding-a-provider.md):
 ``tests/leak/test_no_canary.py`` runs the canary leak check for every registered provider through
-:data:`EMULATORS`: a new connector is covered once its emulator writes a demo config entry and it is
-listed here."""
+:data:`EMULATORS`, so a new connector is covered once its emulator writes a demo config entry."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cavra.config import Target, target_from_mapping
 from cavra.connectors.base import PreparedRequest, Response
+from cavra.connectors.registry import PROVIDERS
 from cavra.delivery.engine import deliver_one
 from cavra.delivery.policy import RetryPolicy
 from cavra.emulators.server import EmulatorServer
 from cavra.transport import AiohttpTransport, SendOptions, Transport, TransportError
 
-#: provider -> the emulators it needs (token issuers first) and the emulator that answers its deliveries
-EMULATORS: dict[str, tuple[list[str], str]] = {
-    "splunk": (["splunk"], "splunk"),
-    "sentinel": (["entra", "sentinel"], "sentinel"),
-    "datadog": (["datadog"], "datadog"),
-    "webhook": (["webhook"], "webhook"),
-    "slack": (["slack"], "slack"),
-    "teams": (["teams"], "teams"),
-    "jira": (["jira"], "jira"),
-    "servicenow": (["servicenow"], "servicenow"),
-    "jamf": (["jamf"], "jamf"),
-    "intune": (["entra", "graph"], "graph"),
-    "linux": (["awx"], "awx"),
-}
 
-ENDPOINT = {"jamf", "intune", "linux"}
+class _Emulators(Mapping[str, tuple[list[str], str]]):
+    """provider -> the emulators it needs (token issuers first) and the emulator that answers its
+    deliveries, from its ``ProviderSpec`` (a provider registered in a test is here while it is registered)."""
+
+    def __getitem__(self, provider: str) -> tuple[list[str], str]:
+        spec = PROVIDERS[provider]
+        return list(spec.emulators), spec.mount
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PROVIDERS)
+
+    def __len__(self) -> int:
+        return len(PROVIDERS)
+
+
+EMULATORS: Mapping[str, tuple[list[str], str]] = _Emulators()
+
+
+def takes_publications(provider: str) -> bool:
+    """An endpoint-management provider: it takes the export's publication, not an evidence event."""
+    return not PROVIDERS[provider].takes_event("cavra.evidence_bundle")
 
 
 def evidence_event(event_id: str = "evt_kit_bundle") -> dict[str, Any]:
@@ -70,7 +78,7 @@ def publication_event(event_id: str = "evt_kit_publication") -> dict[str, Any]:
 
 
 def event_for(provider: str, event_id: str | None = None) -> dict[str, Any]:
-    if provider in ENDPOINT:
+    if takes_publications(provider):
         return publication_event(event_id or f"evt_kit_{provider}")
     return evidence_event(event_id or f"evt_kit_{provider}")
 
@@ -81,11 +89,8 @@ def target_for(server: EmulatorServer, provider: str, **extra: Any) -> tuple[Tar
     raw = {**config["connectors"][provider], **extra}
     target = target_from_mapping(provider, raw, environ=env)
     used = {v for v in raw.values() if isinstance(v, str)}  # the variables this destination names
-    secrets = {
-        k: v
-        for k, v in env.items()
-        if k in used and (not k.endswith("_URL") or "slack" in k.lower() or "teams" in k.lower())
-    }
+    url_secret = PROVIDERS[provider].url_secret  # the URL itself is the credential (Slack, Teams)
+    secrets = {k: v for k, v in env.items() if k in used and (url_secret or not k.endswith("_URL"))}
     return target, secrets
 
 
