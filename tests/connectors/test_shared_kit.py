@@ -23,9 +23,9 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.emulators.framework import Fault
 from cavra.emulators.server import EmulatorServer
 from cavra.transport import AiohttpTransport
-from tests.connectors.kit import EMULATORS, event_for, target_for
+from tests.connectors.kit import EMULATORS, event_for, kit_providers, target_for
 
-ALL = sorted(PROVIDERS)
+ALL = kit_providers()
 FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
 
 
