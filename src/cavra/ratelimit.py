@@ -40,13 +40,18 @@ class _Defaults(Mapping[str, RateLimit]):
     ``ProviderSpec.rate_limit`` (Slack incoming webhooks about 1 message per second with a small burst;
     Intune (Graph) writes 100 per 20 seconds per tenant). Read from the registry when first asked."""
 
-    def _limits(self) -> dict[str, RateLimit]:
-        from cavra.connectors.registry import default_rate_limits
+    _cached: tuple[int, dict[str, RateLimit]] | None = None
 
-        return {
-            name: parse_rate(text, f"ProviderSpec({name!r}).rate_limit")
-            for name, text in default_rate_limits().items()
-        }
+    def _limits(self) -> dict[str, RateLimit]:
+        from cavra.connectors.registry import default_rate_limits, generation
+
+        if self._cached is None or self._cached[0] != generation():
+            limits = {
+                name: parse_rate(text, f"ProviderSpec({name!r}).rate_limit")
+                for name, text in default_rate_limits().items()
+            }
+            self._cached = (generation(), limits)
+        return self._cached[1]
 
     def __getitem__(self, name: str) -> RateLimit:
         return self._limits()[name]

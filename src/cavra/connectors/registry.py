@@ -35,6 +35,18 @@ BUILTIN: dict[str, str] = {
 
 _REGISTERED: dict[str, ProviderSpec] = {}
 _LOADED: dict[str, ProviderSpec] = {}
+#: bumped whenever the set of providers changes, so what is derived from all specs can be cached
+_generation = 0
+
+
+def generation() -> int:
+    """A number that changes whenever a provider is registered or unregistered."""
+    return _generation
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
 
 
 def _names() -> list[str]:
@@ -60,11 +72,13 @@ def register(spec: ProviderSpec) -> ProviderSpec:
     if spec.name in BUILTIN:
         raise ConfigError(f"provider {spec.name!r} is built in; choose another name")
     _REGISTERED[spec.name] = spec
+    _changed()
     return spec
 
 
 def unregister(name: str) -> None:
-    _REGISTERED.pop(name, None)
+    if _REGISTERED.pop(name, None) is not None:
+        _changed()
 
 
 @contextmanager
@@ -78,7 +92,7 @@ def registered(spec: ProviderSpec) -> Iterator[ProviderSpec]:
         if before is None:
             unregister(spec.name)
         else:
-            _REGISTERED[spec.name] = before
+            register(before)
 
 
 class _Providers(Mapping[str, ProviderSpec]):

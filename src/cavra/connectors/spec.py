@@ -92,6 +92,10 @@ class ProviderSpec:
             )
         if self.category not in CATEGORIES:
             raise ValueError(f"{where}.category: one of {', '.join(CATEGORIES)}, not {self.category!r}")
+        if self.rate_limit is not None:
+            from cavra.ratelimit import parse_rate
+
+            parse_rate(self.rate_limit, f"{where}.rate_limit")
         if not self.takes:
             raise ValueError(f"{where}.takes: at least one event type (or '*')")
         inline = sorted(k for k in self.example if k in _INLINE_SECRETS)

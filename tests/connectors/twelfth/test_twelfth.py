@@ -85,6 +85,16 @@ def test_a_built_in_name_and_a_reserved_one_are_refused() -> None:
             example={},
             example_env={},
         )
+    with pytest.raises(ConfigError, match=r"ProviderSpec\('thirteenth'\)\.rate_limit: expected RATE"):
+        ProviderSpec(
+            name="thirteenth",
+            category="siem",
+            connector=type("Fast", (TwelfthConnector,), {}),
+            emulator="x.y",
+            example={},
+            example_env={},
+            rate_limit="fast",
+        )
     with pytest.raises(ValueError, match="category"):
         ProviderSpec(
             name="thirteenth",
