@@ -35,8 +35,8 @@ from cavra.templates.sandbox import TemplateSandbox, render_bounded
 KEYS: dict[str, dict[str, str]] = {
     "slack": {"text": "text", "blocks": "json"},
     "teams": {"title": "text", "text": "text", "facts": "json"},
-    "jira": {"summary": "text", "description": "text"},
-    "servicenow": {"short_description": "text", "description": "text"},
+    "jira": {"summary": "text", "description": "text", "comment": "text"},
+    "servicenow": {"short_description": "text", "description": "text", "work_notes": "text"},
     "webhook": {"fields": "mapping"},
 }
 #: webhook envelope keys an extra field may not replace
@@ -111,7 +111,8 @@ class CompiledTemplates:
 
     def render(self, key: str, event: Mapping[str, Any], **extra: str) -> str:
         """The text template ``key`` rendered for ``event``; :class:`TemplateFailure` when it cannot be.
-        ``extra``: values the connector adds (Jira's ``dedup_label``, ServiceNow's ``correlation_id``)."""
+        ``extra``: values the connector adds (Jira's ``dedup_label``, ServiceNow's ``correlation_id``; for a
+        comment or work note also ``delivered_at`` and the ticket's ``issue_key`` or ``number``)."""
         values = context(event, self.destination, self.provider, self.settings)
         values.update(extra)
         try:
