@@ -138,10 +138,11 @@ def templated_message(event: Mapping[str, Any], settings: SlackSettings) -> tupl
         return default, None
     try:
         msg = dict(default)
+        bound = compiled.bind(event)
         if compiled.has("text"):
-            msg["text"] = compiled.render("text", event)
+            msg["text"] = bound.render("text")
         if compiled.has("blocks"):
-            msg["blocks"] = compiled.render_json("blocks", event)
+            msg["blocks"] = bound.render_json("blocks")
         problem = slack_problem(msg)
         if problem is not None:
             raise TemplateFailure(f"templates: {problem}")

@@ -183,13 +183,14 @@ def templated_issue_fields(
         return fields, None
     try:
         out = dict(fields)
+        bound = compiled.bind(event, dedup_label=label)
         if compiled.has("summary"):
-            text = " ".join(compiled.render("summary", event, dedup_label=label).split())
+            text = " ".join(bound.render("summary").split())
             if not text:
                 raise TemplateFailure("templates: summary rendered empty")
             out["summary"] = text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
         if compiled.has("description"):
-            rendered = compiled.render("description", event, dedup_label=label)
+            rendered = bound.render("description")
             out["description"] = _templated_description(rendered, settings)
     except TemplateFailure as exc:
         return fields, f"{exc}; the default rendering was sent"

@@ -177,15 +177,14 @@ def templated_record_fields(
         return fields, None
     try:
         out = dict(fields)
+        bound = compiled.bind(event, correlation_id=correlation_id)
         if compiled.has("short_description"):
-            text = " ".join(
-                compiled.render("short_description", event, correlation_id=correlation_id).split()
-            )
+            text = " ".join(bound.render("short_description").split())
             if not text:
                 raise TemplateFailure("templates: short_description rendered empty")
             out["short_description"] = _clip(text, MAX_SHORT_DESCRIPTION)
         if compiled.has("description"):
-            text = compiled.render("description", event, correlation_id=correlation_id)
+            text = bound.render("description")
             out["description"] = _clip(text, MAX_DESCRIPTION)
     except TemplateFailure as exc:
         return fields, f"{exc}; the default rendering was sent"
