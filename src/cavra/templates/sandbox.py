@@ -193,6 +193,10 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.write("))")
 
 
+#: the sandbox's answers on attributes, by the object's type and the name (see ``is_safe_attribute``)
+_SAFE: dict[tuple[type, str], bool] = {}
+
+
 class TemplateSandbox(ImmutableSandboxedEnvironment):
     """The bounded sandbox (see the module docstring). One instance is shared; budgets are per render."""
 
@@ -258,6 +262,18 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def call_unop(self, context: Any, operator: str, arg: Any) -> Any:
         step()
         return super().call_unop(context, operator, arg)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Jinja's answer (no ``_`` name, no internal attribute of functions, methods, types, code, frames
+        or generators, no method that changes a list, dict or set) is decided by ``isinstance`` on the
+        object and the name: asked once per type and name."""
+        key = (type(obj), attr)
+        known = _SAFE.get(key)
+        if known is None:
+            known = super().is_safe_attribute(obj, attr, value)
+            if len(_SAFE) < 4096:
+                _SAFE[key] = known
+        return known
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         step()
