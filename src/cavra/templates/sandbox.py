@@ -104,7 +104,8 @@ def measure(value: Any, depth: int = 0) -> int:
         items: Iterable[Any] = value.items() if isinstance(value, dict) else value
         total = len(value)
         for item in items:
-            total += measure(item, depth + 1)
+            # a string item is counted in place: most containers hold strings (facts, lists of names)
+            total += len(item) if type(item) is str else measure(item, depth + 1)
             if total > MAX_VALUE * 4:
                 break
         return total
