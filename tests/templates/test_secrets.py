@@ -16,25 +16,10 @@ from cavra.connectors.jira import JiraState
 from cavra.connectors.servicenow import ServiceNowState
 from cavra.templates import context
 from cavra.templates.samples import SAMPLES
-from tests.templates.conftest import CANARIES, ENTRIES, ENV, target
+from tests.templates.conftest import CANARIES, DUMP, DUMP_TEMPLATES, ENTRIES, ENV, target
 
-DUMP = (
-    "{{ event }} {{ subject }} {{ destination }} {{ settings }} {{ summary }} {{ facts }} {{ link }} "
-    "{% for k, v in settings.items() %}{{ k }}={{ v }};{% endfor %}"
-    "{{ settings.url }}{{ settings.token }}{{ settings.api_token }}{{ settings.password }}"
-    "{{ settings.headers }}"
-    "{{ settings.signing_secret }}{{ settings.proxy_url }}{{ self }}{{ self._TemplateReference__context }}"
-    "{{ cycler.__init__.__globals__ }}{{ joiner.__init__.__globals__ }}{{ range.__self__ }}"
-)
-KEYS = {
-    "slack": {"text": DUMP},
-    "teams": {"title": "{{ settings }} {{ destination }}", "text": DUMP},
-    "teams-legacy": {"text": DUMP},
-    "jira": {"summary": DUMP, "description": DUMP, "comment": DUMP + "{{ issue_key }}{{ delivered_at }}"},
-    "jira-dc": {"summary": DUMP, "description": DUMP, "comment": DUMP + "{{ issue_key }}"},
-    "servicenow": {"short_description": DUMP, "description": DUMP, "work_notes": DUMP + "{{ number }}"},
-    "webhook": {"fields": {"dump": DUMP, "everything": "{{ settings|tojson }}"}},
-}
+KEYS = {name: DUMP_TEMPLATES[provider] for name, (provider, _) in ENTRIES.items()}
+KEYS["teams-legacy"] = {"text": DUMP}
 
 
 def _request_body(name: str, event: dict[str, Any]) -> bytes:
