@@ -4,7 +4,9 @@ One test per registered provider (a new connector is covered as soon as the regi
 know it): every provider's emulator echoes everything it received (raw, URL-encoded, base64) plus every
 other connector's canaries in every form; the deliveries go through the API (two servers: SQLite with text
 logs, PostgreSQL with JSON logs; waiting and through the outbox), the CLI (``--output``, ``--json``, a
-``--metadata-json`` store, history and dashboards) and the console. The world is built once per module.
+``--metadata-json`` store, history and dashboards) and the console. Every destination that takes templates
+has ones that print every context value (the Jira comment and ServiceNow work note included). The world is
+built once per module.
 """
 
 from __future__ import annotations
