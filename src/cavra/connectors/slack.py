@@ -133,21 +133,20 @@ def templated_message(event: Mapping[str, Any], settings: SlackSettings) -> tupl
     """The message with the destination's templates (``text``, ``blocks``) applied, and a warning when
     they could not be (then the default message is sent): a render error or a message over Slack's limits.
     """
-    default = message(event)
     compiled = settings.templates
     if compiled is None:
-        return default, None
+        return message(event), None
     try:
-        msg = dict(default)
-        if compiled.has("text"):
-            msg["text"] = compiled.render("text", event)
-        if compiled.has("blocks"):
-            msg["blocks"] = compiled.render_json("blocks", event)
+        bound = compiled.bind(event)
+        # the default parts are built only for what the templates leave (and for a fallback)
+        text = bound.render("text") if compiled.has("text") else fallback_text(event)
+        shown = bound.render_json("blocks") if compiled.has("blocks") else blocks(event)
+        msg = {"text": text, "blocks": shown, "unfurl_links": False, "unfurl_media": False}
         problem = slack_problem(msg)
         if problem is not None:
             raise TemplateFailure(f"templates: {problem}")
     except TemplateFailure as exc:
-        return default, f"{exc}; the default rendering was sent"
+        return message(event), f"{exc}; the default rendering was sent"
     return msg, None
 
 

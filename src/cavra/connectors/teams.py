@@ -245,12 +245,13 @@ def templated_body(event: Mapping[str, Any], settings: TeamsSettings) -> tuple[b
         return default, None
     try:
         parts = default_parts(event)
+        bound = compiled.bind(event)
         if compiled.has("title"):
-            parts = replace(parts, title=compiled.render("title", event))
+            parts = replace(parts, title=bound.render("title"))
         if compiled.has("text"):
-            parts = replace(parts, text=compiled.render("text", event))
+            parts = replace(parts, text=bound.render("text"))
         if compiled.has("facts"):
-            parts = replace(parts, facts=_facts_of(compiled.render_json("facts", event)))
+            parts = replace(parts, facts=_facts_of(bound.render_json("facts")))
         body = encode(payload(event, settings.card_format, parts))
         if len(body) > MAX_BYTES:
             raise TemplateFailure(

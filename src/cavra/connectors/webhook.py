@@ -142,7 +142,8 @@ def templated_envelope(
     if compiled is None or not compiled.field_names():
         return body, None
     try:
-        extra = {name: compiled.render(f"fields.{name}", event) for name in compiled.field_names()}
+        bound = compiled.bind(event)
+        extra = {name: bound.render(f"fields.{name}") for name in compiled.field_names()}
     except TemplateFailure as exc:
         return body, f"{exc}; the envelope was sent without its extra fields"
     return {**body, **extra}, None

@@ -40,7 +40,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
-from cavra.connectors.jira.content import comment_body, dedup_label, templated_issue_fields
+from cavra.connectors.jira.content import dedup_label, templated_comment_body, templated_issue_fields
 from cavra.connectors.jira.settings import JiraSettings
 from cavra.connectors.spec import Described
 from cavra.errors import ConfigError
@@ -122,9 +122,10 @@ class JiraConnector(Described):
                 settings, f"/rest/api/{settings.api_version}/issue", {"fields": fields}, "create"
             )
             return request if warning is None else replace(request, warnings=(warning,))
-        body = {"body": comment_body(event, settings, label, ctx.now)}
+        comment, warning = templated_comment_body(event, settings, label, ctx.now, state.key)
         path = f"/rest/api/{settings.api_version}/issue/{quote(state.key, safe='')}/comment"
-        return self._post(settings, path, body, "comment")
+        request = self._post(settings, path, {"body": comment}, "comment")
+        return request if warning is None else replace(request, warnings=(warning,))
 
     def _headers(
         self, settings: JiraSettings, *, json_body: bool
