@@ -59,16 +59,12 @@ from cavra.connectors.flow import (
     fetch_token,
     unauthorized,
 )
-<<<<<<< HEAD
-from cavra.connectors.servicenow.settings import ServiceNowSettings, templated_record_fields, work_note
-from cavra.connectors.spec import Described
-=======
 from cavra.connectors.servicenow.settings import (
     ServiceNowSettings,
     templated_record_fields,
     templated_work_note,
 )
->>>>>>> itsm-templates
+from cavra.connectors.spec import Described
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
 from cavra.secrets import Secret
