@@ -28,6 +28,8 @@ HEALTH_WINDOW = timedelta(hours=24)
 #: failure rate (in the window) from which an integration is "degraded"
 DEGRADED_RATE = 0.2
 RESOLVED = ("delivered", "delivered_later")
+#: an event with at most this many provider deliveries has them all read by its event id
+FEW = 100
 
 
 def _later_success(store: Store, item: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -39,9 +41,15 @@ def _later_success(store: Store, item: Mapping[str, Any]) -> dict[str, Any] | No
     if not event_id or not provider:
         return None
     by_event = DeliveryFilter(event_id=str(event_id))
-    if store.count_provider_deliveries(by_event) <= 1:
+    count = store.count_provider_deliveries(by_event)
+    if count <= 1:
         return None
-    later = store.page_provider_deliveries(by_event.narrowed(provider=str(provider), success=True), limit=1)
+    if count <= FEW:  # the event's rows by its own index, picked here (a planner may choose another index)
+        rows = store.page_provider_deliveries(by_event, limit=count)
+        later = [r for r in rows if r.provider == provider and r.success][:1]  # newest first
+    else:
+        narrowed = by_event.narrowed(provider=str(provider), success=True)
+        later = store.page_provider_deliveries(narrowed, limit=1)
     created = item.get("created_at")
     if later and (not isinstance(created, str) or later[0].created_at > parse_iso(created)):
         row = later[0]

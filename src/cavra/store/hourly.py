@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from cavra.store import rawsql
-from cavra.store.base import DeliveryFilter, utc
-from cavra.store.schema import pd_hourly
+from cavra.store.base import DeliveryFilter, FailureStreak, utc
+from cavra.store.schema import pd_destination_totals, pd_hourly
 from cavra.store.schema import provider_deliveries as pd
 
 HOUR = timedelta(hours=1)
@@ -149,3 +149,45 @@ def fold(
             for i in range(3):
                 out[n][i] += counts[i]
     return [(a, b, c) for a, b, c in out]
+
+
+def destination_streak(conn: sa.Connection, flt: DeliveryFilter) -> list[FailureStreak] | None:
+    """One destination's current failure streak from ``pd_destination_totals`` (revision 0008), when
+    ``flt`` names the destination and kinds only and no kind's open streak straddles the latest success
+    of any of the kinds (so that each counts wholly or not at all); ``None`` otherwise (the caller asks
+    the index).
+    What the index's SQL answers, without reading the destination's rows (the trends' outage)."""
+    from cavra.store.aggquery import kinds_only
+
+    if flt.destination is None or not kinds_only(flt, destination=flt.destination):
+        return None
+    t = pd_destination_totals
+    where = [t.c.destination == flt.destination]
+    if flt.metadata_kinds is not None:
+        where.append(t.c.metadata_kind.in_(flt.metadata_kinds))
+    cols = ("provider", "last_ok_id", "streak_count", "streak_first_id", "streak_since")
+    rows = conn.execute(
+        sa.select(*[t.c[c] for c in (*cols, "streak_last_at", "streak_last_id", "streak_event_type")]).where(
+            *where
+        )
+    ).all()
+    latest_ok = max((int(r[1]) for r in rows), default=0)
+    # a kind's streak wholly before the latest success of another kind has ended; one wholly after it counts
+    open_ = [r for r in rows if int(r[2]) > 0 and int(r[6]) > latest_ok]
+    if not open_:
+        return []
+    if not all(r[3] is not None and int(r[3]) > latest_ok for r in open_):
+        return None  # a streak that the other kind's success cut in two: the index counts its tail
+    last_id = max(int(r[6]) for r in open_)
+    error = conn.execute(sa.select(pd.c.error).where(pd.c.id == last_id)).scalar()
+    return [
+        FailureStreak(
+            provider=max(str(r[0]) for r in open_),
+            event_id=None,
+            event_type=max((r[7] for r in open_ if r[7] is not None), default=None),
+            count=sum(int(r[2]) for r in open_),
+            since=utc(min(r[4] for r in open_)),
+            last_at=utc(max(r[5] for r in open_)),
+            last_error=error,
+        )
+    ]

@@ -346,6 +346,8 @@ class SqlStore(Store):
     def failure_streaks(self, flt: DeliveryFilter, *, per_event: bool = False) -> list[FailureStreak]:
         with self._read(snapshot=True) as conn:
             fast = agg.failure_streaks(conn, flt, per_event) if self.aggregates else None
+            if fast is None and self.destinations and self.aggregates and not per_event:
+                fast = hourly.destination_streak(conn, flt)
             if fast is not None:
                 return fast
             rows = conn.execute(q.streaks_stmt(flt, per_event)).all()
