@@ -7,7 +7,8 @@ harness itself is broken (a section raised, or a contestant failed rather than b
 
 Sections: ``throughput`` (single-event delivery), ``siem`` (batching), ``store`` (store at scale), ``api``
 (API overhead), ``memory`` (RSS), ``routing``, ``processes`` (CPU per durable event; ``cavra worker
---processes 2`` against 1). ``--sections`` runs a subset.
+--processes 2`` against 1), ``console`` (every console page's time on the store section's dataset).
+``--sections`` runs a subset.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import api_overhead, memory, processes, report, routing, store_scale
+from bench import api_overhead, console_pages, memory, processes, report, routing, store_scale
 from bench.common import REPO, Section, machine_facts, now_iso, package_versions
 from bench.contestants import Contestant, alternate
 from bench.contestants.baselines import AiohttpCeiling, AppriseJson, RequestsPost, RequestsSession
@@ -39,7 +40,7 @@ from bench.targets import TARGETS, evaluate
 log = logging.getLogger("bench")
 RESULTS = REPO / "bench" / "results"
 PAGE = REPO / "docs" / "performance.md"
-SECTIONS = ("throughput", "siem", "store", "api", "memory", "routing", "processes")
+SECTIONS = ("throughput", "siem", "store", "api", "memory", "routing", "processes", "console")
 
 FULL: dict[str, Any] = {
     "throughput": {"events": 20_000, "rounds": 5, "budget": 6.0},
@@ -58,6 +59,7 @@ FULL: dict[str, Any] = {
     "memory": {"jobs": 100_000, "budget": 90.0, "pages": 200, "dashboards": 3},
     "routing": {"events": 20_000, "rounds": 3, "requests": 200},
     "processes": {"events": 6_000, "rounds": 3, "budget": 90.0},
+    "console": {"rounds": 3, "samples": 9},
 }
 QUICK: dict[str, Any] = {
     "throughput": {"events": 120, "rounds": 2, "budget": 20.0},
@@ -76,6 +78,7 @@ QUICK: dict[str, Any] = {
     "memory": {"jobs": 500, "budget": 60.0, "pages": 10, "dashboards": 1},
     "routing": {"events": 300, "rounds": 1, "requests": 10},
     "processes": {"events": 100, "rounds": 1, "budget": 60.0},
+    "console": {"rounds": 1, "samples": 2},
 }
 
 
@@ -281,6 +284,14 @@ def make_sections() -> dict[str, Section]:
             "thread; the bare aiohttp client's CPU per request is read the same way around its run. Runs "
             "alternate (rotating order) in every round; ratios are per round.",
         ),
+        "console": Section(
+            "console",
+            "8. Console pages at scale",
+            "cavra serve on the store section's SQLite dataset, protected mode (the admin's view); one "
+            "client asks every console page in turn over loopback HTTP; each round's p50 per page is one "
+            "value. "
+            "Targets: every page 100 ms p50, a trend chart 50 ms p50.",
+        ),
     }
 
 
@@ -429,6 +440,18 @@ def main(argv: list[str] | None = None) -> int:
                 pg_error=pg.error,
             ),
         )
+
+        ccfg = cfg["console"]
+
+        def console_section(s: Section) -> None:
+            scale_db = workdir / "scale.db"
+            if not scale_db.exists():  # the store section did not run: load (or reuse) its dataset
+                store_scale.sqlite_dataset(s, scale_db, cfg["store"]["records"], cache=cfg["store"]["cache"])
+            console_pages.run(
+                s, workdir, db=scale_db, sink_url=sink.url, rounds=ccfg["rounds"], samples=ccfg["samples"]
+            )
+
+        run_section("console", console_section)
 
     for name in chosen:
         for fig in sections[name].figures.values():

@@ -213,6 +213,12 @@ def run(
     return db
 
 
+def sqlite_dataset(section: Section, db: Path, records: int, *, cache: Path | None) -> int:
+    """The dataset in ``db`` (built, or copied from ``cache``), for a section that needs it without the
+    store section (the console pages)."""
+    return _sqlite_dataset(section, db, records, cache=cache)
+
+
 def _json_backends(section: Section, workdir: Path, sizes: tuple[int, ...]) -> list[Backend]:
     """JSON-file stores of each size (written in one atomic rewrite), opened cold and timed once."""
     from cavra.store import open_store

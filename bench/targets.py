@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import Target
+from bench.console_pages import PAGES, TRENDS
 
 #: "flat in the number of jobs": RSS grows by at most this much per 10,000 jobs after the warm-up
 FLAT_MIB_PER_10K = 2.0
@@ -157,6 +158,20 @@ TARGETS = [
         FLAT_MIB_PER_10K,
         "MiB",
     ),
+]
+
+# issue 14: every console page ≤ 100 ms p50, a trend chart ≤ 50 ms p50, at 1,000,000 records
+TARGETS += [
+    Target(
+        f"console_{key}",
+        f"Console page {label} p50 ≤ {50 if key in TRENDS else 100} ms at 1,000,000 records (SQLite)",
+        "console",
+        f"{key}_p50",
+        "<=",
+        50.0 if key in TRENDS else 100.0,
+        "ms",
+    )
+    for key, (label, _path) in PAGES.items()
 ]
 
 

@@ -139,29 +139,37 @@ async def test_replay_failed_since(operator: httpx.AsyncClient, seed: Seed) -> N
     assert actions == ["done", "done"]  # the bad form was refused before any service call
 
 
-async def test_pause_and_resume_a_provider(operator: httpx.AsyncClient, seed: Seed) -> None:
+async def test_pause_and_resume_a_destination(operator: httpx.AsyncClient, seed: Seed) -> None:
     token = csrf_of(await operator.get("/console/queue"))
     resp = await post(
         operator, "/console/actions/pause", {"csrf": token, "provider": "webhook", "minutes": "60"}
     )
-    assert resp.status_code == 200 and "holds its deliveries until" in resp.text
+    assert resp.status_code == 200 and "webhook is paused: its jobs wait in the queue until" in resp.text
     with seed.store() as store:
-        [hook] = [b for b in governance.queue_overview(store)["breakers"] if b["provider"] == "webhook"]
-    assert hook["paused_until"]
+        overview = governance.queue_overview(store)
+    [hook] = [b for b in overview["breakers"] if b["provider"] == "webhook"]
+    # the operator's pause is its own state, not the provider's Retry-After
+    assert hook["pause"]["by"] == "operator-console" and hook["pause"]["until"]
+    assert hook["retry_after_until"] is None and overview["paused"] == ["webhook"]
     queue = await operator.get("/console/queue")
-    assert 'action="/console/actions/resume"' in queue.text
+    assert 'action="/console/actions/resume"' in queue.text and 'id="paused-note"' in queue.text
     resp = await post(operator, "/console/actions/resume", {"csrf": token, "provider": "webhook"})
-    assert resp.status_code == 200
+    assert resp.status_code == 200 and "webhook delivers again." in resp.text
     with seed.store() as store:
         [hook] = [b for b in governance.queue_overview(store)["breakers"] if b["provider"] == "webhook"]
-    assert hook["paused_until"] is None
+    assert hook["pause"] is None
+    forever = await post(
+        operator, "/console/actions/pause", {"csrf": token, "provider": "splunk", "minutes": "0"}
+    )
+    assert "until it is resumed" in forever.text
     wrong = await post(
         operator, "/console/actions/pause", {"csrf": token, "provider": "webhook", "minutes": "7"}
     )
     assert wrong.status_code == 422
     assert [e["action"] for e in sorted(audit_entries(seed), key=lambda e: str(e["at"]))] == [
-        "pause_provider",
-        "resume_provider",
+        "pause_destination",
+        "resume_destination",
+        "pause_destination",
     ]
 
 

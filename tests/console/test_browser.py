@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+SHOTS = ("overview.png", "delivery.png", "destinations.png", "trends.png")
 STRIPPED = (
     "CAVRA_API_TOKENS_FILE",
     "CAVRA_API_TOKEN_ADMIN",
@@ -137,6 +138,14 @@ async def test_console_in_headless_chromium(seed: Seed, tmp_path: Path) -> None:
                 await expect(page.locator("dl.hashes")).to_contain_text("record_sha256")
                 await page.screenshot(path=str(shots / "delivery.png"), full_page=True)
 
+                # the destinations, each with its state and last delivery, and one destination's trend
+                await page.click("nav >> text=Destinations")
+                await expect(page.locator("table.destinations tbody tr").first).to_be_visible()
+                await page.screenshot(path=str(shots / "destinations.png"), full_page=True)
+                await page.goto(f"{url}/console/trends?span=30d&destination=webhook")
+                await expect(page.locator("svg.trend rect.bad")).to_have_count(30)
+                await page.screenshot(path=str(shots / "trends.png"), full_page=True)
+
                 # log out: the cookie is gone and the console asks for the token again
                 await page.click("button:has-text('Log out')")
                 await expect(page).to_have_url(f"{url}/console/login")
@@ -152,7 +161,7 @@ async def test_console_in_headless_chromium(seed: Seed, tmp_path: Path) -> None:
     assert code in (0, -signal.SIGTERM), log.read_text()[-2000:]
     assert not problems, problems  # no script error, no CSP violation
     assert not external, external  # nothing loaded from anywhere else
-    for name in ("overview.png", "delivery.png"):
+    for name in SHOTS:
         assert (shots / name).stat().st_size > 10_000
     text = log.read_text()
     assert TOKENS["auditor"] not in text
@@ -161,5 +170,5 @@ async def test_console_in_headless_chromium(seed: Seed, tmp_path: Path) -> None:
             assert value not in text
     keep = os.environ.get("CAVRA_CONSOLE_SCREENSHOTS")
     if keep:
-        for name in ("overview.png", "delivery.png"):
+        for name in SHOTS:
             shutil.copy(shots / name, Path(keep) / name)

@@ -34,6 +34,8 @@ def pages(seed: Seed) -> dict[str, str]:
         "publication": f"/console/deliveries/{seed.ids['publication']}",
         "queue": "/console/queue",
         "trends": "/console/trends?span=7d",
+        "trends-destination": "/console/trends?span=30d&destination=webhook",
+        "destinations": "/console/destinations",
         "audit": "/console/audit",
         "integrations": "/console/integrations",
         "not-found": "/console/nosuch",

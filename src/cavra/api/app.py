@@ -21,7 +21,7 @@ from cavra.api.deps import Runtime
 from cavra.api.errors import install_error_handlers
 from cavra.api.guards import REQUEST_HEADER, STATE_CHANGING
 from cavra.api.middleware import RequestContext
-from cavra.api.routes import destinations, events, health, history, integrations, queue, release
+from cavra.api.routes import destinations, events, health, history, integrations, operate, queue, release
 from cavra.api.schemas import ErrorOut
 from cavra.api.settings import ApiSettings
 from cavra.console import routes as console
@@ -59,6 +59,10 @@ TAGS = [
         "description": "Publish events through the routes; test the routes without sending (operator).",
     },
     {"name": "history", "description": "Delivery history, dashboards and evidence (auditor)."},
+    {
+        "name": "operations",
+        "description": "Pause and resume a destination, acknowledge an alert; each audited (operator).",
+    },
     {"name": "service", "description": "Health, readiness and the loaded configuration."},
 ]
 
@@ -97,7 +101,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     # a missing or extra trailing slash is redirected by the 404 handler, with a relative Location
     app.router.redirect_slashes = False
-    for module in (integrations, destinations, release, events, history, queue, health, console):
+    for module in (integrations, destinations, operate, release, events, history, queue, health, console):
         app.include_router(module.router)
     _document_envelope(app, host_check=cfg.checked_hosts is not None)
     return app

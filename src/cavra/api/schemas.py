@@ -174,6 +174,9 @@ class DestinationOut(_Out):
     error: str | None = None
     health: dict[str, Any]
     breaker: dict[str, Any]
+    pause: dict[str, Any] | None = Field(
+        default=None, description="an operator's pause while it lasts: by, at, until (null: until resumed)"
+    )
 
 
 class DestinationList(BaseModel):
@@ -210,6 +213,10 @@ class AlertOut(_Out):
     level: Literal["critical", "warning"]
     code: str
     message: str
+    key: str | None = Field(default=None, description="what identifies the alert (to acknowledge it)")
+    acknowledged_by: str | None = Field(default=None, description="who acknowledged (silenced) it")
+    acknowledged_at: str | None = Field(default=None, description="when it was acknowledged")
+    acknowledged_until: str | None = Field(default=None, description="until when it stays silenced")
 
 
 class Dashboard(_Out):

@@ -72,6 +72,10 @@ def alerts_view(alerts: Sequence[Mapping[str, Any]]) -> RenderableType:
         line.append(f" {level.upper()} ", style=_LEVEL.get(level, "bold"))
         line.append(f" {alert.get('code')}: ", style="bold")
         line.append(_cell(alert.get("message")))
+        if alert.get("acknowledged_by"):
+            who, at = _cell(alert["acknowledged_by"]), _cell(alert.get("acknowledged_at"))
+            until = _cell(alert.get("acknowledged_until"))
+            line.append(f"  [acknowledged by {who} at {at}, silenced until {until}]", style="dim")
         lines.append(line)
     return Group(*lines)
 

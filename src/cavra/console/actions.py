@@ -1,5 +1,5 @@
 """The console's actions (operator and admin only): redeliver, replay failed deliveries since a time,
-pause and resume a provider, acknowledge (silence) an alert; and the audit page that lists them.
+pause and resume a destination, acknowledge (silence) an alert; and the audit page that lists them.
 
 Every action is a POST of a form (``application/x-www-form-urlencoded``) under ``/console/actions/`` that
 carries the page's CSRF token (:mod:`cavra.console.csrf`) and comes from this origin; anything else is
@@ -26,10 +26,12 @@ from cavra.console.render import ACTION_ROLE, error_page, render
 from cavra.console.routes import _call, _route, page
 from cavra.errors import CavraError, InputError
 from cavra.governance import actions as ops
+from cavra.governance import pause as pausing
 
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 8192
-PAUSE_MINUTES = (15, 60, 240, 1440)
+#: 0: until resumed
+PAUSE_MINUTES = (0, 15, 60, 240, 1440)
 SILENCE_HOURS = (1, 4, 24, 168)
 
 
@@ -158,18 +160,26 @@ async def replay_failed(request: Request, viewer: Viewer, fields: dict[str, str]
 
 @_action("/console/actions/pause", "console_action_pause")
 async def pause(request: Request, viewer: Viewer, fields: dict[str, str]) -> Response:
-    provider = _text(fields, "provider")
+    name = _text(fields, "provider")
     minutes = _choice(fields, "minutes", PAUSE_MINUTES)
-    until = datetime.now(UTC) + timedelta(minutes=minutes)
+    until = None if minutes == 0 else datetime.now(UTC) + timedelta(minutes=minutes)
     return await _act(
-        request, viewer, "pause_provider", provider, {"minutes": minutes}, ops.pause_provider, provider, until
+        request,
+        viewer,
+        "pause_destination",
+        name,
+        {"minutes": minutes or "until resumed"},
+        pausing.pause_destination,
+        name,
+        who=viewer.name,
+        until=until,
     )
 
 
 @_action("/console/actions/resume", "console_action_resume")
 async def resume(request: Request, viewer: Viewer, fields: dict[str, str]) -> Response:
-    provider = _text(fields, "provider")
-    return await _act(request, viewer, "resume_provider", provider, {}, ops.resume_provider, provider)
+    name = _text(fields, "provider")
+    return await _act(request, viewer, "resume_destination", name, {}, pausing.resume_destination, name)
 
 
 @_action("/console/actions/silence", "console_action_silence")

@@ -105,6 +105,7 @@ class HistoryForm:
     event_id: str = ""
     subject_id: str = ""
     integration_id: str = ""
+    destination: str = ""
     since: str = ""
     until: str = ""
     limit: int = DEFAULT_LIMIT
@@ -154,6 +155,7 @@ class HistoryForm:
             event_id=text("event_id"),
             subject_id=text("subject_id"),
             integration_id=text("integration_id"),
+            destination=text("destination"),
             since=moment("since"),
             until=moment("until"),
             limit=limit,
@@ -178,7 +180,7 @@ class HistoryForm:
             value = getattr(self, name)
             if value:
                 out[name] = value
-        for name in ("subject_id", "integration_id"):
+        for name in ("subject_id", "integration_id", "destination"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
         for name in ("since", "until"):

@@ -253,12 +253,20 @@ async def trends(request: Request, viewer: Viewer) -> Response:
     q = request.query_params
     span = q.get("span") or "24h"
     provider = (q.get("provider") or "").strip()
+    destination = (q.get("destination") or "").strip()
     kind = (q.get("metadata_kind") or "").strip()
-    if span not in SPANS or len(provider) > MAX_TEXT or (kind and kind not in METADATA_KINDS):
-        detail = f"span: one of {', '.join(SPANS)}; provider: at most {MAX_TEXT} characters; a known kind"
+    long = len(provider) > MAX_TEXT or len(destination) > MAX_TEXT
+    if span not in SPANS or long or (kind and kind not in METADATA_KINDS):
+        detail = f"span: one of {', '.join(SPANS)}; provider, destination: at most {MAX_TEXT} characters"
+        detail += "; a known kind"
         return error_page(request, viewer, 422, "Invalid request", detail)
     trend = await _call(
-        request, governance.delivery_trend, span=span, provider=provider or None, metadata_kind=kind or None
+        request,
+        governance.delivery_trend,
+        span=span,
+        provider=provider or None,
+        destination=destination or None,
+        metadata_kind=kind or None,
     )
     values = await _call(request, governance.search_values, kind or None)
     return render(
@@ -333,6 +341,7 @@ async def logout(request: Request) -> Response:
 
 # --- the action forms and the audit page (their module registers them on this router) ------------------
 from cavra.console import actions as _actions  # noqa: E402,F401  (after the names it uses exist)
+from cavra.console import destpages as _destpages  # noqa: E402,F401
 
 
 # --- anything else under /console: a console 404 page (registered last) -------------------------------

@@ -42,6 +42,8 @@ RATE_ENV = "CAVRA_RATE_LIMITS"
 MAX_SLOT_WAIT = 5.0
 #: a job held back while another job probes a half-open breaker looks again after at most this long
 PROBE_RECHECK = 5.0
+#: how soon a job deferred by an operator's pause is looked at again (a resume takes effect by then)
+HOLD_RECHECK = 2.0
 
 
 def parse_rate_limits(spec: str) -> dict[str, RateLimit]:
@@ -122,6 +124,9 @@ class Admission:
 
 def admit(dest: Destination, now: datetime, job_id: str, settings: GuardSettings) -> Admission:
     """May ``job_id`` send to this destination now? Takes the probe or a rate-limit token when it may."""
+    if dest.held(now):  # an operator's pause: looked at again soon, so that a resume is not waited out
+        left = HOLD_RECHECK if dest.held_until is None else (dest.held_until - now).total_seconds()
+        return Admission(defer=min(left, HOLD_RECHECK), reason=f"{dest.provider} paused by {dest.held_by}")
     if dest.paused_until is not None and dest.paused_until > now:
         left = (dest.paused_until - now).total_seconds()
         return Admission(defer=left, reason=f"{dest.provider} asked to wait (Retry-After)")
@@ -211,7 +216,7 @@ class Guard:
         """Providers whose jobs no worker should claim now (a claim filter; :meth:`admit` decides)."""
 
         def held(d: Destination) -> bool:
-            if d.paused_until is not None and d.paused_until > now:
+            if d.held(now) or (d.paused_until is not None and d.paused_until > now):
                 return True
             return d.breaker_state in (OPEN, HALF_OPEN) and d.probe_at is not None and d.probe_at > now
 
@@ -219,7 +224,7 @@ class Guard:
 
     def _quiet(self, provider: str) -> bool:
         d = self._snapshot.get(provider)
-        healthy = d is None or (d.breaker_state == CLOSED and d.paused_until is None)
+        healthy = d is None or (d.breaker_state == CLOSED and d.paused_until is None and d.held_at is None)
         return healthy and provider not in self.settings.rate_limits
 
     async def admit(self, job: Job) -> Admission:

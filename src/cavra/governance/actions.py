@@ -7,8 +7,8 @@ when; the outcome) that the console lists at ``/console/audit``:
   the server's worker (``cavra serve``) or ``cavra worker`` runs it.
 * :func:`replay_failed`: queue a replay of every failed (and/or dead) job matching the filters and a time
   window, each once; answers how many were queued (``POST /deliveries/replay``, the console's queue page).
-* :func:`pause_provider` / :func:`resume_provider`: hold a provider's deliveries until a time (its
-  ``paused_until``, which every worker honours), or release them now.
+* pause and resume of a destination: an operator's pause, its own state apart from the provider's
+  Retry-After (:mod:`cavra.governance.pause`).
 * :func:`silence_alert`: acknowledge an alert (``until`` in the future silences it): the dashboards mark
   it acknowledged, with who and until when; it is still listed (the condition has not cleared).
 """
@@ -24,7 +24,7 @@ from cavra.delivery.replay import job_of_delivery, replay, replay_job
 from cavra.errors import InputError
 from cavra.store import Store
 from cavra.store.base import check_metadata_kind, iso, parse_iso, utc
-from cavra.store.jobs import DEAD, FAILED, Destination
+from cavra.store.jobs import DEAD, FAILED
 
 AUDIT_KIND = "console_action"
 SILENCE_KIND = "alert_silence"
@@ -112,25 +112,6 @@ def replay_failed(
     }
 
 
-def pause_provider(store: Store, provider: str, until: datetime) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    when = _hold(until, now)
-
-    def change(dest: Destination, _now: datetime) -> None:
-        dest.paused_until = when
-
-    store.update_destination(provider, change)
-    return {"provider": provider, "paused_until": iso(when)}
-
-
-def resume_provider(store: Store, provider: str) -> dict[str, Any]:
-    def change(dest: Destination, _now: datetime) -> None:
-        dest.paused_until = None
-
-    store.update_destination(provider, change)
-    return {"provider": provider, "paused_until": None}
-
-
 def alert_key(alert: Mapping[str, Any]) -> str:
     """What identifies an alert across dashboards: its code and what it is about."""
     about = alert.get("event_id") or alert.get("subject_id") or ""
@@ -147,7 +128,9 @@ def silence_alert(store: Store, key: str, *, who: str, until: datetime) -> dict[
 
 
 def with_silences(store: Store, board: dict[str, Any]) -> dict[str, Any]:
-    """The board with each alert's ``key`` and, when acknowledged and the silence lasts, ``silenced``."""
+    """The board with each alert's ``key`` and, while an acknowledgement (silence) lasts, ``silenced`` (the
+    silence record) and ``acknowledged_by``, ``acknowledged_at``, ``acknowledged_until`` (else ``None``):
+    what the API's and the CLI's dashboards show too."""
     now = datetime.now(UTC)
     live = {
         s["key"]: s
@@ -156,5 +139,9 @@ def with_silences(store: Store, board: dict[str, Any]) -> dict[str, Any]:
     }
     for alert in board.get("alerts") or []:
         alert["key"] = alert_key(alert)
-        alert["silenced"] = live.get(alert["key"])
+        found = live.get(alert["key"])
+        alert["silenced"] = found
+        alert["acknowledged_by"] = None if found is None else found.get("who")
+        alert["acknowledged_at"] = None if found is None else found.get("at")
+        alert["acknowledged_until"] = None if found is None else found.get("until")
     return board

@@ -2,7 +2,8 @@
 
 Integration deliveries are those made through ``/integrations/{id}/deliver`` (stored as
 ``metadata_kind=integration-delivery``); their board has the release board's shape and alerts
-(:func:`cavra.history.dashboard`). The all-kinds dashboard counts every provider delivery.
+(:func:`cavra.history.dashboard`); every board's alerts say whether they are acknowledged
+(:func:`cavra.governance.actions.with_silences`). The all-kinds dashboard counts every provider delivery.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cavra import history
+from cavra.governance.actions import with_silences
 from cavra.store import Store
 from cavra.store.base import INTEGRATION_DELIVERY
 
@@ -21,14 +23,17 @@ def integration_delivery_history(store: Store, **filters: Any) -> dict[str, Any]
 
 def integration_delivery_dashboard(store: Store) -> dict[str, Any]:
     """Integration delivery totals, per provider and event type, latest failures and alerts."""
-    return history.dashboard(
+    board = history.dashboard(
         store, metadata_kinds=[INTEGRATION_DELIVERY], schema=history.INTEGRATION_DASHBOARD
     )
+    return with_silences(store, board)
 
 
 def delivery_dashboard(store: Store) -> dict[str, Any]:
     """Every kind of provider delivery in one dashboard (the console's overview)."""
-    return history.dashboard(store, metadata_kinds=None, schema=history.DELIVERY_DASHBOARD)
+    return with_silences(
+        store, history.dashboard(store, metadata_kinds=None, schema=history.DELIVERY_DASHBOARD)
+    )
 
 
 _ORDER = {"ok": 0, "warning": 1, "critical": 2}

@@ -26,6 +26,7 @@ from cavra.connectors.registry import CATEGORY_OF
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.record import iso
 from cavra.errors import NotFoundError
+from cavra.governance.pause import pause_view
 from cavra.service import deliver_event, select_targets
 from cavra.store import Store
 from cavra.store.base import (
@@ -110,6 +111,7 @@ def list_destinations(store: Store | None, config: LoadedConfig) -> list[dict[st
                 else None
             ),
         }
+        entry["pause"] = pause_view(state, now)
         out.append(entry)
     return out
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cavra.governance.pause import pause_view
 from cavra.store import Store
 from cavra.store.base import DeliveryFilter, iso, normalize_kinds, parse_iso
 from cavra.store.jobs import DEAD, FAILED, HALF_OPEN, JOB_STATES, OPEN, QUEUED, RUNNING, SUCCEEDED, JobFilter
@@ -27,6 +28,8 @@ HEALTH_WINDOW = timedelta(hours=24)
 #: failure rate (in the window) from which an integration is "degraded"
 DEGRADED_RATE = 0.2
 RESOLVED = ("delivered", "delivered_later")
+#: an event with at most this many provider deliveries has them all read by its event id
+FEW = 100
 
 
 def _later_success(store: Store, item: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -38,9 +41,15 @@ def _later_success(store: Store, item: Mapping[str, Any]) -> dict[str, Any] | No
     if not event_id or not provider:
         return None
     by_event = DeliveryFilter(event_id=str(event_id))
-    if store.count_provider_deliveries(by_event) <= 1:
+    count = store.count_provider_deliveries(by_event)
+    if count <= 1:
         return None
-    later = store.page_provider_deliveries(by_event.narrowed(provider=str(provider), success=True), limit=1)
+    if count <= FEW:  # the event's rows by its own index, picked here (a planner may choose another index)
+        rows = store.page_provider_deliveries(by_event, limit=count)
+        later = [r for r in rows if r.provider == provider and r.success][:1]  # newest first
+    else:
+        narrowed = by_event.narrowed(provider=str(provider), success=True)
+        later = store.page_provider_deliveries(narrowed, limit=1)
     created = item.get("created_at")
     if later and (not isinstance(created, str) or later[0].created_at > parse_iso(created)):
         row = later[0]
@@ -81,7 +90,9 @@ def unresolved_first(store: Store, items: Iterable[Mapping[str, Any]]) -> list[d
 
 
 def queue_overview(store: Store, *, provider: str | None = None, limit: int = 50) -> dict[str, Any]:
-    """The outbox now: counts per state, queued jobs by next run, running jobs, dead letters, breakers."""
+    """The outbox now: counts per state, queued jobs by next run, running jobs, dead letters, breakers
+    (each with ``pause``: an operator's pause, and ``retry_after_until``: the provider's own wait), and
+    ``paused``: the destinations an operator has paused."""
     now = datetime.now(UTC)
     stats = store.queue_stats(now=now)
     by_state = {s: stats.count(s) for s in JOB_STATES}
@@ -95,7 +106,12 @@ def queue_overview(store: Store, *, provider: str | None = None, limit: int = 50
     queued = sorted(jobs(QUEUED), key=lambda j: j["run_after"] or "")
     dead = sorted(jobs(DEAD), key=lambda j: j["updated_at"] or "", reverse=True)
     breakers = [
-        {**d.to_dict(), "probe_due": d.probe_at is not None and d.probe_at <= now}
+        {
+            **d.to_dict(),
+            "probe_due": d.probe_at is not None and d.probe_at <= now,
+            "retry_after_until": iso(d.paused_until) if d.paused_until and d.paused_until > now else None,
+            "pause": pause_view(d, now),
+        }
         for d in store.list_destinations()
         if (not provider or d.provider == provider)
     ]
@@ -111,6 +127,7 @@ def queue_overview(store: Store, *, provider: str | None = None, limit: int = 50
         "dead": dead,
         "failed": sorted(jobs(FAILED), key=lambda j: j["updated_at"] or "", reverse=True),
         "breakers": breakers,
+        "paused": sorted(b["provider"] for b in breakers if b["pause"]),
         "limit": limit,
     }
 

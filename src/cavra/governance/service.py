@@ -24,7 +24,7 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
 from cavra.errors import InputError, NotFoundError, not_found
-from cavra.governance.actions import record_action, replay_failed, with_silences
+from cavra.governance.actions import list_actions, record_action, replay_failed, silence_alert, with_silences
 from cavra.governance.boards import (
     combined_totals,
     delivery_dashboard,
@@ -56,6 +56,7 @@ from cavra.governance.operations import (
     with_lifecycle,
 )
 from cavra.governance.outbox import Request, check_wait, is_accepted, submit
+from cavra.governance.pause import pause_destination, paused_destinations, resume_destination
 from cavra.governance.publish import publish_events, route_table
 from cavra.governance.records import Kind, kind_of, record_id, validate_record
 from cavra.governance.routetest import explain as test_route
@@ -95,20 +96,25 @@ __all__ = [
     "integration_delivery_history",
     "integration_health",
     "is_accepted",
+    "list_actions",
     "list_destinations",
     "list_integrations",
     "load_record_file",
     "load_route_cases",
+    "pause_destination",
+    "paused_destinations",
     "publish_endpoint_export",
     "publish_events",
     "queue_overview",
     "record_action",
     "register_record",
     "replay_failed",
+    "resume_destination",
     "route_table",
     "run_route_cases",
     "search_values",
     "send_destination_test",
+    "silence_alert",
     "test_route",
     "unresolved_first",
     "upsert_integration",
@@ -409,7 +415,9 @@ def connector_delivery_history(store: Store, **filters: Any) -> dict[str, Any]:
 
 
 def connector_delivery_dashboard(store: Store) -> dict[str, Any]:
-    return history.dashboard(store, metadata_kinds=[RELEASE_DELIVERY], schema=history.CONNECTOR_DASHBOARD)
+    """The release board; each alert says whether (and by whom) it is acknowledged (:func:`with_silences`)."""
+    board = history.dashboard(store, metadata_kinds=[RELEASE_DELIVERY], schema=history.CONNECTOR_DASHBOARD)
+    return with_silences(store, board)
 
 
 def endpoint_publication_history(store: Store, **filters: Any) -> dict[str, Any]:
@@ -418,9 +426,10 @@ def endpoint_publication_history(store: Store, **filters: Any) -> dict[str, Any]
 
 
 def endpoint_publication_dashboard(store: Store) -> dict[str, Any]:
-    return history.dashboard(
+    board = history.dashboard(
         store, metadata_kinds=[PUBLICATION_DELIVERY], schema=history.PUBLICATION_DASHBOARD
     )
+    return with_silences(store, board)
 
 
 def delivery_history(store: Store, *, metadata_kind: str | None = None, **filters: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
@@ -400,6 +400,21 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def event_type_stats(self, flt: DeliveryFilter) -> list[EventTypeStats]: ...
+
+    def bucket_counts(
+        self, flt: DeliveryFilter, *, start: datetime, step: timedelta, count: int
+    ) -> list[tuple[int, int, int]]:
+        """``(total, succeeded, failed)`` per time bucket ``[start + n·step, start + (n+1)·step)``, oldest
+        first (the trends). This default asks :meth:`provider_stats` once per bucket; the SQL store reads
+        the hourly counts kept on append instead (:mod:`cavra.store.hourly`)."""
+        out = []
+        for n in range(count):
+            since = start + n * step
+            stats = self.provider_stats(flt.narrowed(since=since, until=since + step))
+            out.append(
+                (sum(s.total for s in stats), sum(s.succeeded for s in stats), sum(s.failed for s in stats))
+            )
+        return out
 
     @abc.abstractmethod
     def failure_streaks(self, flt: DeliveryFilter, *, per_event: bool = False) -> list[FailureStreak]:

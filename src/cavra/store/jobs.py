@@ -245,6 +245,15 @@ class Destination:
     tokens_at: datetime | None = None
     last_error: str | None = None
     updated_at: datetime | None = None
+    #: an operator's pause: who paused it, when, and until when (``None``: until resumed); only a
+    #: resume (or ``held_until`` passing) ends it, and no Retry-After or breaker change touches it
+    held_by: str | None = None
+    held_at: datetime | None = None
+    held_until: datetime | None = None
+
+    def held(self, now: datetime) -> bool:
+        """Paused by an operator now?"""
+        return self.held_at is not None and (self.held_until is None or self.held_until > now)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,6 +265,9 @@ class Destination:
             "paused_until": iso(self.paused_until),
             "last_error": self.last_error,
             "updated_at": iso(self.updated_at),
+            "held_by": self.held_by,
+            "held_at": iso(self.held_at),
+            "held_until": iso(self.held_until),
         }
 
 
@@ -270,6 +282,9 @@ DESTINATION_FIELDS = (
     "tokens_at",
     "last_error",
     "updated_at",
+    "held_by",
+    "held_at",
+    "held_until",
 )
 
 

@@ -290,7 +290,7 @@ def stats(data: dict[str, Any], now: datetime) -> QueueStats:
     return QueueStats(by_state, by_provider, oldest, expired, due)
 
 
-_DEST_TIMES = ("opened_at", "probe_at", "paused_until", "tokens_at", "updated_at")
+_DEST_TIMES = ("opened_at", "probe_at", "paused_until", "tokens_at", "updated_at", "held_at", "held_until")
 
 
 def to_destination(provider: str, raw: object) -> Destination:

@@ -32,6 +32,11 @@ Tables:
     them all. Revision 0008 adds the destination's name to the index (``destination``, filled with the
     provider's name for older rows) and ``pd_destination_totals``, the per (metadata kind, destination)
     twin of ``pd_totals``.
+``pd_hourly``
+    per (hour, metadata kind, provider, destination) the deliveries, successes and failures indexed in
+    that hour, kept in each append's transaction (revision 0010): the trends read it
+    (:mod:`cavra.store.hourly`). Revision 0010 also gives ``destinations`` an operator's pause
+    (``held_by``, ``held_at``, ``held_until``), apart from the provider's ``Retry-After`` pause.
 
 Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
 that the migrated schema matches this module.
@@ -195,6 +200,10 @@ destinations = sa.Table(
     sa.Column("tokens_at", UTCDateTime),
     sa.Column("last_error", sa.Text),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # an operator's pause (revision 0010): who paused, when, and until when (NULL: until resumed)
+    sa.Column("held_by", sa.String(128)),
+    sa.Column("held_at", UTCDateTime),
+    sa.Column("held_until", UTCDateTime),
 )
 
 
@@ -274,4 +283,18 @@ pd_event_streaks = sa.Table(
         sqlite_where=sa.text("streak_count > 0"),
         postgresql_where=sa.text("streak_count > 0"),
     ),
+)
+
+
+# --- hourly counts kept on append (revision 0010; see cavra.store.hourly) ---
+pd_hourly = sa.Table(
+    "pd_hourly",
+    metadata,
+    sa.Column("hour", UTCDateTime, primary_key=True),
+    sa.Column("metadata_kind", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("succeeded", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
 )

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from cavra.errors import StoreError, UnstorableError
 from cavra.events import canonical_json
 from cavra.store import aggquery as agg
-from cavra.store import rawsql
+from cavra.store import hourly, rawsql
 from cavra.store import sqljobs as sj
 from cavra.store import sqlquery as q
 from cavra.store.base import (
@@ -77,6 +77,7 @@ AGGREGATES_REVISION = 5
 #: the first schema revision with the chain_checkpoints table
 CHECKPOINTS_REVISION = 7
 DESTINATIONS_REVISION = 8
+HOURLY_REVISION = 10
 _INDEX_COLUMNS = [c.name for c in provider_deliveries.c if c.name != "id"]
 
 
@@ -93,6 +94,8 @@ class SqlStore(Store):
         self.checkpoints = True
         #: the index has the destination column (revision 0008 or later)
         self.destinations = True
+        #: the schema keeps hourly counts and operator pauses (revision 0010 or later)
+        self.hours = True
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if loc.backend == "sqlite" else nullcontext()
         )
@@ -110,6 +113,7 @@ class SqlStore(Store):
                     store.aggregates = _has_aggregates(revision)
                     store.checkpoints = _at_least(revision, CHECKPOINTS_REVISION)
                     store.destinations = _at_least(revision, DESTINATIONS_REVISION)
+                    store.hours = _at_least(revision, HOURLY_REVISION)
         except BaseException:
             store.close()
             raise
@@ -224,6 +228,7 @@ class SqlStore(Store):
                 [item],
                 aggregates=self.aggregates,
                 destinations=self.destinations,
+                hours=self.hours,
                 signer=self._signer(),
             )[0]
 
@@ -328,9 +333,21 @@ class SqlStore(Store):
                 return fast
             return q.event_type_stats(conn.execute(q.event_type_stats_stmt(flt)).all())
 
+    def bucket_counts(
+        self, flt: DeliveryFilter, *, start: datetime, step: timedelta, count: int
+    ) -> list[tuple[int, int, int]]:
+        whole = flt.narrowed(since=start, until=start + count * step)
+        if not (self.hours and step % hourly.HOUR == timedelta(0) and hourly.supports(whole)):
+            return super().bucket_counts(flt, start=start, step=step, count=count)
+        with self._read() as conn:
+            per_hour = hourly.hours(conn, whole)
+        return hourly.fold(per_hour, start=start, step=step, count=count)
+
     def failure_streaks(self, flt: DeliveryFilter, *, per_event: bool = False) -> list[FailureStreak]:
         with self._read(snapshot=True) as conn:
             fast = agg.failure_streaks(conn, flt, per_event) if self.aggregates else None
+            if fast is None and self.destinations and self.aggregates and not per_event:
+                fast = hourly.destination_streak(conn, flt)
             if fast is not None:
                 return fast
             rows = conn.execute(q.streaks_stmt(flt, per_event)).all()
@@ -426,6 +443,7 @@ class SqlStore(Store):
                 appends,
                 aggregates=self.aggregates,
                 destinations=self.destinations,
+                hours=self.hours,
                 signer=self._signer(),
             )
             for (job_id, _r, _o), one in zip(items, stored, strict=True):

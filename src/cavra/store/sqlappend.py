@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cavra.events import canonical_json
-from cavra.store import rawsql
+from cavra.store import hourly, rawsql
 from cavra.store.aggregates import Aggregates
 from cavra.store.base import StoredDelivery, iso, utc
 from cavra.store.chain import record_hash
@@ -178,13 +178,15 @@ def append_batch(
     *,
     aggregates: bool = True,
     destinations: bool = True,
+    hours: bool = True,
     signer: HeadSigner | None = None,
 ) -> list[StoredDelivery]:
     """Append ``items`` to the chain, in order, inside the caller's write transaction.
 
     ``aggregates=False`` only for a schema older than revision 0005 (which has no aggregate tables, and
     builds them from the index rows when it is upgraded); ``destinations=False`` for one older than
-    revision 0008 (no destination column: revision 0008 fills it from the provider). ``signer``: sign the
+    revision 0008 (no destination column: revision 0008 fills it from the provider); ``hours=False`` for
+    one older than revision 0010 (no ``pd_hourly``: revision 0010 counts the rows). ``signer``: sign the
     new head, if the head found extends the stored checkpoint (schema revision 0007 or later;
     :mod:`cavra.store.checkpoint_signer`)."""
     if not items:
@@ -255,6 +257,8 @@ def append_batch(
         else:
             conn.execute(_INSERT_INDEX_PLAIN, index)
         agg.write(conn)
+        if hours and destinations:
+            hourly.add(conn, index)
     _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
     if signer is not None:
         _sign(conn, signer, before, (count, last_id, last_sha), now)

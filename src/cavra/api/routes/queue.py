@@ -21,6 +21,7 @@ from cavra.api.schemas import DeliveryRecordOut, error_responses
 from cavra.delivery import replay
 from cavra.delivery.queue import DEFAULT_WAIT_SECONDS, Submission
 from cavra.errors import NotFoundError
+from cavra.governance import service as governance
 from cavra.metrics import METRICS
 from cavra.store import Store
 from cavra.store.jobs import JOB_STATES, JobFilter
@@ -53,6 +54,9 @@ class JobList(BaseModel):
     items: list[JobOut]
     count: int
     queue: dict[str, int] = Field(description="jobs per state, and 'due': claimable now")
+    paused: list[dict[str, Any]] = Field(
+        default_factory=list, description="destinations an operator paused: their jobs wait (by, at, until)"
+    )
 
 
 class Accepted(BaseModel):
@@ -134,7 +138,8 @@ def _list(store: Store, flt: JobFilter, limit: int) -> dict[str, Any]:
     jobs = store.list_jobs(flt, limit=limit)
     stats = store.queue_stats()
     queue = {s: stats.count(s) for s in JOB_STATES} | {"due": stats.due}
-    return {"items": [job_answer(j) for j in jobs], "count": len(jobs), "queue": queue}
+    paused = governance.paused_destinations(store)
+    return {"items": [job_answer(j) for j in jobs], "count": len(jobs), "queue": queue, "paused": paused}
 
 
 @router.get(
