@@ -81,7 +81,8 @@ async def test_wait_seconds_passing_answers_202(make_client: AppFactory, emulato
         await _register(client)
         started = time.monotonic()
         body = _accepted(await client.post(ROUTE, json={**WEBHOOK, "wait_seconds": 0.3}))
-        assert 0.3 <= time.monotonic() - started < 1.5
+        assert time.monotonic() - started >= 0.3  # it waited (a loaded machine only waits longer)
+        # answered before the delayed run ended (no upper time bound: it fails on a loaded machine)
         assert body["jobs"][0]["state"] in ("queued", "running")
         # the run goes on after the answer and ends with a record
         job = await _job_when(client, body["job_id"], "succeeded")
