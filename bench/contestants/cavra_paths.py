@@ -86,6 +86,8 @@ class IntegrationDeliver(Contestant):
             self.store, {"integration_id": INTEGRATION_ID, "provider": "webhook", "status": "active"}
         )
         self._governance = governance
+        #: the server's delivery runtime: its requests share the writers, the guard and the tokens
+        self._runtime = governance.delivery_runtime()
 
     def _count(self) -> int:
         from cavra.store import INTEGRATION_DELIVERY, DeliveryFilter
@@ -117,7 +119,13 @@ class IntegrationDeliver(Contestant):
                 nonlocal done
                 for event in queue:
                     answer = await self._governance.deliver_integration(
-                        self.store, self.config, INTEGRATION_ID, event, retries=1, transport=transport
+                        self.store,
+                        self.config,
+                        INTEGRATION_ID,
+                        event,
+                        retries=1,
+                        transport=transport,
+                        runtime=self._runtime,
                     )
                     if not answer.get("success"):
                         failed.append(str(answer.get("errors")))

@@ -59,7 +59,9 @@ async def test_replay_of_is_a_link(console: httpx.AsyncClient, seed: Seed) -> No
     loaded = load_config(str(seed.config_path), seed.env)
     original = seed.ids["page0"]  # a finished job (the rollback's is queued for a retry)
     with seed.store() as store:
-        sub = await redeliver(store, original, config=loaded, retry_base_delay=0.01)
+        sub = await redeliver(
+            store, original, runtime=governance.delivery_runtime(), config=loaded, retry_base_delay=0.01
+        )
     assert sub.done
     new_id = sub.documents[0]["id"]
     doc = page(await console.get(f"/console/deliveries/{new_id}"))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cavra.delivery.enqueuer import Enqueuer
-from cavra.delivery.queue import Signals
+from cavra.delivery.runtime import DeliveryRuntime
 from cavra.delivery.submit import deliver_jobs
 from cavra.emulators.server import EmulatorServer
 from cavra.errors import InputError
@@ -83,7 +83,8 @@ async def test_concurrent_inline_deliveries_share_completions(
     completes = _count_calls(monkeypatch, db, "complete_jobs")
     enqueues = _count_calls(monkeypatch, db, "enqueue_jobs")
     config = emulator_config(webhook_srv)
-    runs = (deliver_jobs(db, config, [new_job(n)], signals=Signals()) for n in range(24))
+    runtime = DeliveryRuntime()  # the server's: concurrent requests share its writers
+    runs = (deliver_jobs(db, config, [new_job(n)], runtime=runtime) for n in range(24))
     subs = await asyncio.gather(*runs)
     assert all(s.done and s.jobs[0].state == SUCCEEDED and s.jobs[0].attempts == 1 for s in subs)
     ids = [s.documents[0]["event_id"] for s in subs if s.documents[0] is not None]
@@ -97,21 +98,19 @@ def test_the_shared_writers_do_not_keep_loops_or_stores_alive(tmp_path: Path) ->
     import gc
     import weakref
 
-    from cavra.delivery import submit
-
+    runtime = DeliveryRuntime()
     gc.collect()
-    before = len(submit._SHARED)  # the loops of other tests still running, if any
     stores: list[weakref.ref[Any]] = []
     for n in range(3):
         store = open_store(f"sqlite:///{tmp_path / f'm{n}.db'}")
         stores.append(weakref.ref(store))
 
         async def one(s: Any = store, k: int = n) -> None:
-            await submit._shared(s)[0].enqueue([new_job(k)])
+            await runtime.shared(s)[0].enqueue([new_job(k)])
 
         asyncio.run(one())
         store.close()
         del store, one
     gc.collect()
-    assert len(submit._SHARED) == before
+    assert runtime.shared_loops() == 0
     assert [r() for r in stores] == [None, None, None]

@@ -12,7 +12,7 @@ from cavra.api.app import create_app
 from cavra.api.settings import ApiSettings
 from cavra.cli.main import app as cli
 from cavra.delivery.guard import GuardSettings
-from cavra.delivery.queue import submit
+from cavra.delivery.queue import Signals, submit
 from cavra.delivery.replay import replay, states_for
 from cavra.emulators.framework import Fault
 from cavra.emulators.server import EmulatorServer, demo_environment
@@ -160,7 +160,7 @@ async def test_api_redeliver_jobs_and_metrics(
     plain = db.append_delivery({"event_id": "x", "deliveries": []}, metadata_kind="integration-delivery")
     async with running(create_app(settings)) as client:
         op = bearer("operator")
-        first = await submit(db, [new_job(1)], timeout=10)  # the in-process worker runs it
+        first = await submit(db, [new_job(1)], timeout=10, signals=Signals())  # the in-process worker runs it
         assert first.done and first.jobs[0].state == SUCCEEDED
         original = first.jobs[0].delivery_id
         r = await client.post(f"/deliveries/{original}/redeliver", headers={**op, "Idempotency-Key": "k-1"})

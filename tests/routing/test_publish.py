@@ -152,7 +152,14 @@ async def test_a_redelivery_keeps_the_route(store: Store, emulators: EmulatorSer
     config = emulator_config(emulators)
     answer = await governance.publish_events(store, config, [ROLLBACK], wait=True, retries=0, policy=FAST)
     first = answer["events"][0]["destinations"][0]
-    sub = await replay.redeliver(store, first["delivery_id"], config=config, wait=True, timeout=30)
+    sub = await replay.redeliver(
+        store,
+        first["delivery_id"],
+        runtime=governance.delivery_runtime(),
+        config=config,
+        wait=True,
+        timeout=30,
+    )
     assert sub.done
     again = sub.documents[0]
     assert again is not None and again["route"] == first["route"] == "release-rollbacks"

@@ -1,6 +1,8 @@
 """What routes depend on: the runtime (config, store, transport, in-flight deliveries) and the caller's role.
 
-One :class:`Runtime` lives on ``app.state.runtime``. Deliveries run as tasks it tracks and shields, so a
+One :class:`Runtime` lives on ``app.state.runtime``. It makes the server's delivery runtime
+(``runtime.delivery``: completion notes, wake-ups, access tokens, shared writers), which every delivery
+route and the in-process worker share. Deliveries run as tasks it tracks and shields, so a
 client that disconnects, or a server that is shutting down, does not cut a delivery short: the lifespan
 waits for them (up to the shutdown timeout) before it closes the transport and the store.
 """
@@ -26,6 +28,7 @@ from cavra.api.settings import ApiSettings
 from cavra.config import CONFIG_ENV, LoadedConfig, load_config
 from cavra.delivery.policy import RetryPolicy
 from cavra.errors import CavraError
+from cavra.governance import service as governance
 from cavra.redaction import Redactor
 from cavra.secrets import Secret
 from cavra.store import Store, open_store
@@ -51,6 +54,8 @@ class Runtime:
         self.inflight: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.worker: Any = None  # cavra.delivery.worker.Worker when settings.worker
+        #: shared by the delivery routes and the in-process worker (they wake each other)
+        self.delivery = governance.delivery_runtime()
 
     # --- connector config ----------------------------------------------------------------------------
     def load_config(self) -> None:
@@ -107,6 +112,7 @@ class Runtime:
             self.worker = Worker(
                 store,
                 lambda: self.config,
+                runtime=self.delivery,
                 concurrency=self.settings.worker_concurrency,
                 transport=self.transport,
                 retry_base_delay=self.settings.retry_base_delay,

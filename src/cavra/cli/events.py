@@ -97,11 +97,16 @@ def _publish_all(
     try:
         if quiet is not None:
             quiet.setLevel(logging.ERROR)
+        runtime = governance.delivery_runtime()  # the chunks share its access tokens and guard
         with progress:
             for start in range(0, len(events), CHUNK):
                 chunk = events[start : start + CHUNK]
                 answers.append(
-                    asyncio.run(governance.publish_events(store, config, chunk, retries=retries, wait=wait))
+                    asyncio.run(
+                        governance.publish_events(
+                            store, config, chunk, retries=retries, wait=wait, runtime=runtime
+                        )
+                    )
                 )
                 progress.update(task, advance=len(chunk))
     finally:

@@ -153,6 +153,7 @@ def _build(options: dict[str, Any], *, serve_side: bool) -> tuple[Store, Worker,
     from cavra.delivery.guard import GuardSettings, parse_rate_limits
     from cavra.delivery.queue import Schedule
     from cavra.delivery.worker import Worker
+    from cavra.governance.notes import delivery_runtime
 
     o = options
     with handled():
@@ -179,6 +180,7 @@ def _build(options: dict[str, Any], *, serve_side: bool) -> tuple[Store, Worker,
         w = Worker(
             opened,
             loaded,
+            runtime=delivery_runtime(),
             concurrency=o["concurrency"],
             lease_seconds=o["lease_seconds"],
             schedule=schedule,

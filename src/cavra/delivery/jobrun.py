@@ -6,7 +6,8 @@ from the connector config *now* (no secret is in the queue), asks the guard (bre
 calls :func:`cavra.delivery.engine.deliver_one` (or ``deliver_batch``) and completes the job: its delivery
 record and its new state in one store transaction (:func:`cavra.delivery.settle.write_completion`: retried
 while the store fails for a while; the job ended with a cleaned record when the store refuses the record
-for good). A claim past ``max_runs`` whose earlier runs never ended the job ends it without sending.
+for good). A claim past ``max_runs`` whose earlier runs never ended the job ends it without sending; so
+does a job naming a completion note that the worker's runtime does not know (it fails, naming the note).
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ from cavra.connectors.base import TokenCache
 from cavra.delivery.completer import Completer
 from cavra.delivery.engine import deliver_batch, deliver_one
 from cavra.delivery.guard import Guard
+from cavra.delivery.notes import NoteRegistry
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import Schedule, Signals, completion_note, outcome_for
 from cavra.delivery.record import ProviderDelivery, build_record
 from cavra.delivery.runs import RunObserver, WorkerStats, policy_for, schedule_for, target_for
+from cavra.delivery.schedule import Schedule, outcome_for
 from cavra.delivery.settle import past_max_runs, past_max_runs_outcome, resumed_since, write_completion
+from cavra.delivery.signals import Signals
 from cavra.errors import CavraError, ConfigError
 from cavra.redaction import Redactor
 from cavra.store import Store, StoredDelivery
-from cavra.store.jobs import Job, JobOutcome
+from cavra.store.jobs import FAILED, Job, JobOutcome
 from cavra.transport import Transport
 
 log = logging.getLogger("cavra.worker")
@@ -45,6 +48,7 @@ class JobRunner:
     guard: Guard
     retry_base_delay: float | None
     signals: Signals
+    notes: NoteRegistry
     observer: RunObserver
     tokens: TokenCache
     stats: WorkerStats
@@ -64,6 +68,7 @@ class JobRunner:
 
     async def _run_jobs(self, jobs: list[Job]) -> None:
         try:
+            jobs = await self._with_known_notes(jobs)
             jobs = await self._within_max_runs(jobs)
             if not jobs:
                 return
@@ -171,9 +176,12 @@ class JobRunner:
         outcome: JobOutcome,
         result: ProviderDelivery | None,
         t0: float,
+        *,
+        noted: bool = True,
     ) -> None:
         """Write the completion (:func:`cavra.delivery.settle.write_completion`: retried while the store
-        fails for a while; the job ended with a cleaned record when the store refuses the record)."""
+        fails for a while; the job ended with a cleaned record when the store refuses the record), with
+        the completion note the job names (``noted=False``: without it)."""
         route = job.payload.get("route")
         if isinstance(route, str):  # published through the routes: the record names the route that sent it
             record["route"] = route
@@ -184,7 +192,7 @@ class JobRunner:
                 job,
                 record,
                 outcome,
-                completion_note(job),
+                self.notes.for_job(job) if noted else None,
                 redactor=self._redactor(job),
                 retrying=lambda exc, delay: self._retrying(job, exc, delay),
             )
@@ -195,6 +203,28 @@ class JobRunner:
             self.results[job.id] = (stored, after)
         self.observer.run_finished(job, result, outcome, time.monotonic() - t0)
         self.signals.job_done(job.id)
+
+    async def _with_known_notes(self, jobs: list[Job]) -> list[Job]:
+        """The claimed jobs whose completion note (if any) this worker knows; the others fail now, not
+        sent, their reason naming the note (:meth:`cavra.delivery.notes.NoteRegistry.unknown`)."""
+        notes = self.notes
+        for job in jobs:
+            name = job.payload.get("on_complete")
+            if name and name not in notes:
+                break
+        else:
+            return jobs  # the usual case: no list is made
+        keep: list[Job] = []
+        for job in jobs:
+            name = job.payload.get("on_complete")
+            if not name or name in notes:
+                keep.append(job)
+                continue
+            reason = notes.unknown(job)
+            log.error("%s", reason)
+            record = build_record(job.event, [], config_errors={job.provider: f"not sent: {reason}"})
+            await self._finish(job, record, JobOutcome(FAILED, reason), None, time.monotonic(), noted=False)
+        return keep
 
     async def _within_max_runs(self, jobs: list[Job]) -> list[Job]:
         """The claimed jobs that may run; a job past ``max_runs`` whose earlier runs never ended it is

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cavra.delivery.queue import DEFAULT_WAIT_SECONDS, SIGNALS, Signals, Submission
-from cavra.delivery.queue import idempotency_key as make_key
+from cavra.delivery.idempotency import idempotency_key as make_key
+from cavra.delivery.queue import DEFAULT_WAIT_SECONDS, Submission
+from cavra.delivery.runtime import DeliveryRuntime
 from cavra.delivery.submit import deliver_jobs
 from cavra.delivery.worker import ConfigSource
 from cavra.errors import ConflictError, InputError, NotFoundError
@@ -77,16 +78,16 @@ async def redeliver(
     store: Store,
     delivery_id: str,
     *,
+    runtime: DeliveryRuntime,
     config: ConfigSource = None,
     transport: Transport | None = None,
     retry_base_delay: float | None = None,
     idempotency_key: str | None = None,
     wait: bool = True,
     timeout: float = DEFAULT_WAIT_SECONDS,
-    signals: Signals = SIGNALS,
 ) -> Submission:
-    """``POST /deliveries/{id}/redeliver``: enqueue the replay, run it now (``config``: the connector
-    config; ``transport``: the server's) and wait up to ``timeout`` for its first attempt run.
+    """``POST /deliveries/{id}/redeliver``: enqueue the replay, run it now (in ``runtime``; ``config``: the
+    connector config; ``transport``: the server's) and wait up to ``timeout`` for its first attempt run.
 
     ``submission.done``: answer ``submission.documents[0]`` (the new record, ``job.replay_of`` = ``id``);
     otherwise answer 202 with ``submission.accepted()``.
@@ -97,11 +98,11 @@ async def redeliver(
         store,
         config,
         [new],
+        runtime=runtime,
         wait=wait,
         timeout=timeout,
         transport=transport,
         retry_base_delay=retry_base_delay,
-        signals=signals,
     )
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from cavra.config import LoadedConfig, Target
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import Schedule
 from cavra.delivery.record import ProviderDelivery
+from cavra.delivery.schedule import Schedule
 from cavra.errors import ConfigError
 from cavra.store.jobs import Job, JobOutcome
 

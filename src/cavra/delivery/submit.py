@@ -12,57 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import threading
 import time
-import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cavra.connectors.base import TokenCache
-from cavra.delivery.completer import Completer
-from cavra.delivery.enqueuer import Enqueuer
-from cavra.delivery.guard import Guard, GuardSettings
-from cavra.delivery.queue import (
-    DEFAULT_LEASE_SECONDS,
-    DEFAULT_WAIT_SECONDS,
-    SIGNALS,
-    Signals,
-    Submission,
-    check_reuse,
-)
-from cavra.delivery.runs import default_owner
+from cavra.delivery.idempotency import check_reuse
+from cavra.delivery.queue import DEFAULT_LEASE_SECONDS, DEFAULT_WAIT_SECONDS, Submission
+from cavra.delivery.runtime import DeliveryRuntime
 from cavra.delivery.worker import ConfigSource, Worker
 from cavra.errors import InputError
 from cavra.store import Store, StoredDelivery
 from cavra.store.jobs import QUEUED, RUNNING, ClaimNew, Enqueued, Job, NewJob, RecordPut
 from cavra.transport import Transport
 
-_GUARDS: weakref.WeakKeyDictionary[Store, Guard] = weakref.WeakKeyDictionary()
-#: access tokens (Entra, OAuth) shared by this process's inline runs: one token per credential while it
-#: is valid, not one token request per API request
-_TOKENS = TokenCache()
-#: per event loop and store: the enqueuer and the completer that this process's faces share, so that
-#: concurrent requests write their jobs, and store their runs' records, in shared transactions (the group
-#: commit a worker has)
-_SHARED: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Store, tuple[Enqueuer, Completer]]
-] = weakref.WeakKeyDictionary()
-_OWNER: tuple[int, str] | None = None
-_OWNER_LOCK = threading.Lock()
 
-
-def inline_owner() -> str:
-    """The lease owner of this process's inline runs (one per process: a forked child gets its own)."""
-    global _OWNER
-    with _OWNER_LOCK:
-        if _OWNER is None or _OWNER[0] != os.getpid():
-            _OWNER = (os.getpid(), default_owner())
-        return _OWNER[1]
-
-
-def _release_unrun(store: Store, owner: str, written: asyncio.Future[list[Enqueued]]) -> None:
+def _release_unrun(
+    runtime: DeliveryRuntime, store: Store, owner: str, written: asyncio.Future[list[Enqueued]]
+) -> None:
     """The request ended (an error, or it was cancelled) before its claimed jobs were handed to a run: once
     the enqueue is written, give them back to the queue (their attempt uncounted) for the workers, instead
     of leaving them leased to nobody until the lease expires."""
@@ -72,23 +39,11 @@ def _release_unrun(store: Store, owner: str, written: asyncio.Future[list[Enqueu
             return
         ids = [e.job.id for e in f.result() if e.claimed]
         if ids:
-            task = asyncio.ensure_future(asyncio.to_thread(store.release_jobs, owner, ids, uncount=True))
-            _BACKGROUND.add(task)
-            task.add_done_callback(_BACKGROUND.discard)
+            runtime.keep(
+                asyncio.ensure_future(asyncio.to_thread(store.release_jobs, owner, ids, uncount=True))
+            )
 
     written.add_done_callback(give_back)
-
-
-def _shared(store: Store) -> tuple[Enqueuer, Completer]:
-    per_loop = _SHARED.setdefault(asyncio.get_running_loop(), weakref.WeakKeyDictionary())
-    found = per_loop.get(store)
-    if found is None or found[1].owner != inline_owner():
-        found = per_loop[store] = (Enqueuer(store), Completer(store, inline_owner()))
-    return found
-
-
-#: inline runs that outlive the request that started them (kept referenced until they finish)
-_BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
 def first_run_over(job: Job) -> bool:
@@ -108,15 +63,16 @@ async def deliver_jobs(
     config: ConfigSource,
     jobs: Sequence[NewJob],
     *,
+    runtime: DeliveryRuntime,
     records: Sequence[RecordPut] = (),
     wait: bool = True,
     timeout: float = DEFAULT_WAIT_SECONDS,
     transport: Transport | None = None,
     retry_base_delay: float | None = None,
-    signals: Signals = SIGNALS,
 ) -> Submission:
     """Enqueue ``jobs`` (idempotently; ``records`` in the same transaction) and, when ``wait``, run the new
-    ones now and wait up to ``timeout`` seconds for their first attempt run.
+    ones now (in ``runtime``: its notes, tokens, guard, signals and shared writers) and wait up to
+    ``timeout`` seconds for their first attempt run.
 
     A repeated request (same idempotency keys) runs nothing and answers the first request's records, but
     a job whose last run failed is re-armed by the store and run again now (the answer is the new run's).
@@ -127,11 +83,11 @@ async def deliver_jobs(
     inline = wait and timeout > 0
     claim: ClaimNew | None = None
     if inline:  # the new jobs are written claimed for this process's inline run (no claim transaction)
-        guard = _guard_of(store)
+        guard = runtime.guard(store)
         guard.use_config(config() if callable(config) else config)
         await guard.refresh()
         paused = tuple(guard.paused(datetime.now(UTC)))
-        claim = ClaimNew(inline_owner(), DEFAULT_LEASE_SECONDS, paused)
+        claim = ClaimNew(runtime.inline_owner(), DEFAULT_LEASE_SECONDS, paused)
     worker: Worker | None = None
     if claim is not None:  # made first: nothing is claimed yet if this fails
         from cavra.metrics import METRICS
@@ -139,24 +95,23 @@ async def deliver_jobs(
         worker = Worker(
             store,
             config,
+            runtime=runtime,
             owner=claim.owner,
-            guard=_guard_of(store),
+            guard=runtime.guard(store),
             concurrency=len(jobs),
             transport=transport,
             retry_base_delay=retry_base_delay,
             poll_interval=0.05,
-            signals=signals,
             observer=METRICS,
-            tokens=_TOKENS,
-            completer=_shared(store)[1],
+            completer=runtime.shared(store)[1],
         )
-    written = _shared(store)[0].request(jobs, records=records, claim=claim)
+    written = runtime.shared(store)[0].request(jobs, records=records, claim=claim)
     try:
         enqueued = await asyncio.shield(written)
         check_reuse(jobs, enqueued)
     except BaseException:  # a conflict, or the request was cancelled: nobody will run what was claimed
         if claim is not None:
-            _release_unrun(store, claim.owner, written)
+            _release_unrun(runtime, store, claim.owner, written)
         raise
     # from here to the inline run's start nothing awaits: the claimed jobs reach it
     current = [e.job for e in enqueued]
@@ -165,6 +120,7 @@ async def deliver_jobs(
     claimed = [e.job for e in enqueued if e.claimed]
     since = {e.job.id: e.job.attempts for e in enqueued if e.rearmed}
     known: dict[str, tuple[StoredDelivery, Job]] = {}
+    signals = runtime.signals
     if not inline:
         signals.enqueued()  # the workers take them
     else:
@@ -175,10 +131,9 @@ async def deliver_jobs(
             taken = {j.id for j in claimed}
             run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)
             task = asyncio.create_task(run, name="cavra inline delivery")
-            _BACKGROUND.add(task)
+            runtime.keep(task)
 
             def over(t: asyncio.Task[Any]) -> None:
-                _BACKGROUND.discard(t)
                 inline_over.set()
                 for jid in fresh:
                     signals.job_done(jid)  # wake the wait below
@@ -209,15 +164,6 @@ async def deliver_jobs(
         current = await signals.wait(store, [j.id for j in current], timeout=timeout, until=answerable)
     documents = await asyncio.to_thread(_documents, store, current)
     return Submission(current, [e.created for e in enqueued], documents)
-
-
-def _guard_of(store: Store) -> Guard:
-    """One guard per store for the inline runs of this process: its snapshot of the destinations is read
-    at most once a second, not once per request."""
-    guard = _GUARDS.get(store)
-    if guard is None:
-        guard = _GUARDS[store] = Guard(store, GuardSettings.from_environment())
-    return guard
 
 
 def _document(stored: StoredDelivery) -> dict[str, Any]:

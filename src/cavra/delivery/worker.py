@@ -27,13 +27,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from cavra.config import LoadedConfig
-from cavra.connectors.base import TokenCache
 from cavra.delivery.completer import Completer
 from cavra.delivery.engine import batching
 from cavra.delivery.guard import Guard, GuardSettings
 from cavra.delivery.jobrun import JobRunner
-from cavra.delivery.queue import DEFAULT_LEASE_SECONDS, SIGNALS, Schedule, Signals
+from cavra.delivery.queue import DEFAULT_LEASE_SECONDS
 from cavra.delivery.runs import RunObserver, WorkerStats, default_owner, group_jobs
+from cavra.delivery.runtime import DeliveryRuntime
+from cavra.delivery.schedule import Schedule
 from cavra.delivery.settle import resumed_since
 from cavra.errors import CavraError, ConfigError
 from cavra.store import Store, StoredDelivery
@@ -48,13 +49,18 @@ ConfigSource = LoadedConfig | Callable[[], LoadedConfig | None] | None
 
 
 class Worker(JobRunner):
-    """One worker; ``await worker.run()`` until :meth:`stop` (or, with ``once``, until nothing is due)."""
+    """One worker; ``await worker.run()`` until :meth:`stop` (or, with ``once``, until nothing is due).
+
+    ``runtime``: the service's delivery runtime (its completion notes, signals and access tokens; made by
+    :func:`cavra.governance.notes.delivery_runtime`). Without one the worker has a runtime of its own that
+    knows no completion note: a job naming one fails, naming the note, and is not sent."""
 
     def __init__(
         self,
         store: Store,
         config: ConfigSource,
         *,
+        runtime: DeliveryRuntime | None = None,
         owner: str | None = None,
         concurrency: int = 4,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
@@ -64,9 +70,7 @@ class Worker(JobRunner):
         retry_base_delay: float | None = None,
         poll_interval: float = 1.0,
         shutdown_timeout: float = 30.0,
-        signals: Signals = SIGNALS,
         observer: RunObserver | None = None,
-        tokens: TokenCache | None = None,
         completer: Completer | None = None,
     ) -> None:
         if concurrency < 1:
@@ -87,9 +91,11 @@ class Worker(JobRunner):
         self.retry_base_delay = retry_base_delay
         self.poll_interval = poll_interval
         self.shutdown_timeout = shutdown_timeout
-        self.signals = signals
+        self.runtime = runtime if runtime is not None else DeliveryRuntime()
+        self.signals = self.runtime.signals
+        self.notes = self.runtime.notes
         self.observer = observer or RunObserver()
-        self.tokens = tokens if tokens is not None else TokenCache()
+        self.tokens = self.runtime.tokens
         self.stats = WorkerStats()
         #: job id -> the task running it (a batch's jobs share one task); one slot per task
         self._active: dict[str, asyncio.Task[None]] = {}

@@ -21,21 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cavra.config import LoadedConfig
 from cavra.connectors.registry import CATEGORY_OF, unknown_provider_message
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import register_completion_note
-from cavra.delivery.record import iso, utcnow
+from cavra.delivery.record import iso
+from cavra.delivery.runtime import DeliveryRuntime
 from cavra.destinations import NAME_PATTERN
 from cavra.errors import ConflictError, InputError, NotFoundError
 from cavra.events import normalize_event
+from cavra.governance.notes import INTEGRATION_HOOK, delivery_runtime
 from cavra.governance.outbox import Request, check_timeout, submit
 from cavra.governance.records import format_errors
 from cavra.service import parse_providers, select_targets, validate_retries
-from cavra.store import INTEGRATION_DELIVERY, Store, StoredDelivery
-from cavra.store.base import RecordAccess
+from cavra.store import INTEGRATION_DELIVERY, Store
 from cavra.transport import Transport
 
 INTEGRATION_SCHEMA = "cavra.integration.v1"
-#: the completion hook that notes a run's outcome as the integration's ``last_delivery``
-INTEGRATION_HOOK = "integration"
 
 
 class LastDelivery(BaseModel):
@@ -180,6 +178,7 @@ async def deliver_integration(
     idempotency_key: str | None = None,
     wait: bool = True,
     wait_seconds: float | None = None,
+    runtime: DeliveryRuntime | None = None,
 ) -> dict[str, Any]:
     """Deliver an event through an active integration; stored with kind ``integration-delivery``.
 
@@ -215,6 +214,7 @@ async def deliver_integration(
         store,
         config,
         request,
+        runtime=runtime,
         wait=wait,
         wait_seconds=wait_seconds,
         transport=transport,
@@ -236,34 +236,6 @@ def _destination_of(config: LoadedConfig, integration: dict[str, Any]) -> str:
     return destination
 
 
-def note_integration_delivery(records: RecordAccess, stored: StoredDelivery) -> None:
-    """Set the integration's ``last_delivery`` from one stored delivery record (idempotent; a deleted
-    integration stays deleted). A completion note: it runs in the completion's transaction."""
-    doc = stored.document
-    integration_id = doc.get("integration_id") or doc.get("subject_id")
-    if not isinstance(integration_id, str):
-        return
-    current = records.get("integration", integration_id)
-    if current is None:
-        return
-    noted = current.get("last_delivery")
-    if isinstance(noted, dict) and noted.get("delivery_id") == stored.id:
-        return
-    errors = [e.get("error") for e in doc.get("errors") or [] if e.get("error")]
-    last = {
-        "delivery_id": stored.id,
-        "event_id": doc.get("event_id"),
-        "event_type": doc.get("event_type"),
-        "success": bool(doc.get("success")),
-        "at": doc.get("created_at") or iso(utcnow()),
-        "error": errors[0] if errors else None,
-    }
-    records.put("integration", integration_id, {**current, "last_delivery": last})
-
-
-register_completion_note(INTEGRATION_HOOK, note_integration_delivery)
-
-
 #: events in flight when a file of many goes through the outbox (``cavra integration deliver --store``)
 RECORDED_IN_FLIGHT = 32
 
@@ -276,12 +248,16 @@ async def deliver_events_recorded(
     *,
     retries: int,
     on_done: Callable[[int], None] | None = None,
+    runtime: DeliveryRuntime | None = None,
 ) -> list[dict[str, Any]]:
     """Deliver events to the selected destinations through the outbox of ``store`` (one job per event and
     destination, run now in this process), so each delivery is recorded (``integration-delivery``: history,
     dashboards, replay) like an API delivery; answer one combined record per event, in order. A repeated
     event answers its first records (the outbox's idempotency). ``on_done(n)``: n events finished so far.
+    The events share one delivery runtime (``runtime``, or a new one): their jobs and records are written
+    in shared transactions, their tokens fetched once.
     """
+    shared = delivery_runtime() if runtime is None else runtime
     validate_retries(retries)
     targets, errors = select_targets(config, providers)
     names = [t.destination for t in targets] + list(errors)
@@ -300,7 +276,7 @@ async def deliver_events_recorded(
                 subject_kind=str(kind) if kind else ("session" if sid else None),
                 subject_id=str(event.get("subject_id") or sid) if (kind or sid) else None,
             )
-            record = await submit(store, config, request)
+            record = await submit(store, config, request, runtime=shared)
         finished += 1
         if on_done is not None:
             on_done(finished)

@@ -8,8 +8,10 @@ record, or, when the caller does not wait or the deadline passes, the 202 body o
 "jobs"}``); :func:`is_accepted` tells the two apart.
 
 Records that note a delivery's outcome (an integration's ``last_delivery``, an export's publication) are
-updated by completion notes (``cavra.delivery.queue.register_completion_note``), which run in the job's
-completion transaction, whichever worker runs it: a caller that sees the record sees the note.
+updated by completion notes (:mod:`cavra.governance.notes`), which run in the job's completion
+transaction, whichever worker runs it: a caller that sees the record sees the note. The jobs run in the
+caller's delivery runtime (:class:`cavra.delivery.runtime.DeliveryRuntime`: the server's, shared by its
+requests and its worker); a caller without one (a one-off CLI command) gets a new one for the request.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cavra.config import LoadedConfig
+from cavra.delivery.idempotency import delivery_job
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import delivery_job
+from cavra.delivery.runtime import DeliveryRuntime
 from cavra.delivery.submit import combined_record, deliver_jobs
 from cavra.errors import InputError
+from cavra.governance.notes import delivery_runtime
 from cavra.store import Store
 from cavra.store.jobs import RecordPut
 from cavra.transport import Transport
@@ -73,6 +77,7 @@ async def submit(
     config: LoadedConfig,
     request: Request,
     *,
+    runtime: DeliveryRuntime | None = None,
     records: Sequence[RecordPut] = (),
     wait: bool = True,
     wait_seconds: float | None = None,
@@ -104,6 +109,7 @@ async def submit(
         store,
         config,
         jobs,
+        runtime=delivery_runtime() if runtime is None else runtime,
         records=records,
         wait=wait,
         timeout=UNTIL_DONE if wait_seconds is None else wait_seconds,

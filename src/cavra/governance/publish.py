@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cavra.config import LoadedConfig
+from cavra.delivery.idempotency import delivery_job, idempotency_key
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import delivery_job, idempotency_key
 from cavra.delivery.record import build_record
+from cavra.delivery.runtime import DeliveryRuntime
 from cavra.delivery.submit import deliver_jobs
 from cavra.errors import ConfigError, InputError
 from cavra.events import normalize_event
+from cavra.governance.notes import delivery_runtime
 from cavra.governance.outbox import UNTIL_DONE, check_wait
 from cavra.routing import Decision, RouteTable, subject_of
 from cavra.service import validate_retries
@@ -150,6 +152,7 @@ async def publish_events(
     wait_seconds: float | None = None,
     transport: Transport | None = None,
     policy: RetryPolicy | None = None,
+    runtime: DeliveryRuntime | None = None,
 ) -> dict[str, Any]:
     """Route and queue ``raw_events``; answer the ``cavra.events.publish.v1`` body (see
     :func:`publish_answer`). ``wait``: run the jobs now and wait (up to ``wait_seconds``; default until
@@ -174,6 +177,7 @@ async def publish_events(
             store,
             config,
             jobs,
+            runtime=delivery_runtime() if runtime is None else runtime,
             wait=wait,
             timeout=UNTIL_DONE if wait_seconds is None else wait_seconds,
             transport=transport,

@@ -21,8 +21,8 @@ from typing import Any
 from cavra import history
 from cavra.config import LoadedConfig
 from cavra.delivery.policy import RetryPolicy
-from cavra.delivery.queue import register_completion_note
 from cavra.delivery.record import build_record
+from cavra.delivery.runtime import DeliveryRuntime
 from cavra.errors import InputError, NotFoundError, not_found
 from cavra.governance.actions import list_actions, record_action, replay_failed, silence_alert, with_silences
 from cavra.governance.boards import (
@@ -48,6 +48,7 @@ from cavra.governance.integrations import (
     list_integrations,
     upsert_integration,
 )
+from cavra.governance.notes import PUBLICATION_HOOK, delivery_runtime, note_publication
 from cavra.governance.operations import (
     integration_health,
     queue_overview,
@@ -65,7 +66,7 @@ from cavra.governance.routetest import run_cases as run_route_cases
 from cavra.governance.trends import delivery_trend
 from cavra.service import parse_providers, select_targets, validate_retries
 from cavra.store import Store
-from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY, RecordAccess, StoredDelivery
+from cavra.store.base import PUBLICATION_DELIVERY, RELEASE_DELIVERY
 from cavra.store.jobs import RecordPut
 from cavra.templates import KEYS as TEMPLATE_PROVIDERS
 from cavra.templates import default_source as default_templates
@@ -86,6 +87,7 @@ __all__ = [
     "delivery_dashboard",
     "delivery_followups",
     "delivery_history",
+    "delivery_runtime",
     "delivery_trend",
     "endpoint_publication_dashboard",
     "endpoint_publication_history",
@@ -123,8 +125,6 @@ __all__ = [
 ]
 
 EventBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
-#: the completion hook that notes a publication run's outcome in the ``endpoint_publication`` record
-PUBLICATION_HOOK = "publication"
 
 
 # --- records ----------------------------------------------------------------------------------------------
@@ -188,6 +188,7 @@ async def _deliver_release(
     idempotency_key: str | None,
     wait: bool,
     wait_seconds: float | None,
+    runtime: DeliveryRuntime | None,
 ) -> dict[str, Any]:
     k = kind_of(kind)
     record, is_new = _resolve(store, k, given)
@@ -209,6 +210,7 @@ async def _deliver_release(
         store,
         config,
         request,
+        runtime=runtime,
         records=[RecordPut(k.name, rid, record)] if is_new else (),
         wait=wait,
         wait_seconds=wait_seconds,
@@ -229,6 +231,7 @@ async def deliver_promotion_audit(
     idempotency_key: str | None = None,
     wait: bool = True,
     wait_seconds: float | None = None,
+    runtime: DeliveryRuntime | None = None,
 ) -> dict[str, Any]:
     """Deliver a promotion execution's audit event (``execution``: an ``rpe_`` id or the record itself)."""
     return await _deliver_release(
@@ -244,6 +247,7 @@ async def deliver_promotion_audit(
         idempotency_key=idempotency_key,
         wait=wait,
         wait_seconds=wait_seconds,
+        runtime=runtime,
     )
 
 
@@ -259,6 +263,7 @@ async def deliver_rollback_execution(
     idempotency_key: str | None = None,
     wait: bool = True,
     wait_seconds: float | None = None,
+    runtime: DeliveryRuntime | None = None,
 ) -> dict[str, Any]:
     """Deliver a rollback execution event (``execution``: an ``rre_`` id or the record itself)."""
     return await _deliver_release(
@@ -274,6 +279,7 @@ async def deliver_rollback_execution(
         idempotency_key=idempotency_key,
         wait=wait,
         wait_seconds=wait_seconds,
+        runtime=runtime,
     )
 
 
@@ -293,44 +299,6 @@ def _publication_providers(spec: str, export: Mapping[str, Any], config: LoadedC
     return providers
 
 
-def note_publication(records: RecordAccess, stored: StoredDelivery) -> None:
-    """Keep the latest publication outcome per provider in the ``endpoint_publication`` record (from one
-    stored publication delivery record; idempotent). A completion note: it runs in the completion's
-    transaction (and in :meth:`Store.with_records` for a publication refused before any job)."""
-    doc = stored.document
-    export_id = doc.get("subject_id") or doc.get("export_id")
-    if not isinstance(export_id, str):
-        return
-    by_provider = {d.get("provider"): d for d in doc.get("deliveries") or []}
-    errors = {e.get("provider"): e.get("error") for e in doc.get("errors") or []}
-    providers = [str(p) for p in dict.fromkeys([*by_provider, *errors]) if p]
-    current = records.get("endpoint_publication", export_id) or {}
-    outcomes = dict(current.get("providers") or {})
-    if current and all((outcomes.get(p) or {}).get("delivery_id") == stored.id for p in providers):
-        return
-    export = records.get("endpoint_export", export_id) or {}
-    for name in providers:
-        item = by_provider.get(name) or {}
-        outcomes[name] = {
-            "delivery_id": stored.id,
-            "success": bool(item.get("success")),
-            "status": item.get("status") or "failed",
-            "at": doc.get("created_at"),
-            "error": item.get("error") or errors.get(name),
-        }
-    body = {
-        "export_id": export_id,
-        "release": export.get("release", current.get("release")),
-        "channel": export.get("channel", current.get("channel")),
-        "published": any(o["success"] for o in outcomes.values()),
-        "providers": outcomes,
-    }
-    records.put("endpoint_publication", export_id, body)
-
-
-register_completion_note(PUBLICATION_HOOK, note_publication)
-
-
 async def publish_endpoint_export(
     store: Store,
     config: LoadedConfig,
@@ -344,6 +312,7 @@ async def publish_endpoint_export(
     idempotency_key: str | None = None,
     wait: bool = True,
     wait_seconds: float | None = None,
+    runtime: DeliveryRuntime | None = None,
 ) -> dict[str, Any]:
     """Publish an endpoint-management export (an ``eme_`` id or the manifest itself).
 
@@ -400,6 +369,7 @@ async def publish_endpoint_export(
         store,
         config,
         request,
+        runtime=runtime,
         records=[RecordPut(k.name, rid, record)] if is_new else (),
         wait=wait,
         wait_seconds=wait_seconds,

@@ -143,6 +143,7 @@ async def publish(body: EventsIn, runtime: RuntimeDep, idempotency_key: Idempote
             wait_seconds=body.wait_seconds,
             transport=runtime.transport,
             policy=runtime.policy(body.retries),
+            runtime=runtime.delivery,
         )
     )
     # the service's answer is already plain JSON: sent as is (the response models document it), not

@@ -113,6 +113,7 @@ async def deliver(
             idempotency_key=idempotency_key,
             wait=body.wait,
             wait_seconds=body.wait_seconds,
+            runtime=runtime.delivery,
         )
     )
     return accepted_answer(result) if governance.is_accepted(result) else result

@@ -193,6 +193,7 @@ async def redeliver(
         lambda: replay.redeliver(
             store,
             delivery_id,
+            runtime=runtime.delivery,
             config=config,
             transport=runtime.transport,
             retry_base_delay=runtime.settings.retry_base_delay,

@@ -48,6 +48,7 @@ async def _deliver(
             idempotency_key=idempotency_key,
             wait=body.wait,
             wait_seconds=body.wait_seconds,
+            runtime=runtime.delivery,
             **extra,
         )
     )
