@@ -149,22 +149,33 @@ def secure(response: Response, *, cache: bool = False) -> Response:
     return response
 
 
-def scrubbed(value: Any, redactor: Redactor) -> Any:
+def scrubbed(value: Any, redactor: Redactor, memo: dict[object, Any] | None = None) -> Any:
     """``value`` with every string in it (through dicts and lists) passed through ``redactor``.
 
     A request's ``url`` gets the URL rules, as in the evidence (configured URLs are secrets when echoed
-    in text, but the host and path of a request stay visible).
+    in text, but the host and path of a request stay visible). ``memo`` (one per page) scrubs a dict or
+    list that a page's context holds twice (the overview's boards) once, and each distinct string once.
     """
+    memo = {} if memo is None else memo
     if isinstance(value, str):
-        return redactor.scrub(value)
+        text = memo.get(value)  # strings are keyed by themselves, containers by their id (an int)
+        if text is None:
+            text = memo[value] = redactor.scrub(value)
+        return text
+    if not isinstance(value, dict | list | tuple):
+        return value
+    if id(value) in memo:
+        return memo[id(value)][1]
+    out: Any
     if isinstance(value, dict):
-        return {
-            k: str(redactor.url(v)) if k == "url" and isinstance(v, str) else scrubbed(v, redactor)
+        out = {
+            k: str(redactor.url(v)) if k == "url" and isinstance(v, str) else scrubbed(v, redactor, memo)
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
-        return [scrubbed(v, redactor) for v in value]
-    return value
+    else:
+        out = [scrubbed(v, redactor, memo) for v in value]
+    memo[id(value)] = (value, out)  # the value is kept so its id cannot be reused while the page renders
+    return out
 
 
 #: the auto-refresh period (seconds) a page asks for with ``?refresh=on``
@@ -193,6 +204,7 @@ def render(
     red = redactor_of(request)
     refresh, refresh_link = refresh_state(request)
     can_act = viewer is not None and role_allows(viewer.role, ACTION_ROLE)
+    memo: dict[object, Any] = {}
     html = ENV.get_template(template).render(
         viewer=viewer,
         refresh=refresh,
@@ -201,7 +213,7 @@ def render(
         csrf=csrf.token(request, viewer) if viewer is not None and can_act else "",
         section=context.pop("section", ""),
         request_id=request_id_of(request),
-        **{k: scrubbed(v, red) for k, v in context.items()},
+        **{k: scrubbed(v, red, memo) for k, v in context.items()},
     )
     return secure(HTMLResponse(html, status_code=status))
 
