@@ -33,6 +33,11 @@ Tables:
     provider's name for older rows) and ``pd_destination_totals``, the per (metadata kind, destination)
     twin of ``pd_totals``.
 
+``delivery_groups``, ``delivery_group_members``
+    grouping state (revision r0009, :mod:`cavra.store.groups`): one row per (destination, group key) with
+    the open group's state as JSON, one row per (destination, event id) that joined a group, with the flush
+    job that took it.
+
 Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
 that the migrated schema matches this module.
 """
@@ -274,4 +279,29 @@ pd_event_streaks = sa.Table(
         sqlite_where=sa.text("streak_count > 0"),
         postgresql_where=sa.text("streak_count > 0"),
     ),
+)
+
+# grouping (revision r0009): one slot per (destination, group key), one member per (destination, event id)
+delivery_groups = sa.Table(
+    "delivery_groups",
+    metadata,
+    sa.Column("slot", sa.String(64), primary_key=True),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("group_key", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+delivery_group_members = sa.Table(
+    "delivery_group_members",
+    metadata,
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("slot", sa.String(64), nullable=False),
+    sa.Column("group_id", sa.String(64), nullable=False),
+    sa.Column("flush_job", sa.String(40)),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+    sa.Index("ix_dgm_slot_flush", "slot", "flush_job"),
+    sa.Index("ix_dgm_flush_job", "flush_job"),
 )
