@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from importlib import resources
+
+import jsonschema
 
 from cavra.emulators.server import EmulatorServer
 from cavra.governance import service as governance
 from cavra.store import Store
 
 from .conftest import Clock, documents, flush, grouped_config, rollback, slack_messages
+
+SCHEMA = json.loads(resources.files("cavra").joinpath("schemas/connector-delivery.v1.json").read_text())
 
 
 async def publish(store: Store, config, clock: Clock, *events: dict) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -101,6 +106,8 @@ async def test_records_name_the_group_and_the_group_names_its_members(
     prod = next(g for g in groups if g["group"]["member_count"] == 3)
     assert prod["group"]["member_event_ids"] == ["evt-rb-1", "evt-rb-2", "evt-rb-3"]
     assert prod["event_type"] == "cavra.notification_group" and prod["success"] is True
+    for doc in docs:
+        jsonschema.validate(doc, SCHEMA)
     assert store.verify_chain().ok
 
 

@@ -87,6 +87,9 @@ def add_to_answer(answer: dict[str, Any], plan: GroupPlan, joined: Sequence[Join
             }
         )
     answer["grouped"] = len(plan.joins)
+    first = next((j.job_id for j in joined if j.job_id), None)
+    if "status_url" not in answer and first is not None:  # only grouped destinations: their first flush
+        answer["job_id"], answer["status_url"] = first, f"/jobs/{first}"
     if answer.get("status") == "completed":  # the grouped destinations' messages go out later
         answer["status"] = "accepted"
         answer.pop("success", None)
