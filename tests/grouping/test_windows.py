@@ -139,3 +139,25 @@ def _base() -> dict:  # type: ignore[type-arg]
     from .conftest import GROUPED
 
     return dict(GROUPED)
+
+
+async def test_servicenow_and_teams_one_ticket_per_group_work_notes_after(
+    json_store: Store, clock: Clock
+) -> None:
+    async with EmulatorServer(providers=["servicenow", "teams"]) as srv:
+        route = {**_base(), "to": ["servicenow", "teams"]}
+        config = grouped_config(srv, [route])
+        for n in (1, 2):
+            await publish(json_store, config, clock, rollback(n))
+        clock.set(31)
+        await flush(json_store, config, clock)
+        clock.set(40)
+        await publish(json_store, config, clock, rollback(3))
+        clock.set(91)
+        await flush(json_store, config, clock)
+        sn = [(r.method, r.path) for r in srv.hub.received("servicenow") if r.method != "GET"]
+        assert [m for m, _ in sn] == ["POST", "PATCH"], sn  # the ticket, then a work note on it
+        patch = next(r for r in srv.hub.received("servicenow") if r.method == "PATCH")
+        assert "work_notes" in json.loads(patch.body) and "rre_prod_3" in patch.body.decode()
+        teams = [r for r in srv.hub.received("teams") if r.method == "POST"]
+        assert len(teams) == 2 and "2 CAVRA events" in teams[0].body.decode()
