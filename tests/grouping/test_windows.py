@@ -161,3 +161,25 @@ async def test_servicenow_and_teams_one_ticket_per_group_work_notes_after(
         assert "work_notes" in json.loads(patch.body) and "rre_prod_3" in patch.body.decode()
         teams = [r for r in srv.hub.received("teams") if r.method == "POST"]
         assert len(teams) == 2 and "2 CAVRA events" in teams[0].body.decode()
+
+
+async def test_redelivering_a_group_record_sends_its_members_again(
+    store: Store, emulators: EmulatorServer, clock: Clock
+) -> None:
+    from cavra.delivery.replay import redeliver
+
+    config = grouped_config(emulators, [_slack_only()])
+    await publish(store, config, clock, rollback(1), rollback(2))
+    clock.set(31)
+    await flush(store, config, clock)
+    group = next(d for d in documents(store) if d["metadata_kind"] == "group-delivery")
+    done = await redeliver(store, group["id"], config=config, retry_base_delay=0.01)
+    assert done.documents[0] is not None and done.documents[0]["success"] is True
+    again = done.documents[0]
+    assert again["group"]["member_event_ids"] == ["evt-rb-1", "evt-rb-2"]
+    assert again["job"]["replay_of"] == group["id"]
+    messages = slack_messages(emulators)
+    assert len(messages) == 2 and "2 CAVRA events" in json.dumps(messages[1])
+    members = [d for d in documents(store) if d["metadata_kind"] == "event-delivery"]
+    assert len(members) == 4  # each member's record names the delivery it went out in, both times
+    assert {m["group"]["group_delivery_id"] for m in members} == {group["id"], again["id"]}

@@ -6,9 +6,10 @@ different members and no member goes out in two groups) and puts the group's mes
 the engine sends it like any event: the destination's guard, breaker, retries and long retry schedule
 apply. The run's record gets a ``group`` section listing every member's event id (:func:`group_section`).
 
-After the job's final run (delivered, failed or dead), :func:`member_records` stores one record per member
-(``event-delivery``, as an ungrouped event's) with the group's outcome and ``group.group_delivery_id``, the
-id of the group's record. Those are written after the group's record, one transaction each: a worker that
+A redelivery of a group's record (``POST /deliveries/{id}/redeliver``, a replay) sends the members that
+record's job took. After the job's final run (delivered, failed or dead), :func:`member_records` stores
+one record per member (``event-delivery``, as an ungrouped event's) with the group's outcome and
+``group.group_delivery_id``, the id of the group's record. Those are written after the group's record, one transaction each: a worker that
 dies between the two leaves the members without their own record, but the group's record names them all.
 """
 
@@ -33,12 +34,24 @@ MAX_LISTED = 10_000
 def prepare(store: Store, job: Job, *, now: datetime) -> Job:
     """The flush job with its members taken and its message as the job's event (``payload.members``:
     the members' event ids and subjects)."""
-    taken = take_members(store, job, now=now)
+    taken = take_members(store, job, now=now).members
+    source = job.id
+    if not taken and job.replay_of:  # a redelivery of a group's record: the members that record sent
+        source = _replayed_job(store, job.replay_of) or job.id
+        taken = store.with_groups(lambda tx: tx.members_of(source))
     route = job.payload.get("route")
     group = dict(job.payload.get("group") or {})
-    event = group_event(group, taken.members, route if isinstance(route, str) else None)
-    members = [_member_view(m) for m in taken.members]
-    return dataclasses.replace(job, payload={**job.payload, "event": event, "members": members})
+    event = group_event(group, taken, route if isinstance(route, str) else None)
+    members = [_member_view(m) for m in taken]
+    payload = {**job.payload, "event": event, "members": members, "members_job": source}
+    return dataclasses.replace(job, payload=payload)
+
+
+def _replayed_job(store: Store, delivery_id: str) -> str | None:
+    doc = store.get_delivery(delivery_id)
+    section = doc.get("job") if doc is not None else None
+    found = section.get("job_id") if isinstance(section, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _member_view(m: GroupMember) -> dict[str, Any]:
@@ -94,7 +107,8 @@ def _member_record(
 
 def member_records(store: Store, job: Job, group: StoredDelivery) -> list[StoredDelivery]:
     """Store one ``event-delivery`` record per member of the finished flush ``job``."""
-    members = store.with_groups(lambda tx: tx.members_of(job.id))
+    source = str(job.payload.get("members_job") or job.id)
+    members = store.with_groups(lambda tx: tx.members_of(source))
     info = dict(job.payload.get("group") or {})
     section = {
         "group_id": info.get("group_id"),
