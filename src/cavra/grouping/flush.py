@@ -9,8 +9,9 @@ apply. The run's record gets a ``group`` section listing every member's event id
 A redelivery of a group's record (``POST /deliveries/{id}/redeliver``, a replay) sends the members that
 record's job took. After the job's final run (delivered, failed or dead), :func:`member_records` stores
 one record per member (``event-delivery``, as an ungrouped event's) with the group's outcome and
-``group.group_delivery_id``, the id of the group's record. Those are written after the group's record, one transaction each: a worker that
-dies between the two leaves the members without their own record, but the group's record names them all.
+``group.group_delivery_id``, the id of the group's record. Those are written after the group's record,
+one transaction each: a worker that dies between the two leaves the members without their own record, but
+the group's record names them all.
 """
 
 from __future__ import annotations
