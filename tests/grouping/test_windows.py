@@ -183,3 +183,24 @@ async def test_redelivering_a_group_record_sends_its_members_again(
     members = [d for d in documents(store) if d["metadata_kind"] == "event-delivery"]
     assert len(members) == 4  # each member's record names the delivery it went out in, both times
     assert {m["group"]["group_delivery_id"] for m in members} == {group["id"], again["id"]}
+
+
+async def test_a_flush_job_that_died_before_taking_its_members_does_not_strand_the_group(
+    store: Store, emulators: EmulatorServer, clock: Clock
+) -> None:
+    from cavra.delivery.record import build_record
+    from cavra.store.jobs import DEAD, JobOutcome
+
+    config = grouped_config(emulators, [_slack_only()])
+    first = await publish(store, config, clock, rollback(1))
+    dead_job = first["events"][0]["destinations"][0]["job_id"]
+    (job,) = store.claim_jobs("op", limit=5, lease_seconds=5, now=clock.at(31))
+    assert job.id == dead_job
+    store.complete_job(job.id, "op", build_record(job.event, []), JobOutcome(DEAD, "past max_runs"))
+    clock.set(40)
+    again = await publish(store, config, clock, rollback(2))
+    assert again["events"][0]["destinations"][0]["job_id"] != dead_job
+    clock.set(71)
+    await flush(store, config, clock)
+    messages = slack_messages(emulators)
+    assert len(messages) == 1 and "2 CAVRA events" in json.dumps(messages[0])

@@ -107,7 +107,7 @@ def _open_new(slot: dict[str, Any], ref: GroupRef, now: datetime) -> dict[str, A
     }
 
 
-def _flush_job(slot: Mapping[str, Any], ref: GroupRef, join: Join, now: datetime) -> NewJob:
+def _flush_job(slot: dict[str, Any], ref: GroupRef, join: Join, now: datetime) -> NewJob:
     flushes = int(slot.get("flushes") or 0)
     last = _when(slot.get("last_flush_at"))
     if flushes == 0 or last is None:
@@ -123,8 +123,10 @@ def _flush_job(slot: Mapping[str, Any], ref: GroupRef, join: Join, now: datetime
         "flush": flushes + 1,
     }
     stub = {"event_id": slot["group_id"], "event_type": GROUP_EVENT_TYPE}
+    scheduled = int(slot.get("scheduled") or 0) + 1  # a new key even when a dead job had this flush's
+    slot["scheduled"] = scheduled
     return NewJob(
-        idempotency_key=f"group/{slot['group_id']}/{flushes + 1}",
+        idempotency_key=f"group/{slot['group_id']}/{flushes + 1}/{scheduled}",
         kind=GROUP_DELIVERY,
         provider=ref.destination,
         payload={**(join.payload or {}), "event": stub, "route": ref.route, "group": group},
@@ -140,6 +142,10 @@ def _join(tx: GroupAccess, join: Join, now: datetime) -> Joined:
     if known is not None:
         pending = slot.get("flush_job") if slot.get("group_id") == known.group_id else None
         return Joined(known.group_id, ref.key, known.flush_job or pending, slot.get("flush_at"), False)
+    if slot.get("flush_job") and tx.job_ended(str(slot["flush_job"])):
+        # its flush job ended without taking the members (a dead letter before its first run, a purge):
+        # the next flush takes them
+        slot["flush_job"] = slot["flush_at"] = None
     if not is_open(slot, ref.settings, now):
         slot = _open_new(slot, ref, now)
     body = {"event": dict(join.event), "subject_kind": join.subject[0], "subject_id": join.subject[1]}

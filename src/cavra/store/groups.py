@@ -57,5 +57,8 @@ class GroupAccess(Protocol):
     def members_of(self, job_id: str) -> list[GroupMember]:
         """The members a flush job took (oldest first)."""
 
+    def job_ended(self, job_id: str) -> bool:
+        """The outbox job has ended (succeeded, failed, dead) or is gone (purged)."""
+
     def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> list[Enqueued]:
         """:meth:`cavra.store.Store.enqueue_jobs` inside this transaction."""

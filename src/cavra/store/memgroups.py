@@ -78,5 +78,9 @@ class MemGroups:
         found = [_member(item) for item in self._members if item.get("flush_job") == job_id]
         return sorted(found, key=lambda m: m.added_at)
 
+    def job_ended(self, job_id: str) -> bool:
+        item = mj.find(self._data, job_id)
+        return item is None or mj.to_job(item).final
+
     def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> list[Enqueued]:
         return mj.enqueue(self._data, jobs, now)

@@ -102,5 +102,9 @@ class SqlGroups:
         stmt = sa.select(members).where(members.c.flush_job == job_id).order_by(members.c.added_at)
         return [_member(m) for m in self._conn.execute(stmt).mappings()]
 
+    def job_ended(self, job_id: str) -> bool:
+        job = sj.get(self._conn, job_id)
+        return job is None or job.final
+
     def enqueue(self, jobs: Sequence[NewJob], now: datetime) -> list[Enqueued]:
         return sj.enqueue(self._conn, self._backend, jobs, now)
