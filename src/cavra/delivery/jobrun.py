@@ -228,6 +228,16 @@ class JobRunner:
             await self._finish(job, record, outcome, None, time.monotonic())
         return keep
 
+    async def _recover_groups(self) -> None:
+        """Write the records owed to group members whose flush's worker died before writing them."""
+        try:
+            written = await asyncio.to_thread(grouping.recover_member_records, self.store)
+        except CavraError as exc:
+            log.error("worker %s: the records owed to group members: %s", self.owner, exc)
+            return
+        if written:
+            log.warning("worker %s: wrote %d record(s) owed to group members", self.owner, written)
+
     async def _member_records(self, job: Job, stored: StoredDelivery) -> None:
         """One record per member of a finished group flush, naming the group's record."""
         try:

@@ -10,8 +10,8 @@ A redelivery of a group's record (``POST /deliveries/{id}/redeliver``, a replay)
 record's job took. After the job's final run (delivered, failed or dead), :func:`member_records` stores
 one record per member (``event-delivery``, as an ungrouped event's) with the group's outcome and
 ``group.group_delivery_id``, the id of the group's record. Those are written after the group's record,
-one transaction each: a worker that dies between the two leaves the members without their own record, but
-the group's record names them all.
+and each member row remembers its record: a worker that dies between the two leaves them owed, and the
+next worker to start writes them (:func:`recover_member_records`).
 """
 
 from __future__ import annotations
@@ -107,9 +107,18 @@ def _member_record(
 
 
 def member_records(store: Store, job: Job, group: StoredDelivery) -> list[StoredDelivery]:
-    """Store one ``event-delivery`` record per member of the finished flush ``job``."""
+    """Store one ``event-delivery`` record per member of the finished flush ``job`` (a member whose record
+    was written already is skipped; a redelivery writes its members' records again, naming it)."""
     source = str(job.payload.get("members_job") or job.id)
     members = store.with_groups(lambda tx: tx.members_of(source))
+    if source == job.id:
+        members = [m for m in members if m.delivery_id is None]
+    return _write_members(store, job, group, members, mark=source == job.id)
+
+
+def _write_members(
+    store: Store, job: Job, group: StoredDelivery, members: Sequence[GroupMember], *, mark: bool
+) -> list[StoredDelivery]:
     info = dict(job.payload.get("group") or {})
     section = {
         "group_id": info.get("group_id"),
@@ -118,17 +127,47 @@ def member_records(store: Store, job: Job, group: StoredDelivery) -> list[Stored
         "group_job_id": job.id,
         "flush": info.get("flush"),
     }
-    doc = group.document
     stored: list[StoredDelivery] = []
     for m in members:
         event = dict(m.body.get("event") or {})
         kind, sid = m.body.get("subject_kind"), m.body.get("subject_id")
-        stored.append(
-            store.append_delivery(
-                _member_record(event, doc, section),
-                metadata_kind=EVENT_DELIVERY,
-                subject_kind=kind if isinstance(kind, str) else None,
-                subject_id=sid if isinstance(sid, str) else None,
-            )
+        one = store.append_delivery(
+            _member_record(event, group.document, section),
+            metadata_kind=EVENT_DELIVERY,
+            subject_kind=kind if isinstance(kind, str) else None,
+            subject_id=sid if isinstance(sid, str) else None,
         )
+        if mark:
+            _mark(store, m, one.id)
+        stored.append(one)
     return stored
+
+
+def _mark(store: Store, member: GroupMember, delivery_id: str) -> None:
+    store.with_groups(lambda tx: tx.mark_recorded(member.destination, member.event_id, delivery_id))
+
+
+def recover_member_records(store: Store, *, limit: int = 1000) -> int:
+    """Write the records owed to members whose flush job ended without writing them (its worker died
+    between the group's record and theirs); run when a worker starts. Returns how many were written."""
+    owed = store.with_groups(lambda tx: [m for m in tx.unrecorded(limit) if tx.job_ended(str(m.flush_job))])
+    by_job: dict[str, list[GroupMember]] = {}
+    for m in owed:
+        by_job.setdefault(str(m.flush_job), []).append(m)
+    written = 0
+    for job_id, members in by_job.items():
+        job = store.get_job(job_id)
+        doc = store.get_delivery(job.delivery_id) if job is not None and job.delivery_id else None
+        if job is None or doc is None:
+            continue  # purged: the group's record is the evidence left
+        group = StoredDelivery(
+            id=str(doc["id"]),
+            sequence=int(doc.get("sequence") or 0),
+            metadata_kind=str(doc.get("metadata_kind")),
+            created_at=job.updated_at,
+            record_sha256=str(doc.get("record_sha256")),
+            previous_sha256=str(doc.get("previous_sha256")),
+            document=doc,
+        )
+        written += len(_write_members(store, job, group, members, mark=True))
+    return written

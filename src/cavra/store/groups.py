@@ -34,6 +34,8 @@ class GroupMember:
     body: dict[str, Any]
     added_at: datetime
     flush_job: str | None = None
+    #: the member's own record, once written
+    delivery_id: str | None = None
 
 
 class GroupAccess(Protocol):
@@ -56,6 +58,12 @@ class GroupAccess(Protocol):
 
     def members_of(self, job_id: str) -> list[GroupMember]:
         """The members a flush job took (oldest first)."""
+
+    def mark_recorded(self, destination: str, event_id: str, delivery_id: str) -> None:
+        """The member's own record is ``delivery_id``."""
+
+    def unrecorded(self, limit: int) -> list[GroupMember]:
+        """Members taken by a flush job and still without their own record (oldest first)."""
 
     def job_ended(self, job_id: str) -> bool:
         """The outbox job has ended (succeeded, failed, dead) or is gone (purged)."""

@@ -28,6 +28,7 @@ def _member(item: dict[str, Any]) -> GroupMember:
         body=dict(item.get("body") or {}),
         added_at=_when(item["added_at"]),
         flush_job=item.get("flush_job"),
+        delivery_id=item.get("delivery_id"),
     )
 
 
@@ -77,6 +78,15 @@ class MemGroups:
     def members_of(self, job_id: str) -> list[GroupMember]:
         found = [_member(item) for item in self._members if item.get("flush_job") == job_id]
         return sorted(found, key=lambda m: m.added_at)
+
+    def mark_recorded(self, destination: str, event_id: str, delivery_id: str) -> None:
+        for item in self._members:
+            if item["destination"] == destination and item["event_id"] == event_id:
+                item["delivery_id"] = delivery_id
+
+    def unrecorded(self, limit: int) -> list[GroupMember]:
+        found = [_member(i) for i in self._members if i.get("flush_job") and not i.get("delivery_id")]
+        return sorted(found, key=lambda m: m.added_at)[:limit]
 
     def job_ended(self, job_id: str) -> bool:
         item = mj.find(self._data, job_id)

@@ -302,6 +302,9 @@ delivery_group_members = sa.Table(
     sa.Column("flush_job", sa.String(40)),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("added_at", UTCDateTime, nullable=False),
+    # the member's own record, once written (null: owed while its flush job has ended)
+    sa.Column("delivery_id", sa.String(64)),
     sa.Index("ix_dgm_slot_flush", "slot", "flush_job"),
     sa.Index("ix_dgm_flush_job", "flush_job"),
+    sa.Index("ix_dgm_unrecorded", "delivery_id", "flush_job"),
 )

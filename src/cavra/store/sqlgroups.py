@@ -32,6 +32,7 @@ def _member(m: sa.RowMapping) -> GroupMember:
         body=dict(json.loads(m["body"])),
         added_at=m["added_at"],
         flush_job=m["flush_job"],
+        delivery_id=m["delivery_id"],
     )
 
 
@@ -100,6 +101,22 @@ class SqlGroups:
 
     def members_of(self, job_id: str) -> list[GroupMember]:
         stmt = sa.select(members).where(members.c.flush_job == job_id).order_by(members.c.added_at)
+        return [_member(m) for m in self._conn.execute(stmt).mappings()]
+
+    def mark_recorded(self, destination: str, event_id: str, delivery_id: str) -> None:
+        self._conn.execute(
+            sa.update(members)
+            .where(members.c.destination == destination, members.c.event_id == event_id)
+            .values(delivery_id=delivery_id)
+        )
+
+    def unrecorded(self, limit: int) -> list[GroupMember]:
+        stmt = (
+            sa.select(members)
+            .where(members.c.delivery_id.is_(None), members.c.flush_job.is_not(None))
+            .order_by(members.c.added_at)
+            .limit(limit)
+        )
         return [_member(m) for m in self._conn.execute(stmt).mappings()]
 
     def job_ended(self, job_id: str) -> bool:

@@ -38,13 +38,16 @@ def upgrade() -> None:
         sa.Column("flush_job", sa.String(40)),
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("added_at", sa.DateTime(timezone=False), nullable=False),
+        sa.Column("delivery_id", sa.String(64)),
         sa.PrimaryKeyConstraint("destination", "event_id", name="pk_delivery_group_members"),
     )
     op.create_index("ix_dgm_slot_flush", "delivery_group_members", ["slot", "flush_job"])
     op.create_index("ix_dgm_flush_job", "delivery_group_members", ["flush_job"])
+    op.create_index("ix_dgm_unrecorded", "delivery_group_members", ["delivery_id", "flush_job"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dgm_unrecorded", table_name="delivery_group_members")
     op.drop_index("ix_dgm_flush_job", table_name="delivery_group_members")
     op.drop_index("ix_dgm_slot_flush", table_name="delivery_group_members")
     op.drop_table("delivery_group_members")
