@@ -121,13 +121,14 @@ def _duration(item: Mapping[str, Any], key: str, default: float, where: str) -> 
 def categories_of(entries: Mapping[str, Any]) -> dict[str, str]:
     """Destination name -> its provider's category, for the entries of a connectors file whose provider is
     known (the file's own checks report the others)."""
-    from cavra.connectors.registry import PROVIDERS, category_of
+    from cavra.connectors.registry import CATEGORY_OF
 
     out: dict[str, str] = {}
     for key, raw in entries.items():
         provider = raw.get("provider", key) if isinstance(raw, Mapping) else key
-        if isinstance(provider, str) and provider in PROVIDERS:
-            out[str(key)] = category_of(provider)
+        category = CATEGORY_OF.get(provider) if isinstance(provider, str) else None
+        if category is not None:
+            out[str(key)] = category
     return out
 
 
