@@ -9,6 +9,9 @@
   aimed at the sink and one route sending every event to all three. Per round, alternating, one client
   posts ``{"event", "wait": true}`` to ``POST /events`` (three jobs, three records) and ``{"event"}`` to
   ``POST /integrations/{id}/deliver`` (one destination, one record); added = the p50 (p99) difference.
+* ``templates``: one Slack ``prepare`` (the request a delivery sends) without templates, with the shipped
+  default templates (both keys, the same message) and with one custom ``text`` template, on the four sample
+  events, each call timed alone; the three alternate in every round.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from typing import Any
 from bench.api_overhead import ApiServer, _api_ok, _timed_posts, register_integration
 from bench.common import BENCH_SIGNING_SECRET, Section, make_events, percentile
 from bench.contestants.cavra_paths import INTEGRATION_ID
-from cavra.config import config_from_data
+from cavra.config import Target, config_from_data, target_from_mapping
+from cavra.connectors.base import Context
 from cavra.routing import RouteTable
+from cavra.templates import default_templates
+from cavra.templates.samples import SAMPLES
 
 log = logging.getLogger("bench")
 BENCH_TOKEN = "bench-token-0123456789abcdef"
@@ -107,6 +113,60 @@ def routing_cost(section: Section, *, events: int, rounds: int) -> None:
                 ).add(percentile(lat, q))
 
 
+SLACK_URL = "https://hooks.slack.com/services/T0BENCH01/B0BENCH01/benchTemplateSecret0001"
+CUSTOM_TEXT = ":rotating_light: {{ event.environment|upper }} rollback {{ subject.id }}: {{ event.release }}"
+
+
+def template_targets() -> dict[str, Target]:
+    """Slack destinations without templates, with the shipped defaults, with one custom text template."""
+    variants: dict[str, Any] = {
+        "none": None,
+        "defaults": default_templates("slack"),
+        "custom": {"text": CUSTOM_TEXT},
+    }
+    out = {}
+    for name, templates in variants.items():
+        entry: dict[str, Any] = {"url": SLACK_URL}
+        if templates is not None:
+            entry["templates"] = templates
+        out[name] = target_from_mapping("slack", entry, {}, name=f"slack-{name}")
+    return out
+
+
+def _time_prepare(target: Target, count: int) -> list[float]:
+    ctx = Context(delivery_key="dk_bench")
+    prepare, settings = target.connector.prepare, target.settings
+    latencies = []
+    clock = time.perf_counter_ns
+    for n in range(count):
+        event = SAMPLES[n % len(SAMPLES)]
+        t0 = clock()
+        prepare(event, settings, ctx, None)
+        latencies.append((clock() - t0) / 1000)
+    return latencies
+
+
+def template_cost(section: Section, *, events: int, rounds: int) -> None:
+    labels = {
+        "none": "no templates",
+        "defaults": "the shipped default templates",
+        "custom": "one custom text template",
+    }
+    targets = template_targets()
+    count = max(events // 10, 40)
+    for r in range(rounds):
+        order = list(targets) if r % 2 == 0 else list(reversed(targets))
+        for name in order:
+            _time_prepare(targets[name], 20)  # warm
+            lat = _time_prepare(targets[name], count)
+            section.figure(
+                f"slack_prepare_{name}_p50",
+                f"Slack prepare, {labels[name]}, p50",
+                "µs",
+                higher_is_better=False,
+            ).add(percentile(lat, 50))
+
+
 def fanout_connectors(sink_url: str) -> dict[str, Any]:
     return {
         "connectors": {
@@ -186,4 +246,5 @@ def publish_overhead(section: Section, workdir: Path, *, sink_url: str, rounds: 
 
 def run(section: Section, workdir: Path, *, sink_url: str, events: int, rounds: int, requests: int) -> None:
     routing_cost(section, events=events, rounds=rounds)
+    template_cost(section, events=events, rounds=rounds)
     publish_overhead(section, workdir, sink_url=sink_url, rounds=rounds, requests=requests)

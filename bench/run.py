@@ -267,7 +267,9 @@ def make_sections() -> dict[str, Section]:
             "6. Routing (100 routes) and POST /events fan-out",
             "Routing: RouteTable.route per event, timed alone, on 100 compiled routes. Fan-out: cavra serve "
             "on SQLite, POST /events with wait (one route, 3 destinations: webhook, HEC, Datadog, all at "
-            "the sink) against POST /integrations/{id}/deliver (1 destination), alternating, one client.",
+            "the sink) against POST /integrations/{id}/deliver (1 destination), alternating, one client. "
+            "Templates: one Slack prepare timed alone, without templates, with the shipped defaults and "
+            "with one custom text template, on the sample events.",
         ),
         "processes": Section(
             "processes",

@@ -4,7 +4,9 @@ One test per registered provider (a new connector is covered as soon as the regi
 know it): every provider's emulator echoes everything it received (raw, URL-encoded, base64) plus every
 other connector's canaries in every form; the deliveries go through the API (two servers: SQLite with text
 logs, PostgreSQL with JSON logs; waiting and through the outbox), the CLI (``--output``, ``--json``, a
-``--metadata-json`` store, history and dashboards) and the console. The world is built once per module.
+``--metadata-json`` store, history and dashboards) and the console. Every destination that takes templates
+has ones that print every context value (the Jira comment and ServiceNow work note included). The world is
+built once per module.
 """
 
 from __future__ import annotations
@@ -83,3 +85,24 @@ def test_no_canary_of_the_provider_in_any_channel(world: World, provider: str) -
     }
     found = {channel: hits for channel, hits in found.items() if hits}
     assert not found, f"{provider} secrets leaked: {found}"
+
+
+@pytest.mark.parametrize(
+    ("provider", "method", "path_end"),
+    [
+        ("slack", "POST", ""),
+        ("teams", "POST", ""),
+        ("jira", "POST", "/comment"),
+        ("servicenow", "PATCH", ""),
+    ],
+)
+def test_the_dumping_templates_were_rendered(world: World, provider: str, method: str, path_end: str) -> None:
+    """The check above means something: the templates printed the context (the Jira comment and the
+    ServiceNow work note of a second delivery included) in requests the emulators received."""
+    emulator = EMULATORS[provider][1]
+    bodies = [
+        str(r["body"])
+        for r in world.received
+        if r["provider"] == emulator and r["method"] == method and str(r["path"]).endswith(path_end)
+    ]
+    assert any(f"'provider': '{provider}'" in body for body in bodies), (provider, len(bodies))

@@ -64,6 +64,29 @@ ENTRIES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: prints every context value, and tries the ways around the sandbox to the settings' secrets
+DUMP = (
+    "{{ event }} {{ subject }} {{ destination }} {{ settings }} {{ summary }} {{ facts }} {{ link }} "
+    "{% for k, v in settings.items() %}{{ k }}={{ v }};{% endfor %}"
+    "{{ settings.url }}{{ settings.token }}{{ settings.api_token }}{{ settings.password }}"
+    "{{ settings.headers }}"
+    "{{ settings.signing_secret }}{{ settings.proxy_url }}{{ self }}{{ self._TemplateReference__context }}"
+    "{{ cycler.__init__.__globals__ }}{{ joiner.__init__.__globals__ }}{{ range.__self__ }}"
+)
+#: a dumping template for every key of every provider that takes templates (the leak kit uses them too)
+DUMP_TEMPLATES: dict[str, dict[str, Any]] = {
+    "slack": {"text": DUMP},
+    "teams": {"title": "{{ settings }} {{ destination }}", "text": DUMP},
+    "jira": {"summary": DUMP, "description": DUMP, "comment": DUMP + "{{ issue_key }}{{ delivered_at }}"},
+    "servicenow": {
+        "short_description": DUMP,
+        "description": DUMP,
+        "work_notes": DUMP + "{{ number }}{{ delivered_at }}",
+    },
+    "webhook": {"fields": {"dump": DUMP, "everything": "{{ settings|tojson }}"}},
+}
+
+
 def target(name: str, templates: Any = None, **extra: Any) -> Target:
     provider, raw = ENTRIES[name]
     entry = {**raw, **extra}

@@ -61,6 +61,32 @@ def test_default_templates_make_byte_identical_requests(name: str, index: int) -
     assert (after.method, after.url, after.body) == (before.method, before.url, before.body)
 
 
+def _follow_up_request(t: Any, event: dict[str, Any]) -> PreparedRequest:
+    """The comment (Jira) or work note (ServiceNow) a later delivery of ``event`` adds to its ticket."""
+    ctx = Context(delivery_key=t.delivery_key(str(event.get("event_id", "x"))), now=1_700_000_123.0)
+    state: Any
+    if t.provider == "jira":
+        state = JiraState(step="comment", since=1, key="OPS-7", issue_id="10007")
+    else:
+        state = ServiceNowState(step="work_note", since=1, sys_id="a" * 32, number="CHG0000007")
+    return t.connector.prepare(copy.deepcopy(event), t.settings, ctx, state)
+
+
+@pytest.mark.parametrize("name", ["jira", "jira-dc", "servicenow"])
+@pytest.mark.parametrize("index", range(len(EVENTS)))
+def test_default_comment_and_work_note_are_byte_identical(name: str, index: int) -> None:
+    event = EVENTS[index]
+    plain = target(name)
+    templated = target(name, default_templates(ENTRIES[name][0]))
+    assert templated.settings.templates is not None
+    assert templated.settings.templates.has("comment" if name.startswith("jira") else "work_notes")
+    before = _follow_up_request(plain, event)
+    after = _follow_up_request(templated, event)
+    assert before.step in ("comment", "work_note")
+    assert after.warnings == ()
+    assert (after.method, after.url, after.body) == (before.method, before.url, before.body)
+
+
 @pytest.mark.parametrize("provider", ["slack", "teams", "jira", "servicenow", "webhook"])
 def test_every_provider_ships_a_default(provider: str) -> None:
     assert default_source(provider).lstrip().startswith("#")

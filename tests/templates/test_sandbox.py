@@ -80,6 +80,11 @@ def test_mutation_is_refused() -> None:
         "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
         "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(64) }}",
         "{% for i in range(10000) %}{{ 'y' * 50 }}{% endfor %}",
+        # filters that skip the estimate (they cannot amplify) still have their result measured
+        "{{ ('&' * 60000)|slack_escape|length }}",
+        "{{ ('|' * 60000)|wiki_escape|length }}",
+        "{{ ('<' * 30000)|e|e|length }}",
+        "{{ [[[[[1]]]]]|tojson(indent=99999) }}",
     ],
 )
 def test_bombs_are_refused_at_render(source: str) -> None:
@@ -124,3 +129,17 @@ def test_render_errors_are_failures_not_crashes() -> None:
         "{{ (1,2)|first(3) }}",
     ):
         assert outcome(source).startswith("refused: template text"), source
+
+
+def test_a_render_builds_only_the_context_names_its_template_reads() -> None:
+    compiled = compile_templates(
+        {"text": "{{ title }} {% for k, v in facts %}{{ k }}{% endfor %}"},
+        provider="slack",
+        destination="d",
+        where="w",
+        settings={},
+    )
+    assert compiled.names["text"] == {"title", "facts"}
+    bound = compiled.bind(EVENT)
+    assert bound.render("text").startswith("CAVRA ")
+    assert set(bound._values) == {"title", "facts"}  # no event_json, no copy of the event

@@ -1,5 +1,6 @@
 """A template can never reach a secret: templates that print every context value, with the destinations'
-secrets as canaries, put none of them in the request (before redaction) or in `cavra routes test`."""
+secrets as canaries, put none of them in the request (before redaction), in a Jira comment or ServiceNow
+work note of a later delivery, or in `cavra routes test`."""
 
 from __future__ import annotations
 
@@ -15,25 +16,10 @@ from cavra.connectors.jira import JiraState
 from cavra.connectors.servicenow import ServiceNowState
 from cavra.templates import context
 from cavra.templates.samples import SAMPLES
-from tests.templates.conftest import CANARIES, ENTRIES, ENV, target
+from tests.templates.conftest import CANARIES, DUMP, DUMP_TEMPLATES, ENTRIES, ENV, target
 
-DUMP = (
-    "{{ event }} {{ subject }} {{ destination }} {{ settings }} {{ summary }} {{ facts }} {{ link }} "
-    "{% for k, v in settings.items() %}{{ k }}={{ v }};{% endfor %}"
-    "{{ settings.url }}{{ settings.token }}{{ settings.api_token }}{{ settings.password }}"
-    "{{ settings.headers }}"
-    "{{ settings.signing_secret }}{{ settings.proxy_url }}{{ self }}{{ self._TemplateReference__context }}"
-    "{{ cycler.__init__.__globals__ }}{{ joiner.__init__.__globals__ }}{{ range.__self__ }}"
-)
-KEYS = {
-    "slack": {"text": DUMP},
-    "teams": {"title": "{{ settings }} {{ destination }}", "text": DUMP},
-    "teams-legacy": {"text": DUMP},
-    "jira": {"summary": DUMP, "description": DUMP},
-    "jira-dc": {"summary": DUMP, "description": DUMP},
-    "servicenow": {"short_description": DUMP, "description": DUMP},
-    "webhook": {"fields": {"dump": DUMP, "everything": "{{ settings|tojson }}"}},
-}
+KEYS = {name: DUMP_TEMPLATES[provider] for name, (provider, _) in ENTRIES.items()}
+KEYS["teams-legacy"] = {"text": DUMP}
 
 
 def _request_body(name: str, event: dict[str, Any]) -> bytes:
@@ -46,6 +32,31 @@ def _request_body(name: str, event: dict[str, Any]) -> bytes:
     request = t.connector.prepare(event, t.settings, Context(delivery_key="dk_canary"), state)
     assert request.warnings == (), request.warnings  # the template rendered (not the fallback)
     return request.body
+
+
+def _follow_up_body(name: str, event: dict[str, Any]) -> bytes:
+    """The comment (Jira) or work note (ServiceNow) of a later delivery, with the dumping template."""
+    t = target(name, KEYS[name], headers={"X-Canary": CANARIES[0]})
+    state: Any = (
+        JiraState(step="comment", since=1, key="OPS-9")
+        if t.provider == "jira"
+        else ServiceNowState(step="work_note", since=1, sys_id="c" * 32, number="CHG0000009")
+    )
+    request = t.connector.prepare(event, t.settings, Context(delivery_key="dk_canary"), state)
+    assert request.step in ("comment", "work_note") and request.warnings == (), request.warnings
+    return request.body
+
+
+@pytest.mark.parametrize("name", ["jira", "jira-dc", "servicenow"])
+@pytest.mark.parametrize("event", SAMPLES, ids=[e["event_type"] for e in SAMPLES])
+def test_comments_and_work_notes_printing_every_context_value_show_no_secret(
+    name: str, event: dict[str, Any]
+) -> None:
+    body = _follow_up_body(name, event).decode("utf-8")
+    assert event["event_id"] in body and ("OPS-9" in body or "CHG0000009" in body)
+    for canary in CANARIES:
+        assert canary not in body, (name, canary)
+        assert json.dumps(canary)[1:-1] not in body
 
 
 @pytest.mark.parametrize("name", list(ENTRIES))
@@ -100,6 +111,7 @@ def test_routes_test_shows_no_secret(tmp_path: Path) -> None:
     assert loaded.errors == {}
     answer = json.dumps(explain(loaded, SAMPLES[2]))
     assert answer.count('"rendered"') == len(ENTRIES)
+    assert '"comment"' in answer and '"work_notes"' in answer  # the follow-ups were rendered too
     for canary in CANARIES:
         assert canary not in answer
 

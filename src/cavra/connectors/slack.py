@@ -33,6 +33,7 @@ from cavra.connectors.base import (
 )
 from cavra.connectors.chatlimits import slack_problem
 from cavra.connectors.classify import classify, parse_retry_after
+from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secretforms import clip as clip_text
@@ -132,21 +133,20 @@ def templated_message(event: Mapping[str, Any], settings: SlackSettings) -> tupl
     """The message with the destination's templates (``text``, ``blocks``) applied, and a warning when
     they could not be (then the default message is sent): a render error or a message over Slack's limits.
     """
-    default = message(event)
     compiled = settings.templates
     if compiled is None:
-        return default, None
+        return message(event), None
     try:
-        msg = dict(default)
-        if compiled.has("text"):
-            msg["text"] = compiled.render("text", event)
-        if compiled.has("blocks"):
-            msg["blocks"] = compiled.render_json("blocks", event)
+        bound = compiled.bind(event)
+        # the default parts are built only for what the templates leave (and for a fallback)
+        text = bound.render("text") if compiled.has("text") else fallback_text(event)
+        shown = bound.render_json("blocks") if compiled.has("blocks") else blocks(event)
+        msg = {"text": text, "blocks": shown, "unfurl_links": False, "unfurl_media": False}
         problem = slack_problem(msg)
         if problem is not None:
             raise TemplateFailure(f"templates: {problem}")
     except TemplateFailure as exc:
-        return default, f"{exc}; the default rendering was sent"
+        return message(event), f"{exc}; the default rendering was sent"
     return msg, None
 
 
@@ -171,10 +171,7 @@ def error_string(response: Response) -> str:
 class SlackConnector(BaseConnector[SlackSettings]):
     """Post a Block Kit message to a Slack incoming webhook."""
 
-    provider: ClassVar[str] = "slack"
-    category: ClassVar[str] = "chatops"
     settings_model: ClassVar[type[ConnectorSettings]] = SlackSettings
-    secret_url_path: ClassVar[bool] = True
 
     def build(self, event: Mapping[str, Any], settings: SlackSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
@@ -209,3 +206,18 @@ class SlackConnector(BaseConnector[SlackSettings]):
             reason = f"HTTP {status} {error}" + (f": {hint}" if hint else "")
             return Reject(reason, detail={"error": error})
         return classify(response, what=f"HTTP {status} {error}")
+
+
+SPEC = ProviderSpec(
+    name="slack",
+    category="chatops",
+    connector=SlackConnector,
+    emulator="cavra.emulators.slack",
+    rate_limit="1/4",
+    secret_url_path=True,
+    url_secret=True,
+    example={"url_env": "SLACK_WEBHOOK_URL"},
+    example_env={
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+    },
+)

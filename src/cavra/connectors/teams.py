@@ -40,6 +40,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
+from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secretforms import clip as clip_text
@@ -244,12 +245,13 @@ def templated_body(event: Mapping[str, Any], settings: TeamsSettings) -> tuple[b
         return default, None
     try:
         parts = default_parts(event)
+        bound = compiled.bind(event)
         if compiled.has("title"):
-            parts = replace(parts, title=compiled.render("title", event))
+            parts = replace(parts, title=bound.render("title"))
         if compiled.has("text"):
-            parts = replace(parts, text=compiled.render("text", event))
+            parts = replace(parts, text=bound.render("text"))
         if compiled.has("facts"):
-            parts = replace(parts, facts=_facts_of(compiled.render_json("facts", event)))
+            parts = replace(parts, facts=_facts_of(bound.render_json("facts")))
         body = encode(payload(event, settings.card_format, parts))
         if len(body) > MAX_BYTES:
             raise TemplateFailure(
@@ -273,10 +275,7 @@ def _error_code(response: Response) -> str:
 class TeamsConnector(BaseConnector[TeamsSettings]):
     """Post an Adaptive Card (or MessageCard) to a Teams Workflows or legacy connector webhook."""
 
-    provider: ClassVar[str] = "teams"
-    category: ClassVar[str] = "chatops"
     settings_model: ClassVar[type[ConnectorSettings]] = TeamsSettings
-    secret_url_path: ClassVar[bool] = True
 
     def build(self, event: Mapping[str, Any], settings: TeamsSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
@@ -324,3 +323,17 @@ class TeamsConnector(BaseConnector[TeamsSettings]):
                 f"Teams connector answered HTTP 200 without the success body '1': {_error_code(response)!r}"
             )
         return classify(response, what=f"HTTP {response.status} {_error_code(response)}".rstrip())
+
+
+SPEC = ProviderSpec(
+    name="teams",
+    category="chatops",
+    connector=TeamsConnector,
+    emulator="cavra.emulators.teams",
+    secret_url_path=True,
+    url_secret=True,
+    example={"url_env": "TEAMS_WEBHOOK_URL", "card_format": "adaptive"},
+    example_env={
+        "TEAMS_WEBHOOK_URL": "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=xyz"
+    },
+)

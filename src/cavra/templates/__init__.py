@@ -24,19 +24,28 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from jinja2 import Template, TemplateError, TemplateSyntaxError
+from jinja2 import Template, TemplateError, TemplateSyntaxError, meta
 
-from cavra.connectors import render
 from cavra.errors import ConfigError, InputError
-from cavra.events import event_id_of
+from cavra.templates.context import BUILDERS, chat_facts, context
+
+__all__ = [
+    "KEYS",
+    "Bound",
+    "CompiledTemplates",
+    "TemplateFailure",
+    "chat_facts",
+    "compile_templates",
+    "context",
+]
 from cavra.templates.sandbox import TemplateSandbox, render_bounded
 
 #: the template keys of each provider, and whether the rendered text must be JSON
 KEYS: dict[str, dict[str, str]] = {
     "slack": {"text": "text", "blocks": "json"},
     "teams": {"title": "text", "text": "text", "facts": "json"},
-    "jira": {"summary": "text", "description": "text"},
-    "servicenow": {"short_description": "text", "description": "text"},
+    "jira": {"summary": "text", "description": "text", "comment": "text"},
+    "servicenow": {"short_description": "text", "description": "text", "work_notes": "text"},
     "webhook": {"fields": "mapping"},
 }
 #: webhook envelope keys an extra field may not replace
@@ -102,6 +111,8 @@ class CompiledTemplates:
     templates: Mapping[str, Template] = field(default_factory=dict)
     #: the destination's non-secret settings, captured at load
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: the context names each template reads (found at load); a key without an entry gets them all
+    names: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def has(self, key: str) -> bool:
         return key in self.templates
@@ -109,21 +120,54 @@ class CompiledTemplates:
     def field_names(self) -> list[str]:
         return [k.split(".", 1)[1] for k in self.templates if k.startswith("fields.")]
 
+    def bind(self, event: Mapping[str, Any], **extra: str) -> Bound:
+        """The templates bound to one event: the renders of one request share one context.
+        ``extra``: values the connector adds (Jira's ``dedup_label``, ServiceNow's ``correlation_id``; for a
+        comment or work note also ``delivered_at`` and the ticket's ``issue_key`` or ``number``)."""
+        return Bound(self, event, extra)
+
     def render(self, key: str, event: Mapping[str, Any], **extra: str) -> str:
-        """The text template ``key`` rendered for ``event``; :class:`TemplateFailure` when it cannot be.
-        ``extra``: values the connector adds (Jira's ``dedup_label``, ServiceNow's ``correlation_id``)."""
-        values = context(event, self.destination, self.provider, self.settings)
-        values.update(extra)
+        """The text template ``key`` rendered for ``event``; :class:`TemplateFailure` when it cannot be."""
+        return self.bind(event, **extra).render(key)
+
+    def render_json(self, key: str, event: Mapping[str, Any], **extra: str) -> Any:
+        """The JSON template ``key`` rendered and parsed."""
+        return self.bind(event, **extra).render_json(key)
+
+
+class Bound:
+    """A destination's templates and one event: each render builds only the context names its template
+    reads and did not build yet (see :mod:`cavra.templates.context`)."""
+
+    __slots__ = ("_compiled", "_event", "_values")
+
+    def __init__(self, compiled: CompiledTemplates, event: Mapping[str, Any], extra: Mapping[str, str]):
+        self._compiled = compiled
+        self._event = event
+        self._values: dict[str, Any] = dict(extra)
+
+    def _context(self, key: str) -> dict[str, Any]:
+        compiled = self._compiled
+        names = compiled.names.get(key)
+        missing = [n for n in (BUILDERS if names is None else names) if n not in self._values]
+        if missing:
+            self._values.update(
+                context(self._event, compiled.destination, compiled.provider, compiled.settings, missing)
+            )
+        return self._values
+
+    def render(self, key: str) -> str:
+        """The text template ``key`` rendered; :class:`TemplateFailure` when it cannot be."""
         try:
-            return render_bounded(self.templates[key], values)
+            return render_bounded(self._compiled.templates[key], self._context(key))
         except TemplateError as exc:
             raise TemplateFailure(f"template {key}: {_describe(exc)}") from None
         except Exception as exc:  # any error of a user's template is its failure, never the connector's
             raise TemplateFailure(f"template {key}: {type(exc).__name__}: {exc}") from None
 
-    def render_json(self, key: str, event: Mapping[str, Any], **extra: str) -> Any:
+    def render_json(self, key: str) -> Any:
         """The JSON template ``key`` rendered and parsed."""
-        text = self.render(key, event, **extra)
+        text = self.render(key)
         try:
             return json.loads(text)
         except ValueError as exc:
@@ -134,39 +178,6 @@ def _describe(exc: TemplateError) -> str:
     line = getattr(exc, "lineno", None)
     where = f" (line {line})" if isinstance(line, int) else ""
     return f"{exc.message or type(exc).__name__}{where}"
-
-
-def context(
-    event: Mapping[str, Any], destination: str, provider: str, settings: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Everything a template can see: the event and what is derived from it, the destination's name,
-    provider and non-secret settings. Built from plain values only."""
-    from cavra.routing import subject_of
-
-    kind, ident = subject_of(event)
-    plain = json.loads(json.dumps(dict(event), default=str))
-    return {
-        "event": plain,
-        "subject": {"kind": kind, "id": ident},
-        "destination": {"name": destination, "provider": provider},
-        "settings": dict(settings),
-        "event_id": event_id_of(event),
-        "event_type": str(event.get("event_type", "")),
-        "title": render.title(event),
-        "severity": render.severity(event),
-        "summary": [list(pair) for pair in render.summary_lines(event)],
-        "facts": [list(pair) for pair in chat_facts(event)],
-        "link": render.link(event),
-        "event_json": json.dumps(dict(event), indent=2, sort_keys=True, ensure_ascii=False, default=str),
-    }
-
-
-def chat_facts(event: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The facts of a chat message: the summary without the event id, plus the severity if missing."""
-    lines = [(label, value) for label, value in render.summary_lines(event) if label != "Event id"]
-    if not any("severity" in label.lower() for label, _ in lines):
-        lines.append(("Severity", render.severity(event)))
-    return lines
 
 
 def public_settings(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,6 +210,7 @@ def compile_templates(
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}.templates: must be a mapping of template keys ({', '.join(keys)})")
     compiled: dict[str, Template] = {}
+    names: dict[str, frozenset[str]] = {}
     for key, source in raw.items():
         if key not in keys:
             raise ConfigError(f"{where}.templates.{key}: unknown template key (known: {', '.join(keys)})")
@@ -211,19 +223,27 @@ def compile_templates(
                         f"{where}.templates.{key}.{name}: not a field name the envelope can take "
                         f"(not one of {', '.join(sorted(ENVELOPE_KEYS))})"
                     )
-                compiled[f"fields.{name}"] = _compile(text, f"{where}.templates.{key}.{name}")
+                compiled[f"fields.{name}"], names[f"fields.{name}"] = _compile(
+                    text, f"{where}.templates.{key}.{name}"
+                )
             continue
-        compiled[key] = _compile(source, f"{where}.templates.{key}")
+        compiled[key], names[key] = _compile(source, f"{where}.templates.{key}")
     return CompiledTemplates(
-        destination=destination, provider=provider, templates=compiled, settings=public_settings(settings)
+        destination=destination,
+        provider=provider,
+        templates=compiled,
+        settings=public_settings(settings),
+        names=names,
     )
 
 
-def _compile(source: object, where: str) -> Template:
+def _compile(source: object, where: str) -> tuple[Template, frozenset[str]]:
+    """The template, compiled once from one parse, and the context names it reads."""
     if not isinstance(source, str) or not source.strip():
         raise ConfigError(f"{where}: must be a non-empty template string")
     try:
-        return _ENV.from_string(source)
+        tree = _ENV.parse(source)
+        return _ENV.from_string(tree), frozenset(meta.find_undeclared_variables(tree))
     except TemplateSyntaxError as exc:
         raise ConfigError(f"{where}: line {exc.lineno}: {exc.message}") from None
     except TemplateError as exc:

@@ -46,6 +46,19 @@ _AMPLIFIERS = frozenset(
 )
 
 
+#: filters whose result is at most a fixed multiple of their first argument (or one of their arguments):
+#: they cannot amplify, so the estimate before they run is skipped (their result is still measured)
+_LINEAR = frozenset(
+    {
+        *("slack_escape", "slack_clip", "clip", "oneline", "wiki_escape"),
+        *("default", "d", "first", "last", "length", "count", "string", "list", "items", "attr"),
+        *("upper", "lower", "title", "capitalize", "trim", "striptags", "escape", "e", "forceescape"),
+        *("safe", "urlencode", "round", "int", "float", "abs", "reverse", "unique", "sort", "dictsort"),
+        *("map", "select", "reject", "selectattr", "rejectattr", "groupby", "min", "max", "wordcount"),
+    }
+)
+
+
 class TemplateLimit(SecurityError):
     """A render went past a limit (steps, time, size): the template is refused or falls back."""
 
@@ -91,7 +104,8 @@ def measure(value: Any, depth: int = 0) -> int:
         items: Iterable[Any] = value.items() if isinstance(value, dict) else value
         total = len(value)
         for item in items:
-            total += measure(item, depth + 1)
+            # a string item is counted in place: most containers hold strings (facts, lists of names)
+            total += len(item) if type(item) is str else measure(item, depth + 1)
             if total > MAX_VALUE * 4:
                 break
         return total
@@ -99,6 +113,10 @@ def measure(value: Any, depth: int = 0) -> int:
 
 
 def _checked(value: Any, what: str) -> Any:
+    if type(value) is str:  # the common case, without the walk
+        if len(value) > MAX_VALUE:
+            raise TemplateLimit(f"{what} would build a value over {MAX_VALUE} characters")
+        return value
     if isinstance(value, (str, list, tuple, dict, int)) and measure(value) > MAX_VALUE:
         raise TemplateLimit(f"{what} would build a value over {MAX_VALUE} characters")
     return value
@@ -124,7 +142,8 @@ def _precheck(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> No
         fmt = args[0] if args else ""
         if isinstance(fmt, str) and _WIDE_FORMAT.search(fmt):
             raise TemplateLimit(f"{name}: widths of 100000 or more and nested widths are not allowed")
-    if _estimate(values) > _MAX_ESTIMATE and name not in ("range",):
+    # one value alone cannot reach the estimate's bound (measure stops near 4 x MAX_VALUE): skip the walk
+    if len(values) > 1 and name != "range" and _estimate(values) > _MAX_ESTIMATE:
         raise TemplateLimit(f"{name} could build a value over {MAX_VALUE} characters")
 
 
@@ -151,11 +170,14 @@ def loop_guard(iterable: Any) -> Any:
 
 
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    linear = name in _LINEAR
+
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         step()
-        plain = tuple(a for a in args if not hasattr(a, "environment") and not hasattr(a, "autoescape"))
-        _precheck(name, plain, kwargs)
+        if not linear:
+            plain = tuple(a for a in args if not hasattr(a, "environment") and not hasattr(a, "autoescape"))
+            _precheck(name, plain, kwargs)
         return _checked(func(*args, **kwargs), f"filter {name}")
 
     return guarded
@@ -170,6 +192,10 @@ class _GuardedCodeGenerator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write("))")
+
+
+#: the sandbox's answers on attributes, by the object's type and the name (see ``is_safe_attribute``)
+_SAFE: dict[tuple[type, str], bool] = {}
 
 
 class TemplateSandbox(ImmutableSandboxedEnvironment):
@@ -237,6 +263,18 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def call_unop(self, context: Any, operator: str, arg: Any) -> Any:
         step()
         return super().call_unop(context, operator, arg)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Jinja's answer (no ``_`` name, no internal attribute of functions, methods, types, code, frames
+        or generators, no method that changes a list, dict or set) is decided by ``isinstance`` on the
+        object and the name: asked once per type and name."""
+        key = (type(obj), attr)
+        known = _SAFE.get(key)
+        if known is None:
+            known = super().is_safe_attribute(obj, attr, value)
+            if len(_SAFE) < 4096:
+                _SAFE[key] = known
+        return known
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         step()

@@ -40,8 +40,9 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
-from cavra.connectors.jira.content import comment_body, dedup_label, templated_issue_fields
+from cavra.connectors.jira.content import dedup_label, templated_comment_body, templated_issue_fields
 from cavra.connectors.jira.settings import JiraSettings
+from cavra.connectors.spec import Described
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
 from cavra.secrets import Secret
@@ -98,13 +99,10 @@ def provider_errors(response: Response) -> str:
     return clip("; ".join(parts), 1000)
 
 
-class JiraConnector:
+class JiraConnector(Described):
     """One Jira issue per CAVRA event and target: search by label, then create or comment."""
 
-    provider: ClassVar[str] = "jira"
-    category: ClassVar[str] = "itsm"
     settings_model: ClassVar[type[ConnectorSettings]] = JiraSettings
-    secret_url_path: ClassVar[bool] = False
     #: after an unanswered create, how long to let Jira's search catch up before the second re-check
     settle_seconds: ClassVar[float] = 1.0
 
@@ -124,9 +122,10 @@ class JiraConnector:
                 settings, f"/rest/api/{settings.api_version}/issue", {"fields": fields}, "create"
             )
             return request if warning is None else replace(request, warnings=(warning,))
-        body = {"body": comment_body(event, settings, label, ctx.now)}
+        comment, warning = templated_comment_body(event, settings, label, ctx.now, state.key)
         path = f"/rest/api/{settings.api_version}/issue/{quote(state.key, safe='')}/comment"
-        return self._post(settings, path, body, "comment")
+        request = self._post(settings, path, {"body": comment}, "comment")
+        return request if warning is None else replace(request, warnings=(warning,))
 
     def _headers(
         self, settings: JiraSettings, *, json_body: bool

@@ -1,4 +1,5 @@
-"""What the Jira connector writes: the dedup label, the summary, the description and comments.
+"""What the Jira connector writes: the dedup label, the summary, the description and comments (each
+with the destination's templates, when it has them).
 
 Cloud (REST v3) rich text is Atlassian Document Format; Data Center (REST v2) takes wiki markup. Both carry
 the same facts (:func:`cavra.connectors.render.summary_lines`), a link when the event has one, and the event
@@ -24,6 +25,8 @@ MAX_SUMMARY = 254
 MAX_EVENT_JSON = 8000
 #: Jira's description field holds 32 767 characters
 MAX_DESCRIPTION = 32_767
+#: a comment body is refused over 32 767 characters (docs/provider-facts.md)
+MAX_COMMENT = 32_767
 _WIKI_SPECIAL = re.compile(r"([\\{}\[\]*_|^~+\-#!?])")
 
 
@@ -43,7 +46,8 @@ def _event_json(event: Mapping[str, Any]) -> str | None:
     return text if len(text) <= MAX_EVENT_JSON else None
 
 
-def _stamp(now: float) -> str:
+def stamp(now: float) -> str:
+    """When a comment says the event was delivered again (``delivered_at`` in its template)."""
     return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -87,7 +91,7 @@ def adf_description(event: Mapping[str, Any], label: str) -> dict[str, Any]:
 
 
 def adf_comment(event: Mapping[str, Any], label: str, now: float) -> dict[str, Any]:
-    intro = f"CAVRA delivered this event again at {_stamp(now)} (label {label}); no new issue was created."
+    intro = f"CAVRA delivered this event again at {stamp(now)} (label {label}); no new issue was created."
     return {"type": "doc", "version": 1, "content": [_paragraph(_text(intro)), *_facts_adf(event)]}
 
 
@@ -117,7 +121,7 @@ def wiki_description(event: Mapping[str, Any], label: str) -> str:
 
 
 def wiki_comment(event: Mapping[str, Any], label: str, now: float) -> str:
-    intro = f"CAVRA delivered this event again at {_stamp(now)} (label {label}); no new issue was created."
+    intro = f"CAVRA delivered this event again at {stamp(now)} (label {label}); no new issue was created."
     return "\n".join([intro, "", *_facts_wiki(event)])
 
 
@@ -179,13 +183,14 @@ def templated_issue_fields(
         return fields, None
     try:
         out = dict(fields)
+        bound = compiled.bind(event, dedup_label=label)
         if compiled.has("summary"):
-            text = " ".join(compiled.render("summary", event, dedup_label=label).split())
+            text = " ".join(bound.render("summary").split())
             if not text:
                 raise TemplateFailure("templates: summary rendered empty")
             out["summary"] = text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
         if compiled.has("description"):
-            rendered = compiled.render("description", event, dedup_label=label)
+            rendered = bound.render("description")
             out["description"] = _templated_description(rendered, settings)
     except TemplateFailure as exc:
         return fields, f"{exc}; the default rendering was sent"
@@ -196,3 +201,42 @@ def comment_body(event: Mapping[str, Any], settings: JiraSettings, label: str, n
     return (
         adf_comment(event, label, now) if settings.deployment == "cloud" else wiki_comment(event, label, now)
     )
+
+
+def _templated_comment(text: str, settings: JiraSettings) -> Any:
+    """The rendered ``comment`` as a comment body: wiki text on Data Center; on Cloud an ADF document
+    as rendered (refused over :data:`MAX_COMMENT` characters of JSON), or text made ADF."""
+    if not text.strip():
+        raise TemplateFailure("templates: comment rendered empty")
+    clipped = text if len(text) <= MAX_COMMENT else text[: MAX_COMMENT - 1] + "…"
+    if settings.deployment != "cloud":
+        return clipped
+    if text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("type") == "doc" and isinstance(doc.get("content"), list):
+            size = len(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+            if size > MAX_COMMENT:
+                raise TemplateFailure(
+                    f"templates: the comment is {size} characters of ADF, over Jira's limit of {MAX_COMMENT}"
+                )
+            return doc
+    return text_adf(clipped)
+
+
+def templated_comment_body(
+    event: Mapping[str, Any], settings: JiraSettings, label: str, now: float, key: str
+) -> tuple[Any, str | None]:
+    """The comment body with the destination's ``comment`` template applied, and a warning when it could
+    not be (then the default comment is sent). ``key`` is the issue's key, for the template."""
+    default = comment_body(event, settings, label, now)
+    compiled = settings.templates
+    if compiled is None or not compiled.has("comment"):
+        return default, None
+    try:
+        text = compiled.render("comment", event, dedup_label=label, delivered_at=stamp(now), issue_key=key)
+        return _templated_comment(text, settings), None
+    except TemplateFailure as exc:
+        return default, f"{exc}; the default rendering was sent"

@@ -13,7 +13,8 @@ Steps (each one recorded attempt):
   as "None", so fields sent in a body could be dropped (and with them ``correlation_id``, the dedup key);
   query parameters would put a 4000-character description in the URL (length limits, access logs). The
   record's number is the remote id, its ``sys_id`` is in the detail.
-* ``work_note``: ``PATCH /api/now/table/<table>/<sys_id>`` with ``work_notes``.
+* ``work_note``: ``PATCH /api/now/table/<table>/<sys_id>`` with ``work_notes`` (the destination's
+  ``work_notes`` template, if it has one).
 * ``recheck``: a create that got no clear answer (timeout, dropped connection, 429, 5xx) is retried by the
   engine; the retry looks the record up again first, so a record inserted by the lost attempt is found,
   not inserted twice. The Table API reads what was committed, so one re-check is enough.
@@ -58,7 +59,12 @@ from cavra.connectors.flow import (
     fetch_token,
     unauthorized,
 )
-from cavra.connectors.servicenow.settings import ServiceNowSettings, templated_record_fields, work_note
+from cavra.connectors.servicenow.settings import (
+    ServiceNowSettings,
+    templated_record_fields,
+    templated_work_note,
+)
+from cavra.connectors.spec import Described
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
 from cavra.secrets import Secret
@@ -145,13 +151,10 @@ def _plain(value: object) -> str:
     return "" if value is None else str(value)
 
 
-class ServiceNowConnector:
+class ServiceNowConnector(Described):
     """One ServiceNow record per CAVRA event and target: look up by correlation_id, then insert or note."""
 
-    provider: ClassVar[str] = "servicenow"
-    category: ClassVar[str] = "itsm"
     settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
-    secret_url_path: ClassVar[bool] = False
 
     # -- requests -------------------------------------------------------------------------------------------
     def prepare(
@@ -184,8 +187,9 @@ class ServiceNowConnector:
             path = f"/api/now/table/{settings.table}?{query}"
             return replace(self._send(settings, token, "POST", path, fields, "create"), warnings=warned)
         path = f"/api/now/table/{settings.table}/{quote(flow.sys_id, safe='')}?sysparm_fields={LOOKUP_FIELDS}"
-        note = {"work_notes": work_note(event, cid, ctx.now)}
-        return self._send(settings, token, "PATCH", path, note, "work_note")
+        text, warning = templated_work_note(event, settings, cid, ctx.now, flow.number)
+        request = self._send(settings, token, "PATCH", path, {"work_notes": text}, "work_note")
+        return request if warning is None else replace(request, warnings=(warning,))
 
     def _headers(
         self, settings: ServiceNowSettings, token: Secret | None, *, body: bool

@@ -32,6 +32,8 @@ IMPACT_RISK: dict[str, tuple[str, str]] = {
 MAX_SHORT_DESCRIPTION = 160
 MAX_DESCRIPTION = 4000
 MAX_CORRELATION = 100
+#: a work note is cut here: 4000 is ServiceNow's default for multi-line text (docs/provider-facts.md)
+MAX_WORK_NOTES = 4000
 _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 
@@ -130,13 +132,38 @@ def description(event: Mapping[str, Any], correlation_id: str) -> str:
     return with_event if len(with_event) <= MAX_DESCRIPTION else _clip(text, MAX_DESCRIPTION)
 
 
+def stamp(now: float) -> str:
+    """When a work note says the event was delivered again (``delivered_at`` in its template)."""
+    return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def work_note(event: Mapping[str, Any], correlation_id: str, now: float) -> str:
-    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     intro = (
-        f"CAVRA delivered this event again at {stamp} (correlation_id {correlation_id}); "
+        f"CAVRA delivered this event again at {stamp(now)} (correlation_id {correlation_id}); "
         "no new record was created."
     )
-    return _clip("\n".join([intro, "", *_facts(event)]), MAX_DESCRIPTION)
+    return _clip("\n".join([intro, "", *_facts(event)]), MAX_WORK_NOTES)
+
+
+def templated_work_note(
+    event: Mapping[str, Any], settings: ServiceNowSettings, correlation_id: str, now: float, number: str
+) -> tuple[str, str | None]:
+    """The work note with the destination's ``work_notes`` template applied (cut to
+    :data:`MAX_WORK_NOTES`), and a warning when it could not be (then the default note is sent).
+    ``number`` is the record's number, for the template."""
+    default = work_note(event, correlation_id, now)
+    compiled = settings.templates
+    if compiled is None or not compiled.has("work_notes"):
+        return default, None
+    try:
+        text = compiled.render(
+            "work_notes", event, correlation_id=correlation_id, delivered_at=stamp(now), number=number
+        )
+        if not text.strip():  # ServiceNow adds no journal entry for an empty note
+            raise TemplateFailure("templates: work_notes rendered empty")
+    except TemplateFailure as exc:
+        return default, f"{exc}; the default rendering was sent"
+    return _clip(text, MAX_WORK_NOTES), None
 
 
 def templated_record_fields(
@@ -150,15 +177,14 @@ def templated_record_fields(
         return fields, None
     try:
         out = dict(fields)
+        bound = compiled.bind(event, correlation_id=correlation_id)
         if compiled.has("short_description"):
-            text = " ".join(
-                compiled.render("short_description", event, correlation_id=correlation_id).split()
-            )
+            text = " ".join(bound.render("short_description").split())
             if not text:
                 raise TemplateFailure("templates: short_description rendered empty")
             out["short_description"] = _clip(text, MAX_SHORT_DESCRIPTION)
         if compiled.has("description"):
-            text = compiled.render("description", event, correlation_id=correlation_id)
+            text = bound.render("description")
             out["description"] = _clip(text, MAX_DESCRIPTION)
     except TemplateFailure as exc:
         return fields, f"{exc}; the default rendering was sent"
