@@ -31,6 +31,7 @@ from cavra.destinations import PROVIDER_KEY, split_destination
 from cavra.errors import ConfigError, InputError, not_found
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
 from cavra.routing import RouteTable, compile_routes
+from cavra.routing.grouping import categories_of
 from cavra.secretforms import USER_FIELDS, basic_pairs, url_path_secrets
 from cavra.secrets import Secret, from_env, from_file
 from cavra.transport import SendOptions
@@ -394,7 +395,9 @@ def config_from_data(
     loaded = LoadedConfig(source=source)
     if data.get("routes") is not None:  # a bad route refuses the whole file (errors name the route)
         names = [str(name) for name in data["connectors"]]
-        loaded.routes = compile_routes(data["routes"], source=source, destinations=names)
+        loaded.routes = compile_routes(
+            data["routes"], source=source, destinations=names, categories=categories_of(data["connectors"])
+        )
     for key, raw in data["connectors"].items():
         name = str(key)
         # the entry's name and provider are checked for the whole file: a route may name it

@@ -29,6 +29,7 @@ from tests.connectors.kit import EMULATORS, event_for, takes_publications
 from tests.templates.conftest import DUMP_TEMPLATES
 
 from .canaries import Detector, echo_blob, provider_canaries, webhook_url
+from .grouped import add_grouped_route, grouped_round
 
 #: how long a process may take to start (a loaded machine)
 START_TIMEOUT = 60.0
@@ -210,6 +211,7 @@ def build(tmp: Path, pg_url: str | None) -> World:
         config_path = cfg_dir / "connectors.json"
         env = read_env_file(cfg_dir / "emulators.env")
         env["WEBHOOK_URL"] = webhook_url(emulators)
+        add_grouped_route(config_path)  # a grouped destination for every ChatOps and ITSM provider
         config = with_dumping_templates(config_path)
         assert set(PROVIDERS) <= set(config), "the emulators must configure every registered provider"
         for name, entry in config.items():  # every destination (slack-release too) holds canaries
@@ -262,6 +264,8 @@ def _run(
             for url, (name, _, _) in zip(urls, stores, strict=True):
                 _api_round(world, url, f"API answers ({name})", echo=True)
         _echo_everywhere(emulators, True, None)
+        for url, (name, _, _) in zip(urls, stores, strict=True):
+            grouped_round(world.add, url, f"API answers ({name})", name)
         _cli_round(world, tmp, config, env)
         for url, (name, _, _) in zip(urls, stores, strict=True):
             _api_reads(world, url, f"API answers ({name})")

@@ -130,6 +130,9 @@ def merge_answers(answers: Sequence[dict[str, Any]], *, waited: bool) -> dict[st
         "unrouted": sum(a["unrouted"] for a in answers),
         "job_count": sum(a["job_count"] for a in answers),
     }
+    grouped = sum(a.get("grouped") or 0 for a in answers)
+    if grouped:  # destinations whose event joined a group (docs/routing.md, Grouping)
+        merged["grouped"] = grouped
     if merged["status"] == "completed":
         merged["success"] = all(a.get("success") is True for a in answers)
     return merged

@@ -57,6 +57,8 @@ def routes_test(
     else:
         console.print(decision_table(answer))
         for item in answer["destinations"]:
+            if "group" in item:
+                console.print(f"[bold]{item['destination']}[/] {item['group']['note']}", highlight=False)
             if "request" in item:
                 console.print(f"[bold]{item['destination']}[/] would be sent:", highlight=False)
                 console.print(json.dumps(item["request"], indent=2, ensure_ascii=False), markup=False)

@@ -26,6 +26,9 @@ _BUNDLE_FIELDS = (
     ("max_severity", "Max severity"),
 )
 
+#: a grouped message (cavra.grouping.message): it carries its own title and facts
+GROUP_EVENT_TYPE = "cavra.notification_group"
+
 _SKIP = {"event_type", "event_id", "session_id", "schema_version", "product"}
 _MAX_GENERIC = 8
 
@@ -43,6 +46,9 @@ def severity(event: Mapping[str, Any]) -> str:
 
 def title(event: Mapping[str, Any]) -> str:
     event_type = str(event.get("event_type") or "event")
+    given = event.get("group_title")
+    if event_type == GROUP_EVENT_TYPE and isinstance(given, str) and given:
+        return given
     base = _TITLES.get(event_type, f"CAVRA event {event_type}")
     subject = event.get("session_id") or event.get("execution_id") or event.get("export_id")
     return f"{base}: {subject}" if subject else base
@@ -63,6 +69,9 @@ def _scalar(value: Any) -> str | None:
 
 def summary_lines(event: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) facts for a message or ticket, most important first."""
+    if event.get("event_type") == GROUP_EVENT_TYPE and isinstance(event.get("group_facts"), list):
+        facts = [(str(f[0]), str(f[1])) for f in event["group_facts"] if isinstance(f, list) and len(f) == 2]
+        return [*facts, ("Event id", str(event.get("event_id", "")))]
     lines: list[tuple[str, str]] = [("Event", str(event.get("event_type", "")))]
     if event.get("event_type") == EVIDENCE_BUNDLE:
         for key, label in _BUNDLE_FIELDS:

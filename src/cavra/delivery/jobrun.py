@@ -31,9 +31,10 @@ from cavra.delivery.schedule import Schedule, outcome_for
 from cavra.delivery.settle import past_max_runs, past_max_runs_outcome, resumed_since, write_completion
 from cavra.delivery.signals import Signals
 from cavra.errors import CavraError, ConfigError
+from cavra.grouping import flush as grouping
 from cavra.redaction import Redactor
-from cavra.store import Store, StoredDelivery
-from cavra.store.jobs import FAILED, Job, JobOutcome
+from cavra.store import GROUP_DELIVERY, Store, StoredDelivery
+from cavra.store.jobs import FAILED, SUCCEEDED, Job, JobOutcome
 from cavra.transport import Transport
 
 log = logging.getLogger("cavra.worker")
@@ -83,8 +84,17 @@ class JobRunner:
         except Exception:  # a bug must not kill the worker; the job's lease expires and it runs again
             log.exception("job %s: unexpected error", jobs[0].id)
 
+    def now(self) -> datetime:
+        """The time grouping windows are measured by (tests replace it with a controlled clock)."""
+        return datetime.now(UTC)
+
     async def _execute(self, job: Job) -> None:
         t0 = time.monotonic()
+        if job.kind == GROUP_DELIVERY:  # a group's flush: take its members, send their one message
+            job = await asyncio.to_thread(grouping.prepare, self.store, job, now=self.now())
+            if not grouping.has_members(job):  # every member went out with an earlier flush
+                await self._finish(job, build_record(job.event, []), JobOutcome(SUCCEEDED), None, t0)
+                return
         result: ProviderDelivery | None = None
         config_error: str | None = None
         options: dict[str, Any] = dict(job.payload.get("options") or {})
@@ -185,6 +195,8 @@ class JobRunner:
         route = job.payload.get("route")
         if isinstance(route, str):  # published through the routes: the record names the route that sent it
             record["route"] = route
+        if job.kind == GROUP_DELIVERY:
+            record["group"] = grouping.group_section(job)
         self._completing.add(job.id)
         try:
             (stored, after, held), outcome = await write_completion(
@@ -199,6 +211,8 @@ class JobRunner:
         finally:
             self._completing.discard(job.id)
         self._count(outcome, held)
+        if job.kind == GROUP_DELIVERY and held and after.final:
+            await self._member_records(job, stored)
         if self._only is not None:
             self.results[job.id] = (stored, after)
         self.observer.run_finished(job, result, outcome, time.monotonic() - t0)
@@ -243,6 +257,23 @@ class JobRunner:
             record = build_record(job.event, [], config_errors={job.provider: f"not sent: {outcome.error}"})
             await self._finish(job, record, outcome, None, time.monotonic())
         return keep
+
+    async def _recover_groups(self) -> None:
+        """Write the records owed to group members whose flush's worker died before writing them."""
+        try:
+            written = await asyncio.to_thread(grouping.recover_member_records, self.store)
+        except CavraError as exc:
+            log.error("worker %s: the records owed to group members: %s", self.owner, exc)
+            return
+        if written:
+            log.warning("worker %s: wrote %d record(s) owed to group members", self.owner, written)
+
+    async def _member_records(self, job: Job, stored: StoredDelivery) -> None:
+        """One record per member of a finished group flush, naming the group's record."""
+        try:
+            await asyncio.to_thread(grouping.member_records, self.store, job, stored)
+        except CavraError as exc:  # the group's record names every member: nothing is unaccounted for
+            log.error("job %s: the members' records of group delivery %s: %s", job.id, stored.id, exc)
 
     def _redactor(self, job: Job) -> Redactor:
         try:

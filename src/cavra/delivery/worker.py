@@ -150,6 +150,8 @@ class Worker(JobRunner):
         claimed for this worker's owner (``Store.enqueue_jobs(..., claim=...)``), run first."""
         self._stopping = False
         self._only = None if only is None else list(only)
+        if only is None and not claimed:  # a worker (not a face's run): records owed to group members
+            await self._recover_groups()
         if claimed:
             self.stats.claimed += len(claimed)
             self._launch(list(claimed))

@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cavra.config import LoadedConfig
@@ -33,6 +34,7 @@ from cavra.errors import ConfigError, InputError
 from cavra.events import normalize_event
 from cavra.governance.notes import delivery_runtime
 from cavra.governance.outbox import UNTIL_DONE, check_wait
+from cavra.grouping.publish import add_to_answer, join_planned, plan_groups
 from cavra.routing import Decision, RouteTable, subject_of
 from cavra.service import validate_retries
 from cavra.store import EVENT_DELIVERY, UNROUTED_EVENT, Store
@@ -153,16 +155,19 @@ async def publish_events(
     transport: Transport | None = None,
     policy: RetryPolicy | None = None,
     runtime: DeliveryRuntime | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Route and queue ``raw_events``; answer the ``cavra.events.publish.v1`` body (see
     :func:`publish_answer`). ``wait``: run the jobs now and wait (up to ``wait_seconds``; default until
-    their first runs end) so the answer holds the records."""
+    their first runs end) so the answer holds the records. A destination a grouping route sends the event
+    to is not waited for: the event joins its group (:mod:`cavra.grouping`; ``now``: the time it joins)."""
     table = route_table(config)
     validate_retries(retries)
     check_wait(wait_seconds)
     events = normalize_events(raw_events)
     decisions = [table.route(e) for e in events]
-    jobs, planned, skipped = plan_jobs(config, events, decisions, retries=retries, key=idempotency_key)
+    groups = plan_groups(config, table, events, decisions, retries=retries)
+    jobs, planned, skipped = plan_jobs(config, events, groups.decisions, retries=retries, key=idempotency_key)
     from cavra.metrics import METRICS
 
     unrouted: dict[int, str] = {}
@@ -170,6 +175,7 @@ async def publish_events(
         METRICS.event_routed(not decision.unrouted)
         if decision.unrouted:
             unrouted[i] = await asyncio.to_thread(record_unrouted, store, events[i], len(table.routes))
+    joined = await join_planned(store, groups, now=now) if groups.joins else []
     found: list[Job] = []
     documents: list[dict[str, Any] | None] = []
     if jobs:
@@ -184,7 +190,8 @@ async def publish_events(
             retry_base_delay=None if policy is None else policy.base_delay,
         )
         found, documents = sub.jobs, sub.documents
-    return publish_answer(events, decisions, planned, found, documents, skipped, unrouted, waited=wait)
+    answer = publish_answer(events, decisions, planned, found, documents, skipped, unrouted, waited=wait)
+    return add_to_answer(answer, groups, joined)
 
 
 def publish_answer(

@@ -24,6 +24,8 @@ from cavra.connectors.messages import rendered
 from cavra.errors import CavraError, InputError
 from cavra.events import normalize_event
 from cavra.governance.publish import route_table
+from cavra.grouping.preview import describe_group
+from cavra.grouping.publish import grouping_of
 from cavra.secrets import Secret
 
 ROUTES_TEST_SCHEMA = "cavra.routes.test.v1"
@@ -72,14 +74,18 @@ def explain(config: LoadedConfig, raw_event: object) -> dict[str, Any]:
     table = route_table(config)
     event = normalize_event(raw_event, source="event")
     decision = table.route(event)
+    groups = grouping_of(table)
     destinations = []
     for dest, route in decision.destinations.items():
         item: dict[str, Any] = {"destination": dest, "route": route}
         target = config.targets.get(dest)
+        sent = event
+        if route in groups:  # the event joins a group: show the group and its message
+            item["group"], sent = describe_group(event, dest, route, groups[route])
         if target is not None:
             item["provider"] = target.provider
-            item["request"] = preview_request(target, event)
-            shown = preview_message(target, event)
+            item["request"] = preview_request(target, sent)
+            shown = preview_message(target, sent)
             if shown is not None:
                 item["rendered"] = shown
         elif dest in config.errors:

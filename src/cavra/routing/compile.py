@@ -21,17 +21,36 @@ from typing import Any
 
 from cavra.errors import ConfigError
 from cavra.events import SEVERITIES
+from cavra.routing.grouping import GROUP_KEYS, check_grouped_destinations, parse_group_settings
 from cavra.routing.matchers import Glob, Matcher, MatcherError
 from cavra.routing.table import Route, RouteTable
 
-ROUTE_KEYS = ("name", "event_type", "min_severity", "subject", "matchers", "to", "continue", "default")
-DEFAULT_KEYS = ("name", "to", "default")
+ROUTE_KEYS = (
+    "name",
+    "event_type",
+    "min_severity",
+    "subject",
+    "matchers",
+    "to",
+    "continue",
+    "default",
+    *GROUP_KEYS,
+)
+DEFAULT_KEYS = ("name", "to", "default", *GROUP_KEYS)
 SUBJECT_KEYS = ("kind", "id")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
-def compile_routes(raw: object, *, source: str, destinations: Collection[str]) -> RouteTable:
-    """Compile and check a ``routes`` list; ``destinations``: every destination name the file defines."""
+def compile_routes(
+    raw: object,
+    *,
+    source: str,
+    destinations: Collection[str],
+    categories: Mapping[str, str] | None = None,
+) -> RouteTable:
+    """Compile and check a ``routes`` list; ``destinations``: every destination name the file defines;
+    ``categories``: destination name -> its provider's category (grouping is refused on the categories that
+    never group)."""
     if not isinstance(raw, list):
         raise ConfigError(f"{source}: routes: must be a list of routes")
     routes: list[Route] = []
@@ -40,6 +59,9 @@ def compile_routes(raw: object, *, source: str, destinations: Collection[str]) -
     for i, item in enumerate(raw):
         where = f"{source}: routes[{i}]"
         route = _route(i, item, where, destinations)
+        if route.grouping is not None and isinstance(item, Mapping):
+            key = next(k for k in GROUP_KEYS if k in item)
+            check_grouped_destinations(route.name, route.to, categories or {}, f"{where}.{key}")
         if route.name in names:
             raise ConfigError(
                 f"{where}.name: {route.name!r} is already the name of routes[{names[route.name]}]"
@@ -80,6 +102,7 @@ def _route(index: int, item: object, where: str, destinations: Collection[str]) 
         matchers=_matchers(item.get("matchers"), f"{where}.matchers"),
         cont=_bool(item, "continue", where),
         default=default,
+        grouping=parse_group_settings(item, where),
         **_subject(item.get("subject"), f"{where}.subject"),
     )
     _satisfiable(route, where)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cavra.events import SEVERITIES
+from cavra.routing.grouping import GroupSettings
 from cavra.routing.matchers import Glob, Matcher, read_field, severity_of, subject_of
 
 #: distinct event types whose candidate routes are kept
@@ -37,6 +38,8 @@ class Route:
     matchers: tuple[Matcher, ...] = ()
     cont: bool = False
     default: bool = False
+    #: ``group_by`` and its windows (cavra.grouping), or None: every event is its own message
+    grouping: GroupSettings | None = None
 
     #: the rank ``min_severity`` asks for (0: any); set from it
     min_rank: int = field(default=0, init=False, compare=False)
@@ -112,6 +115,7 @@ class Route:
             "destinations": list(self.to),
             "continue": self.cont,
             "default": self.default,
+            **({} if self.grouping is None else {"grouping": self.grouping.to_dict()}),
         }
 
 

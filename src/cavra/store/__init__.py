@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from cavra.store.base import (
     EVENT_DELIVERY,
+    GROUP_DELIVERY,
     INTEGRATION_DELIVERY,
     METADATA_KINDS,
     PUBLICATION_DELIVERY,
@@ -39,6 +40,7 @@ __all__ = [
     "ENV_URL",
     "EVENT_DELIVERY",
     "GENESIS_SHA256",
+    "GROUP_DELIVERY",
     "INTEGRATION_DELIVERY",
     "METADATA_KINDS",
     "PUBLICATION_DELIVERY",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cavra.store.checkpoint import Checkpoint
     from cavra.store.checkpoint_keys import CheckpointKey
     from cavra.store.checkpoint_signer import HeadSigner
+    from cavra.store.groups import GroupAccess
     from cavra.store.jobs import (
         ClaimNew,
         Destination,
@@ -58,6 +59,9 @@ EVENT_DELIVERY = "event-delivery"
 UNROUTED_EVENT = "unrouted-event"
 #: a destination test (``cavra destinations test``): stored as evidence, never counted in a dashboard
 TEST_DELIVERY = "destination-test-delivery"
+#: one grouped message (cavra.grouping): the record lists every member's event id; each member's own
+#: record (``event-delivery``) names it in ``group.group_delivery_id``
+GROUP_DELIVERY = "group-delivery"
 #: How a stored delivery is indexed; history and dashboards select by these.
 METADATA_KINDS = (
     RELEASE_DELIVERY,
@@ -66,6 +70,7 @@ METADATA_KINDS = (
     EVENT_DELIVERY,
     UNROUTED_EVENT,
     TEST_DELIVERY,
+    GROUP_DELIVERY,
 )
 
 
@@ -521,6 +526,10 @@ class Store(abc.ABC):
     def list_destinations(self) -> list[Destination]: ...
 
     # --- lifecycle -----------------------------------------------------------------------------------
+    def with_groups(self, work: Callable[[GroupAccess], T]) -> T:
+        """Run ``work`` on the group state in one write transaction (:mod:`cavra.store.groups`)."""
+        raise InputError(f"{self.location}: this store keeps no notification groups")
+
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and locks."""
 

@@ -58,6 +58,7 @@ from cavra.store.base import (
 from cavra.store.chain import ChainHead, ChainIter, record_hash
 from cavra.store.checkpoint import Checkpoint
 from cavra.store.document import build_document, new_delivery_id
+from cavra.store.groups import GroupAccess
 from cavra.store.jobs import (
     RUNNING,
     ClaimNew,
@@ -71,6 +72,7 @@ from cavra.store.jobs import (
     RecordPut,
     job_section,
 )
+from cavra.store.memgroups import MemGroups
 
 log = logging.getLogger("cavra.store")
 
@@ -240,6 +242,10 @@ class JsonFileStore(Store):
     def with_records(self, work: Callable[[RecordAccess], T]) -> T:
         with self._update() as data:
             return work(_Records(self, data))
+
+    def with_groups(self, work: Callable[[GroupAccess], T]) -> T:
+        with self._update() as data:
+            return work(MemGroups(data))
 
     @staticmethod
     def _put(data: dict[str, Any], kind: str, record_id: str, body: dict[str, Any], now: datetime) -> None:

@@ -38,6 +38,11 @@ Tables:
     (:mod:`cavra.store.hourly`). Revision 0010 also gives ``destinations`` an operator's pause
     (``held_by``, ``held_at``, ``held_until``), apart from the provider's ``Retry-After`` pause.
 
+``delivery_groups``, ``delivery_group_members``
+    grouping state (revision r0009, :mod:`cavra.store.groups`): one row per (destination, group key) with
+    the open group's state as JSON, one row per (destination, event id) that joined a group, with the flush
+    job that took it.
+
 Alembic revisions in ``migrations/versions`` create exactly these tables; ``test_migrations`` checks
 that the migrated schema matches this module.
 """
@@ -297,4 +302,32 @@ pd_hourly = sa.Table(
     sa.Column("total", sa.BigInteger, nullable=False),
     sa.Column("succeeded", sa.BigInteger, nullable=False),
     sa.Column("failed", sa.BigInteger, nullable=False),
+)
+
+# grouping (revision r0009): one slot per (destination, group key), one member per (destination, event id)
+delivery_groups = sa.Table(
+    "delivery_groups",
+    metadata,
+    sa.Column("slot", sa.String(64), primary_key=True),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("group_key", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+delivery_group_members = sa.Table(
+    "delivery_group_members",
+    metadata,
+    sa.Column("destination", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("slot", sa.String(64), nullable=False),
+    sa.Column("group_id", sa.String(64), nullable=False),
+    sa.Column("flush_job", sa.String(40)),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+    # the member's own record, once written (null: owed while its flush job has ended)
+    sa.Column("delivery_id", sa.String(64)),
+    sa.Index("ix_dgm_slot_flush", "slot", "flush_job"),
+    sa.Index("ix_dgm_flush_job", "flush_job"),
+    sa.Index("ix_dgm_unrecorded", "delivery_id", "flush_job"),
 )

@@ -50,6 +50,7 @@ from cavra.store.checkpoint import Checkpoint
 from cavra.store.checkpoint_signer import HeadSigner
 from cavra.store.document import delivery_columns, index_rows, new_delivery_id
 from cavra.store.engine import Location, create_engine, scrub
+from cavra.store.groups import GroupAccess
 from cavra.store.jobs import (
     RUNNING,
     ClaimNew,
@@ -67,6 +68,7 @@ from cavra.store.migrate import current_revision, upgrade_engine
 from cavra.store.schema import CHAIN_NAME, chain_head, deliveries, destinations, provider_deliveries, records
 from cavra.store.schema import jobs as jobs_table
 from cavra.store.sqlappend import Append, append_batch, read_checkpoint, replace_checkpoint
+from cavra.store.sqlgroups import SqlGroups
 
 log = logging.getLogger("cavra.store")
 T = TypeVar("T")
@@ -183,6 +185,10 @@ class SqlStore(Store):
     def with_records(self, work: Callable[[RecordAccess], T]) -> T:
         with self._write() as conn:
             return work(_Records(self, conn))
+
+    def with_groups(self, work: Callable[[GroupAccess], T]) -> T:
+        with self._write() as conn:
+            return work(SqlGroups(conn, self.backend))
 
     def get_record_entry(self, kind: str, record_id: str) -> StoredRecord | None:
         check_kind(kind)

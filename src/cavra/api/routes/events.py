@@ -75,6 +75,11 @@ class DestinationJobOut(_Out):
     status_url: str
     delivery_id: str | None = None
     record: dict[str, Any] | None = Field(default=None, description="the stored record (when waited)")
+    group: dict[str, Any] | None = Field(
+        default=None,
+        description="state grouped: the group the event joined (group_id, group_key, joined, flush_at); "
+        "job_id is the flush job that sends the group's message",
+    )
 
 
 class PublishedEventOut(_Out):
@@ -98,6 +103,7 @@ class PublishOut(_Out):
     routed: int
     unrouted: int
     job_count: int
+    grouped: int | None = Field(default=None, description="destinations whose event joined a group")
     success: bool | None = Field(default=None, description="when completed: every destination delivered")
 
 

@@ -7,8 +7,7 @@ gains ``held_by``, ``held_at`` and ``held_until``: a pause an operator set (and 
 ends early), apart from ``paused_until``, the provider's own ``Retry-After``.
 
 Revision ID: 0010
-Revises: 0008 (the grouping branch adds 0009 at the same time: when both are merged, this revision's
-``down_revision`` becomes ``"0009"``)
+Revises: 0009
 Create Date: 2026-12-08
 """
 
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | None = None
 depends_on: str | None = None
 
