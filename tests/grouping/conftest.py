@@ -14,6 +14,7 @@ import pytest
 from cavra.config import LoadedConfig, config_from_data
 from cavra.delivery.worker import Worker
 from cavra.emulators.server import EmulatorServer, demo_environment
+from cavra.governance.notes import delivery_runtime
 from cavra.store import Store
 
 from ..store.conftest import json_store, pg_url, pg_user, sql_store, sql_target, store, target  # noqa: F401
@@ -86,7 +87,9 @@ async def emulators() -> AsyncIterator[EmulatorServer]:
 
 async def flush(db: Store, config: LoadedConfig, clock: Clock) -> Worker:
     """Run the due jobs once, the grouping windows measured by ``clock``."""
-    worker = Worker(db, config, poll_interval=0.02, retry_base_delay=0.01, concurrency=2)
+    worker = Worker(
+        db, config, poll_interval=0.02, retry_base_delay=0.01, concurrency=2, runtime=delivery_runtime()
+    )
     worker.now = clock  # type: ignore[method-assign]
     await worker.run(once=True)
     return worker

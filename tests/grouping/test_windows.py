@@ -167,13 +167,16 @@ async def test_redelivering_a_group_record_sends_its_members_again(
     store: Store, emulators: EmulatorServer, clock: Clock
 ) -> None:
     from cavra.delivery.replay import redeliver
+    from cavra.governance.notes import delivery_runtime
 
     config = grouped_config(emulators, [_slack_only()])
     await publish(store, config, clock, rollback(1), rollback(2))
     clock.set(31)
     await flush(store, config, clock)
     group = next(d for d in documents(store) if d["metadata_kind"] == "group-delivery")
-    done = await redeliver(store, group["id"], config=config, retry_base_delay=0.01)
+    done = await redeliver(
+        store, group["id"], config=config, retry_base_delay=0.01, runtime=delivery_runtime()
+    )
     assert done.documents[0] is not None and done.documents[0]["success"] is True
     again = done.documents[0]
     assert again["group"]["member_event_ids"] == ["evt-rb-1", "evt-rb-2"]
