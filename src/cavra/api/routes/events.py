@@ -22,7 +22,7 @@ from cavra.api.checked import CheckedRoute
 from cavra.api.deps import OperatorDep, RuntimeDep
 from cavra.api.routes.queue import Accepted, IdempotencyKey
 from cavra.api.schemas import error_responses
-from cavra.delivery.queue import DEFAULT_WAIT_SECONDS
+from cavra.app import DEFAULT_WAIT_SECONDS
 from cavra.governance import service as governance
 from cavra.governance.publish import MAX_EVENTS
 from cavra.service import MAX_RETRIES
