@@ -161,34 +161,16 @@ class Cavra:
             return None
         return RetryPolicy(retries=retries, base_delay=base, max_delay=max(base, base * 8))
 
-    def worker(
-        self,
-        config: ConfigSource,
-        *,
-        backoff_base: float | None = None,
-        backoff_max: float | None = None,
-        max_runs: int | None = None,
-        max_age: float | None = None,
-        breaker_threshold: int | None = None,
-        breaker_cooldown: float | None = None,
-        rate_limit: str | None = None,
-        **options: Any,
-    ) -> Worker:
-        """An outbox worker on this store: the queue's schedule and the breaker/rate-limit settings come
-        from the environment, overridden by the values given; ``options`` are the worker's own
-        (concurrency, lease_seconds, poll_interval, shutdown_timeout, observer, ...)."""
-        schedule = Schedule.from_environment(
-            base_delay=backoff_base, max_delay=backoff_max, max_runs=max_runs, max_age=max_age
-        )
-        guard = GuardSettings.from_environment(
-            failure_threshold=breaker_threshold,
-            cooldown=breaker_cooldown,
-            rate_limits=parse_rate_limits(rate_limit) if rate_limit else None,
-        )
+    def worker(self, config: ConfigSource, settings: WorkerSettings | None = None, **options: Any) -> Worker:
+        """An outbox worker on this store and transport; ``settings`` (:func:`worker_settings`; default:
+        from the environment) the queue's schedule and the breakers and rate limits; ``options`` the
+        worker's own (concurrency, lease_seconds, poll_interval, shutdown_timeout, observer, ...)."""
         options.setdefault("retry_base_delay", self.retry_base_delay)
         if self._transport is not None:
             options.setdefault("transport", self._transport)
-        return Worker(self.store, config, schedule=schedule, guard=guard, **options)
+        if settings is not None:
+            options |= {"schedule": settings.schedule, "guard": settings.guard}
+        return Worker(self.store, config, **options)
 
     async def redeliver(
         self,
@@ -253,6 +235,37 @@ class Cavra:
         self.close_store()
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """A worker's retry schedule (of outbox runs) and its breaker and rate-limit settings."""
+
+    schedule: Schedule
+    guard: GuardSettings
+
+
+def worker_settings(
+    *,
+    backoff_base: float | None = None,
+    backoff_max: float | None = None,
+    max_runs: int | None = None,
+    max_age: float | None = None,
+    breaker_threshold: int | None = None,
+    breaker_cooldown: float | None = None,
+    rate_limit: str | None = None,
+) -> WorkerSettings:
+    """The environment's settings (``CAVRA_QUEUE_*``, ``CAVRA_BREAKER_*``, ``CAVRA_RATE_LIMITS``) overridden
+    by the values given (``None``: not given); a bad value raises ConfigError naming it."""
+    schedule = Schedule.from_environment(
+        base_delay=backoff_base, max_delay=backoff_max, max_runs=max_runs, max_age=max_age
+    )
+    guard = GuardSettings.from_environment(
+        failure_threshold=breaker_threshold,
+        cooldown=breaker_cooldown,
+        rate_limits=parse_rate_limits(rate_limit) if rate_limit else None,
+    )
+    return WorkerSettings(schedule, guard)
+
+
 def replay_states(*, failed: bool, dead: bool, include_succeeded: bool) -> tuple[str, ...]:
     """The job states ``deliveries replay``'s flags select (default: failed and dead)."""
     return _replay.states_for(failed=failed, dead=dead, include_succeeded=include_succeeded)
@@ -277,9 +290,11 @@ __all__ = [
     "Submission",
     "Transport",
     "Worker",
+    "WorkerSettings",
     "check_purge_states",
     "iso",
     "iso_millis",
     "redact_url",
     "replay_states",
+    "worker_settings",
 ]
