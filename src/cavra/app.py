@@ -129,6 +129,11 @@ class Cavra:
             return self._store
         return await asyncio.to_thread(lambda: self.store)
 
+    def probe_store(self) -> None:
+        """Prove the store answers (opening it if needed); raises StoreError when it does not."""
+        # a keyed read of a record that never exists: costs one index lookup
+        self.store.get_record_entry("integration", "__readyz__")
+
     def upgrade_store(self) -> str | None:
         """Create the store or migrate it to the newest schema; the revision it is at."""
         return upgrade(self.store_url, metadata_json=self.metadata_json)

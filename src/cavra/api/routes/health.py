@@ -30,8 +30,7 @@ async def healthz() -> dict[str, Any]:
 
 
 def _probe_store(runtime: Runtime) -> None:
-    # a keyed read of a record that never exists: proves the store answers, costs one index lookup
-    runtime.store.get_record_entry("integration", "__readyz__")
+    runtime.service.probe_store()
 
 
 @router.get(
