@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from cavra.config import CONFIG_ENV, LoadedConfig, load_config
@@ -40,6 +40,7 @@ from cavra.store.engine import resolve, store_file
 from cavra.store.jobs import FINAL_STATES, JOB_STATES, SUCCEEDED, Job, JobFilter, QueueStats
 from cavra.transport import AiohttpTransport, Transport
 
+T = TypeVar("T")
 ConfigSource = LoadedConfig | Callable[[], LoadedConfig | None]
 
 
@@ -176,6 +177,23 @@ class Cavra:
         if settings is not None:
             options |= {"schedule": settings.schedule, "guard": settings.guard}
         return Worker(self.store, config, **options)
+
+    async def deliver(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        config: LoadedConfig,
+        *args: Any,
+        retries: int | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run one of the service layer's delivery functions (``governance.publish_events``,
+        ``deliver_integration``, ``deliver_promotion``/``_rollback``/``_endpoint_export``,
+        ``send_destination_test``) with this object's store, transport and, when ``retries`` is given,
+        its retry policy: the one place where a face's delivery meets the delivery runtime."""
+        store = await self.astore()
+        if retries is not None:
+            kwargs |= {"retries": retries, "policy": self.policy(retries)}
+        return await fn(store, config, *args, transport=self.transport, **kwargs)
 
     async def redeliver(
         self,

@@ -130,19 +130,17 @@ class RouteTestOut(_Out):
 )
 async def publish(body: EventsIn, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> Any:
     """Role: operator."""
-    store = await runtime.astore()
+    await runtime.astore()
     config = runtime.require_config()
     result = await runtime.run_delivery(
-        lambda: governance.publish_events(
-            store,
+        lambda: runtime.service.deliver(
+            governance.publish_events,
             config,
             body.all_events(),
             retries=body.retries,
             idempotency_key=idempotency_key,
             wait=body.wait,
             wait_seconds=body.wait_seconds,
-            transport=runtime.transport,
-            policy=runtime.policy(body.retries),
         )
     )
     # the service's answer is already plain JSON: sent as is (the response models document it), not
