@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cavra.app import Cavra, Worker, worker_settings
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, handled
 from cavra.cli.stores import MetadataJsonOption, StoreOption, open_selected, service_for
 
 if TYPE_CHECKING:
-    from cavra.app import Cavra, Worker
     from cavra.governance.checkpoint_schedule import CheckpointSchedule
 
 log = logging.getLogger("cavra.worker")
@@ -148,7 +148,6 @@ def _process_count(processes: int | None, store: str | None, metadata_json: str 
 
 def _build(options: dict[str, Any], *, serve_side: bool) -> tuple[Cavra, Worker, CheckpointSchedule | None]:
     """Check every option and open the store; with ``serve_side`` also bind the metrics port."""
-    from cavra.app import worker_settings
     from cavra.config import load_config
 
     o = options
