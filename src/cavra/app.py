@@ -46,7 +46,7 @@ ConfigSource = LoadedConfig | Callable[[], LoadedConfig | None]
 
 @dataclass(frozen=True)
 class StoreWhere:
-    """Where the store options point: ``display`` (credentials redacted by the caller), the backend
+    """Where the store options point: ``display`` (a URL's password redacted), the backend
     (``sqlite``, ``postgresql``, ``json``) and the store's file when that file does not exist yet."""
 
     display: str
