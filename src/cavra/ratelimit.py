@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from cavra.errors import ConfigError
@@ -34,9 +35,35 @@ def parse_rate(text: str, where: str) -> RateLimit:
     return RateLimit(rate, burst)
 
 
-#: what a provider takes without throttling, when nothing else is configured: Slack incoming webhooks about
-#: 1 message per second with a small burst; Intune (Graph) writes 100 per 20 seconds per tenant
-DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {"slack": RateLimit(1.0, 4.0), "intune": RateLimit(4.0, 20.0)}
+class _Defaults(Mapping[str, RateLimit]):
+    """provider -> what it takes without throttling when nothing else is configured: each provider's
+    ``ProviderSpec.rate_limit`` (Slack incoming webhooks about 1 message per second with a small burst;
+    Intune (Graph) writes 100 per 20 seconds per tenant). Read from the registry when first asked."""
+
+    _cached: tuple[int, dict[str, RateLimit]] | None = None
+
+    def _limits(self) -> dict[str, RateLimit]:
+        from cavra.connectors.registry import default_rate_limits, generation
+
+        if self._cached is None or self._cached[0] != generation():
+            limits = {
+                name: parse_rate(text, f"ProviderSpec({name!r}).rate_limit")
+                for name, text in default_rate_limits().items()
+            }
+            self._cached = (generation(), limits)
+        return self._cached[1]
+
+    def __getitem__(self, name: str) -> RateLimit:
+        return self._limits()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._limits())
+
+    def __len__(self) -> int:
+        return len(self._limits())
+
+
+DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = _Defaults()
 
 
 class Pacer:

@@ -120,7 +120,11 @@ def test_failed_delivery_exits_1_with_a_record(
         ("not json", ["event.json"], "event.json: not valid JSON"),
         ("[1, 2]", ["event.json"], "event.json: must be a JSON object"),
         ('{"session_id": "x"}', ["event.json"], "event_type is required"),
-        (json.dumps(SIEM_EVENT), ["event.json", "--provider", "pagerduty"], "unknown provider 'pagerduty'"),
+        (
+            json.dumps(SIEM_EVENT),
+            ["event.json", "--provider", "no-such-provider"],
+            "unknown provider 'no-such-provider'",
+        ),
         (json.dumps(SIEM_EVENT), ["event.json", "--retries", "99"], "--retries: must be between 0 and 10"),
         (json.dumps(SIEM_EVENT), ["event.json", "--config", "nope.json"], "nope.json: config file not found"),
         (json.dumps(SIEM_EVENT), ["event.json", "--provider", "jira"], "provider 'jira' is not configured"),

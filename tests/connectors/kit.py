@@ -1,40 +1,69 @@
 """The shared test kit every connector runs: events per category, emulator wiring, secrets of a target, and
 the contract's recorded flows replayed through :class:`cavra.transport.MockTransport`.
 
+Everything here is derived from each connector's ``ProviderSpec`` (docs/connectors/adding-a-provider.md):
 ``tests/leak/test_no_canary.py`` runs the canary leak check for every registered provider through
-:data:`EMULATORS`: a new connector is covered once its emulator writes a demo config entry and it is
-listed here."""
+:data:`EMULATORS`, so a new connector is covered once its emulator writes a demo config entry."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cavra.config import Target, target_from_mapping
 from cavra.connectors.base import PreparedRequest, Response
+from cavra.connectors.registry import PROVIDERS, registered
 from cavra.delivery.engine import deliver_one
 from cavra.delivery.policy import RetryPolicy
 from cavra.emulators.server import EmulatorServer
 from cavra.transport import AiohttpTransport, SendOptions, Transport, TransportError
+from tests.connectors.twelfth.connector import SPEC as TWELFTH
 
-#: provider -> the emulators it needs (token issuers first) and the emulator that answers its deliveries
-EMULATORS: dict[str, tuple[list[str], str]] = {
-    "splunk": (["splunk"], "splunk"),
-    "sentinel": (["entra", "sentinel"], "sentinel"),
-    "datadog": (["datadog"], "datadog"),
-    "webhook": (["webhook"], "webhook"),
-    "slack": (["slack"], "slack"),
-    "teams": (["teams"], "teams"),
-    "jira": (["jira"], "jira"),
-    "servicenow": (["servicenow"], "servicenow"),
-    "jamf": (["jamf"], "jamf"),
-    "intune": (["entra", "graph"], "graph"),
-    "linux": (["awx"], "awx"),
-}
+#: providers that exist only in the tests, registered (``registered(spec)``) for the test or the recording
+#: that names them and unregistered after it, so no other test sees them
+TEST_PROVIDERS = {TWELFTH.name: TWELFTH}
 
-ENDPOINT = {"jamf", "intune", "linux"}
+
+def kit_providers() -> list[str]:
+    """Every provider the shared kit runs: the registered ones and the test-only ones."""
+    return sorted({*PROVIDERS, *TEST_PROVIDERS})
+
+
+@contextmanager
+def available(provider: str) -> Iterator[None]:
+    """``provider`` registered for the block when it is a test-only one (a built-in one always is)."""
+    if provider in TEST_PROVIDERS and provider not in PROVIDERS:
+        with registered(TEST_PROVIDERS[provider]):
+            yield
+    else:
+        yield
+
+
+class _Emulators(Mapping[str, tuple[list[str], str]]):
+    """provider -> the emulators it needs (token issuers first) and the emulator that answers its
+    deliveries, from its ``ProviderSpec`` (a provider registered in a test is here while it is registered)."""
+
+    def __getitem__(self, provider: str) -> tuple[list[str], str]:
+        spec = PROVIDERS[provider]
+        return list(spec.emulators), spec.mount
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PROVIDERS)
+
+    def __len__(self) -> int:
+        return len(PROVIDERS)
+
+
+EMULATORS: Mapping[str, tuple[list[str], str]] = _Emulators()
+
+
+def takes_publications(provider: str) -> bool:
+    """An endpoint-management provider: it takes the export's publication, not an evidence event."""
+    return not PROVIDERS[provider].takes_event("cavra.evidence_bundle")
 
 
 def evidence_event(event_id: str = "evt_kit_bundle") -> dict[str, Any]:
@@ -70,7 +99,7 @@ def publication_event(event_id: str = "evt_kit_publication") -> dict[str, Any]:
 
 
 def event_for(provider: str, event_id: str | None = None) -> dict[str, Any]:
-    if provider in ENDPOINT:
+    if takes_publications(provider):
         return publication_event(event_id or f"evt_kit_{provider}")
     return evidence_event(event_id or f"evt_kit_{provider}")
 
@@ -81,11 +110,8 @@ def target_for(server: EmulatorServer, provider: str, **extra: Any) -> tuple[Tar
     raw = {**config["connectors"][provider], **extra}
     target = target_from_mapping(provider, raw, environ=env)
     used = {v for v in raw.values() if isinstance(v, str)}  # the variables this destination names
-    secrets = {
-        k: v
-        for k, v in env.items()
-        if k in used and (not k.endswith("_URL") or "slack" in k.lower() or "teams" in k.lower())
-    }
+    url_secret = PROVIDERS[provider].url_secret  # the URL itself is the credential (Slack, Teams)
+    secrets = {k: v for k, v in env.items() if k in used and (url_secret or not k.endswith("_URL"))}
     return target, secrets
 
 
@@ -159,8 +185,9 @@ async def record_flows(providers: list[str]) -> dict[str, Flow]:
     flows: dict[str, Flow] = {}
     async with AiohttpTransport() as real:
         for provider in providers:
-            happy = await _record(provider, real, None)
-            retried = await _record(provider, real, happy.delivery_step)
+            with available(provider):
+                happy = await _record(provider, real, None)
+                retried = await _record(provider, real, happy.delivery_step)
             seen = {req.step for req, _ in happy.exchanges}
             extra = tuple((req, resp) for req, resp in retried.exchanges if req.step not in seen)
             flows[provider] = Flow(provider, happy.target, happy.exchanges + extra)

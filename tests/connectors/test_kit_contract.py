@@ -22,14 +22,13 @@ import asyncio
 import pytest
 
 from cavra.connectors.base import PreparedRequest, Response
-from cavra.connectors.registry import PROVIDERS
 from cavra.delivery.engine import deliver_one
 from cavra.delivery.policy import RetryPolicy
 from cavra.delivery.record import ProviderDelivery
 from cavra.transport import MockTransport, TransportError
-from tests.connectors.kit import Flow, Replay, Sleeps, event_for, record_flows, with_status
+from tests.connectors.kit import Flow, Replay, Sleeps, event_for, kit_providers, record_flows, with_status
 
-ALL = sorted(PROVIDERS)
+ALL = kit_providers()
 POLICY = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
 
 #: a representative of every status class, and the class edges the default classification draws
@@ -142,7 +141,7 @@ def test_every_registered_provider_has_a_recorded_flow(flows: dict[str, Flow]) -
 
 def test_overrides_name_registered_providers_and_give_reasons() -> None:
     for (provider, status), (verdict, reason) in OVERRIDES.items():
-        assert provider in PROVIDERS and status in STATUSES
+        assert provider in ALL and status in STATUSES
         assert verdict in ("delivered", "next", "retry", "reject", "pending")
         assert len(reason) > 20, (provider, status)
 

@@ -23,15 +23,17 @@ from cavra.delivery.policy import RetryPolicy
 from cavra.emulators.framework import Fault
 from cavra.emulators.server import EmulatorServer
 from cavra.transport import AiohttpTransport
-from tests.connectors.kit import EMULATORS, event_for, target_for
+from tests.connectors.kit import EMULATORS, event_for, kit_providers, target_for
 
-ALL = sorted(PROVIDERS)
+ALL = kit_providers()
 FAST = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.02)
 
 
 def test_every_registered_provider_has_a_connector_and_an_emulator() -> None:
-    for provider, (module, _cls, _cat) in PROVIDERS.items():
-        assert importlib.util.find_spec(module) is not None, provider
+    for provider, spec in PROVIDERS.items():
+        assert spec.connector.provider == provider and spec.connector.category == spec.category
+        for module in spec.emulators.values():
+            assert importlib.util.find_spec(module) is not None, (provider, module)
         assert provider in EMULATORS
 
 

@@ -267,7 +267,7 @@ def test_integration_crud(store: Store) -> None:
     ("body", "expected"),
     [
         (SPLUNKLIKE | {"category": "itsm"}, "category: 'itsm' does not match provider 'webhook'"),
-        (SPLUNKLIKE | {"provider": "pagerduty"}, "unknown provider 'pagerduty'"),
+        (SPLUNKLIKE | {"provider": "no-such-provider"}, "unknown provider 'no-such-provider'"),
         (SPLUNKLIKE | {"status": "paused"}, "field status"),
         (SPLUNKLIKE | {"health_status": "fine"}, "field health_status"),
         (SPLUNKLIKE | {"integration_id": "a b"}, "field integration_id"),

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
+from cavra.connectors.registry import PROVIDERS
+
 WEBHOOK_USER = "hookuser"
 WEBHOOK_PASSWORD = "canaryHookPass-77x"
 WEBHOOK_PATH_TOKEN = "canaryPathToken9f8e7d6c"
@@ -20,10 +22,6 @@ WEBHOOK_PATH_TOKEN = "canaryPathToken9f8e7d6c"
 def webhook_url(base_url: str) -> str:
     host = urlsplit(base_url).netloc
     return f"http://{WEBHOOK_USER}:{WEBHOOK_PASSWORD}@{host}/webhook/ingest/{WEBHOOK_PATH_TOKEN}"
-
-
-#: providers whose URL path is the credential
-SECRET_PATH_PROVIDERS = frozenset({"slack", "teams", "webhook"})
 
 
 def url_secrets(url: str, *, secret_path: bool) -> tuple[set[str], set[str]]:
@@ -59,7 +57,7 @@ def provider_canaries(
             continue
         value = env[name]
         if value.startswith("http"):
-            secrets, url_pairs = url_secrets(value, secret_path=provider in SECRET_PATH_PROVIDERS)
+            secrets, url_pairs = url_secrets(value, secret_path=PROVIDERS[provider].secret_url_path)
             found |= secrets
             pairs |= url_pairs
         else:

@@ -25,7 +25,7 @@ import httpx
 from cavra.connectors.registry import PROVIDERS
 from tests.api.conftest import EXPORT, EXPORT_DIR, PROMOTION, ROLLBACK, SEED_EVENT, load
 from tests.cli.conftest import CAVRA, read_env_file
-from tests.connectors.kit import EMULATORS, ENDPOINT, event_for
+from tests.connectors.kit import EMULATORS, event_for, takes_publications
 
 from .canaries import Detector, echo_blob, provider_canaries, webhook_url
 
@@ -98,7 +98,7 @@ def _echo_everywhere(emulators: str, forms: str | bool, blob: str | None) -> Non
 
 def _api_round(world: World, api: str, channel: str, *, echo: bool) -> None:
     """Deliver to every provider through the API, waiting and through the outbox (``"wait": false``)."""
-    siem_like = [p for p in PROVIDERS if p not in ENDPOINT]
+    siem_like = [p for p in PROVIDERS if not takes_publications(p)]
     with httpx.Client(base_url=api, timeout=120) as c:
         if not echo:
             for route, path in (
@@ -113,7 +113,7 @@ def _api_round(world: World, api: str, channel: str, *, echo: bool) -> None:
         jobs: list[str] = []
         for provider in PROVIDERS:
             for wait in (True, False) if echo else (True,):
-                if provider in ENDPOINT:
+                if takes_publications(provider):
                     route = "/endpoint-management-exports/eme_stable/publish"
                     body: dict[str, Any] = {"provider": provider, "retries": 0}
                 else:
@@ -261,8 +261,8 @@ def _run(
 def _cli_round(world: World, tmp: Path, config: Path, env: dict[str, str]) -> None:
     out = tmp / "evidence"
     meta = tmp / "metadata.json"
-    siem_like = ",".join(p for p in PROVIDERS if p not in ENDPOINT)
-    endpoint = ",".join(p for p in PROVIDERS if p in ENDPOINT)
+    siem_like = ",".join(p for p in PROVIDERS if not takes_publications(p))
+    endpoint = ",".join(p for p in PROVIDERS if takes_publications(p))
     events = tmp / "events.jsonl"
     # an evidence event and an endpoint publication, each to every provider (an endpoint provider refuses
     # the evidence event unsent; the others take the publication as an event)

@@ -80,8 +80,8 @@ def test_invalid_value_is_named_without_echoing_it(tmp_path: Path) -> None:
 
 
 def test_unknown_provider(tmp_path: Path) -> None:
-    path = write(tmp_path, {"connectors": {"pagerduty": {"url": "https://x.test"}}})
-    with pytest.raises(ConfigError, match=f"^{path}: connectors.pagerduty: not a provider's name"):
+    path = write(tmp_path, {"connectors": {"no-such-provider": {"url": "https://x.test"}}})
+    with pytest.raises(ConfigError, match=f"^{path}: connectors.no-such-provider: not a provider's name"):
         load_config(path, environ={})
 
 

@@ -155,7 +155,7 @@ def test_every_entry_is_a_listed_destination_even_one_that_does_not_load(tmp_pat
         write(
             tmp_path,
             {
-                "pagerduty": {"provider": "webhook", "url": "https://x.test", "timeout_seconds": -1},
+                "no-such-provider": {"provider": "webhook", "url": "https://x.test", "timeout_seconds": -1},
                 "slack": {"url_env": "SLACK_WEBHOOK_URL"},
                 "slack-off": {"provider": "slack", "url_env": "SLACK_RELEASE_URL", "enabled": False},
             },
@@ -163,10 +163,10 @@ def test_every_entry_is_a_listed_destination_even_one_that_does_not_load(tmp_pat
         environ=ENV,
     )
     items = {d["name"]: d for d in list_destinations(None, cfg)}
-    assert list(items) == ["pagerduty", "slack", "slack-off"]
+    assert list(items) == ["no-such-provider", "slack", "slack-off"]
     assert (
-        items["pagerduty"]["loaded"] is False
-        and "connectors.pagerduty.timeout_seconds" in items["pagerduty"]["error"]
+        items["no-such-provider"]["loaded"] is False
+        and "connectors.no-such-provider.timeout_seconds" in items["no-such-provider"]["error"]
     )
     assert (items["slack-off"]["enabled"], items["slack-off"]["loaded"]) == (False, False)
     assert items["slack"]["health"]["status"] == "unknown" and items["slack"]["breaker"]["state"] == "closed"

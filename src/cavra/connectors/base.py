@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cavra.connectors.spec import Described
 from cavra.secrets import Secret
 
 CATEGORIES = ("siem", "chatops", "itsm", "endpoint")
@@ -319,6 +320,7 @@ S = TypeVar("S", bound=ConnectorSettings)
 class Connector(Protocol):
     """What the engine needs of a connector. ``settings`` is the connector's own ``settings_model``."""
 
+    #: provider, category and secret_url_path are bound from the provider's ``ProviderSpec``
     provider: ClassVar[str]
     category: ClassVar[str]
     settings_model: ClassVar[type[ConnectorSettings]]
@@ -366,13 +368,11 @@ class PayloadTooLarge(ValueError):
     """A payload exceeds the provider's limit: the delivery is rejected before anything is sent."""
 
 
-class BaseConnector(Generic[S]):
-    """Convenience base: single-step connectors override :meth:`build` and optionally :meth:`judge`."""
+class BaseConnector(Described, Generic[S]):
+    """Convenience base: single-step connectors override :meth:`build` and optionally :meth:`judge`.
+    ``provider``, ``category`` and ``secret_url_path`` come from the module's ``ProviderSpec``."""
 
-    provider: ClassVar[str] = ""
-    category: ClassVar[str] = ""
     settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
-    secret_url_path: ClassVar[bool] = False
 
     def prepare(self, event: Mapping[str, Any], settings: S, ctx: Context, state: Any) -> PreparedRequest:
         return self.build(event, settings, ctx)

@@ -37,6 +37,7 @@ from cavra.connectors.base import (
 )
 from cavra.connectors.classify import classify
 from cavra.connectors.render import severity, summary_lines, title
+from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secretforms import clip
@@ -136,10 +137,7 @@ def _errors_detail(response: Response) -> str:
 class DatadogConnector(BaseConnector[DatadogSettings]):
     """Datadog Logs intake v2."""
 
-    provider: ClassVar[str] = "datadog"
-    category: ClassVar[str] = "siem"
     settings_model: ClassVar[type[ConnectorSettings]] = DatadogSettings
-    secret_url_path: ClassVar[bool] = False
 
     def build(self, event: Mapping[str, Any], settings: DatadogSettings, ctx: Context) -> PreparedRequest:
         return self.prepare_batch([self.encode(event, settings, ctx)], settings, ctx, None)
@@ -213,3 +211,19 @@ def judge_intake(response: Response) -> Verdict:
     if status == 400:
         return Reject(f"{described}: Datadog refused the payload")
     return classify(response, what=described)
+
+
+SPEC = ProviderSpec(
+    name="datadog",
+    category="siem",
+    connector=DatadogConnector,
+    emulator="cavra.emulators.datadog",
+    example={
+        "site": "datadoghq.com",
+        "api_key_env": "DATADOG_API_KEY",
+        "service": "cavra",
+        "ddsource": "cavra",
+        "tags": ["env:prod", "team:security"],
+    },
+    example_env={"DATADOG_API_KEY": "0123456789abcdef0123456789abcdef"},
+)

@@ -66,6 +66,7 @@ from cavra.connectors.flow import (
     path_segment,
     unauthorized,
 )
+from cavra.connectors.spec import ENDPOINT_PUBLICATION, Described, ProviderSpec
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
 from cavra.secrets import Secret
@@ -199,13 +200,10 @@ def payload_configuration(item: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-class IntuneConnector:
+class IntuneConnector(Described):
     """Entra ID token + Graph deviceConfigurations upsert by displayName, group assignment, read back."""
 
-    provider: ClassVar[str] = "intune"
-    category: ClassVar[str] = "endpoint"
     settings_model: ClassVar[type[ConnectorSettings]] = IntuneSettings
-    secret_url_path: ClassVar[bool] = False
 
     def prepare(
         self, event: Mapping[str, Any], settings: IntuneSettings, ctx: Context, state: Any
@@ -382,3 +380,25 @@ def _after_verify(response: Response, flow: FlowState, label: str, group_id: str
 
 def _failure(response: Response, label: str) -> Verdict:
     return failure_verdict(response, label, graph_error(response))
+
+
+SPEC = ProviderSpec(
+    name="intune",
+    category="endpoint",
+    connector=IntuneConnector,
+    emulator="cavra.emulators.graph",
+    needs=("cavra.emulators.entra",),
+    rate_limit="4/20",
+    takes=(ENDPOINT_PUBLICATION,),
+    example={
+        "url_env": "INTUNE_GRAPH_URL",
+        "tenant_id": "00000000-0000-0000-0000-000000000000",
+        "client_id": "33333333-3333-3333-3333-333333333333",
+        "client_secret_env": "INTUNE_CLIENT_SECRET",
+        "group_id": "44444444-4444-4444-4444-444444444444",
+    },
+    example_env={
+        "INTUNE_GRAPH_URL": "https://graph.microsoft.com",
+        "INTUNE_CLIENT_SECRET": "intune-client-secret-0001",
+    },
+)

@@ -45,6 +45,7 @@ from cavra.connectors.base import (
 )
 from cavra.connectors.classify import classify
 from cavra.connectors.render import severity
+from cavra.connectors.spec import Described, ProviderSpec
 from cavra.connectors.splunk import event_time
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
@@ -161,13 +162,10 @@ def credentials(settings: SentinelSettings) -> ClientCredentials:
     )
 
 
-class SentinelConnector:
+class SentinelConnector(Described):
     """Logs Ingestion API (Entra token, then the DCR stream), or an API-key ingestion endpoint."""
 
-    provider: ClassVar[str] = "sentinel"
-    category: ClassVar[str] = "siem"
     settings_model: ClassVar[type[ConnectorSettings]] = SentinelSettings
-    secret_url_path: ClassVar[bool] = False
 
     def encode(self, event: Mapping[str, Any], settings: SentinelSettings, ctx: Context) -> bytes:
         row = json.dumps(row_of(event, ctx.now), ensure_ascii=False, default=str).encode("utf-8")
@@ -305,3 +303,25 @@ def judge_api_key(response: Response) -> Verdict:
     if status == 403:
         return Reject(f"{described}: the endpoint refused the API key; check api_key")
     return classify(response, what=described)
+
+
+SPEC = ProviderSpec(
+    name="sentinel",
+    category="siem",
+    connector=SentinelConnector,
+    emulator="cavra.emulators.sentinel",
+    needs=("cavra.emulators.entra",),
+    example={
+        "mode": "logs_ingestion",
+        "url_env": "SENTINEL_DCE_URL",
+        "dcr_immutable_id": "dcr-00000000000000000000000000000000",
+        "stream_name": "Custom-CavraEvidence_CL",
+        "tenant_id": "00000000-0000-0000-0000-000000000000",
+        "client_id": "11111111-1111-1111-1111-111111111111",
+        "client_secret_env": "SENTINEL_CLIENT_SECRET",
+    },
+    example_env={
+        "SENTINEL_DCE_URL": "https://cavra-dce-abcd.westeurope-1.ingest.monitor.azure.com",
+        "SENTINEL_CLIENT_SECRET": "sentinel-client-secret-value-0001",
+    },
+)

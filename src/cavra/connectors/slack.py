@@ -33,6 +33,7 @@ from cavra.connectors.base import (
 )
 from cavra.connectors.chatlimits import slack_problem
 from cavra.connectors.classify import classify, parse_retry_after
+from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secretforms import clip as clip_text
@@ -171,10 +172,7 @@ def error_string(response: Response) -> str:
 class SlackConnector(BaseConnector[SlackSettings]):
     """Post a Block Kit message to a Slack incoming webhook."""
 
-    provider: ClassVar[str] = "slack"
-    category: ClassVar[str] = "chatops"
     settings_model: ClassVar[type[ConnectorSettings]] = SlackSettings
-    secret_url_path: ClassVar[bool] = True
 
     def build(self, event: Mapping[str, Any], settings: SlackSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
@@ -209,3 +207,18 @@ class SlackConnector(BaseConnector[SlackSettings]):
             reason = f"HTTP {status} {error}" + (f": {hint}" if hint else "")
             return Reject(reason, detail={"error": error})
         return classify(response, what=f"HTTP {status} {error}")
+
+
+SPEC = ProviderSpec(
+    name="slack",
+    category="chatops",
+    connector=SlackConnector,
+    emulator="cavra.emulators.slack",
+    rate_limit="1/4",
+    secret_url_path=True,
+    url_secret=True,
+    example={"url_env": "SLACK_WEBHOOK_URL"},
+    example_env={
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+    },
+)

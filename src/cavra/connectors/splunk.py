@@ -55,6 +55,7 @@ from cavra.connectors.base import (
 )
 from cavra.connectors.classify import classify, parse_retry_after
 from cavra.connectors.render import severity
+from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secretforms import clip
@@ -215,10 +216,7 @@ def _hec_answer(response: Response) -> tuple[int | None, str, dict[str, Any]]:
 class SplunkConnector(BaseConnector[SplunkSettings]):
     """Splunk HEC event endpoint."""
 
-    provider: ClassVar[str] = "splunk"
-    category: ClassVar[str] = "siem"
     settings_model: ClassVar[type[ConnectorSettings]] = SplunkSettings
-    secret_url_path: ClassVar[bool] = False
 
     def prepare(
         self, event: Mapping[str, Any], settings: SplunkSettings, ctx: Context, state: Any
@@ -404,3 +402,22 @@ def judge_hec(response: Response) -> Verdict:
         return Reject(f"{described}: {hint}" if hint else described, detail={"hec_code": code})
     verdict = classify(response, what=described)
     return verdict
+
+
+SPEC = ProviderSpec(
+    name="splunk",
+    category="siem",
+    connector=SplunkConnector,
+    emulator="cavra.emulators.splunk",
+    example={
+        "url_env": "SPLUNK_HEC_URL",
+        "token_env": "SPLUNK_HEC_TOKEN",
+        "index": "cavra",
+        "source": "cavra-connectors",
+        "sourcetype": "cavra:evidence",
+    },
+    example_env={
+        "SPLUNK_HEC_URL": "https://splunk.example/services/collector",
+        "SPLUNK_HEC_TOKEN": "3f9c1e2a-5b7d-4c8e-9a0b-1d2e3f4a5b6c",
+    },
+)

@@ -40,6 +40,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
+from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
 from cavra.secretforms import clip as clip_text
@@ -273,10 +274,7 @@ def _error_code(response: Response) -> str:
 class TeamsConnector(BaseConnector[TeamsSettings]):
     """Post an Adaptive Card (or MessageCard) to a Teams Workflows or legacy connector webhook."""
 
-    provider: ClassVar[str] = "teams"
-    category: ClassVar[str] = "chatops"
     settings_model: ClassVar[type[ConnectorSettings]] = TeamsSettings
-    secret_url_path: ClassVar[bool] = True
 
     def build(self, event: Mapping[str, Any], settings: TeamsSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
@@ -324,3 +322,17 @@ class TeamsConnector(BaseConnector[TeamsSettings]):
                 f"Teams connector answered HTTP 200 without the success body '1': {_error_code(response)!r}"
             )
         return classify(response, what=f"HTTP {response.status} {_error_code(response)}".rstrip())
+
+
+SPEC = ProviderSpec(
+    name="teams",
+    category="chatops",
+    connector=TeamsConnector,
+    emulator="cavra.emulators.teams",
+    secret_url_path=True,
+    url_secret=True,
+    example={"url_env": "TEAMS_WEBHOOK_URL", "card_format": "adaptive"},
+    example_env={
+        "TEAMS_WEBHOOK_URL": "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=xyz"
+    },
+)

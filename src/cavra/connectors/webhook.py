@@ -46,6 +46,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.classify import classify
+from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import WEBHOOK_SCHEMA, event_id_of
 from cavra.secrets import Secret
@@ -162,10 +163,7 @@ def _authorization(settings: WebhookSettings) -> Secret | None:
 class WebhookConnector(BaseConnector[WebhookSettings]):
     """POST the CAVRA envelope to any HTTPS endpoint, Standard Webhooks signed when a secret is set."""
 
-    provider: ClassVar[str] = "webhook"
-    category: ClassVar[str] = "siem"
     settings_model: ClassVar[type[ConnectorSettings]] = WebhookSettings
-    secret_url_path: ClassVar[bool] = True
 
     def build(self, event: Mapping[str, Any], settings: WebhookSettings, ctx: Context) -> PreparedRequest:
         if settings.url is None:
@@ -216,3 +214,17 @@ class WebhookConnector(BaseConnector[WebhookSettings]):
                 detail={"disable_endpoint": True},
             )
         return classify(response)
+
+
+SPEC = ProviderSpec(
+    name="webhook",
+    category="siem",
+    connector=WebhookConnector,
+    emulator="cavra.emulators.webhook",
+    secret_url_path=True,
+    example={"url_env": "WEBHOOK_URL", "signing_secret_env": "WEBHOOK_SIGNING_SECRET"},
+    example_env={
+        "WEBHOOK_URL": "https://hooks.example/cavra",
+        "WEBHOOK_SIGNING_SECRET": "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    },
+)

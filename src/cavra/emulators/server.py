@@ -1,9 +1,9 @@
 """Compose the provider emulators into one aiohttp application and serve it on loopback.
 
-Every provider module ``cavra.emulators.<name>`` exposes:
+Every emulator module (named by a connector's ``ProviderSpec.emulator`` or ``needs``) exposes:
 
 * ``Settings``: a dataclass of the emulator's demo credentials and switches, all with defaults;
-* ``create_app(hub, settings) -> web.Application``: the provider's routes, mounted at ``/<name>``;
+* ``create_app(hub, settings) -> web.Application``: the provider's routes, mounted at ``/<mount>``;
 * ``demo_config(base_url, settings) -> (connector_entry, env)``: the connector config entry (using the
   ``*_env`` keys) and the environment variables that point a connector at this emulator.
 """
@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,25 +23,32 @@ from aiohttp import web
 
 from cavra.emulators.framework import HUB_KEY, EmulatorHub, control_routes, fault_middleware
 
-#: mount prefix -> module. Order is the order of ``cavra emulate``'s listing.
-EMULATORS: dict[str, str] = {
-    "entra": "cavra.emulators.entra",
-    "splunk": "cavra.emulators.splunk",
-    "sentinel": "cavra.emulators.sentinel",
-    "datadog": "cavra.emulators.datadog",
-    "webhook": "cavra.emulators.webhook",
-    "slack": "cavra.emulators.slack",
-    "teams": "cavra.emulators.teams",
-    "jira": "cavra.emulators.jira",
-    "servicenow": "cavra.emulators.servicenow",
-    "jamf": "cavra.emulators.jamf",
-    "graph": "cavra.emulators.graph",
-    "awx": "cavra.emulators.awx",
-}
+
+class _Emulators(Mapping[str, str]):
+    """mount prefix -> module: every registered provider's emulator and the emulators it needs (token
+    issuers first), as each connector's ``ProviderSpec`` names them (dotted strings: this reads the
+    registry's table, it imports no connector code into an emulator). Order is ``cavra emulate``'s."""
+
+    def _table(self) -> dict[str, str]:
+        from cavra.connectors.registry import emulator_modules
+
+        return emulator_modules()
+
+    def __getitem__(self, name: str) -> str:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
 
 
-def _module(name: str) -> ModuleType:
-    return importlib.import_module(EMULATORS[name])
+EMULATORS: Mapping[str, str] = _Emulators()
+
+
+def _module(name: str, table: Mapping[str, str]) -> ModuleType:
+    return importlib.import_module(table[name])
 
 
 def build_app(
@@ -53,11 +60,12 @@ def build_app(
     app = web.Application(middlewares=[fault_middleware], client_max_size=64 * 1024 * 1024)
     app[HUB_KEY] = hub
     control_routes(app)
-    names = list(EMULATORS) if providers is None else list(providers)
+    table = dict(EMULATORS)
+    names = list(table) if providers is None else list(providers)
     hub.serving = names
     settings_by_name: dict[str, Any] = {}
     for name in names:
-        mod = _module(name)
+        mod = _module(name, table)
         settings = mod.Settings(**dict((overrides or {}).get(name, {})))
         settings_by_name[name] = settings
         app.add_subapp(f"/{name}", mod.create_app(hub, settings))
@@ -70,8 +78,9 @@ def demo_environment(
     """The connector config and environment that point every connector at these emulators."""
     connectors: dict[str, Any] = {}
     env: dict[str, str] = {}
+    table = dict(EMULATORS)
     for name, settings in settings_by_name.items():
-        mod = _module(name)
+        mod = _module(name, table)
         if not hasattr(mod, "demo_config"):
             continue
         entry, entry_env = mod.demo_config(base_url, settings)

@@ -20,17 +20,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from cavra.errors import InputError
 from cavra.events import SEVERITIES
@@ -152,6 +156,34 @@ class Artifact(_Strict):
         return value.lower() if isinstance(value, str) else value
 
 
+def endpoint_providers() -> list[str]:
+    """The providers an endpoint export may name: those whose ``ProviderSpec.takes`` the export's
+    publication event (read from the registry when first needed, so a new endpoint provider is one)."""
+    from cavra.connectors.registry import providers_taking
+    from cavra.connectors.spec import ENDPOINT_PUBLICATION
+
+    return providers_taking(ENDPOINT_PUBLICATION)
+
+
+def _endpoint_provider(value: str) -> str:
+    known = endpoint_providers()
+    if value not in known:
+        raise ValueError(f"{value!r} is not an endpoint-management provider (one of: {', '.join(known)})")
+    return value
+
+
+class _EndpointProviderSchema:
+    """The JSON schema of an endpoint provider's name: an enum of today's endpoint providers."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"enum": endpoint_providers(), "type": "string"}
+
+
+EndpointProvider = Annotated[str, AfterValidator(_endpoint_provider), _EndpointProviderSchema()]
+
+
 class EndpointExport(_Strict):
     """An endpoint-management export manifest (``cavra.endpoint_management.export.v1``)."""
 
@@ -160,7 +192,7 @@ class EndpointExport(_Strict):
     release: str = Field(min_length=1, max_length=128)
     channel: str = Field(min_length=1, max_length=128)
     approval: Approval
-    providers: list[Literal["jamf", "intune", "linux"]] = Field(min_length=1)
+    providers: list[EndpointProvider] = Field(min_length=1)
     artifacts: list[Artifact] = Field(min_length=1, max_length=100)
     generated_at: AwareDatetime
     generated_by: str | None = Field(default=None, max_length=200)

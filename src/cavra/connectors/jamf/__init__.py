@@ -71,6 +71,7 @@ from cavra.connectors.jamf.profile import (
     stored_identity,
 )
 from cavra.connectors.jamf.session import Cookies, remember, with_cookies
+from cavra.connectors.spec import ENDPOINT_PUBLICATION, Described, ProviderSpec
 from cavra.errors import ConfigError
 from cavra.secretforms import clip, clip_bytes
 from cavra.secrets import Secret
@@ -160,13 +161,10 @@ def _flow(state: Any) -> JamfFlow:
     return JamfFlow(step="lookup")
 
 
-class JamfConnector:
+class JamfConnector(Described):
     """Jamf Pro API client credentials + Classic API configuration profile, upserted by name, read back."""
 
-    provider: ClassVar[str] = "jamf"
-    category: ClassVar[str] = "endpoint"
     settings_model: ClassVar[type[ConnectorSettings]] = JamfSettings
-    secret_url_path: ClassVar[bool] = False
 
     def prepare(
         self, event: Mapping[str, Any], settings: JamfSettings, ctx: Context, state: Any
@@ -329,3 +327,21 @@ def _delivered(root: ET.Element, flow: JamfFlow, read_digest: str, encoded: bool
 
 def _failure(response: Response, label: str) -> Verdict:
     return failure_verdict(response, label, classic_error(response))
+
+
+SPEC = ProviderSpec(
+    name="jamf",
+    category="endpoint",
+    connector=JamfConnector,
+    emulator="cavra.emulators.jamf",
+    takes=(ENDPOINT_PUBLICATION,),
+    example={
+        "url_env": "JAMF_URL",
+        "client_id": "22222222-2222-2222-2222-222222222222",
+        "client_secret_env": "JAMF_CLIENT_SECRET",
+    },
+    example_env={
+        "JAMF_URL": "https://example.jamfcloud.com",
+        "JAMF_CLIENT_SECRET": "jamf-client-secret-0001",
+    },
+)

@@ -42,6 +42,7 @@ from cavra.connectors.base import (
 from cavra.connectors.classify import classify
 from cavra.connectors.jira.content import comment_body, dedup_label, templated_issue_fields
 from cavra.connectors.jira.settings import JiraSettings
+from cavra.connectors.spec import Described
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
 from cavra.secrets import Secret
@@ -98,13 +99,10 @@ def provider_errors(response: Response) -> str:
     return clip("; ".join(parts), 1000)
 
 
-class JiraConnector:
+class JiraConnector(Described):
     """One Jira issue per CAVRA event and target: search by label, then create or comment."""
 
-    provider: ClassVar[str] = "jira"
-    category: ClassVar[str] = "itsm"
     settings_model: ClassVar[type[ConnectorSettings]] = JiraSettings
-    secret_url_path: ClassVar[bool] = False
     #: after an unanswered create, how long to let Jira's search catch up before the second re-check
     settle_seconds: ClassVar[float] = 1.0
 

@@ -53,6 +53,7 @@ from cavra.connectors.linux_fleet.settings import (
     LinuxFleetSettings,
     poll_interval,
 )
+from cavra.connectors.spec import ENDPOINT_PUBLICATION, ProviderSpec
 
 __all__ = [
     "AUTO",
@@ -70,3 +71,14 @@ __all__ = [
     "extra_vars",
     "poll_interval",
 ]
+
+
+SPEC = ProviderSpec(
+    name="linux",
+    category="endpoint",
+    connector=LinuxFleetConnector,
+    emulator="cavra.emulators.awx",
+    takes=(ENDPOINT_PUBLICATION,),
+    example={"url_env": "AWX_URL", "token_env": "AWX_TOKEN", "job_template_id": 42},
+    example_env={"AWX_URL": "https://awx.example", "AWX_TOKEN": "awx-token-value-0001"},
+)

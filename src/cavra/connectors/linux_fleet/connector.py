@@ -46,6 +46,7 @@ from cavra.connectors.linux_fleet.settings import (
     poll_interval,
     template_id,
 )
+from cavra.connectors.spec import Described
 from cavra.secretforms import clip
 from cavra.secrets import Secret
 
@@ -71,13 +72,10 @@ class PollState(FlowState):
     prefix: str = DIRECT_PREFIX
 
 
-class LinuxFleetConnector:
+class LinuxFleetConnector(Described):
     """AWX / AAP job-template launch carrying the export, then the job polled to its end."""
 
-    provider: ClassVar[str] = "linux"
-    category: ClassVar[str] = "endpoint"
     settings_model: ClassVar[type[ConnectorSettings]] = LinuxFleetSettings
-    secret_url_path: ClassVar[bool] = False
     #: after a re-check that found nothing, how long to let a slow launch land before looking once more
     settle_seconds: ClassVar[float] = 2.0
 

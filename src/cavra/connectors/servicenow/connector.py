@@ -59,6 +59,7 @@ from cavra.connectors.flow import (
     unauthorized,
 )
 from cavra.connectors.servicenow.settings import ServiceNowSettings, templated_record_fields, work_note
+from cavra.connectors.spec import Described
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
 from cavra.secrets import Secret
@@ -145,13 +146,10 @@ def _plain(value: object) -> str:
     return "" if value is None else str(value)
 
 
-class ServiceNowConnector:
+class ServiceNowConnector(Described):
     """One ServiceNow record per CAVRA event and target: look up by correlation_id, then insert or note."""
 
-    provider: ClassVar[str] = "servicenow"
-    category: ClassVar[str] = "itsm"
     settings_model: ClassVar[type[ConnectorSettings]] = ServiceNowSettings
-    secret_url_path: ClassVar[bool] = False
 
     # -- requests -------------------------------------------------------------------------------------------
     def prepare(
