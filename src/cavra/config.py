@@ -27,11 +27,10 @@ from pydantic import ValidationError
 
 from cavra.connectors.base import Connector, ConnectorSettings
 from cavra.connectors.registry import PROVIDERS, get_connector, unknown_provider_message
-from cavra.destinations import PROVIDER_KEY, split_destination
+from cavra.destinations import PROVIDER_KEY, categories_of, split_destination
 from cavra.errors import ConfigError, InputError, not_found
 from cavra.redaction import MIN_SECRET_LENGTH, Redactor
 from cavra.routing import RouteTable, compile_routes
-from cavra.routing.grouping import categories_of
 from cavra.secretforms import USER_FIELDS, basic_pairs, url_path_secrets
 from cavra.secrets import Secret, from_env, from_file
 from cavra.transport import SendOptions

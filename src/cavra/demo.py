@@ -96,14 +96,14 @@ def find_examples(start: Path | None = None) -> Path:
 
 def load_samples(store_path: Path, examples: Path) -> list[str]:
     """Validate and store the sample release records; return their ids."""
+    from cavra.app import Cavra
     from cavra.governance import service as governance
-    from cavra.store import open_store
 
     ids: list[str] = []
-    with open_store(str(store_path)) as store:
+    with Cavra(store_url=str(store_path)) as service:
         for kind, rel in SAMPLE_RECORDS:
             record = governance.load_record_file(examples / rel, kind)
-            stored = governance.register_record(store, kind, record)
+            stored = governance.register_record(service.store, kind, record)
             ids.append(str(stored.get("execution_id") or stored.get("export_id")))
     return ids
 

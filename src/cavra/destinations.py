@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from cavra.connectors.registry import PROVIDERS, unknown_provider_message
+from cavra.connectors.registry import CATEGORY_OF, PROVIDERS, unknown_provider_message
 from cavra.errors import ConfigError
 
 #: a destination's name: lower-case letters, digits, ``_``, ``.`` and ``-``; 1-63 characters
@@ -68,3 +68,15 @@ def split_destination(source: str, name: str, raw: object) -> tuple[str, Any]:
 def _nearest(name: str) -> str:
     near = difflib.get_close_matches(name, list(PROVIDERS), n=1, cutoff=0.6)
     return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def categories_of(entries: Mapping[str, Any]) -> dict[str, str]:
+    """Destination name -> its provider's category, for the entries of a connectors file whose provider is
+    known (the file's own checks report the others)."""
+    out: dict[str, str] = {}
+    for key, raw in entries.items():
+        provider = raw.get("provider", key) if isinstance(raw, Mapping) else key
+        category = CATEGORY_OF.get(provider) if isinstance(provider, str) else None
+        if category is not None:
+            out[str(key)] = category
+    return out

@@ -1,23 +1,22 @@
 """What routes depend on: the runtime (config, store, transport, in-flight deliveries) and the caller's role.
 
-One :class:`Runtime` lives on ``app.state.runtime``. It makes the server's delivery runtime
-(``runtime.delivery``: completion notes, wake-ups, access tokens, shared writers), which every delivery
-route and the in-process worker share. Deliveries run as tasks it tracks and shields, so a
-client that disconnects, or a server that is shutting down, does not cut a delivery short: the lifespan
-waits for them (up to the shutdown timeout) before it closes the transport and the store.
+One :class:`Runtime` lives on ``app.state.runtime``. Its service object (``runtime.service``,
+:class:`cavra.app.Cavra`) holds the server's delivery runtime (completion notes, wake-ups, access tokens,
+shared writers), which every delivery route and the in-process worker share. Deliveries run as tasks it
+tracks and shields, so a client that disconnects, or a server that is shutting down, does not cut a
+delivery short: the lifespan waits for them (up to the shutdown timeout) before it closes the transport and
+the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,57 +24,51 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from cavra.api.auth import Role, role_allows, roles_allowed
 from cavra.api.errors import ApiError
 from cavra.api.settings import ApiSettings
-from cavra.config import CONFIG_ENV, LoadedConfig, load_config
-from cavra.delivery.policy import RetryPolicy
+from cavra.app import Cavra, RetryPolicy, Store, Transport, Worker
+from cavra.config import CONFIG_ENV, LoadedConfig
 from cavra.errors import CavraError
-from cavra.governance import service as governance
 from cavra.redaction import Redactor
-from cavra.secrets import Secret
-from cavra.store import Store, open_store
-from cavra.transport import AiohttpTransport, Transport
 
 log = logging.getLogger("cavra.api")
 T = TypeVar("T")
 
 
 class Runtime:
-    """The server's long-lived resources, built from :class:`ApiSettings`."""
+    """The server's long-lived resources, built from :class:`ApiSettings`: the service object
+    (:class:`~cavra.app.Cavra`: config, store, transport, worker) and the deliveries in flight."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
-        self.config: LoadedConfig | None = None
+        self.service = Cavra(
+            store_url=settings.store_url,
+            config_path=settings.config_path,
+            env=settings.env,
+            transport=settings.transport,
+            retry_base_delay=settings.retry_base_delay,
+        )
         self.config_problem = f"no connector config: pass --config FILE or set {CONFIG_ENV}"
-        self.loaded_at: datetime | None = None
-        self.redactor = Redactor()
-        self._store: Store | None = None
-        self._store_lock = threading.Lock()
-        self._transport: Transport | None = settings.transport
-        self._own_transport = settings.transport is None
         self.inflight: set[asyncio.Task[Any]] = set()
         self.closing = False
-        self.worker: Any = None  # cavra.delivery.worker.Worker when settings.worker
-        #: shared by the delivery routes and the in-process worker (they wake each other)
-        self.delivery = governance.delivery_runtime()
+        self.worker: Worker | None = None
 
     # --- connector config ----------------------------------------------------------------------------
+    @property
+    def config(self) -> LoadedConfig | None:
+        return self.service.config
+
+    @property
+    def loaded_at(self) -> datetime | None:
+        return self.service.loaded_at
+
+    @property
+    def redactor(self) -> Redactor:
+        return self.service.redactor
+
     def load_config(self) -> None:
         """(Re)load the connector config; an explicit file that cannot load raises ConfigError."""
-        path = self.settings.config_path or self.settings.env.get(CONFIG_ENV)
-        if not path:
-            self.config = None
+        previous = self.service.redactor
+        if self.service.load_config() is None:
             return
-        loaded = load_config(path, self.settings.env)
-        secrets: list[Secret | str] = []
-        store_url = self.settings.store_url or ""
-        try:
-            password = urlsplit(store_url).password if "://" in store_url else None
-        except ValueError:
-            password = None
-        if password:
-            secrets.append(password)
-        self.config, self.loaded_at = loaded, datetime.now(UTC)
-        # the configuration-wide redactor (every target's secrets in every wire form), plus the store's
-        previous, self.redactor = self.redactor, loaded.redactor.with_secrets(secrets)
         # log formatters given the previous redactor (cavra serve) learn the reloaded secrets too
         for handler in logging.getLogger().handlers:
             formatter = handler.formatter
@@ -91,31 +84,23 @@ class Runtime:
     @property
     def store(self) -> Store:
         """The store, opened on first use (a StoreError is answered 503 and tried again next time)."""
-        if self._store is None:
-            with self._store_lock:
-                if self._store is None:
-                    self._store = open_store(self.settings.store_url)
-        return self._store
+        return self.service.store
 
     async def startup(self) -> None:
         """Open the store before the first request (a failure is logged; ``/readyz`` reports it), and start
         the in-process outbox worker when the settings ask for it."""
         try:
-            store = await self.astore()
+            await self.astore()
         except CavraError as exc:
             log.error("the store is not available: %s", self.redactor.scrub(str(exc)))
             return
         if self.settings.worker:
-            from cavra.delivery.worker import Worker
             from cavra.metrics import METRICS
 
-            self.worker = Worker(
-                store,
+            self.worker = self.service.worker(
                 lambda: self.config,
-                runtime=self.delivery,
                 concurrency=self.settings.worker_concurrency,
                 transport=self.transport,
-                retry_base_delay=self.settings.retry_base_delay,
                 shutdown_timeout=self.settings.shutdown_timeout,
                 observer=METRICS,
             )
@@ -123,22 +108,15 @@ class Runtime:
 
     async def astore(self) -> Store:
         """The store, opened off the event loop the first time."""
-        if self._store is not None:
-            return self._store
-        return await asyncio.to_thread(lambda: self.store)
+        return await self.service.astore()
 
     @property
     def transport(self) -> Transport:
-        if self._transport is None:
-            self._transport = AiohttpTransport()
-        return self._transport
+        return self.service.transport
 
     def policy(self, retries: int) -> RetryPolicy | None:
         """The retry policy for a delivery (``None``: the service's default for ``retries``)."""
-        base = self.settings.retry_base_delay
-        if base is None:
-            return None
-        return RetryPolicy(retries=retries, base_delay=base, max_delay=max(base, base * 8))
+        return self.service.policy(retries)
 
     @property
     def exports_dir(self) -> Path:
@@ -183,13 +161,7 @@ class Runtime:
         if self.worker is not None:
             await self.worker.close()  # finishes or releases the jobs it holds
             self.worker = None
-        if self._own_transport and self._transport is not None:
-            await self._transport.close()
-            self._transport = None
-        with self._store_lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+        await self.service.aclose()
 
 
 def get_runtime(request: Request) -> Runtime:

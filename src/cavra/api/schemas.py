@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cavra.delivery.queue import DEFAULT_WAIT_SECONDS
+from cavra.app import DEFAULT_WAIT_SECONDS
 from cavra.service import MAX_RETRIES
 
 Category = Literal["siem", "chatops", "itsm", "endpoint"]

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from cavra.api.auth import TokenSet
 from cavra.api.guards import ALLOWED_HOSTS_ENV, allowed_hosts_from
+from cavra.app import Transport
 from cavra.errors import ConfigError
-from cavra.transport import Transport
 
 MAX_BODY_ENV = "CAVRA_API_MAX_BODY_BYTES"
 EXPORTS_DIR_ENV = "CAVRA_EXPORTS_DIR"

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
+from cavra.app import Store
 from cavra.cli.common import console, handled, print_json
 from cavra.cli.release_render import dashboard_view, history_table
 from cavra.cli.stores import check_store_options, open_selected
 from cavra.errors import InputError
-from cavra.store import Store
 
 
 def _parse_time(option: str, value: str | None) -> datetime | None:
@@ -41,7 +41,8 @@ def history_command(
         check_store_options(store, metadata_json)
         filters["since"] = _parse_time("--since", filters.get("since"))
         filters["until"] = _parse_time("--until", filters.get("until"))
-        with open_selected(store, metadata_json) as st:
+        with open_selected(store, metadata_json) as svc:
+            st = svc.store
             page = query(st, **filters)
     if as_json:
         print_json(page)
@@ -57,7 +58,8 @@ def dashboard_command(
     metadata_json: str | None,
     as_json: bool,
 ) -> None:
-    with handled(), open_selected(store, metadata_json) as st:
+    with handled(), open_selected(store, metadata_json) as svc:
+        st = svc.store
         data = build(st)
     if as_json:
         print_json(data)

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
+from cavra.app import FINAL_STATES, JOB_STATES, SUCCEEDED, JobFilter, check_purge_states, iso, replay_states
 from cavra.cli.common import console, handled, print_json
 from cavra.cli.stores import MetadataJsonOption, StoreOption, open_selected
 from cavra.cli.tables import Col, Grid
-from cavra.store.jobs import FINAL_STATES, JOB_STATES, SUCCEEDED, JobFilter
 
 app = typer.Typer(
     help="Outbox jobs: list them, replay failed and dead-letter deliveries, purge old finished jobs.",
@@ -49,15 +49,10 @@ def replay(
 
     A job replayed before is not queued twice; workers (cavra worker, or cavra serve) deliver the replays.
     """
-    from cavra.delivery.replay import replay as do_replay
-    from cavra.delivery.replay import states_for
-
     with handled():
-        states = states_for(failed=failed, dead=dead, include_succeeded=include_succeeded)
-        with open_selected(store, metadata_json) as opened:
-            items = do_replay(
-                opened, states=states, provider=provider, since=since, limit=limit, dry_run=dry_run
-            )
+        states = replay_states(failed=failed, dead=dead, include_succeeded=include_succeeded)
+        with open_selected(store, metadata_json) as svc:
+            items = svc.replay(states=states, provider=provider, since=since, limit=limit, dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "count": len(items), "items": [i.to_dict() for i in items]})
         return
@@ -102,9 +97,10 @@ def jobs(
                 raise InputError(f"--state: {bad[0]!r} is not one of {', '.join(JOB_STATES)}")
         if not 1 <= limit <= 10_000:
             raise InputError(f"--limit: must be between 1 and 10000, got {limit}")
-        with open_selected(store, metadata_json) as opened:
-            found = opened.list_jobs(JobFilter(states=states, provider=provider, since=since), limit=limit)
-            stats = opened.queue_stats()
+        with open_selected(store, metadata_json) as svc:
+            found, stats = svc.list_jobs(
+                JobFilter(states=states, provider=provider, since=since), limit=limit
+            )
     if as_json:
         print_json({"count": len(found), "items": [j.to_dict() for j in found]})
         return
@@ -175,7 +171,6 @@ def purge(
     the purge delivers again (the retention is the idempotency window).
     """
     from cavra.errors import InputError
-    from cavra.store.base import check_purge_states, iso
 
     with handled():
         before = older_than_cutoff(older_than, datetime.now(UTC))
@@ -186,8 +181,8 @@ def purge(
                 f"--state: {bad[0]!r} is not one of {', '.join(FINAL_STATES)} (finished jobs only)"
             )
         states = check_purge_states(given or [SUCCEEDED])
-        with open_selected(store, metadata_json) as opened:
-            purged = opened.purge_jobs(states=states, finished_before=before, dry_run=dry_run)
+        with open_selected(store, metadata_json) as svc:
+            purged = svc.purge_jobs(states, finished_before=before, dry_run=dry_run)
     if as_json:
         print_json(
             {"dry_run": dry_run, "states": list(states), "finished_before": iso(before), "purged": purged}

@@ -63,12 +63,12 @@ def list_destinations(
     circuit-breaker state. Never a URL or a credential."""
     with handled():
         loaded = load_config(config)
-        st = open_if_exists(store, metadata_json)  # no store yet: health is unknown, nothing is created
-        try:
-            items = governance.list_destinations(st, loaded)
-        finally:
-            if st is not None:
-                st.close()
+        svc = open_if_exists(store, metadata_json)  # no store yet: health is unknown, nothing is created
+        if svc is None:
+            items = governance.list_destinations(None, loaded)
+        else:
+            with svc:
+                items = governance.list_destinations(svc.store, loaded)
     if as_json:
         print_json({"items": items, "count": len(items)})
     else:
@@ -91,10 +91,10 @@ def send_test(
         loaded = load_config(config)
         governance.check_testable(loaded, name)  # an unknown or disabled destination: before any store
         with (
-            open_selected(store, metadata_json, create=True) as st,
+            open_selected(store, metadata_json, create=True) as svc,
             err_console.status(f"sending a test event to {name} …", spinner="dots"),
         ):
-            record = asyncio.run(governance.send_destination_test(st, loaded, name))
+            record = asyncio.run(governance.send_destination_test(svc.store, loaded, name))
     ok = record["verdict"] == "delivered"
     if as_json:
         print_json(record)

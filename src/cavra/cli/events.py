@@ -19,13 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from cavra.app import Store
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
 from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
 from cavra.config import LoadedConfig, load_config
 from cavra.events import load_events_file
 from cavra.governance import service as governance
 from cavra.service import validate_retries
-from cavra.store import Store
 
 app = typer.Typer(help="Publish events through the routes of the connectors file.", no_args_is_help=True)
 
@@ -61,7 +61,8 @@ def publish(
         validate_retries(retries)
         loaded = load_config(config)
         governance.route_table(loaded)  # no routes: an error before the store is opened
-        with open_selected(store, metadata_json, create=True) as st:
+        with open_selected(store, metadata_json, create=True) as svc:
+            st = svc.store
             answer = _publish_all(st, loaded, events, retries=retries, wait=not no_wait)
     if as_json:
         print_json(answer)

@@ -130,7 +130,8 @@ def verify(
     bad record. Without a checkpoint key this checks order only."""
     with handled():
         keys = checkpoints.checkpoint_keys(key_file, public_key_file or (), old_key_file or ())
-        with open_selected(store, metadata_json) as st:
+        with open_selected(store, metadata_json) as svc:
+            st = svc.store
             result = checkpoints.verify_evidence(
                 st, keys, checkpoint_files=checkpoint or (), witness_files=witness or ()
             )
@@ -217,7 +218,8 @@ def checkpoint_command(
         loaded = load_config(config) if deliver is not None else None
         if deliver is not None:
             service.validate_retries(retries)
-        with open_selected(store, metadata_json) as st:
+        with open_selected(store, metadata_json) as svc:
+            st = svc.store
             if output is not None:
                 cp = checkpoints.export_checkpoint(st, keys, output, force=force)
             else:

@@ -172,7 +172,8 @@ def _deliver_recorded(
     service.select_targets(loaded, providers)  # config errors before a store or directory is made
     if output:
         service.ensure_output_dir(output)
-    with open_selected(*where, create=True) as st:
+    with open_selected(*where, create=True) as svc:
+        st = svc.store
         if many:
             progress = Progress(
                 TextColumn("delivering"),

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from cavra import service
+from cavra.app import Store
 from cavra.cli.boards import (
     CursorOption,
     EventIdFilter,
@@ -33,7 +34,6 @@ from cavra.cli.render import delivery_table
 from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
 from cavra.config import LoadedConfig, load_config
 from cavra.governance import service as governance
-from cavra.store import Store
 
 app = typer.Typer(
     help="Deliver release governance records (promotion audits, rollbacks, endpoint exports) and review "
@@ -74,7 +74,8 @@ def _deliver(
         service.parse_providers(provider)
         service.validate_retries(retries)
         loaded = load_config(config)
-        with open_selected(store, metadata_json, create=True) as st:
+        with open_selected(store, metadata_json, create=True) as svc:
+            st = svc.store
             location = st.location
             started = datetime.now(UTC)
             with delivery_status(f"delivering {what} to {provider} …"):

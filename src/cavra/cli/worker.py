@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cavra.app import Cavra, Worker, worker_settings
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, handled
-from cavra.cli.stores import MetadataJsonOption, StoreOption, missing_store_file, open_selected
+from cavra.cli.stores import MetadataJsonOption, StoreOption, open_selected, service_for
 
 if TYPE_CHECKING:
-    from cavra.delivery.worker import Worker
     from cavra.governance.checkpoint_schedule import CheckpointSchedule
-    from cavra.store import Store
 
 log = logging.getLogger("cavra.worker")
 
@@ -130,7 +129,7 @@ def worker(
     n = _process_count(processes, store, metadata_json)
     opened, w, witness = _build(options, serve_side=n == 1)
     if n > 1:
-        opened.close()  # the options are valid and the store exists: the children open their own
+        opened.close_store()  # the options are valid and the store exists: the children open their own
         _supervise(n, options)
     _run_one(opened, w, witness, once=once)
 
@@ -139,7 +138,7 @@ def _process_count(processes: int | None, store: str | None, metadata_json: str 
     if processes is not None and processes < 1:
         fail(f"--processes: must be at least 1, got {processes}")
     with handled():
-        backend = missing_store_file(store, metadata_json)[0].backend
+        backend = service_for(store, metadata_json).where().backend
     if backend == "json":
         if processes is not None and processes > 1:
             fail("--processes: the JSON-file store takes one worker process; use 1")
@@ -147,26 +146,20 @@ def _process_count(processes: int | None, store: str | None, metadata_json: str 
     return processes if processes is not None else max(1, os.cpu_count() or 1)
 
 
-def _build(options: dict[str, Any], *, serve_side: bool) -> tuple[Store, Worker, CheckpointSchedule | None]:
+def _build(options: dict[str, Any], *, serve_side: bool) -> tuple[Cavra, Worker, CheckpointSchedule | None]:
     """Check every option and open the store; with ``serve_side`` also bind the metrics port."""
     from cavra.config import load_config
-    from cavra.delivery.guard import GuardSettings, parse_rate_limits
-    from cavra.delivery.queue import Schedule
-    from cavra.delivery.worker import Worker
-    from cavra.governance.notes import delivery_runtime
 
     o = options
     with handled():
-        schedule = Schedule.from_environment(
-            base_delay=o["backoff_base"],
-            max_delay=o["backoff_max"],
+        settings = worker_settings(
+            backoff_base=o["backoff_base"],
+            backoff_max=o["backoff_max"],
             max_runs=o["max_runs"],
             max_age=o["max_age"],
-        )
-        guard = GuardSettings.from_environment(
-            failure_threshold=o["breaker_threshold"],
-            cooldown=o["breaker_cooldown"],
-            rate_limits=parse_rate_limits(o["rate_limit"]) if o["rate_limit"] else None,
+            breaker_threshold=o["breaker_threshold"],
+            breaker_cooldown=o["breaker_cooldown"],
+            rate_limit=o["rate_limit"],
         )
         loaded = load_config(o["config"])
         opened = open_selected(o["store"], o["metadata_json"], create=True)
@@ -174,17 +167,14 @@ def _build(options: dict[str, Any], *, serve_side: bool) -> tuple[Store, Worker,
         if o["metrics_port"] and serve_side:
             from cavra.metrics import METRICS, serve_metrics
 
-            METRICS.bind_store(opened)
+            METRICS.bind_store(opened.store)
             serve_metrics(o["metrics_port"])
             observer = METRICS
-        w = Worker(
-            opened,
+        w = opened.worker(
             loaded,
-            runtime=delivery_runtime(),
+            settings,
             concurrency=o["concurrency"],
             lease_seconds=o["lease_seconds"],
-            schedule=schedule,
-            guard=guard,
             retry_base_delay=o["retry_base_delay"],
             poll_interval=o["poll_interval"],
             shutdown_timeout=o["shutdown_timeout"],
@@ -194,11 +184,11 @@ def _build(options: dict[str, Any], *, serve_side: bool) -> tuple[Store, Worker,
         if o["checkpoint_every"] is not None:
             from cavra.governance.checkpoint_schedule import from_options
 
-            witness = from_options(opened, loaded, o["checkpoint_every"], o["checkpoint_provider"])
+            witness = from_options(opened.store, loaded, o["checkpoint_every"], o["checkpoint_provider"])
     return opened, w, witness
 
 
-def _run_one(opened: Store, w: Worker, witness: CheckpointSchedule | None, *, once: bool) -> None:
+def _run_one(opened: Cavra, w: Worker, witness: CheckpointSchedule | None, *, once: bool) -> None:
     """One worker in this process until stopped (or, with ``once``, until nothing is due)."""
 
     async def main() -> None:
@@ -218,7 +208,7 @@ def _run_one(opened: Store, w: Worker, witness: CheckpointSchedule | None, *, on
         with handled(), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(main())
     finally:
-        opened.close()
+        opened.close_store()
     s = w.stats
     if witness is not None:
         err_console.print(f"checkpoints delivered: {witness.delivered}", highlight=False)

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 from starlette.requests import Request
 
+from cavra.app import METADATA_KINDS
 from cavra.history import MAX_LIMIT
-from cavra.store import METADATA_KINDS
 
 DEFAULT_LIMIT = 25
 MAX_TEXT = 200

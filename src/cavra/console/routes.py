@@ -27,6 +27,7 @@ from starlette.routing import Match
 
 from cavra.api.deps import get_runtime
 from cavra.api.errors import redactor_of
+from cavra.app import METADATA_KINDS
 from cavra.console import access, charts
 from cavra.console.access import Refusal, Viewer, identify, safe_next, same_origin
 from cavra.console.filters import MAX_TEXT, STATUSES, HistoryForm, resolve_search
@@ -34,7 +35,6 @@ from cavra.console.render import error_page, project_error_page, render, secure,
 from cavra.errors import CavraError, InputError
 from cavra.governance import service as governance
 from cavra.governance.trends import SPANS
-from cavra.store import METADATA_KINDS
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Viewer], Awaitable[Response]]

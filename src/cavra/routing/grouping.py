@@ -118,20 +118,6 @@ def _duration(item: Mapping[str, Any], key: str, default: float, where: str) -> 
     return default if key not in item else parse_duration(item[key], f"{where}.{key}")
 
 
-def categories_of(entries: Mapping[str, Any]) -> dict[str, str]:
-    """Destination name -> its provider's category, for the entries of a connectors file whose provider is
-    known (the file's own checks report the others)."""
-    from cavra.connectors.registry import CATEGORY_OF
-
-    out: dict[str, str] = {}
-    for key, raw in entries.items():
-        provider = raw.get("provider", key) if isinstance(raw, Mapping) else key
-        category = CATEGORY_OF.get(provider) if isinstance(provider, str) else None
-        if category is not None:
-            out[str(key)] = category
-    return out
-
-
 def check_grouped_destinations(
     route_name: str, to: tuple[str, ...], categories: Mapping[str, str], where: str
 ) -> None:

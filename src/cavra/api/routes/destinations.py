@@ -47,7 +47,7 @@ async def send_test(name: DestinationName, runtime: RuntimeDep) -> Any:
     retries, and answers the stored record (``metadata_kind=destination-test-delivery``, never counted in
     a dashboard) with its redacted exchange and ``verdict``. Role: admin."""
     config = runtime.require_config()
-    store = await runtime.astore()
+    await runtime.astore()
     return await runtime.run_delivery(
-        lambda: governance.send_destination_test(store, config, name, transport=runtime.transport)
+        lambda: runtime.service.deliver(governance.send_destination_test, config, name)
     )

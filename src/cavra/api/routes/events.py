@@ -22,7 +22,7 @@ from cavra.api.checked import CheckedRoute
 from cavra.api.deps import OperatorDep, RuntimeDep
 from cavra.api.routes.queue import Accepted, IdempotencyKey
 from cavra.api.schemas import error_responses
-from cavra.delivery.queue import DEFAULT_WAIT_SECONDS
+from cavra.app import DEFAULT_WAIT_SECONDS
 from cavra.governance import service as governance
 from cavra.governance.publish import MAX_EVENTS
 from cavra.service import MAX_RETRIES
@@ -136,20 +136,17 @@ class RouteTestOut(_Out):
 )
 async def publish(body: EventsIn, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None) -> Any:
     """Role: operator."""
-    store = await runtime.astore()
+    await runtime.astore()
     config = runtime.require_config()
     result = await runtime.run_delivery(
-        lambda: governance.publish_events(
-            store,
+        lambda: runtime.service.deliver(
+            governance.publish_events,
             config,
             body.all_events(),
             retries=body.retries,
             idempotency_key=idempotency_key,
             wait=body.wait,
             wait_seconds=body.wait_seconds,
-            transport=runtime.transport,
-            policy=runtime.policy(body.retries),
-            runtime=runtime.delivery,
         )
     )
     # the service's answer is already plain JSON: sent as is (the response models document it), not

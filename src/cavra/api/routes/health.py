@@ -18,7 +18,7 @@ from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AdminDep, AuditorDep, Runtime, RuntimeDep
 from cavra.api.errors import error_response
 from cavra.api.schemas import ConnectorStatus, ErrorOut, Health, Readiness, error_responses
-from cavra.delivery.record import iso
+from cavra.app import iso_millis
 from cavra.errors import CavraError
 
 router = APIRouter(tags=["service"], route_class=CheckedRoute)
@@ -30,8 +30,7 @@ async def healthz() -> dict[str, Any]:
 
 
 def _probe_store(runtime: Runtime) -> None:
-    # a keyed read of a record that never exists: proves the store answers, costs one index lookup
-    runtime.store.get_record_entry("integration", "__readyz__")
+    runtime.service.probe_store()
 
 
 @router.get(
@@ -63,7 +62,7 @@ def _status(runtime: Runtime) -> dict[str, Any]:
         "source": loaded.source,
         "providers": {name: t.category for name, t in loaded.targets.items()},
         "errors": {name: runtime.redactor.scrub(msg) for name, msg in loaded.errors.items()},
-        "loaded_at": iso(runtime.loaded_at) if runtime.loaded_at else None,
+        "loaded_at": iso_millis(runtime.loaded_at) if runtime.loaded_at else None,
     }
 
 

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AuditorDep, Principal, StoreDep, require
 from cavra.api.schemas import Dashboard, DeliveryRecordOut, HistoryPage, error_responses
-from cavra.errors import NotFoundError
 from cavra.governance import service as governance
 
 router = APIRouter(tags=["history"], dependencies=[AuditorDep], route_class=CheckedRoute)
@@ -137,10 +136,7 @@ def integration_dashboard(store: StoreDep) -> dict[str, Any]:
 def get_delivery(
     delivery_id: Annotated[str, Path(min_length=1, max_length=128)], store: StoreDep
 ) -> dict[str, Any]:
-    found = store.get_delivery(delivery_id)
-    if found is None:
-        raise NotFoundError(f"delivery {delivery_id!r} not found")
-    return found
+    return governance.get_delivery(store, delivery_id)
 
 
 class ReplayIn(BaseModel):

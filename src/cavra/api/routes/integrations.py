@@ -97,23 +97,20 @@ async def deliver(
     happened. ``"wait": false``, or a deadline that passes, answers 202 with the job ids and their status
     URLs (``/jobs/{id}``). An ``Idempotency-Key`` header (otherwise a key derived from the event and the
     target) makes a repeated request answer the first request's jobs. Role: operator."""
-    store = await runtime.astore()
+    await runtime.astore()
     config = runtime.require_config()
     result = await runtime.run_delivery(
-        lambda: governance.deliver_integration(
-            store,
+        lambda: runtime.service.deliver(
+            governance.deliver_integration,
             config,
             integration_id,
             body.event,
             retries=body.retries,
             providers=body.providers,
             timeout_seconds=body.timeout_seconds,
-            transport=runtime.transport,
-            policy=runtime.policy(body.retries),
             idempotency_key=idempotency_key,
             wait=body.wait,
             wait_seconds=body.wait_seconds,
-            runtime=runtime.delivery,
         )
     )
     return accepted_answer(result) if governance.is_accepted(result) else result

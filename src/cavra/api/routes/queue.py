@@ -18,13 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from cavra.api.checked import CheckedRoute
 from cavra.api.deps import AuditorDep, OperatorDep, RuntimeDep
 from cavra.api.schemas import DeliveryRecordOut, error_responses
-from cavra.delivery import replay
-from cavra.delivery.queue import DEFAULT_WAIT_SECONDS, Submission
+from cavra.app import DEFAULT_WAIT_SECONDS, JOB_STATES, Cavra, JobFilter, Submission
 from cavra.errors import NotFoundError
 from cavra.governance import service as governance
 from cavra.metrics import METRICS
-from cavra.store import Store
-from cavra.store.jobs import JOB_STATES, JobFilter
 
 router = APIRouter(tags=["deliveries"], route_class=CheckedRoute)
 
@@ -127,18 +124,17 @@ DeliveryId = Annotated[str, Path(min_length=1, max_length=128, description="a st
     summary="An outbox job's state (the status URL of a 202 answer)",
 )
 async def get_job(job_id: JobId, runtime: RuntimeDep) -> dict[str, Any]:
-    store = await runtime.astore()
-    job = await asyncio.to_thread(store.get_job, job_id)
+    await runtime.astore()
+    job = await asyncio.to_thread(runtime.service.get_job, job_id)
     if job is None:
         raise NotFoundError(f"job {job_id!r} not found")
     return job_answer(job)
 
 
-def _list(store: Store, flt: JobFilter, limit: int) -> dict[str, Any]:
-    jobs = store.list_jobs(flt, limit=limit)
-    stats = store.queue_stats()
+def _list(service: Cavra, flt: JobFilter, limit: int) -> dict[str, Any]:
+    jobs, stats = service.list_jobs(flt, limit=limit)
     queue = {s: stats.count(s) for s in JOB_STATES} | {"due": stats.due}
-    paused = governance.paused_destinations(store)
+    paused = governance.paused_destinations(service.store)
     return {"items": [job_answer(j) for j in jobs], "count": len(jobs), "queue": queue, "paused": paused}
 
 
@@ -155,9 +151,9 @@ async def list_jobs(
     provider: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    store = await runtime.astore()
+    await runtime.astore()
     flt = JobFilter(states=None if state is None else (state,), provider=provider or None)
-    return await asyncio.to_thread(_list, store, flt, limit)
+    return await asyncio.to_thread(_list, runtime.service, flt, limit)
 
 
 @router.post(
@@ -187,16 +183,12 @@ async def redeliver(
     202 with the job and its status URL. 409 when the delivery's job is still queued or running, or when
     the delivery was not made through the outbox. Role: operator."""
     opts = body or RedeliverIn()
-    store = await runtime.astore()
+    await runtime.astore()
     config = runtime.require_config()
     sub = await runtime.run_delivery(
-        lambda: replay.redeliver(
-            store,
+        lambda: runtime.service.redeliver(
             delivery_id,
-            runtime=runtime.delivery,
-            config=config,
-            transport=runtime.transport,
-            retry_base_delay=runtime.settings.retry_base_delay,
+            config,
             idempotency_key=idempotency_key,
             wait=opts.wait,
             timeout=opts.timeout_seconds,

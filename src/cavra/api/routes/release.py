@@ -34,21 +34,18 @@ async def _deliver(
     **extra: Any,
 ) -> Any:
     """Run one of the façade's release deliveries for a stored record; 202 when it is still queued."""
-    store = await runtime.astore()
+    await runtime.astore()
     config = runtime.require_config()
     result = await runtime.run_delivery(
-        lambda: deliver(
-            store,
+        lambda: runtime.service.deliver(
+            deliver,
             config,
             record_id,
             provider=body.provider,
             retries=body.retries,
-            transport=runtime.transport,
-            policy=runtime.policy(body.retries),
             idempotency_key=idempotency_key,
             wait=body.wait,
             wait_seconds=body.wait_seconds,
-            runtime=runtime.delivery,
             **extra,
         )
     )
