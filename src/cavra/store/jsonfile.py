@@ -26,6 +26,7 @@ Layout (one delivery per line, so a diff or ``grep`` shows one record)::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -40,7 +41,9 @@ from typing import Any
 import filelock
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from cavra.errors import StoreError, UnstorableError
 from cavra.store import jsonformat as fmt
@@ -73,7 +76,9 @@ class _MemoryStore(SqlStore):
             self._dbapi = dbapi_connection
 
         super().__init__(loc, engine)
-        metadata.create_all(engine)
+        with engine.begin() as conn:
+            for statement in _schema_ddl():
+                conn.exec_driver_sql(statement)
 
     @property
     def location(self) -> str:
@@ -85,6 +90,18 @@ class _MemoryStore(SqlStore):
     def changes(self) -> int:
         """Rows changed on the database so far (a write that changed none leaves the file alone)."""
         return int(self._dbapi.total_changes) if self._dbapi is not None else 0
+
+
+@functools.cache
+def _schema_ddl() -> tuple[str, ...]:
+    """``CREATE TABLE`` and ``CREATE INDEX`` of the SQL stores' schema (:mod:`cavra.store.schema`, so every
+    table a migration adds) for SQLite, compiled once per process."""
+    dialect = sqlite.dialect()
+    out: list[str] = []
+    for table in metadata.sorted_tables:
+        out.append(str(CreateTable(table).compile(dialect=dialect)))
+        out.extend(str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes)
+    return tuple(out)
 
 
 @dataclass
@@ -130,7 +147,11 @@ class JsonFileStore(DelegatingStore):
         return str(self.path)
 
     def close(self) -> None:
-        self._db.close()
+        """Free the in-memory database (a later call loads the file into a new one)."""
+        with self._mutex:
+            self._db.close()
+            self._db = _MemoryStore(self)
+            self._loaded = _Loaded()
 
     # --- DelegatingStore: reads on the current file, writes under the lock ----------------------------
     @contextmanager
@@ -189,7 +210,7 @@ class JsonFileStore(DelegatingStore):
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise StoreError(f"{self.path}: not UTF-8 text; the metadata file was left unchanged") from None
-        if not text.strip():
+        if not text or text.isspace():
             return fmt.empty()
         try:
             data = json.loads(text)
