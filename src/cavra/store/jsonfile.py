@@ -104,6 +104,22 @@ def _schema_ddl() -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.cache
+def _bulk_indexes() -> tuple[tuple[str, str], ...]:
+    """(name, ``CREATE INDEX``) of the secondary indexes of the delivery tables: a full load of many
+    documents drops them and builds each once at the end (much faster than row by row)."""
+    dialect = sqlite.dialect()
+    return tuple(
+        (str(index.name), str(CreateIndex(index).compile(dialect=dialect)))
+        for table in jsonload.DELIVERY_TABLES
+        for index in table.indexes
+    )
+
+
+#: documents from which a full load builds the delivery tables' indexes after inserting
+BULK_LOAD = 2000
+
+
 @dataclass
 class _Loaded:
     """What the database holds of the file, and how to write it back."""
@@ -236,9 +252,14 @@ class JsonFileStore(DelegatingStore):
             new.lines, new.ids = old.lines + [None] * (len(docs) - held), old.ids
         else:
             new.lines = [None] * len(docs)
+        bulk = () if grown or len(docs) < BULK_LOAD else _bulk_indexes()
         with self._db._write() as conn:
             jsonload.clear(conn, keep_deliveries=grown)
+            for name, _create in bulk:
+                conn.exec_driver_sql(f'DROP INDEX "{name}"')
             jsonload.load(conn, data, new.ids, start=held if grown else 0)
+            for _name, create in bulk:
+                conn.exec_driver_sql(create)
             new.last_sequence = int(conn.execute(sa.select(sa.func.max(deliveries.c.sequence))).scalar() or 0)
         self._loaded = new
 
