@@ -138,6 +138,8 @@ class _Loaded:
     members: dict[str, Any] = field(default_factory=lambda: _members(fmt.empty()))
     #: the head as read (the ``chain`` member is written back as read while the head is unchanged)
     head: ChainHead = field(default_factory=ChainHead)
+    #: the records, jobs and destinations as read or written (a reload skips those that did not change)
+    sections: dict[str, Any] = field(default_factory=dict)
 
 
 def _members(data: dict[str, Any]) -> dict[str, Any]:
@@ -247,17 +249,20 @@ class JsonFileStore(DelegatingStore):
         held = len(old.docs)
         grown = old.key is not None and held <= len(docs) and docs[:held] == old.docs
         self._loaded = _Loaded()  # until the load below succeeds
-        new = _Loaded(key=key, docs=list(docs), members=_members(data), head=fmt.head(data))
+        sections = {name: jsonload.section(data, name) for name in jsonload.SECTIONS}
+        new = _Loaded(key, list(docs), members=_members(data), head=fmt.head(data), sections=sections)
+        keep: set[str] = set()
         if grown:
             new.lines, new.ids = old.lines + [None] * (len(docs) - held), old.ids
+            keep = {name for name, value in sections.items() if old.sections.get(name) == value}
         else:
             new.lines = [None] * len(docs)
         bulk = () if grown or len(docs) < BULK_LOAD else _bulk_indexes()
         with self._db._write() as conn:
-            jsonload.clear(conn, keep_deliveries=grown)
+            jsonload.clear(conn, keep_deliveries=grown, keep=keep)
             for name, _create in bulk:
                 conn.exec_driver_sql(f'DROP INDEX "{name}"')
-            jsonload.load(conn, data, new.ids, start=held if grown else 0)
+            jsonload.load(conn, data, new.ids, start=held if grown else 0, keep=keep)
             for _name, create in bulk:
                 conn.exec_driver_sql(create)
             new.last_sequence = int(conn.execute(sa.select(sa.func.max(deliveries.c.sequence))).scalar() or 0)
@@ -334,6 +339,7 @@ class JsonFileStore(DelegatingStore):
         key = self._write(text)
         loaded.key = (*key, members["write_id"])
         loaded.members, loaded.head = members, back["chain"]
+        loaded.sections = {name: back[name] for name in jsonload.SECTIONS}
 
     def _members_to_write(self, back: dict[str, Any]) -> dict[str, Any]:
         loaded = self._loaded

@@ -70,19 +70,38 @@ def when(value: object, default: datetime | None = EPOCH) -> datetime | None:
         return default
 
 
-def clear(conn: sa.Connection, *, keep_deliveries: bool) -> None:
-    """Empty the tables (all of them, or all but the delivery tables), children first."""
+#: the file's members that fill one table each, and what each is when the file has none
+SECTIONS: dict[str, tuple[sa.Table, Any]] = {
+    "records": (records, {}),
+    "jobs": (jobs, []),
+    "destinations": (destinations, {}),
+}
+
+
+def section(data: dict[str, Any], name: str) -> Any:
+    """A member of :data:`SECTIONS` as the file holds it (its empty value when it has none)."""
+    value = data.get(name)
+    return SECTIONS[name][1] if value is None else value
+
+
+def clear(conn: sa.Connection, *, keep_deliveries: bool, keep: set[str]) -> None:
+    """Empty the tables, children first: all of them but the delivery tables (``keep_deliveries``) and the
+    tables of the sections in ``keep``."""
+    kept = {SECTIONS[name][0] for name in keep}
     for table in reversed(metadata.sorted_tables):
-        if not (keep_deliveries and table in DELIVERY_TABLES):
+        if not (keep_deliveries and table in DELIVERY_TABLES) and table not in kept:
             conn.exec_driver_sql(f'DELETE FROM "{table.name}"')  # noqa: S608 - names from schema.py
 
 
-def load(conn: sa.Connection, data: dict[str, Any], ids: set[str], *, start: int) -> None:
-    """Insert ``data`` (tables emptied by :func:`clear`); its deliveries from index ``start`` on (the ones
-    before are already in; ``ids`` holds theirs and gets the new ones)."""
-    _load_records(conn, data.get("records") or {})
-    _load_jobs(conn, data.get("jobs") or [])
-    _load_destinations(conn, data.get("destinations") or {})
+def load(conn: sa.Connection, data: dict[str, Any], ids: set[str], *, start: int, keep: set[str]) -> None:
+    """Insert ``data`` (tables emptied by :func:`clear`) but the sections in ``keep``; its deliveries from
+    index ``start`` on (the ones before are already in; ``ids`` holds theirs and gets the new ones)."""
+    if "records" not in keep:
+        _load_records(conn, section(data, "records"))
+    if "jobs" not in keep:
+        _load_jobs(conn, section(data, "jobs"))
+    if "destinations" not in keep:
+        _load_destinations(conn, section(data, "destinations"))
     head = _head(data.get("chain"))
     conn.execute(
         sa.insert(chain_head).values(
