@@ -168,31 +168,16 @@ def copy_to_postgres(src: Any, dst: Any, *, batch: int = 5000) -> int:
 
 def load_json(store: Any, planned: Iterator[Planned]) -> int:
     """Append ``planned`` to the JSON-file store as ``append_delivery`` would, in one atomic write."""
-    from cavra.store import jsonformat as fmt
-    from cavra.store.base import iso, utc
-    from cavra.store.chain import record_hash
-    from cavra.store.document import build_document, new_delivery_id
-
     total = 0
-    with store._update() as data:  # the store's own locked, atomic rewrite, once for all records
+    with store._update():  # the store's own locked, atomic rewrite, once for all records (nested: no write)
         for item in planned:
-            head = fmt.head(data)
-            sequence = head.count + 1
-            delivery_id = new_delivery_id()
-            doc = build_document(
+            store.append_delivery(
                 item.record,
-                delivery_id=delivery_id,
-                sequence=sequence,
                 metadata_kind=item.metadata_kind,
-                created_at=str(iso(utc(item.created_at))),
                 subject_kind=item.subject_kind,
                 subject_id=item.subject_id,
                 integration_id=item.integration_id,
-                previous_id=head.last_id,
-                previous_sha256=head.last_sha256,
+                created_at=item.created_at,
             )
-            doc["record_sha256"] = sha = record_hash(doc)
-            data["deliveries"].append(doc)
-            data["chain"] = {"count": sequence, "last_id": delivery_id, "last_sha256": sha}
             total += 1
     return total

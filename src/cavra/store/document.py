@@ -32,7 +32,7 @@ STORE_FIELDS = (
 HASH_FIELDS = ("record_sha256", "previous_sha256")
 #: Longest error text kept in the provider index (the full text stays in the document).
 INDEX_ERROR_CHARS = 1000
-#: Provider deliveries in one record; the JSON backend derives row ids as ``sequence * 1000 + position``.
+#: Provider deliveries in one record.
 MAX_PROVIDERS = 999
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
-from cavra.store.base import StoredRecord, parse_iso
 from cavra.store.chain import GENESIS_SHA256, ChainEntry, ChainHead
 
 FORMAT = "cavra.evidence.metadata.v1"
 VERSION = 1
+#: top-level members written first, in this order (then any others, then records, deliveries and jobs)
+FIRST = ("write_id", "format", "version", "chain")
+LISTED = ("records", "deliveries", "jobs")
 
 WRITE_ID_PATTERN = re.compile(rb'"write_id": "([0-9a-f]+)"')
 
@@ -40,6 +41,7 @@ def shape_problem(data: object) -> str | None:
         ("checkpoint", dict),
         ("jobs", list),
         ("destinations", dict),
+        ("groups", dict),
     ):
         if name in data and not isinstance(data[name], kind):
             return f"{name} must be a JSON {'object' if kind is dict else 'array'}"
@@ -82,18 +84,6 @@ def entry(doc: object) -> ChainEntry:
     )
 
 
-def record(kind: str, record_id: str, entry: dict[str, Any]) -> StoredRecord:
-    def when(name: str) -> datetime:
-        try:
-            return parse_iso(str(entry.get(name)))
-        except ValueError:
-            return datetime.fromtimestamp(0, UTC)
-
-    return StoredRecord(
-        kind, record_id, json.loads(json.dumps(entry["body"])), when("created_at"), when("updated_at")
-    )
-
-
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
@@ -101,29 +91,22 @@ def dump(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def serialize(data: dict[str, Any], lines: dict[int, tuple[Any, str]] | None = None) -> str:
-    """Top-level keys one per line, records indented, one delivery document (and one outbox job) per line.
+def line(doc: Any) -> str:
+    """One delivery document's line in the file."""
+    return f"    {dump(doc)}"
 
-    ``lines`` caches each delivery's line by object identity (documents never change once appended), so
-    a process appending to a file it already holds serialises only the new document.
-    """
-    cache: dict[int, tuple[Any, str]] = {} if lines is None else lines
 
-    def line(doc: Any) -> str:
-        hit = cache.get(id(doc))
-        if hit is None or hit[0] is not doc:
-            hit = cache[id(doc)] = (doc, f"    {dump(doc)}")
-        return hit[1]
-
-    first = ("write_id", "format", "version", "chain")
-    listed = ("records", "deliveries", "jobs")
-    keys = [k for k in first if k in data] + [k for k in data if k not in (*first, *listed)]
-    head = [f"  {dump(k)}: {dump(data[k])}" for k in keys]
-    records = json.dumps(data["records"], ensure_ascii=False, sort_keys=True, indent=2).replace("\n", "\n  ")
-    deliveries = ",\n".join(line(d) for d in data["deliveries"])
-    parts = [*head, f'  "records": {records}', f'  "deliveries": [\n{deliveries}\n  ]']
-    if data.get("jobs"):
-        jobs = ",\n".join(f"    {dump(j)}" for j in data["jobs"])
-        parts.append(f'  "jobs": [\n{jobs}\n  ]')
+def serialize(
+    members: list[tuple[str, Any]], records: dict[str, Any], lines: list[str], jobs: list[dict[str, Any]]
+) -> str:
+    """Top-level ``members`` one per line (``write_id``, ``format``, ``version``, ``chain``, then the
+    others), records indented, one delivery document (:func:`line`) and one outbox job per line."""
+    head = [f"  {dump(k)}: {dump(v)}" for k, v in members]
+    listed = json.dumps(records, ensure_ascii=False, sort_keys=True, indent=2).replace("\n", "\n  ")
+    deliveries = ",\n".join(lines)
+    parts = [*head, f'  "records": {listed}', f'  "deliveries": [\n{deliveries}\n  ]']
+    if jobs:
+        items = ",\n".join(f"    {dump(j)}" for j in jobs)
+        parts.append(f'  "jobs": [\n{items}\n  ]')
     body = ",\n".join(parts)
     return "{\n" + body + "\n}\n"

@@ -41,7 +41,7 @@ def many(type_: sa.types.TypeEngine[Any]) -> Any:
 
 
 class _Rendered:
-    __slots__ = ("any_proc", "lists", "procs", "results", "sql")
+    __slots__ = ("active", "any_proc", "lists", "procs", "results", "sql")
 
     def __init__(
         self, sql: str, procs: list[Processor], lists: list[bool], results: Sequence[Processor]
@@ -51,6 +51,8 @@ class _Rendered:
         self.lists = lists
         self.results = results
         self.any_proc = any(p is not None for p in procs)
+        #: (position, processor) of the parameters that have one
+        self.active = [(n, p) for n, p in enumerate(procs) if p is not None]
 
 
 class Raw:
@@ -162,15 +164,21 @@ class Raw:
         if any(r.lists):
             raise ValueError(f"executemany with list parameters: {self.sql}")
         if r.any_proc:
-            procs = r.procs
-            rows = [
-                tuple(v if p is None or v is None else p(v) for p, v in zip(procs, x, strict=True))
-                for x in rows
-            ]
+            rows = [_processed(x, r.active) for x in rows]
         if len(rows) == 1:
             _run(conn, r.sql, rows[0], many=False).close()
         else:
             _run(conn, r.sql, rows, many=True).close()
+
+
+def _processed(row: Sequence[Any], active: list[tuple[int, Callable[[Any], Any]]]) -> list[Any]:
+    """``row`` with each value that has a bind processor (and is not ``None``) passed through it."""
+    out = list(row)
+    for n, p in active:
+        v = out[n]
+        if v is not None:
+            out[n] = p(v)
+    return out
 
 
 def _run(conn: sa.Connection, sql: str, params: Any, *, many: bool) -> Any:

@@ -240,6 +240,31 @@ def append_batch(
         doc["record_sha256"] = sha
         out.append(StoredDelivery(delivery_id, count, item.metadata_kind, created, sha, last_sha, doc))
         last_id, last_sha = delivery_id, sha
+    write_rows(
+        conn, rows, index, aggregates=aggregates, destinations=destinations, hours=hours, max_id=max_id
+    )
+    _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
+    if signer is not None:
+        _sign(conn, signer, before, (count, last_id, last_sha), now)
+    return out
+
+
+def write_rows(
+    conn: sa.Connection,
+    rows: Sequence[tuple[Any, ...]],
+    index: list[dict[str, Any]],
+    *,
+    aggregates: bool = True,
+    destinations: bool = True,
+    hours: bool = True,
+    max_id: int | None = None,
+) -> None:
+    """Insert ``deliveries`` rows (in column order) and their provider index rows, and add the index rows
+    to the aggregates and the hourly counts (``hours``), inside the caller's write transaction (the caller
+    holds the chain head).
+
+    ``max_id``: on SQLite, the greatest index row id (the next rows get the ids after it). The appenders
+    use it, and so does the JSON-file backend when it loads a file (:mod:`cavra.store.jsonload`)."""
     _INSERT_DELIVERIES.executemany(conn, rows)
     if index and not destinations:
         for row in index:
@@ -259,10 +284,6 @@ def append_batch(
         agg.write(conn)
         if hours and destinations:
             hourly.add(conn, index)
-    _SET_HEAD.run(conn, [count, last_id, last_sha, CHAIN_NAME])
-    if signer is not None:
-        _sign(conn, signer, before, (count, last_id, last_sha), now)
-    return out
 
 
 def _sign(conn: sa.Connection, signer: HeadSigner, before: Head, after: Head, now: datetime) -> None:
