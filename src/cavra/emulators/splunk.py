@@ -295,31 +295,32 @@ def _decoded_body(request: web.Request, raw: bytes, limit: int) -> bytes | web.R
         return hec("Invalid data format", 6, 400)
 
 
-def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
-    """The HEC routes, mounted at ``/splunk``."""
-    app = web.Application()
-    st = state(hub)
-    hub.reset_hooks.append(st.clear)
+class _Routes:
+    """The routes of :func:`create_app`, sharing its state."""
 
-    def failure() -> web.Response | None:
-        if settings.failure is None:
+    def __init__(self, settings: Settings, st: SplunkState) -> None:
+        self.settings = settings
+        self.st = st
+
+    def failure(self) -> web.Response | None:
+        if self.settings.failure is None:
             return None
-        status, code, text = FAILURES[settings.failure]
+        status, code, text = FAILURES[self.settings.failure]
         return hec(text, code, status)
 
-    async def ingest(request: web.Request) -> web.Response:
+    async def ingest(self, request: web.Request) -> web.Response:
         if request.method != "POST":
             return _not_found(405)
-        spec = _authenticate(request, settings)
+        spec = _authenticate(request, self.settings)
         if isinstance(spec, web.Response):
             return spec
-        broken = failure()
+        broken = self.failure()
         if broken is not None:
             return broken
         channel = _channel(request)
         if spec.get("ack", False) and isinstance(checked := _require_channel(channel), web.Response):
             return checked
-        body = _decoded_body(request, await request.read(), settings.max_content_length)
+        body = _decoded_body(request, await request.read(), self.settings.max_content_length)
         if isinstance(body, web.Response):
             return body
         defaults = {
@@ -335,9 +336,9 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             }
             envelopes, error = parse_raw(body, query, allowed)
         else:
-            envelopes, error = parse_event_stream(body, allowed, settings.unparsable_event_ids)
+            envelopes, error = parse_event_stream(body, allowed, self.settings.unparsable_event_ids)
         for env in envelopes:
-            st.events.append(
+            self.st.events.append(
                 IndexedEvent(
                     token_name=str(spec.get("name", "")),
                     index=str(env.get("index", defaults["index"])),
@@ -353,16 +354,16 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         if error is not None:
             return _body_error(error)
         if spec.get("ack", False) and channel:
-            ack_id = st.next_ack.get(channel, 0)
-            st.next_ack[channel] = ack_id + 1
-            st.pending_acks.setdefault(channel, {})[ack_id] = 0
+            ack_id = self.st.next_ack.get(channel, 0)
+            self.st.next_ack[channel] = ack_id + 1
+            self.st.pending_acks.setdefault(channel, {})[ack_id] = 0
             return json_response({"text": "Success", "code": 0, "ackId": ack_id})
         return hec("Success", 0, 200)
 
-    async def ack(request: web.Request) -> web.Response:
+    async def ack(self, request: web.Request) -> web.Response:
         if request.method != "POST":
             return _not_found(405)
-        spec = _authenticate(request, settings)
+        spec = _authenticate(request, self.settings)
         if isinstance(spec, web.Response):
             return spec
         if not spec.get("ack", False):
@@ -375,36 +376,44 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             ids = [int(i) for i in data["acks"]]
         except (ValueError, KeyError, TypeError):
             return hec("Invalid data format", 6, 400)
-        pending = st.pending_acks.get(channel, {})
+        pending = self.st.pending_acks.get(channel, {})
         answer: dict[str, bool] = {}
         for ack_id in ids:
             if ack_id not in pending:  # unknown, or already reported true (then forgotten): false
                 answer[str(ack_id)] = False
                 continue
             pending[ack_id] += 1
-            done = settings.ack_after_polls > 0 and pending[ack_id] >= settings.ack_after_polls
+            done = self.settings.ack_after_polls > 0 and pending[ack_id] >= self.settings.ack_after_polls
             answer[str(ack_id)] = done
             if done:
                 del pending[ack_id]
         return json_response({"acks": answer})
 
-    async def health(request: web.Request) -> web.Response:
+    async def health(self, request: web.Request) -> web.Response:
         if request.method != "GET":
             return _not_found(405)
-        if settings.failure in ("queues_full", "ack_unavailable", "queues_full_ack_unavailable"):
-            status, code, text = FAILURES[settings.failure]
+        if self.settings.failure in ("queues_full", "ack_unavailable", "queues_full_ack_unavailable"):
+            status, code, text = FAILURES[self.settings.failure]
             return hec(text, code, status)
         return hec("HEC is healthy", 17, 200)
 
-    async def unknown(request: web.Request) -> web.Response:
+    async def unknown(self, request: web.Request) -> web.Response:
         return _not_found(404)
 
+
+def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
+    """The HEC routes, mounted at ``/splunk``."""
+    app = web.Application()
+    st = state(hub)
+    hub.reset_hooks.append(st.clear)
+
+    routes = _Routes(settings, st)
     for path in ("", "/event", "/event/1.0", "/raw", "/raw/1.0"):
-        app.router.add_route("*", "/services/collector" + path, ingest)
-    app.router.add_route("*", "/services/collector/ack", ack)
+        app.router.add_route("*", "/services/collector" + path, routes.ingest)
+    app.router.add_route("*", "/services/collector/ack", routes.ack)
     for path in ("/health", "/health/1.0"):
-        app.router.add_route("*", "/services/collector" + path, health)
-    app.router.add_route("*", "/{tail:.*}", unknown)
+        app.router.add_route("*", "/services/collector" + path, routes.health)
+    app.router.add_route("*", "/{tail:.*}", routes.unknown)
     return app
 
 
