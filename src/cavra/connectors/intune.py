@@ -251,7 +251,7 @@ class IntuneConnector:
             return after_token(response, flow, credentials(settings), "Entra ID OAuth endpoint")
         label = f"Graph {request.step}"
         if response.status == 401:
-            return unauthorized(flow, label)
+            return unauthorized(flow, label, response)
         if response.status == 403:
             return Reject(
                 f"{label}: {graph_error(response)} (the application needs the "

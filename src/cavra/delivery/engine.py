@@ -203,6 +203,7 @@ class _Flow:
         """The connector's next request for ``sent`` (None: it failed, and the items are finished)."""
         self.position = {id(item): n for n, item in enumerate(sent)}
         self.ctx.attempt = len(sent[0].result.attempts) + 1
+        self.ctx.attempt_at = time.time()  # the time of this request: connectors never read the clock
         try:
             request = self.prepare([i.payload for i in sent], self.ctx, self.state)
         except Exception as exc:  # a connector bug must not lose the delivery record
