@@ -184,6 +184,7 @@ class _Flow:
 
     async def run(self) -> None:
         self.deadline = time.monotonic() + self.policy.deadline
+        self.state, self.retries_used, self.waited_ms = None, 0, 0.0
         for _ in range(MAX_STEPS + self.policy.retries):
             if not self.live:
                 return
