@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cavra.alert_links import board_queue_alerts, latest_failure, link, provider_states
+from cavra.alert_links import board_queue_alerts, link, provider_states
+from cavra.alert_rules import export_alerts, rate_alerts, rollback_alerts, streak_alerts
 from cavra.connectors.registry import PROVIDERS, unknown_provider_message
 from cavra.errors import InputError
 from cavra.store.aggquery import NewestStreaks, newest_event_streaks
@@ -193,48 +194,6 @@ def _destination_entry(s: ProviderStats) -> dict[str, Any]:
     }
 
 
-def _alert(
-    level: str,
-    code: str,
-    message: str,
-    *,
-    since: datetime,
-    count: int,
-    provider: str | None = None,
-    event_id: str | None = None,
-    subject_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "level": level,
-        "code": code,
-        "provider": provider,
-        "message": message,
-        "since": iso(since),
-        "count": count,
-        "event_id": event_id,
-        "subject_id": subject_id,
-    }
-
-
-def _plural(n: int, word: str) -> str:
-    if n == 1:
-        return f"{n} {word}"
-    return f"{n} {word[:-1]}ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else f"{n} {word}s"
-
-
-def _last_error(error: str | None) -> str:
-    return f"; last error: {error[:200]}" if error else ""
-
-
-def _duration(window: timedelta) -> str:
-    seconds = int(window.total_seconds())
-    if seconds % 3600 == 0:
-        return _plural(seconds // 3600, "hour")
-    if seconds % 60 == 0:
-        return _plural(seconds // 60, "minute")
-    return _plural(seconds, "second")
-
-
 def newest_rollback_streaks(store: Store, flt: DeliveryFilter) -> NewestStreaks:
     """The :data:`MAX_EVENT_ALERTS` newest per-event failure streaks of ``flt`` (newest first; equal
     starts in the order of ``failure_streaks``), how many there are, and the earliest start of them all.
@@ -262,7 +221,7 @@ def dashboard(
     critical_after: int = 3,
 ) -> dict[str, Any]:
     """The delivery dashboard (``schema``): totals, per provider, per destination, per event type, latest
-    failures, alerts.
+    failures, alerts (the rules are :mod:`cavra.alert_rules`).
 
     With ``schema=PUBLICATION_DASHBOARD`` it also counts endpoint exports and warns about those stored
     more than ``export_window`` before ``now`` that no delivery has published yet.
@@ -276,90 +235,17 @@ def dashboard(
     stats = store.provider_stats(base)
     streaks = {s.provider: s for s in store.failure_streaks(base)}
     window_stats = store.provider_stats(in_window)
-    alerts: list[dict[str, Any]] = []
-
-    for st in streaks.values():
-        level = "critical" if st.count >= critical_after else "warning"
-        what = "the latest delivery" if st.count == 1 else f"the last {st.count} deliveries"
-        alerts.append(
-            _alert(
-                level,
-                "provider_delivery_failing",
-                f"{st.provider}: {what} failed since {iso(st.since)}{_last_error(st.last_error)}",
-                since=st.since,
-                count=st.count,
-                provider=st.provider,
-            )
-        )
+    alerts = streak_alerts(streaks.values(), critical_after)
     rollback = newest_rollback_streaks(store, base.narrowed(event_type_contains="rollback"))
-    if rollback.total > MAX_EVENT_ALERTS:
-        rest = rollback.total - MAX_EVENT_ALERTS
-        assert rollback.oldest is not None
-        alerts.append(
-            _alert(
-                "critical",
-                "rollback_delivery_failed_more",
-                f"{rest} more rollback execution events were not delivered "
-                f"(the {MAX_EVENT_ALERTS} most recent are listed one by one)",
-                since=rollback.oldest,
-                count=rest,
-                provider=None,
-            )
-        )
-    for st in rollback.newest:
-        row = latest_failure(store, base.narrowed(event_id=st.event_id, provider=st.provider))
-        subject = row.get("subject_id") if row else None
-        what = f"rollback execution {subject}" if subject else f"rollback execution event {st.event_id}"
-        alert = _alert(
-            "critical",
-            "rollback_delivery_failed",
-            f"{what} was not delivered to {st.provider}: "
-            f"{_plural(st.count, 'failed delivery')} since {iso(st.since)}{_last_error(st.last_error)}",
-            since=st.since,
-            count=st.count,
-            provider=st.provider,
-            event_id=st.event_id,
-            subject_id=subject,
-        )
-        alert["delivery_id"] = row["delivery_id"] if row else None
-        alert["history"] = {"event_id": st.event_id, "provider": st.provider} if st.event_id else None
-        alerts.append(alert)
-    for ws in window_stats:
-        rate = ws.failed / ws.total if ws.total else 0.0
-        if ws.failed and rate > failure_rate_threshold and ws.first_failure_at is not None:
-            alerts.append(
-                _alert(
-                    "warning",
-                    "failure_rate_high",
-                    f"{ws.provider}: {ws.failed} of {ws.total} deliveries failed in the last "
-                    f"{_duration(window)} ({rate:.0%}, threshold {failure_rate_threshold:.0%})",
-                    since=ws.first_failure_at,
-                    count=ws.failed,
-                    provider=ws.provider,
-                )
-            )
+    alerts += rollback_alerts(store, base, rollback, listed=MAX_EVENT_ALERTS)
+    alerts += rate_alerts(window_stats, window, failure_rate_threshold)
 
     result: dict[str, Any] = {"schema_version": schema, "generated_at": iso(current)}
     if schema == PUBLICATION_DASHBOARD:
         stored, published = store.export_counts()
-        unpublished = store.unpublished_exports(stored_before=current - export_window)
-        for ex in unpublished:
-            tried = (
-                f"{_plural(ex.failed_deliveries, 'failed delivery')}"
-                if ex.failed_deliveries
-                else "no delivery"
-            )
-            alerts.append(
-                _alert(
-                    "warning",
-                    "export_not_published",
-                    f"endpoint export {ex.export_id} was stored at {iso(ex.stored_at)} and is not published "
-                    f"after {_duration(export_window)} ({tried}{_last_error(ex.last_error)})",
-                    since=ex.stored_at,
-                    count=ex.failed_deliveries,
-                    subject_id=ex.export_id,
-                )
-            )
+        alerts += export_alerts(
+            store.unpublished_exports(stored_before=current - export_window), export_window
+        )
         result["exports"] = {"total": stored, "published": published, "unpublished": stored - published}
 
     alerts.extend(board_queue_alerts(store, base.metadata_kinds, {s.provider for s in stats}, now=current))
@@ -367,37 +253,18 @@ def dashboard(
         if "history" not in alert:
             link(store, base, alert, window_since=current - window)
     alerts.sort(key=lambda a: (_LEVEL_ORDER[a["level"]], a["since"], a["code"], a["provider"] or ""))
-    total = sum(s.total for s in stats)
-    succeeded = sum(s.succeeded for s in stats)
-    w_total = sum(s.total for s in window_stats)
-    w_failed = sum(s.failed for s in window_stats)
-    latest = store.page_provider_deliveries(base.narrowed(status="failed"), limit=LATEST_FAILURES)
     providers = [
         _provider_entry(s, streaks[s.provider].count if s.provider in streaks else 0)
         for s in sorted(stats, key=lambda s: s.provider)
     ]
     provider_states(providers, alerts)
+    latest = store.page_provider_deliveries(base.narrowed(status="failed"), limit=LATEST_FAILURES)
     result.update(
         metadata_kinds=None if base.metadata_kinds is None else list(base.metadata_kinds),
         status=alerts[0]["level"] if alerts else "ok",
-        totals={
-            "deliveries": total,
-            "succeeded": succeeded,
-            "failed": sum(s.failed for s in stats),
-            "pending": sum(s.pending for s in stats),
-            "attempts": sum(s.attempts for s in stats),
-            "providers": len(stats),
-        },
-        success_rate=_rate(succeeded, total),
-        window={
-            "since": iso(current - window),
-            "until": iso(current),
-            "seconds": int(window.total_seconds()),
-            "deliveries": w_total,
-            "failed": w_failed,
-            "failure_rate": _rate(w_failed, w_total),
-            "failure_rate_threshold": failure_rate_threshold,
-        },
+        totals=_totals(stats),
+        success_rate=_rate(sum(s.succeeded for s in stats), sum(s.total for s in stats)),
+        window=_window(window_stats, current, window, failure_rate_threshold),
         providers=providers,
         destinations=[_destination_entry(s) for s in store.destination_stats(base)],
         event_types=[
@@ -408,3 +275,30 @@ def dashboard(
         alerts=alerts,
     )
     return result
+
+
+def _totals(stats: Sequence[ProviderStats]) -> dict[str, int]:
+    return {
+        "deliveries": sum(s.total for s in stats),
+        "succeeded": sum(s.succeeded for s in stats),
+        "failed": sum(s.failed for s in stats),
+        "pending": sum(s.pending for s in stats),
+        "attempts": sum(s.attempts for s in stats),
+        "providers": len(stats),
+    }
+
+
+def _window(
+    window_stats: Sequence[ProviderStats], current: datetime, window: timedelta, threshold: float
+) -> dict[str, Any]:
+    w_total = sum(s.total for s in window_stats)
+    w_failed = sum(s.failed for s in window_stats)
+    return {
+        "since": iso(current - window),
+        "until": iso(current),
+        "seconds": int(window.total_seconds()),
+        "deliveries": w_total,
+        "failed": w_failed,
+        "failure_rate": _rate(w_failed, w_total),
+        "failure_rate_threshold": threshold,
+    }

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cavra.config import LoadedConfig, Target, load_config
+from cavra.config import LoadedConfig, Target
 from cavra.connectors.base import TokenCache
 from cavra.connectors.registry import CATEGORY_OF, PROVIDERS, unknown_provider_message
 from cavra.delivery.engine import batching, deliver_batch, deliver_many, deliver_one
@@ -22,7 +23,7 @@ from cavra.delivery.record import ProviderDelivery, build_record
 from cavra.destinations import valid_name
 from cavra.errors import ConfigError, InputError
 from cavra.events import ENDPOINT_PUBLICATION
-from cavra.ratelimit import Pacer
+from cavra.ratelimit import Pacer, RateLimit
 from cavra.transport import AiohttpTransport, Transport
 
 MAX_RETRIES = 10
@@ -135,13 +136,6 @@ async def deliver_event(
             await tr.close()
 
 
-def deliver_event_sync(
-    event: Mapping[str, Any], config_path: str | None, providers: str | None, *, retries: int
-) -> dict[str, Any]:
-    config = load_config(config_path)
-    return asyncio.run(deliver_event(event, config, parse_providers(providers), retries=retries))
-
-
 #: deliveries in flight per provider for targets that take one event per request
 EVENTS_IN_FLIGHT = 32
 #: batch requests in flight per batching provider (each carries up to the provider's batch size)
@@ -175,6 +169,32 @@ async def deliver_events(
     run concurrently. Events must carry distinct ``event_id`` values (see ``events.load_events_file``).
     """
     targets, errors = select_targets(config, providers)
+    _require_distinct_ids(events)
+    pol = policy or RetryPolicy(retries=validate_retries(retries))
+    own = transport is None
+    tr: Transport = transport if transport is not None else AiohttpTransport()
+    run = _BatchRun(
+        events=events,
+        targets=targets,
+        policy=pol,
+        transport=tr,
+        limits=effective_limits(GuardSettings.from_environment().rate_limits, config),
+        concurrency=concurrency,
+        on_progress=on_progress,
+    )
+    run.start()
+    try:
+        await asyncio.gather(*(run.run_target(t) for t in range(len(targets))))
+    finally:
+        if own:
+            await tr.close()
+    return [
+        build_record(event, _column(run.results, n), config_errors=errors, provider_of=config.provider_of)
+        for n, event in enumerate(events)
+    ]
+
+
+def _require_distinct_ids(events: Sequence[Mapping[str, Any]]) -> None:
     seen: dict[str, int] = {}
     for i, event in enumerate(events):
         event_id = str(event.get("event_id") or "")
@@ -184,51 +204,77 @@ async def deliver_events(
             raise InputError(
                 f"events[{i}]: duplicate event_id {event_id!r} (first at events[{seen[event_id]}])"
             )
-    pol = policy or RetryPolicy(retries=validate_retries(retries))
-    progress = BatchProgress(total=len(events), per_provider={t.destination: 0 for t in targets})
-    finished = [0] * len(events)  # providers done per event
-    results: list[list[ProviderDelivery | None]] = [[None] * len(events) for _ in targets]
-    if not targets:
-        progress.done = len(events)
-    if on_progress is not None:
-        on_progress(progress)
-    tokens = TokenCache()
-    limits = effective_limits(GuardSettings.from_environment().rate_limits, config)
-    own = transport is None
-    tr: Transport = transport if transport is not None else AiohttpTransport()
 
-    def record(t: int, start: int, got: Sequence[ProviderDelivery]) -> None:
+
+@dataclass
+class _BatchRun:
+    """One :func:`deliver_events` call: its inputs, its results (per target, per event) and its progress."""
+
+    events: Sequence[Mapping[str, Any]]
+    targets: list[Target]
+    policy: RetryPolicy
+    transport: Transport
+    limits: Mapping[str, RateLimit]
+    concurrency: int
+    on_progress: Callable[[BatchProgress], None] | None
+    tokens: TokenCache = field(default_factory=TokenCache)
+    progress: BatchProgress = field(init=False)
+    finished: list[int] = field(init=False)  # providers done per event
+    results: list[list[ProviderDelivery | None]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.events)
+        self.progress = BatchProgress(total=n, per_provider={t.destination: 0 for t in self.targets})
+        self.finished = [0] * n
+        self.results = [[None] * n for _ in self.targets]
+
+    def start(self) -> None:
+        if not self.targets:
+            self.progress.done = len(self.events)
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+    def record(self, t: int, start: int, got: Sequence[ProviderDelivery]) -> None:
         for n, result in enumerate(got, start=start):
-            results[t][n] = result
-            finished[n] += 1
-            if finished[n] == len(targets):
-                progress.done += 1
-        progress.per_provider[targets[t].destination] += len(got)
-        if on_progress is not None:
-            on_progress(progress)
+            self.results[t][n] = result
+            self.finished[n] += 1
+            if self.finished[n] == len(self.targets):
+                self.progress.done += 1
+        self.progress.per_provider[self.targets[t].destination] += len(got)
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
 
-    async def run_target(t: int) -> None:
-        target = targets[t]
+    async def batch(self, t: int, size: int, start: int) -> None:
+        chunk = self.events[start : start + size]
+        got = await deliver_batch(
+            self.targets[t], chunk, policy=self.policy, transport=self.transport, tokens=self.tokens
+        )
+        self.record(t, start, got)
+
+    async def single(self, t: int, pacer: Pacer | None, start: int) -> None:
+        if pacer is not None:  # e.g. Slack: about 1 message per second per hook
+            await pacer.take()
+        got = await deliver_one(
+            self.targets[t],
+            self.events[start],
+            policy=self.policy,
+            transport=self.transport,
+            tokens=self.tokens,
+        )
+        self.record(t, start, [got])
+
+    async def run_target(self, t: int) -> None:
+        target = self.targets[t]
         size = batching(target)
+        unit: Callable[[int], Awaitable[None]]
         if size > 1:
             lanes = BATCHES_IN_FLIGHT
-
-            async def unit(start: int) -> None:
-                chunk = events[start : start + size]
-                got = await deliver_batch(target, chunk, policy=pol, transport=tr, tokens=tokens)
-                record(t, start, got)
+            unit = functools.partial(self.batch, t, size)
         else:
-            size, lanes = 1, max(1, concurrency)
-            limit = limits.get(target.destination)
-            pacer = None if limit is None else Pacer(limit)
-
-            async def unit(start: int) -> None:
-                if pacer is not None:  # e.g. Slack: about 1 message per second per hook
-                    await pacer.take()
-                got = await deliver_one(target, events[start], policy=pol, transport=tr, tokens=tokens)
-                record(t, start, [got])
-
-        starts: Iterator[int] = iter(range(0, len(events), size))
+            size, lanes = 1, max(1, self.concurrency)
+            limit = self.limits.get(target.destination)
+            unit = functools.partial(self.single, t, None if limit is None else Pacer(limit))
+        starts: Iterator[int] = iter(range(0, len(self.events), size))
         first = next(starts, None)
         if first is None:
             return
@@ -239,16 +285,6 @@ async def deliver_events(
                 await unit(start)
 
         await asyncio.gather(*(lane() for _ in range(lanes)))
-
-    try:
-        await asyncio.gather(*(run_target(t) for t in range(len(targets))))
-    finally:
-        if own:
-            await tr.close()
-    return [
-        build_record(event, _column(results, n), config_errors=errors, provider_of=config.provider_of)
-        for n, event in enumerate(events)
-    ]
 
 
 def _column(results: list[list[ProviderDelivery | None]], n: int) -> list[ProviderDelivery]:

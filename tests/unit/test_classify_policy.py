@@ -5,11 +5,12 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from dataclasses import replace
 
 import pytest
 
 from cavra.connectors.base import Delivered, Reject, Response, Retry
-from cavra.connectors.classify import classify, parse_retry_after
+from cavra.connectors.classify import classify, parse_retry_after, retry_after
 from cavra.delivery.policy import RetryPolicy
 
 STATUS_TABLE = [
@@ -171,14 +172,19 @@ def test_retry_after_http_date_is_relative_to_the_given_now() -> None:
     assert parse_retry_after(email.utils.formatdate(now, usegmt=True), now=now) == 0.0
 
 
-def test_retry_after_http_date_defaults_to_the_clock() -> None:
-    # an HTTP date in 2001: long past by the clock (0); 10 s ahead of now=that date minus 10 s
+def test_retry_after_http_date_is_relative_to_when_the_answer_arrived() -> None:
+    # connectors never read the clock: an HTTP date is read against the answer's received_at, and without
+    # a time to read it against it is not understood (None)
     when = 1_000_000_000.0
     date = email.utils.formatdate(when, usegmt=True)
-    assert parse_retry_after(date) == 0.0
+    assert parse_retry_after(date) is None
     assert parse_retry_after(date, now=when - 10) == 10.0
+    answer = Response(503, {"retry-after": date}, b"", received_at=when - 10)
+    assert retry_after(answer) == 10.0
+    assert classify(answer) == Retry("HTTP 503", after=10.0)
+    assert retry_after(replace(answer, received_at=when + 5)) == 0.0
     far = email.utils.formatdate(time.time() + 3600, usegmt=True)
-    assert 3500 < (parse_retry_after(far) or 0) <= 3600
+    assert 3500 < (retry_after(Response(429, {"retry-after": far}, b"")) or 0) <= 3600
 
 
 class _Top:

@@ -92,26 +92,7 @@ class RequestContext:
             await send_wrapper({"type": "http.response.body", "body": body})
 
         try:
-            client = scope.get("client")
-            if self.protected_mode and not is_loopback(client[0] if client else None):
-                await answer(
-                    403,
-                    "forbidden",
-                    "protected mode: no API tokens are configured, so only loopback clients are answered; "
-                    "configure API tokens to serve other clients (see docs/api.md)",
-                    [],
-                )
-                return
-            if self.allowed_hosts is not None and not host_allowed(scope, self.allowed_hosts):
-                await answer(
-                    421,
-                    "misdirected_request",
-                    "this server does not answer for that Host: only loopback names and the names given "
-                    "with --allowed-host (CAVRA_ALLOWED_HOSTS) are served (see docs/api.md)",
-                    [],
-                )
-                return
-            refused = cross_site_problem(scope, protected_mode=self.protected_mode)
+            refused = self._refusal(scope)
             if refused is not None:
                 await answer(*refused, [])
                 return
@@ -138,20 +119,26 @@ class RequestContext:
                 await answer(500, "internal_error", f"internal error; the server log has request {rid}", [])
         finally:
             if access_log.isEnabledFor(logging.INFO):  # the extra fields cost a dict per request
-                access_log.info(
-                    "%s %s %s",
-                    method,
-                    scope.get("path"),
-                    status_holder["status"],
-                    extra={
-                        "request_id": rid,
-                        "method": method,
-                        "path": scope.get("path"),
-                        "status": status_holder["status"],
-                        "duration_ms": round((time.monotonic() - t0) * 1000, 3),
-                        "client": (scope.get("client") or ("-",))[0],
-                    },
-                )
+                _log_access(scope, method, status_holder["status"], rid, t0)
+
+    def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
+        """Why a request is answered before the application sees it: protected mode, ``Host``, cross-site."""
+        client = scope.get("client")
+        if self.protected_mode and not is_loopback(client[0] if client else None):
+            return (
+                403,
+                "forbidden",
+                "protected mode: no API tokens are configured, so only loopback clients are answered; "
+                "configure API tokens to serve other clients (see docs/api.md)",
+            )
+        if self.allowed_hosts is not None and not host_allowed(scope, self.allowed_hosts):
+            return (
+                421,
+                "misdirected_request",
+                "this server does not answer for that Host: only loopback names and the names given "
+                "with --allowed-host (CAVRA_ALLOWED_HOSTS) are served (see docs/api.md)",
+            )
+        return cross_site_problem(scope, protected_mode=self.protected_mode)
 
     async def _limited_body(self, scope: Scope, receive: Receive) -> Receive | None:
         """A receive that replays the whole body, or ``None`` when the body is over the limit."""
@@ -183,3 +170,20 @@ class RequestContext:
             return await receive()
 
         return replay
+
+
+def _log_access(scope: Scope, method: Any, status: Any, rid: str, t0: float) -> None:
+    access_log.info(
+        "%s %s %s",
+        method,
+        scope.get("path"),
+        status,
+        extra={
+            "request_id": rid,
+            "method": method,
+            "path": scope.get("path"),
+            "status": status,
+            "duration_ms": round((time.monotonic() - t0) * 1000, 3),
+            "client": (scope.get("client") or ("-",))[0],
+        },
+    )

@@ -108,14 +108,7 @@ def _destinations_table(data: Mapping[str, Any]) -> Grid | None:
     return dests
 
 
-def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
-    """Status line, totals, providers, event types, exports (publications), latest failures, alerts."""
-    status = _cell(data.get("status") or "ok")
-    head = Text(f"{title}  ", style="bold")
-    head.append(f" {status.upper()} ", style=_LEVEL.get(status, "bold"))
-    head.append(f"  generated {_time(data.get('generated_at'))} UTC", style="dim")
-    parts: list[RenderableType] = [head]
-
+def _totals_table(data: Mapping[str, Any]) -> Grid:
     totals: Mapping[str, Any] = data.get("totals", {})
     window: Mapping[str, Any] = data.get("window", {})
     summary = Grid(
@@ -142,8 +135,10 @@ def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
         _cell(window.get("failed", 0)),
         _rate(window.get("failure_rate")),
     )
-    parts.append(summary)
+    return summary
 
+
+def _providers_table(data: Mapping[str, Any]) -> Grid:
     providers = Grid(
         [
             Col("provider"),
@@ -167,7 +162,19 @@ def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
             Text(str(streak), style="bold red" if streak else "green"),
             _time(p.get("last_success_at")),
         )
-    parts.append(providers)
+    return providers
+
+
+def dashboard_view(title: str, data: Mapping[str, Any]) -> RenderableType:
+    """Status line, totals, providers, event types, exports (publications), latest failures, alerts."""
+    status = _cell(data.get("status") or "ok")
+    head = Text(f"{title}  ", style="bold")
+    head.append(f" {status.upper()} ", style=_LEVEL.get(status, "bold"))
+    head.append(f"  generated {_time(data.get('generated_at'))} UTC", style="dim")
+    parts: list[RenderableType] = [head]
+
+    parts.append(_totals_table(data))
+    parts.append(_providers_table(data))
 
     dests = _destinations_table(data)
     if dests is not None:

@@ -60,75 +60,70 @@ def event_loop_and_parser() -> tuple[Literal["uvloop", "asyncio"], Literal["http
     return loop, http
 
 
-def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0 picks a free one).")] = 8000,
-    config: Annotated[
-        str | None,
-        typer.Option("--config", help="Connector config (JSON or YAML); default $CAVRA_CONNECTOR_CONFIG."),
-    ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store",
-            metavar="URL",
-            help="Evidence store: sqlite:///PATH, postgresql://…, json:FILE or a path; "
-            "default $CAVRA_STORE_URL, else .cavra/evidence/metadata.db.",
-        ),
-    ] = None,
-    tokens: Annotated[
-        str | None,
-        typer.Option(
-            "--tokens",
-            metavar="FILE",
-            help="API tokens file (hashed tokens and roles); default $CAVRA_API_TOKENS_FILE.",
-        ),
-    ] = None,
-    exports_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--exports-dir",
-            metavar="DIR",
-            help="Directory export artifact paths are relative to; default $CAVRA_EXPORTS_DIR or the cwd.",
-        ),
-    ] = None,
-    max_body_bytes: Annotated[
-        int | None,
-        typer.Option(
-            "--max-body-bytes", help="Largest request body (default 1 MiB; $CAVRA_API_MAX_BODY_BYTES)."
-        ),
-    ] = None,
-    log_format: Annotated[
-        str, typer.Option("--log-format", help="'text' (readable) or 'json' (one object per line).")
-    ] = "text",
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
-    shutdown_timeout: Annotated[
-        float,
-        typer.Option("--shutdown-timeout", help="Seconds to wait for in-flight deliveries on shutdown."),
-    ] = 60.0,
-    worker: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="Run an outbox worker in this process.")
-    ] = True,
-    worker_concurrency: Annotated[
-        int, typer.Option("--worker-concurrency", help="Jobs the in-process worker delivers at once.")
-    ] = 8,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allowed-host",
-            metavar="NAME",
-            help="A Host name answered besides loopback ones (repeatable; default $CAVRA_ALLOWED_HOSTS, "
-            "comma-separated). Turns the Host check on for any --host.",
-        ),
-    ] = None,
-) -> None:
-    """Serve the HTTP API (FastAPI on uvicorn). See docs/api.md."""
-    import uvicorn
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option("--port", help="Port to listen on (0 picks a free one).")]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option("--config", help="Connector config (JSON or YAML); default $CAVRA_CONNECTOR_CONFIG."),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="URL",
+        help="Evidence store: sqlite:///PATH, postgresql://…, json:FILE or a path; "
+        "default $CAVRA_STORE_URL, else .cavra/evidence/metadata.db.",
+    ),
+]
+TokensOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tokens",
+        metavar="FILE",
+        help="API tokens file (hashed tokens and roles); default $CAVRA_API_TOKENS_FILE.",
+    ),
+]
+ExportsDirOption = Annotated[
+    str | None,
+    typer.Option(
+        "--exports-dir",
+        metavar="DIR",
+        help="Directory export artifact paths are relative to; default $CAVRA_EXPORTS_DIR or the cwd.",
+    ),
+]
+MaxBodyBytesOption = Annotated[
+    int | None,
+    typer.Option("--max-body-bytes", help="Largest request body (default 1 MiB; $CAVRA_API_MAX_BODY_BYTES)."),
+]
+LogFormatOption = Annotated[
+    str, typer.Option("--log-format", help="'text' (readable) or 'json' (one object per line).")
+]
+LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+ShutdownTimeoutOption = Annotated[
+    float,
+    typer.Option("--shutdown-timeout", help="Seconds to wait for in-flight deliveries on shutdown."),
+]
+WorkerOption = Annotated[
+    bool, typer.Option("--worker/--no-worker", help="Run an outbox worker in this process.")
+]
+WorkerConcurrencyOption = Annotated[
+    int, typer.Option("--worker-concurrency", help="Jobs the in-process worker delivers at once.")
+]
+AllowedHostOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        metavar="NAME",
+        help="A Host name answered besides loopback ones (repeatable; default $CAVRA_ALLOWED_HOSTS, "
+        "comma-separated). Turns the Host check on for any --host.",
+    ),
+]
 
-    from cavra.api.app import create_app
-    from cavra.api.logs import configure_logging, set_redactor
-    from cavra.api.settings import ApiSettings
 
+def _checked_options(
+    log_format: str, log_level: str, port: int, worker_concurrency: int
+) -> Literal["json", "text"]:
+    """Fail on an option out of range; the log format."""
     if log_format not in ("text", "json"):
         fail(f"--log-format: must be 'text' or 'json', got {log_format!r}")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -137,7 +132,32 @@ def serve(
         fail(f"--port: must be between 0 and 65535, got {port}")
     if not 1 <= worker_concurrency <= 256:
         fail(f"--worker-concurrency: must be between 1 and 256, got {worker_concurrency}")
-    fmt: Literal["json", "text"] = "json" if log_format == "json" else "text"
+    return "json" if log_format == "json" else "text"
+
+
+def serve(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    config: ConfigOption = None,
+    store: StoreOption = None,
+    tokens: TokensOption = None,
+    exports_dir: ExportsDirOption = None,
+    max_body_bytes: MaxBodyBytesOption = None,
+    log_format: LogFormatOption = "text",
+    log_level: LogLevelOption = "info",
+    shutdown_timeout: ShutdownTimeoutOption = 60.0,
+    worker: WorkerOption = True,
+    worker_concurrency: WorkerConcurrencyOption = 8,
+    allowed_host: AllowedHostOption = None,
+) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn). See docs/api.md."""
+    import uvicorn
+
+    from cavra.api.app import create_app
+    from cavra.api.logs import configure_logging, set_redactor
+    from cavra.api.settings import ApiSettings
+
+    fmt = _checked_options(log_format, log_level, port, worker_concurrency)
     with handled():
         settings = ApiSettings.from_environment(
             config_path=config,

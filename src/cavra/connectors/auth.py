@@ -11,12 +11,11 @@ secret), and request bodies are never recorded as evidence.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from cavra.connectors.base import CachedToken, PreparedRequest, Reject, Response, Retry
-from cavra.connectors.classify import RETRYABLE_STATUSES, parse_retry_after
+from cavra.connectors.classify import RETRYABLE_STATUSES, retry_after
 from cavra.secretforms import clip
 from cavra.secrets import Secret
 
@@ -108,7 +107,7 @@ def parse_token_response(response: Response, key: str, *, now: float | None = No
             raise TokenResponseError("the token endpoint gave an invalid expires_in") from None
         if lifetime != lifetime or lifetime <= 0:
             raise TokenResponseError("the token endpoint gave an invalid expires_in")
-    start = time.monotonic() if now is None else now
+    start = response.received_clock if now is None else now
     return CachedToken(key=key, value=Secret(value.strip(), source="token"), expires_at=start + lifetime)
 
 
@@ -139,7 +138,7 @@ def token_verdict(
     if error:
         label += f" {error}" + (f" ({code})" if code else "")
     if status in RETRYABLE_STATUSES:
-        return Retry(label, after=parse_retry_after(response.header("retry-after")))
+        return Retry(label, after=retry_after(response))
     if 300 <= status < 400:
         return Reject(f"{label}: redirect not followed (credentials never travel to another host)")
     hint = _HINTS.get(error or "")

@@ -143,6 +143,9 @@ class Response:
     headers: Mapping[str, str]
     body: bytes
     elapsed: float = 0.0
+    #: when the answer arrived (epoch; monotonic seconds): Retry-After dates, token lifetimes, poll deadlines
+    received_at: float = field(default_factory=time.time, compare=False)
+    received_clock: float = field(default_factory=time.monotonic, compare=False)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -302,7 +305,11 @@ class TokenCache:
 
 @dataclass
 class Context:
-    """What a connector may read besides the event and its settings."""
+    """What a connector may read besides the event and its settings.
+
+    A connector takes the time from here (``now``: when this run of the delivery began, epoch seconds;
+    ``attempt_at``: when this attempt's request is prepared), or that of an answer from :class:`Response`,
+    never from the clock."""
 
     delivery_key: str
     tokens: TokenCache = field(default_factory=TokenCache)
@@ -312,6 +319,8 @@ class Context:
     #: outbox job run again): what that run created may exist though its answer was lost, so a connector
     #: that creates something looks for it first
     resumed_since: float | None = None
+    #: when attempt ``attempt``'s request is prepared (epoch seconds, set by the engine): the webhook's stamp
+    attempt_at: float = field(default_factory=time.time)
 
 
 S = TypeVar("S", bound=ConnectorSettings)

@@ -8,7 +8,6 @@ and say why in a test.
 from __future__ import annotations
 
 import email.utils
-import time
 
 from cavra.connectors.base import Delivered, Reject, Response, Retry, Verdict
 
@@ -31,11 +30,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
             return None
         if when is None:
             return None
-        current = time.time() if now is None else now
-        return max(0.0, when.timestamp() - current)
+        if now is None:  # a date needs the time the answer arrived (Response.received_at)
+            return None
+        return max(0.0, when.timestamp() - now)
     if seconds != seconds or seconds < 0:  # NaN or negative
         return None
     return seconds
+
+
+def retry_after(response: Response) -> float | None:
+    """The answer's ``Retry-After`` as seconds from when it arrived."""
+    return parse_retry_after(response.header("retry-after"), now=response.received_at)
 
 
 def status_reason(response: Response) -> str:
@@ -51,5 +56,5 @@ def classify(response: Response, *, what: str | None = None) -> Verdict:
     if 300 <= status < 400:
         return Reject(f"{label}: redirect not followed (credentials never travel to another host)")
     if status in RETRYABLE_STATUSES:
-        return Retry(label, after=parse_retry_after(response.header("retry-after")))
+        return Retry(label, after=retry_after(response))
     return Reject(label)

@@ -15,7 +15,6 @@ access.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
@@ -86,14 +85,14 @@ def after_token(response: Response, state: FlowState, creds: ClientCredentials, 
     return got
 
 
-def unauthorized(state: FlowState, what: str) -> Verdict:
+def unauthorized(state: FlowState, what: str, response: Response) -> Verdict:
     """A 401 on an API step: fetch a new token and run the step again, once.
 
     Only a token that may have gone stale is replaced: one from the cache, or one fetched in this flow whose
     lifetime has run out. A token fetched moments ago and refused says the client lacks access; fetching
     another would not change that.
     """
-    fresh = state.token is not None and time.monotonic() < state.token_expires
+    fresh = state.token is not None and response.received_clock < state.token_expires
     if state.refreshed or fresh:
         return Reject(
             f"{what}: HTTP 401 with a newly fetched token: the server refused the API client's token "
@@ -146,5 +145,6 @@ def path_segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def deadline_in(seconds: float) -> float:
-    return time.monotonic() + seconds
+def deadline_in(response: Response, seconds: float) -> float:
+    """``seconds`` after ``response`` arrived (monotonic seconds, as the flow's checks read them)."""
+    return response.received_clock + seconds

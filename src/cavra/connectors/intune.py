@@ -33,11 +33,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import urlsplit
 
 from cavra.connectors.auth import ClientCredentials, entra_token_url
 from cavra.connectors.base import (
@@ -66,6 +65,7 @@ from cavra.connectors.flow import (
     path_segment,
     unauthorized,
 )
+from cavra.connectors.graphapi import filter_query, graph_error, searched_name
 from cavra.connectors.spec import ENDPOINT_PUBLICATION, Described, ProviderSpec
 from cavra.errors import ConfigError
 from cavra.secretforms import clip
@@ -76,7 +76,6 @@ ODATA_TYPE = "#microsoft.graph.macOSCustomConfiguration"
 COLLECTION = "/v1.0/deviceManagement/deviceConfigurations"
 #: the most list pages one search reads when the service ignores the filter
 MAX_SEARCH_PAGES = 20
-_FILTER = re.compile(r"^displayName eq '((?:[^']|'')*)'$")
 #: national clouds: Graph host -> token scope
 _SOVEREIGN = {
     "graph.microsoft.us": "https://graph.microsoft.us/.default",
@@ -150,46 +149,6 @@ def assignment_body(group_id: str) -> dict[str, Any]:
     }
 
 
-def filter_query(display_name: str) -> str:
-    """``$filter=displayName eq '…'`` with the OData quote doubled and the value URL-encoded."""
-    expression = "displayName eq '{}'".format(display_name.replace("'", "''"))
-    return "$filter=" + quote(expression, safe="")
-
-
-def error_message(raw: object) -> str:
-    """Graph's ``error.message``; Intune's is a JSON string whose ``Message`` carries the text (and then
-    `` - Operation ID …``, ``Activity ID …``, ``Url …``): the text and the activity id are kept."""
-    text = str(raw or "")
-    try:
-        inner = json.loads(text) if text.lstrip().startswith("{") else None
-    except ValueError:
-        inner = None
-    if isinstance(inner, dict) and isinstance(inner.get("Message"), str):
-        parts = inner["Message"].split(" - ")
-        activity = next((p for p in parts if p.startswith("Activity ID:")), "")
-        text = parts[0] + (f" ({activity})" if activity else "")
-    return text
-
-
-def searched_name(url: str) -> str | None:
-    """The displayName in the search URL's ``$filter`` (which :func:`filter_query` wrote)."""
-    for expression in parse_qs(urlsplit(url).query).get("$filter", []):
-        match = _FILTER.match(expression)
-        if match is not None:
-            return match.group(1).replace("''", "'")
-    return None
-
-
-def graph_error(response: Response) -> str:
-    """``HTTP 400 BadRequest: <message>`` from Graph's error body."""
-    data = response.json_or_none()
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        code, message = clip(str(error.get("code", "")), 60), clip(error_message(error.get("message")), 300)
-        return f"HTTP {response.status} {code}: {message}".rstrip(": ")
-    return f"HTTP {response.status}"
-
-
 def payload_configuration(item: Mapping[str, Any]) -> dict[str, Any] | None:
     payload = item.get("payload")
     if not isinstance(payload, str):
@@ -249,7 +208,7 @@ class IntuneConnector(Described):
             return after_token(response, flow, credentials(settings), "Entra ID OAuth endpoint")
         label = f"Graph {request.step}"
         if response.status == 401:
-            return unauthorized(flow, label)
+            return unauthorized(flow, label, response)
         if response.status == 403:
             return Reject(
                 f"{label}: {graph_error(response)} (the application needs the "

@@ -32,7 +32,7 @@ from cavra.connectors.base import (
     Verdict,
 )
 from cavra.connectors.chatlimits import slack_problem
-from cavra.connectors.classify import classify, parse_retry_after
+from cavra.connectors.classify import classify, retry_after
 from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
 from cavra.events import event_id_of
@@ -198,9 +198,7 @@ class SlackConnector(BaseConnector[SlackSettings]):
                 return Delivered(detail={"answer": "ok"})
             return Reject(f"Slack answered HTTP 200 with {error!r} instead of 'ok'", detail={"error": error})
         if status == 429:
-            return Retry(
-                f"HTTP 429 {error}: Slack rate limit", after=parse_retry_after(response.header("retry-after"))
-            )
+            return Retry(f"HTTP 429 {error}: Slack rate limit", after=retry_after(response))
         if status in (400, 403, 404, 410):
             hint = _HINTS.get(error)
             reason = f"HTTP {status} {error}" + (f": {hint}" if hint else "")

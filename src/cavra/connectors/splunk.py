@@ -26,7 +26,6 @@ failed with HEC's reason, and only the ones after it are sent again (providers.m
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -53,7 +52,7 @@ from cavra.connectors.base import (
     Split,
     Verdict,
 )
-from cavra.connectors.classify import classify, parse_retry_after
+from cavra.connectors.classify import classify, retry_after
 from cavra.connectors.render import severity
 from cavra.connectors.spec import ProviderSpec
 from cavra.errors import ConfigError
@@ -312,7 +311,7 @@ class SplunkConnector(BaseConnector[SplunkSettings]):
                 },
             )
         interval = ack_interval(settings)
-        polling = AckState(ack_id=ack_id, deadline=time.monotonic() + settings.ack_timeout_seconds)
+        polling = AckState(ack_id=ack_id, deadline=response.received_clock + settings.ack_timeout_seconds)
         accepted = f"{PENDING_ACK} (ackId {ack_id})"
         remote = f"ackId:{ack_id}"
         if settings.ack_timeout_seconds < interval:  # the timeout leaves no time to wait: poll once at once
@@ -352,7 +351,7 @@ def judge_ack(response: Response, settings: SplunkSettings, state: AckState) -> 
         why = "not yet indexed"
     elif status in (408, 429) or (status >= 500 and status != 501):
         why = f"the ack poll answered {described}"
-        after = parse_retry_after(response.header("retry-after"))
+        after = retry_after(response)
         wait = max(wait, after or 0.0)
     else:
         hint = _CODE_HINTS.get(code) if code is not None else None
@@ -361,7 +360,7 @@ def judge_ack(response: Response, settings: SplunkSettings, state: AckState) -> 
             + (f": {hint}" if hint else ""),
             remote_id=remote_id,
         )
-    if polls >= MAX_ACK_POLLS or time.monotonic() + wait > state.deadline:
+    if polls >= MAX_ACK_POLLS or response.received_clock + wait > state.deadline:
         return Pending(
             f"{PENDING_ACK} (ackId {state.ack_id}: {why} after {polls} polls in "
             f"{settings.ack_timeout_seconds:g} s)",
@@ -386,7 +385,7 @@ def judge_hec(response: Response) -> Verdict:
             return Delivered(remote_id=None if ack is None else f"ackId:{ack}", detail=detail)
         return Reject(f"{described}: HEC did not confirm the event (success is code 0); check the url")
     if code in RETRY_CODES or (code is None and status in (500, 503)):
-        return Retry(described, after=parse_retry_after(response.header("retry-after")))
+        return Retry(described, after=retry_after(response))
     hint = _CODE_HINTS.get(code) if code is not None else None
     if "invalid-event-number" in data:
         return Reject(

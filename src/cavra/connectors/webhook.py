@@ -27,7 +27,6 @@ import base64
 import binascii
 import hashlib
 import json
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -175,7 +174,7 @@ class WebhookConnector(BaseConnector[WebhookSettings]):
         msg_id = webhook_id(ctx.delivery_key)
         headers: dict[str, str | Secret] = dict(settings.headers)
         headers["Content-Type"] = "application/json"
-        stamp = int(time.time())  # per attempt: receivers check it against a ±5 minute tolerance
+        stamp = int(ctx.attempt_at)  # per attempt: receivers check it against a ±5 minute tolerance
         headers["webhook-id"] = msg_id
         headers["webhook-timestamp"] = str(stamp)
         keys = ([settings.signing_secret] if settings.signing_secret is not None else []) + list(

@@ -125,6 +125,12 @@ class _Flow:
         self.position: dict[int, int] = {}
         #: set once the provider accepted the work (see :class:`Next`): giving up then means pending
         self.accepted: Next | None = None
+        #: the loop of :meth:`run`: the connector's flow state, retries spent, the wait before the next
+        #: attempt (an attempt's waited_ms is the wait *before* it, after the previous attempt's answer)
+        self.state: Any = None
+        self.retries_used = 0
+        self.waited_ms = 0.0
+        self.deadline = 0.0
 
     def finish(self, items: Sequence[_Item], status: str, error: str | None = None) -> None:
         text = None if error is None else self.redactor.text(error)
@@ -177,107 +183,124 @@ class _Flow:
         self.finish(items, "delivered")
 
     async def run(self) -> None:
-        policy = self.policy
-        deadline = time.monotonic() + policy.deadline
-        retries_used = 0
-        state: Any = None
-        # an attempt's waited_ms is the wait *before* it (after the previous attempt's answer)
-        waited_ms = 0.0
-        for _ in range(MAX_STEPS + policy.retries):
+        self.deadline = time.monotonic() + self.policy.deadline
+        self.state, self.retries_used, self.waited_ms = None, 0, 0.0
+        for _ in range(MAX_STEPS + self.policy.retries):
             if not self.live:
                 return
             sent = list(self.live)
-            self.position = {id(item): n for n, item in enumerate(sent)}
-            self.ctx.attempt = len(sent[0].result.attempts) + 1
-            try:
-                request = self.prepare([i.payload for i in sent], self.ctx, state)
-            except Exception as exc:  # a connector bug must not lose the delivery record
-                self.finish(sent, "failed", _not_sent(exc, self.target.provider, self.redactor))
+            request = self._prepare_step(sent)
+            if request is None:
                 return
-            header_secrets = [v for v in request.headers.values() if isinstance(v, Secret)]
-            if request.new_secrets or header_secrets:
-                self.redactor = self.redactor.with_secrets([*request.new_secrets, *header_secrets])
-            for warning in request.warnings:  # e.g. a template fell back to the default rendering
-                for item in sent:
-                    item.result.detail = {
-                        **item.result.detail,
-                        "template_warning": self.redactor.text(warning),
-                    }
-            verdict, attempt = await self._exchange(request, deadline, state)
-            attempt.waited_ms, waited_ms = waited_ms, 0.0
+            verdict, attempt = await self._exchange(request, self.deadline, self.state)
+            attempt.waited_ms, self.waited_ms = self.waited_ms, 0.0
             for item in sent:
                 item.result.attempts.append(attempt)
-
-            if isinstance(verdict, Delivered):
-                self.deliver(sent, verdict, len(sent))
+            if not await self._step(sent, verdict, attempt):
                 return
-            if isinstance(verdict, Split):
-                if not verdict.delivered and not verdict.rejected:
-                    self.finish(sent, "failed", verdict.reason)
-                    return
-                accepted = [sent[n] for n in verdict.delivered if 0 <= n < len(sent)]
-                self.deliver(accepted, verdict, len(sent))
-                for n, why in verdict.rejected.items():
-                    if 0 <= n < len(sent):
-                        self.finish([sent[n]], "failed", why)
-                state = None  # the rest go again at once, in a smaller request
-                continue
-            if isinstance(verdict, Pending):
-                for item in sent:
-                    item.result.remote_id = (
-                        None if verdict.remote_id is None else self.redactor.text(verdict.remote_id)
-                    )
-                self.finish(sent, "pending", verdict.reason)
-                return
-            if isinstance(verdict, Reject):
-                self.finish(sent, "failed", verdict.reason)
-                return
-            if isinstance(verdict, Next):
-                if verdict.accepted is not None:
-                    self.accepted = verdict
-                if verdict.token is not None:
-                    self.ctx.tokens.put(verdict.token)
-                    self.redactor = self.redactor.with_secrets([verdict.token.value])
-                state = verdict.state
-                if verdict.after > 0:
-                    if time.monotonic() + verdict.after > deadline:
-                        self.finish(
-                            sent,
-                            "pending",
-                            f"deadline of {policy.deadline:g} s reached before the flow finished",
-                        )
-                        return
-                    await self.sleep(verdict.after)
-                    waited_ms = verdict.after * 1000
-                continue
-            # Retry
-            if retries_used >= policy.retries:
-                count = sent[0].result.attempt_count
-                noun = "attempt" if count == 1 else "attempts"
-                self.give_up(sent, f"gave up after {count} {noun}: {verdict.reason}")
-                return
-            if verdict.after is not None and verdict.after > policy.max_retry_after:
-                self.give_up(
-                    sent,
-                    f"{verdict.reason}; the provider asked to retry after {verdict.after:g} s, "
-                    f"beyond the cap of {policy.max_retry_after:g} s",
-                )
-                return
-            delay = policy.next_delay(retries_used + 1, verdict.after)
-            if time.monotonic() + delay > deadline:
-                self.give_up(sent, f"deadline of {policy.deadline:g} s reached: {verdict.reason}")
-                return
-            retries_used += 1
-            progress.info(
-                "%s: attempt %d: %s; next attempt in %.1f s",
-                self.target.destination,
-                attempt.number,
-                attempt.reason,
-                delay,
-            )
-            await self.sleep(delay)
-            waited_ms = delay * 1000
         self.give_up(self.live, f"{self.target.provider}: the flow did not finish within {MAX_STEPS} steps")
+
+    def _prepare_step(self, sent: list[_Item]) -> PreparedRequest | None:
+        """The connector's next request for ``sent`` (None: it failed, and the items are finished)."""
+        self.position = {id(item): n for n, item in enumerate(sent)}
+        self.ctx.attempt = len(sent[0].result.attempts) + 1
+        self.ctx.attempt_at = time.time()  # the time of this request: connectors never read the clock
+        try:
+            request = self.prepare([i.payload for i in sent], self.ctx, self.state)
+        except Exception as exc:  # a connector bug must not lose the delivery record
+            self.finish(sent, "failed", _not_sent(exc, self.target.provider, self.redactor))
+            return None
+        header_secrets = [v for v in request.headers.values() if isinstance(v, Secret)]
+        if request.new_secrets or header_secrets:
+            self.redactor = self.redactor.with_secrets([*request.new_secrets, *header_secrets])
+        for warning in request.warnings:  # e.g. a template fell back to the default rendering
+            for item in sent:
+                item.result.detail = {
+                    **item.result.detail,
+                    "template_warning": self.redactor.text(warning),
+                }
+        return request
+
+    async def _step(self, sent: list[_Item], verdict: BatchVerdict, attempt: Attempt) -> bool:
+        """Act on one exchange's verdict; True: the flow goes on."""
+        if isinstance(verdict, Delivered):
+            self.deliver(sent, verdict, len(sent))
+            return False
+        if isinstance(verdict, Split):
+            if not verdict.delivered and not verdict.rejected:
+                self.finish(sent, "failed", verdict.reason)
+                return False
+            accepted = [sent[n] for n in verdict.delivered if 0 <= n < len(sent)]
+            self.deliver(accepted, verdict, len(sent))
+            for n, why in verdict.rejected.items():
+                if 0 <= n < len(sent):
+                    self.finish([sent[n]], "failed", why)
+            self.state = None  # the rest go again at once, in a smaller request
+            return True
+        if isinstance(verdict, Pending):
+            for item in sent:
+                item.result.remote_id = (
+                    None if verdict.remote_id is None else self.redactor.text(verdict.remote_id)
+                )
+            self.finish(sent, "pending", verdict.reason)
+            return False
+        if isinstance(verdict, Reject):
+            self.finish(sent, "failed", verdict.reason)
+            return False
+        if isinstance(verdict, Next):
+            return await self._next(sent, verdict)
+        return await self._retry(sent, verdict, attempt)
+
+    async def _next(self, sent: list[_Item], verdict: Next) -> bool:
+        """A multi-step flow's next step (token, upload then assign, ack polls)."""
+        if verdict.accepted is not None:
+            self.accepted = verdict
+        if verdict.token is not None:
+            self.ctx.tokens.put(verdict.token)
+            self.redactor = self.redactor.with_secrets([verdict.token.value])
+        self.state = verdict.state
+        if verdict.after > 0:
+            if time.monotonic() + verdict.after > self.deadline:
+                self.finish(
+                    sent,
+                    "pending",
+                    f"deadline of {self.policy.deadline:g} s reached before the flow finished",
+                )
+                return False
+            await self.sleep(verdict.after)
+            self.waited_ms = verdict.after * 1000
+        return True
+
+    async def _retry(self, sent: list[_Item], verdict: Retry, attempt: Attempt) -> bool:
+        """Wait and go again, or give up (retries used, Retry-After beyond the cap, deadline)."""
+        policy = self.policy
+        if self.retries_used >= policy.retries:
+            count = sent[0].result.attempt_count
+            noun = "attempt" if count == 1 else "attempts"
+            self.give_up(sent, f"gave up after {count} {noun}: {verdict.reason}")
+            return False
+        if verdict.after is not None and verdict.after > policy.max_retry_after:
+            self.give_up(
+                sent,
+                f"{verdict.reason}; the provider asked to retry after {verdict.after:g} s, "
+                f"beyond the cap of {policy.max_retry_after:g} s",
+            )
+            return False
+        delay = policy.next_delay(self.retries_used + 1, verdict.after)
+        if time.monotonic() + delay > self.deadline:
+            self.give_up(sent, f"deadline of {policy.deadline:g} s reached: {verdict.reason}")
+            return False
+        self.retries_used += 1
+        progress.info(
+            "%s: attempt %d: %s; next attempt in %.1f s",
+            self.target.destination,
+            attempt.number,
+            attempt.reason,
+            delay,
+        )
+        await self.sleep(delay)
+        self.waited_ms = delay * 1000
+        return True
 
     async def _exchange(
         self, request: PreparedRequest, deadline: float, state: Any

@@ -82,29 +82,9 @@ async def deliver_jobs(
         raise InputError("nothing to deliver: no provider selected")
     inline = wait and timeout > 0
     claim: ClaimNew | None = None
-    if inline:  # the new jobs are written claimed for this process's inline run (no claim transaction)
-        guard = runtime.guard(store)
-        guard.use_config(config() if callable(config) else config)
-        await guard.refresh()
-        paused = tuple(guard.paused(datetime.now(UTC)))
-        claim = ClaimNew(runtime.inline_owner(), DEFAULT_LEASE_SECONDS, paused)
     worker: Worker | None = None
-    if claim is not None:  # made first: nothing is claimed yet if this fails
-        from cavra.metrics import METRICS
-
-        worker = Worker(
-            store,
-            config,
-            runtime=runtime,
-            owner=claim.owner,
-            guard=runtime.guard(store),
-            concurrency=len(jobs),
-            transport=transport,
-            retry_base_delay=retry_base_delay,
-            poll_interval=0.05,
-            observer=METRICS,
-            completer=runtime.shared(store)[1],
-        )
+    if inline:  # made first: nothing is claimed yet if this fails
+        claim, worker = await _inline_worker(store, config, len(jobs), transport, retry_base_delay, runtime)
     written = runtime.shared(store)[0].request(jobs, records=records, claim=claim)
     try:
         enqueued = await asyncio.shield(written)
@@ -115,53 +95,12 @@ async def deliver_jobs(
         raise
     # from here to the inline run's start nothing awaits: the claimed jobs reach it
     current = [e.job for e in enqueued]
-    # new jobs, and jobs re-armed after a failed run (a repeated request runs them again)
-    fresh = [e.job.id for e in enqueued if e.created or e.rearmed]
-    claimed = [e.job for e in enqueued if e.claimed]
-    since = {e.job.id: e.job.attempts for e in enqueued if e.rearmed}
-    known: dict[str, tuple[StoredDelivery, Job]] = {}
-    signals = runtime.signals
     if not inline:
-        signals.enqueued()  # the workers take them
+        runtime.signals.enqueued()  # the workers take them
     else:
-        inline_over = asyncio.Event()
-        if not fresh:
-            worker = None
-        if worker is not None:
-            taken = {j.id for j in claimed}
-            run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)
-            task = asyncio.create_task(run, name="cavra inline delivery")
-            runtime.keep(task)
-
-            def over(t: asyncio.Task[Any]) -> None:
-                inline_over.set()
-                for jid in fresh:
-                    signals.job_done(jid)  # wake the wait below
-
-            task.add_done_callback(over)
-        else:
-            inline_over.set()
-        if worker is not None and set(fresh) == {j.id for j in current}:
-            # every job is this request's: answer from what the inline run stored, without reading it back
-            started = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(inline_over.wait()), timeout=timeout)
-            known = dict(worker.results)
-            if all(j.id in known for j in current):
-                current = [known[j.id][1] for j in current]
-                docs: list[dict[str, Any] | None] = [_document(known[j.id][0]) for j in current]
-                return Submission(current, [e.created for e in enqueued], docs)
-            timeout = max(0.0, timeout - (time.monotonic() - started))
-
-        def answerable(j: Job) -> bool:
-            # still queued after the inline run: held back (breaker, pause) for the workers to take later
-            if inline_over.is_set() and j.state == QUEUED:
-                return True
-            if j.id in since:  # re-armed: its earlier record is there; wait for the new run
-                return rerun_over(j, since[j.id])
-            return first_run_over(j)
-
-        current = await signals.wait(store, [j.id for j in current], timeout=timeout, until=answerable)
+        answered, current = await _run_inline(store, worker, enqueued, timeout=timeout, runtime=runtime)
+        if answered is not None:
+            return answered
     documents = await asyncio.to_thread(_documents, store, current)
     return Submission(current, [e.created for e in enqueued], documents)
 
@@ -208,3 +147,92 @@ def combined_record(sub: Submission) -> dict[str, Any]:
         "delivery_ids": [d.get("id") for d in docs],
         "jobs": [j.to_dict() for j in sub.jobs],
     }
+
+
+async def _inline_worker(
+    store: Store,
+    config: ConfigSource,
+    size: int,
+    transport: Transport | None,
+    retry_base_delay: float | None,
+    runtime: DeliveryRuntime,
+) -> tuple[ClaimNew, Worker]:
+    """The claim under which the new jobs are written for this process's inline run (no claim transaction),
+    and the worker that runs them."""
+    guard = runtime.guard(store)
+    guard.use_config(config() if callable(config) else config)
+    await guard.refresh()
+    paused = tuple(guard.paused(datetime.now(UTC)))
+    claim = ClaimNew(runtime.inline_owner(), DEFAULT_LEASE_SECONDS, paused)
+    from cavra.metrics import METRICS
+
+    worker = Worker(
+        store,
+        config,
+        runtime=runtime,
+        owner=claim.owner,
+        guard=guard,
+        concurrency=size,
+        transport=transport,
+        retry_base_delay=retry_base_delay,
+        poll_interval=0.05,
+        observer=METRICS,
+        completer=runtime.shared(store)[1],
+    )
+    return claim, worker
+
+
+async def _run_inline(
+    store: Store,
+    worker: Worker | None,
+    enqueued: Sequence[Enqueued],
+    *,
+    timeout: float,
+    runtime: DeliveryRuntime,
+) -> tuple[Submission | None, list[Job]]:
+    """Run the new (and re-armed) jobs now and wait up to ``timeout`` for their first attempt run: the
+    answer when the inline run alone answers it, else the jobs as they are when the wait ends."""
+    current = [e.job for e in enqueued]
+    # new jobs, and jobs re-armed after a failed run (a repeated request runs them again)
+    fresh = [e.job.id for e in enqueued if e.created or e.rearmed]
+    claimed = [e.job for e in enqueued if e.claimed]
+    since = {e.job.id: e.job.attempts for e in enqueued if e.rearmed}
+    signals = runtime.signals
+    inline_over = asyncio.Event()
+    if not fresh:
+        worker = None
+    if worker is not None:
+        taken = {j.id for j in claimed}
+        run = worker.run(once=True, only=[jid for jid in fresh if jid not in taken], claimed=claimed)
+        task = asyncio.create_task(run, name="cavra inline delivery")
+        runtime.keep(task)
+
+        def over(t: asyncio.Task[Any]) -> None:
+            inline_over.set()
+            for jid in fresh:
+                signals.job_done(jid)  # wake the wait below
+
+        task.add_done_callback(over)
+    else:
+        inline_over.set()
+    if worker is not None and set(fresh) == {j.id for j in current}:
+        # every job is this request's: answer from what the inline run stored, without reading it back
+        started = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(inline_over.wait()), timeout=timeout)
+        known: dict[str, tuple[StoredDelivery, Job]] = dict(worker.results)
+        if all(j.id in known for j in current):
+            current = [known[j.id][1] for j in current]
+            docs: list[dict[str, Any] | None] = [_document(known[j.id][0]) for j in current]
+            return Submission(current, [e.created for e in enqueued], docs), current
+        timeout = max(0.0, timeout - (time.monotonic() - started))
+
+    def answerable(j: Job) -> bool:
+        # still queued after the inline run: held back (breaker, pause) for the workers to take later
+        if inline_over.is_set() and j.state == QUEUED:
+            return True
+        if j.id in since:  # re-armed: its earlier record is there; wait for the new run
+            return rerun_over(j, since[j.id])
+        return first_run_over(j)
+
+    return None, await signals.wait(store, [j.id for j in current], timeout=timeout, until=answerable)

@@ -184,14 +184,16 @@ def check_rows(rows: list[Any], columns: dict[str, str], check_types: bool) -> s
     return None
 
 
-def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
-    """The Logs Ingestion and API-key routes, mounted at ``/sentinel``."""
-    app = web.Application()
-    st = state(hub)
-    hub.reset_hooks.append(st.clear)
+class _Routes:
+    """The routes of :func:`create_app`, sharing its state."""
 
-    async def ingest(request: web.Request) -> web.Response:
-        token = _bearer(request, hub, settings)
+    def __init__(self, hub: EmulatorHub, settings: Settings, st: SentinelState) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.st = st
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        token = _bearer(request, self.hub, self.settings)
         if isinstance(token, web.Response):
             return token
         version = request.query.get("api-version")
@@ -200,29 +202,29 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         if version != API_VERSION:
             return _error(400, "InvalidApiVersionParameter", f"The api-version '{version}' is invalid.")
         dcr, stream = request.match_info["dcr"], request.match_info["stream"]
-        streams = settings.dcrs.get(dcr)
+        streams = self.settings.dcrs.get(dcr)
         if streams is None or stream not in streams:
             return _error(404, "NotFound", "The data collection rule or stream was not found.")
-        if settings.required_role not in token.roles:
+        if self.settings.required_role not in token.roles:
             return _error(
                 403,
                 "OperationFailed",
                 "The authentication token provided does not have access to ingest data for the data "
                 f"collection rule with immutable Id '{dcr}'.",
             )
-        if settings.throttle_retry_after is not None:
+        if self.settings.throttle_retry_after is not None:
             return _error(
                 429,
                 "TooManyRequests",
                 "Rate limit exceeded.",
-                {"Retry-After": str(settings.throttle_retry_after)},
+                {"Retry-After": str(self.settings.throttle_retry_after)},
             )
-        if settings.unavailable:
+        if self.settings.unavailable:
             return _error(503, "ServiceUnavailable", "The service is unavailable.")
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return _error(415, "UnsupportedMediaType", "Content-Type must be application/json.")
-        body = _body(request, await request.read(), settings.max_body_bytes)
+        body = _body(request, await request.read(), self.settings.max_body_bytes)
         if isinstance(body, web.Response):
             return body
         try:
@@ -231,24 +233,24 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             return _error(400, "InvalidRequestBody", "The request body is not valid JSON.")
         if not isinstance(rows, list):
             return _error(400, "InvalidRequestBody", "The request body must be a JSON array of records.")
-        problem = check_rows(rows, streams[stream], settings.check_types)
+        problem = check_rows(rows, streams[stream], self.settings.check_types)
         if problem is not None:
             return _error(400, "InvalidColumn", problem)
-        st.rows.setdefault((dcr, stream), []).extend(rows)
+        self.st.rows.setdefault((dcr, stream), []).extend(rows)
         return web.Response(status=204)
 
-    async def api_logs(request: web.Request) -> web.Response:
-        given = request.headers.get(settings.api_key_header)
+    async def api_logs(self, request: web.Request) -> web.Response:
+        given = request.headers.get(self.settings.api_key_header)
         if not given:
-            return _error(401, "Unauthorized", f"The {settings.api_key_header} header is required.")
-        if not any(secrets.compare_digest(given.encode(), k.encode()) for k in settings.api_keys):
+            return _error(401, "Unauthorized", f"The {self.settings.api_key_header} header is required.")
+        if not any(secrets.compare_digest(given.encode(), k.encode()) for k in self.settings.api_keys):
             return _error(403, "Forbidden", "The API key is not valid.")
-        if settings.unavailable:
+        if self.settings.unavailable:
             return _error(503, "ServiceUnavailable", "The service is unavailable.")
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return _error(415, "UnsupportedMediaType", "Content-Type must be application/json.")
-        body = _body(request, await request.read(), settings.max_body_bytes)
+        body = _body(request, await request.read(), self.settings.max_body_bytes)
         if isinstance(body, web.Response):
             return body
         try:
@@ -258,21 +260,29 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         records = data if isinstance(data, list) else [data]
         if not records or not all(isinstance(r, dict) for r in records):
             return _error(400, "InvalidRequestBody", "The body must be a JSON object or an array of objects.")
-        st.api_rows.extend(records)
+        self.st.api_rows.extend(records)
         return json_response({"accepted": len(records), "requestId": str(uuid.uuid4())})
 
-    async def not_allowed(request: web.Request) -> web.Response:
+    async def not_allowed(self, request: web.Request) -> web.Response:
         return _error(405, "MethodNotAllowed", f"The method {request.method} is not allowed.")
 
-    async def unknown(request: web.Request) -> web.Response:
+    async def unknown(self, request: web.Request) -> web.Response:
         return _error(404, "NotFound", "The requested resource was not found.")
 
+
+def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
+    """The Logs Ingestion and API-key routes, mounted at ``/sentinel``."""
+    app = web.Application()
+    st = state(hub)
+    hub.reset_hooks.append(st.clear)
+
     ingest_path = "/dataCollectionRules/{dcr}/streams/{stream}"
-    app.router.add_post(ingest_path, ingest)
-    app.router.add_route("*", ingest_path, not_allowed)
-    app.router.add_post("/api/logs", api_logs)
-    app.router.add_route("*", "/api/logs", not_allowed)
-    app.router.add_route("*", "/{tail:.*}", unknown)
+    routes = _Routes(hub, settings, st)
+    app.router.add_post(ingest_path, routes.ingest)
+    app.router.add_route("*", ingest_path, routes.not_allowed)
+    app.router.add_post("/api/logs", routes.api_logs)
+    app.router.add_route("*", "/api/logs", routes.not_allowed)
+    app.router.add_route("*", "/{tail:.*}", routes.unknown)
     return app
 
 

@@ -34,113 +34,7 @@ from weakref import WeakKeyDictionary
 from aiohttp import web
 
 from cavra.emulators.framework import BodyEncodingError, EmulatorHub, decode_body, json_response
-
-
-@dataclass(frozen=True)
-class BodyError:
-    """The first bad envelope of a request: its HEC code and zero-based position."""
-
-    code: int
-    index: int
-
-    @property
-    def text(self) -> str:
-        return _TEXTS[self.code]
-
-
-_TEXTS = {
-    5: "No data",
-    6: "Invalid data format",
-    7: "Incorrect index",
-    12: "Event field is required",
-    13: "Event field cannot be blank",
-    15: "Error in handling indexed fields",
-}
-
-
-def _valid_time(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(re.fullmatch(r"\s*[0-9]+(\.[0-9]*)?\s*", value))
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_envelope(env: Any, index: int, allowed: list[str] | None) -> BodyError | None:
-    if not isinstance(env, dict):
-        return BodyError(6, index)
-    if "event" not in env:
-        return None if "fields" in env else BodyError(12, index)
-    event = env["event"]
-    if event is None or event is False:
-        return BodyError(6, index)
-    if isinstance(event, str) and not event.strip():
-        return BodyError(13, index)
-    if "time" in env and not _valid_time(env["time"]):
-        return BodyError(6, index)
-    for key in ("host", "source", "sourcetype"):
-        if key in env and not isinstance(env[key], str):
-            return BodyError(6, index)
-    fields = env.get("fields", {})
-    if not isinstance(fields, dict) or any(
-        isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict | list) for x in v))
-        for v in fields.values()
-    ):
-        return BodyError(15, index)
-    if "index" in env:
-        idx = env["index"]
-        if not isinstance(idx, str) or (allowed is not None and idx not in allowed):
-            return BodyError(7, index)
-    return None
-
-
-def parse_event_stream(
-    body: bytes, allowed: list[str] | None, unparsable: frozenset[str] = frozenset()
-) -> tuple[list[dict[str, Any]], BodyError | None]:
-    """Parse concatenated JSON envelopes: the good ones before the first bad one, and that error."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return [], BodyError(6, 0)
-    if not text.strip():
-        return [], BodyError(5, 0)
-    decoder = json.JSONDecoder()
-    good: list[dict[str, Any]] = []
-    pos, index = 0, 0
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        if pos >= len(text):
-            return good, None
-        try:
-            env, pos = decoder.raw_decode(text, pos)
-        except ValueError:
-            return good, BodyError(6, index)
-        problem = _check_envelope(env, index, allowed)
-        if problem is None and unparsable and _event_id(env) in unparsable:
-            problem = BodyError(6, index)
-        if problem is not None:
-            return good, problem
-        if "event" in env:  # an envelope with only fields is a metric: accepted, not indexed as an event
-            good.append(env)
-        index += 1
-
-
-def _event_id(env: Any) -> str | None:
-    event = env.get("event") if isinstance(env, dict) else None
-    return str(event.get("event_id")) if isinstance(event, dict) else None
-
-
-def parse_raw(
-    body: bytes, query: dict[str, str], allowed: list[str] | None
-) -> tuple[list[dict[str, Any]], BodyError | None]:
-    """``/raw``: one event per non-empty line, metadata from the query string."""
-    text = body.decode("utf-8", errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return [], BodyError(5, 0)
-    if "index" in query and allowed is not None and query["index"] not in allowed:
-        return [], BodyError(7, 0)
-    return [{**query, "event": line} for line in lines], None
-
+from cavra.emulators.splunk_stream import BodyError, parse_event_stream, parse_raw
 
 DEMO_TOKEN = "c0ffee00-cafe-4bad-b0a7-5e1f00d0a000"
 CHANNEL_HEADER = "X-Splunk-Request-Channel"
@@ -295,31 +189,32 @@ def _decoded_body(request: web.Request, raw: bytes, limit: int) -> bytes | web.R
         return hec("Invalid data format", 6, 400)
 
 
-def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
-    """The HEC routes, mounted at ``/splunk``."""
-    app = web.Application()
-    st = state(hub)
-    hub.reset_hooks.append(st.clear)
+class _Routes:
+    """The routes of :func:`create_app`, sharing its state."""
 
-    def failure() -> web.Response | None:
-        if settings.failure is None:
+    def __init__(self, settings: Settings, st: SplunkState) -> None:
+        self.settings = settings
+        self.st = st
+
+    def failure(self) -> web.Response | None:
+        if self.settings.failure is None:
             return None
-        status, code, text = FAILURES[settings.failure]
+        status, code, text = FAILURES[self.settings.failure]
         return hec(text, code, status)
 
-    async def ingest(request: web.Request) -> web.Response:
+    async def ingest(self, request: web.Request) -> web.Response:
         if request.method != "POST":
             return _not_found(405)
-        spec = _authenticate(request, settings)
+        spec = _authenticate(request, self.settings)
         if isinstance(spec, web.Response):
             return spec
-        broken = failure()
+        broken = self.failure()
         if broken is not None:
             return broken
         channel = _channel(request)
         if spec.get("ack", False) and isinstance(checked := _require_channel(channel), web.Response):
             return checked
-        body = _decoded_body(request, await request.read(), settings.max_content_length)
+        body = _decoded_body(request, await request.read(), self.settings.max_content_length)
         if isinstance(body, web.Response):
             return body
         defaults = {
@@ -335,9 +230,9 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             }
             envelopes, error = parse_raw(body, query, allowed)
         else:
-            envelopes, error = parse_event_stream(body, allowed, settings.unparsable_event_ids)
+            envelopes, error = parse_event_stream(body, allowed, self.settings.unparsable_event_ids)
         for env in envelopes:
-            st.events.append(
+            self.st.events.append(
                 IndexedEvent(
                     token_name=str(spec.get("name", "")),
                     index=str(env.get("index", defaults["index"])),
@@ -353,16 +248,16 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
         if error is not None:
             return _body_error(error)
         if spec.get("ack", False) and channel:
-            ack_id = st.next_ack.get(channel, 0)
-            st.next_ack[channel] = ack_id + 1
-            st.pending_acks.setdefault(channel, {})[ack_id] = 0
+            ack_id = self.st.next_ack.get(channel, 0)
+            self.st.next_ack[channel] = ack_id + 1
+            self.st.pending_acks.setdefault(channel, {})[ack_id] = 0
             return json_response({"text": "Success", "code": 0, "ackId": ack_id})
         return hec("Success", 0, 200)
 
-    async def ack(request: web.Request) -> web.Response:
+    async def ack(self, request: web.Request) -> web.Response:
         if request.method != "POST":
             return _not_found(405)
-        spec = _authenticate(request, settings)
+        spec = _authenticate(request, self.settings)
         if isinstance(spec, web.Response):
             return spec
         if not spec.get("ack", False):
@@ -375,36 +270,44 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
             ids = [int(i) for i in data["acks"]]
         except (ValueError, KeyError, TypeError):
             return hec("Invalid data format", 6, 400)
-        pending = st.pending_acks.get(channel, {})
+        pending = self.st.pending_acks.get(channel, {})
         answer: dict[str, bool] = {}
         for ack_id in ids:
             if ack_id not in pending:  # unknown, or already reported true (then forgotten): false
                 answer[str(ack_id)] = False
                 continue
             pending[ack_id] += 1
-            done = settings.ack_after_polls > 0 and pending[ack_id] >= settings.ack_after_polls
+            done = self.settings.ack_after_polls > 0 and pending[ack_id] >= self.settings.ack_after_polls
             answer[str(ack_id)] = done
             if done:
                 del pending[ack_id]
         return json_response({"acks": answer})
 
-    async def health(request: web.Request) -> web.Response:
+    async def health(self, request: web.Request) -> web.Response:
         if request.method != "GET":
             return _not_found(405)
-        if settings.failure in ("queues_full", "ack_unavailable", "queues_full_ack_unavailable"):
-            status, code, text = FAILURES[settings.failure]
+        if self.settings.failure in ("queues_full", "ack_unavailable", "queues_full_ack_unavailable"):
+            status, code, text = FAILURES[self.settings.failure]
             return hec(text, code, status)
         return hec("HEC is healthy", 17, 200)
 
-    async def unknown(request: web.Request) -> web.Response:
+    async def unknown(self, request: web.Request) -> web.Response:
         return _not_found(404)
 
+
+def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
+    """The HEC routes, mounted at ``/splunk``."""
+    app = web.Application()
+    st = state(hub)
+    hub.reset_hooks.append(st.clear)
+
+    routes = _Routes(settings, st)
     for path in ("", "/event", "/event/1.0", "/raw", "/raw/1.0"):
-        app.router.add_route("*", "/services/collector" + path, ingest)
-    app.router.add_route("*", "/services/collector/ack", ack)
+        app.router.add_route("*", "/services/collector" + path, routes.ingest)
+    app.router.add_route("*", "/services/collector/ack", routes.ack)
     for path in ("/health", "/health/1.0"):
-        app.router.add_route("*", "/services/collector" + path, health)
-    app.router.add_route("*", "/{tail:.*}", unknown)
+        app.router.add_route("*", "/services/collector" + path, routes.health)
+    app.router.add_route("*", "/{tail:.*}", routes.unknown)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Where the store lives: URL resolution, password redaction, and engines tuned per database.
+"""Where the store lives: URL resolution, password redaction (the one redactor's), and engines per database.
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on and a generous busy timeout; the
 driver's own transaction handling is switched off so the store issues ``BEGIN`` itself, and a connection
@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from cavra.errors import StoreError
+from cavra.redaction import Redactor
 
 DEFAULT_SQLITE_PATH = Path(".cavra/evidence/metadata.db")
 ENV_URL = "CAVRA_STORE_URL"
@@ -31,8 +32,8 @@ ENV_URL = "CAVRA_STORE_URL"
 SQLITE_BUSY_TIMEOUT = 60.0
 PG_CONNECT_TIMEOUT = 10
 
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|sslpassword|passfile)=)[^&\s]*")
+#: a URL inside a driver message (shown as :func:`redact_url` shows it)
+_URL_IN_TEXT = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
 
 
 @dataclass(frozen=True)
@@ -51,20 +52,25 @@ class Location:
 
 
 def redact_url(url: str | URL) -> str:
-    """The URL with its password (user-info or query) replaced by ``***``; safe for messages."""
-    if isinstance(url, URL):
-        text = url.render_as_string(hide_password=True)
-    else:
-        text = _USERINFO.sub(r"\g<scheme>\g<user>:***@", url)
-    return _QUERY_SECRET.sub(r"\1***", text)
+    """The URL as the redactor shows every URL (:meth:`cavra.redaction.Redactor.url`: user-info and query
+    values replaced by ``**REDACTED**``); safe for messages."""
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+    if "@" not in text and "?" not in text:
+        return text  # nothing the URL rules hide (a SQLite file URL): shown as it is
+    return str(Redactor().url(text))
 
 
 def scrub(message: str, url: URL | None) -> str:
-    """First line of a driver message, with the URL's password removed wherever it appears."""
+    """First line of a driver message, through the redactor: the URL's password and query values wherever
+    they appear, and any URL in it shown as :func:`redact_url` shows it."""
     line = (message.strip().splitlines() or [""])[0]
-    if url is not None and url.password:
-        line = line.replace(str(url.password), "***")
-    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\g<scheme>\g<user>:***@", line))
+    secrets = [] if url is None else [v for v in (url.password, *_query_values(url)) if v]
+    redactor = Redactor([str(v) for v in secrets])
+    return _URL_IN_TEXT.sub(lambda m: str(redactor.url(m.group(0))), redactor.scrub(line))
+
+
+def _query_values(url: URL) -> list[str]:
+    return [v for value in url.query.values() for v in ((value,) if isinstance(value, str) else value)]
 
 
 def resolve(url_or_path: str | None, *, metadata_json: str | None = None) -> Location:

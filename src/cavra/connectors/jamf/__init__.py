@@ -213,7 +213,7 @@ class JamfConnector(Described):
             return after_token(response, flow, credentials(settings), "Jamf OAuth endpoint")
         label = f"Jamf {request.step}"
         if response.status == 401:
-            return unauthorized(flow, label)
+            return unauthorized(flow, label, response)
         if request.step == "lookup":
             return _after_lookup(response, flow, label, settings.cluster_refresh_seconds)
         if request.step in ("create", "update"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -159,7 +158,7 @@ class LinuxFleetConnector(Described):
         if isinstance(job, int) and not isinstance(job, bool):
             # the lost launch started this job: follow it instead of starting another
             return Next(
-                _polling(job, settings, ADOPTED, prefix),
+                _polling(response, job, settings, ADOPTED, prefix),
                 accepted=f"AWX job {job} (started by the lost launch) was adopted, its end not yet known",
                 remote_id=str(job),
             )
@@ -196,12 +195,14 @@ def _after_discover(
     return Next(replace(launch, prefix=prefix, since=ctx.attempt + 1, resumed=ctx.resumed_since is not None))
 
 
-def _polling(job: int, settings: LinuxFleetSettings, action: str, prefix: str) -> PollState:
+def _polling(
+    response: Response, job: int, settings: LinuxFleetSettings, action: str, prefix: str
+) -> PollState:
     return PollState(
         step="poll",
         remote_id=str(job),
         action=action,
-        deadline=deadline_in(settings.verify_timeout_seconds),
+        deadline=deadline_in(response, settings.verify_timeout_seconds),
         prefix=prefix,
     )
 
@@ -226,7 +227,7 @@ def _after_launch(response: Response, settings: LinuxFleetSettings, template: in
             f"enable 'Prompt on launch' for variables on job template {template}"
         )
     interval = poll_interval(settings)
-    state = _polling(job, settings, LAUNCHED, prefix)
+    state = _polling(response, job, settings, LAUNCHED, prefix)
     accepted = f"AWX started job {job}, its end not yet known"
     if settings.verify_timeout_seconds < interval:  # poll once at once: the deadline leaves no time to wait
         return Next(state, accepted=accepted, remote_id=str(job))
@@ -270,7 +271,7 @@ def _after_poll(response: Response, flow: FlowState, settings: LinuxFleetSetting
         )
     polls = flow.polls + 1
     interval = poll_interval(settings)
-    if polls >= MAX_POLLS or time.monotonic() + interval > flow.deadline:
+    if polls >= MAX_POLLS or response.received_clock + interval > flow.deadline:
         return Pending(
             f"{label} is still {status} after the verify deadline ({settings.verify_timeout_seconds:g} s, "
             f"{polls} polls): launched, completion not yet proven",

@@ -280,7 +280,9 @@ class ServiceNowConnector(Described):
 
     def _unauthorized(self, step: str, response: Response, ctx: Context, flow: ServiceNowState) -> Verdict:
         """401 with a fetched token: fetch a new one and run this step again, once (see FlowState)."""
-        verdict = unauthorized(replace(flow, step=step, since=ctx.attempt + 1), f"servicenow {step}")
+        verdict = unauthorized(
+            replace(flow, step=step, since=ctx.attempt + 1), f"servicenow {step}", response
+        )
         error = provider_error(response)
         if isinstance(verdict, Reject) and error:
             return Reject(f"{verdict.reason}; ServiceNow said: {error}")

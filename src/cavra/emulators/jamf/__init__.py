@@ -137,6 +137,80 @@ def _bearer(hub: EmulatorHub, request: web.Request) -> str | None:
     return issued.value
 
 
+class _Routes:
+    """The routes of :func:`create_app`, sharing its state."""
+
+    def __init__(self, hub: EmulatorHub, settings: Settings) -> None:
+        self.hub = hub
+        self.settings = settings
+
+    async def oauth_token(self, request: web.Request) -> web.Response:
+        form = _form(request, await request.read())
+        if form is None:
+            return json_response({"error": "invalid_request"}, status=400)
+        if form.get("grant_type") != "client_credentials":
+            return json_response({"error": "unsupported_grant_type"}, status=400)
+        client_id, given = form.get("client_id", ""), form.get("client_secret", "")
+        expected = self.settings.clients.get(client_id)
+        if expected is None or not given or not secrets.compare_digest(given.encode(), expected.encode()):
+            return json_response({"error": "invalid_client"}, status=401)
+        value = _mint(self.hub, client_id, self.settings.token_lifetime)
+        return json_response(
+            {
+                "access_token": value,
+                "scope": "api-role:1",
+                "token_type": "Bearer",
+                "expires_in": _seconds(self.settings.token_lifetime),
+            }
+        )
+
+    def _expires(self) -> str:
+        when = datetime.fromtimestamp(time.time() + self.settings.token_lifetime, UTC)
+        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    async def user_token(self, request: web.Request) -> web.Response:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        user = password = ""
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                user = ""
+        expected = self.settings.users.get(user)
+        if expected is None or not secrets.compare_digest(password.encode(), expected.encode()):
+            return api_error(401, "INVALID_CREDENTIALS", "Unauthorized")
+        return json_response(
+            {"token": _mint(self.hub, user, self.settings.token_lifetime), "expires": self._expires()}
+        )
+
+    async def keep_alive(self, request: web.Request) -> web.Response:
+        old = _bearer(self.hub, request)
+        if old is None:
+            return api_error(401, "INVALID_TOKEN", "Unauthorized")
+        subject = self.hub.tokens.pop(old).client_id
+        return json_response(
+            {"token": _mint(self.hub, subject, self.settings.token_lifetime), "expires": self._expires()}
+        )
+
+    async def invalidate(self, request: web.Request) -> web.Response:
+        old = _bearer(self.hub, request)
+        if old is None:
+            return api_error(401, "INVALID_TOKEN", "Unauthorized")
+        self.hub.tokens.pop(old, None)
+        return web.Response(status=204)
+
+    def authorised(self, request: web.Request) -> web.Response | None:
+        if _bearer(self.hub, request) is None:
+            return classic_error(401, "The request requires user authentication")
+        return None
+
+    async def legacy_oauth_token(self, request: web.Request) -> web.Response:
+        if self.settings.legacy_oauth_removed:
+            await request.read()
+            return api_error(404, "NOT_FOUND", "Not Found")
+        return await self.oauth_token(request)
+
+
 def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
     """The Jamf Pro routes, mounted at ``/jamf``."""
     st = state(hub)
@@ -162,74 +236,13 @@ def create_app(hub: EmulatorHub, settings: Settings) -> web.Application:
 
     app = web.Application(middlewares=[guard])
 
-    async def oauth_token(request: web.Request) -> web.Response:
-        form = _form(request, await request.read())
-        if form is None:
-            return json_response({"error": "invalid_request"}, status=400)
-        if form.get("grant_type") != "client_credentials":
-            return json_response({"error": "unsupported_grant_type"}, status=400)
-        client_id, given = form.get("client_id", ""), form.get("client_secret", "")
-        expected = settings.clients.get(client_id)
-        if expected is None or not given or not secrets.compare_digest(given.encode(), expected.encode()):
-            return json_response({"error": "invalid_client"}, status=401)
-        value = _mint(hub, client_id, settings.token_lifetime)
-        return json_response(
-            {
-                "access_token": value,
-                "scope": "api-role:1",
-                "token_type": "Bearer",
-                "expires_in": _seconds(settings.token_lifetime),
-            }
-        )
-
-    def _expires() -> str:
-        when = datetime.fromtimestamp(time.time() + settings.token_lifetime, UTC)
-        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    async def user_token(request: web.Request) -> web.Response:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        user = password = ""
-        if scheme.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                user = ""
-        expected = settings.users.get(user)
-        if expected is None or not secrets.compare_digest(password.encode(), expected.encode()):
-            return api_error(401, "INVALID_CREDENTIALS", "Unauthorized")
-        return json_response({"token": _mint(hub, user, settings.token_lifetime), "expires": _expires()})
-
-    async def keep_alive(request: web.Request) -> web.Response:
-        old = _bearer(hub, request)
-        if old is None:
-            return api_error(401, "INVALID_TOKEN", "Unauthorized")
-        subject = hub.tokens.pop(old).client_id
-        return json_response({"token": _mint(hub, subject, settings.token_lifetime), "expires": _expires()})
-
-    async def invalidate(request: web.Request) -> web.Response:
-        old = _bearer(hub, request)
-        if old is None:
-            return api_error(401, "INVALID_TOKEN", "Unauthorized")
-        hub.tokens.pop(old, None)
-        return web.Response(status=204)
-
-    def authorised(request: web.Request) -> web.Response | None:
-        if _bearer(hub, request) is None:
-            return classic_error(401, "The request requires user authentication")
-        return None
-
-    async def legacy_oauth_token(request: web.Request) -> web.Response:
-        if settings.legacy_oauth_removed:
-            await request.read()
-            return api_error(404, "NOT_FOUND", "Not Found")
-        return await oauth_token(request)
-
-    app.router.add_post(LEGACY_OAUTH_PATH, legacy_oauth_token)
-    app.router.add_post(OAUTH_PATH, oauth_token)
-    app.router.add_post("/api/v1/auth/token", user_token)
-    app.router.add_post("/api/v1/auth/keep-alive", keep_alive)
-    app.router.add_post("/api/v1/auth/invalidate-token", invalidate)
-    profiles.add_routes(app, st, authorised)
+    routes = _Routes(hub, settings)
+    app.router.add_post(LEGACY_OAUTH_PATH, routes.legacy_oauth_token)
+    app.router.add_post(OAUTH_PATH, routes.oauth_token)
+    app.router.add_post("/api/v1/auth/token", routes.user_token)
+    app.router.add_post("/api/v1/auth/keep-alive", routes.keep_alive)
+    app.router.add_post("/api/v1/auth/invalidate-token", routes.invalidate)
+    profiles.add_routes(app, st, routes.authorised)
     return app
 
 

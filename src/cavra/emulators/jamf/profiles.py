@@ -49,40 +49,42 @@ def store(profile: Profile, root: ET.Element, plist: dict[str, Any] | None, *, c
     profile.payloads = render(plist, name=profile.name, uid=uid, identifier=ident, removable=removable)
 
 
-def add_routes(
-    app: web.Application, st: JamfState, authorised: Callable[[web.Request], web.Response | None]
-) -> None:
-    """The profile routes on ``app``."""
+class _ProfileRoutes:
+    """The profile routes of :func:`add_routes`."""
 
-    def node_of(request: web.Request) -> Node | None:
-        return st.cluster.node_of(request)
+    def __init__(self, st: JamfState, authorised: Callable[[web.Request], web.Response | None]) -> None:
+        self.st = st
+        self.authorised = authorised
 
-    def view(request: web.Request) -> dict[int, Profile]:
-        return st.cluster.view(st, node_of(request))
+    def node_of(self, request: web.Request) -> Node | None:
+        return self.st.cluster.node_of(request)
 
-    def xml_body_error(request: web.Request) -> web.Response | None:
+    def view(self, request: web.Request) -> dict[int, Profile]:
+        return self.st.cluster.view(self.st, self.node_of(request))
+
+    def xml_body_error(self, request: web.Request) -> web.Response | None:
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype not in ("text/xml", "application/xml"):
             return classic_error(415, "Unsupported Media Type: send text/xml or application/xml")
         return None
 
-    def find(request: web.Request) -> Profile | web.Response | None:
+    def find(self, request: web.Request) -> Profile | web.Response | None:
         key, value = request.match_info["key"], request.match_info["value"]
-        seen = view(request)
+        seen = self.view(request)
         if key == "id":
             try:
                 return seen.get(int(value))
             except ValueError:
                 return classic_error(400, f"Invalid id {value}")
         if key == "name":
-            return st.by_name(value, seen)
+            return self.st.by_name(value, seen)
         return classic_error(404, _NOT_FOUND)
 
-    async def list_profiles(request: web.Request) -> web.Response:
-        denied = authorised(request)
+    async def list_profiles(self, request: web.Request) -> web.Response:
+        denied = self.authorised(request)
         if denied is not None:
             return denied
-        seen = view(request)
+        seen = self.view(request)
         root = ET.Element("os_x_configuration_profiles")
         ET.SubElement(root, "size").text = str(len(seen))
         for profile in seen.values():
@@ -91,19 +93,19 @@ def add_routes(
             ET.SubElement(item, "name").text = profile.name
         return xml_answer(root)
 
-    async def get_profile(request: web.Request) -> web.Response:
-        denied = authorised(request)
+    async def get_profile(self, request: web.Request) -> web.Response:
+        denied = self.authorised(request)
         if denied is not None:
             return denied
-        found = find(request)
+        found = self.find(request)
         if isinstance(found, web.Response):
             return found
         if found is None:
             return classic_error(404, _NOT_FOUND)
         return xml_answer(stored_profile(found))
 
-    async def create_profile(request: web.Request) -> web.Response:
-        denied = authorised(request) or xml_body_error(request)
+    async def create_profile(self, request: web.Request) -> web.Response:
+        denied = self.authorised(request) or self.xml_body_error(request)
         if denied is not None:
             return denied
         if request.match_info.get("key", "id") != "id":
@@ -113,23 +115,23 @@ def add_routes(
         except PayloadRefused as exc:
             return classic_error(exc.status, exc.message)
         name = (root.findtext("general/name") or "").strip()
-        if st.by_name(name) is not None:
+        if self.st.by_name(name) is not None:
             return classic_error(409, "Duplicate name")
-        profile = Profile(id=st.next_id, name=name, element=root)
+        profile = Profile(id=self.st.next_id, name=name, element=root)
         store(profile, root, plist, creating=True)
-        st.next_id += 1
-        st.profiles[profile.id] = profile
-        st.cluster.wrote(node_of(request), profile, profile.id)
+        self.st.next_id += 1
+        self.st.profiles[profile.id] = profile
+        self.st.cluster.wrote(self.node_of(request), profile, profile.id)
         return id_answer(profile.id)
 
-    async def update_profile(request: web.Request) -> web.Response:
-        denied = authorised(request) or xml_body_error(request)
+    async def update_profile(self, request: web.Request) -> web.Response:
+        denied = self.authorised(request) or self.xml_body_error(request)
         if denied is not None:
             return denied
-        seen = find(request)
+        seen = self.find(request)
         if isinstance(seen, web.Response):
             return seen
-        found = None if seen is None else st.profiles.get(seen.id)
+        found = None if seen is None else self.st.profiles.get(seen.id)
         if found is None:
             return classic_error(404, _NOT_FOUND)
         try:
@@ -137,30 +139,37 @@ def add_routes(
         except PayloadRefused as exc:
             return classic_error(exc.status, exc.message)
         name = (root.findtext("general/name") or "").strip()
-        clash = st.by_name(name)
+        clash = self.st.by_name(name)
         if clash is not None and clash.id != found.id:
             return classic_error(409, "Duplicate name")
         found.name = name
         store(found, root, plist, creating=False)
-        st.cluster.wrote(node_of(request), found, found.id)
+        self.st.cluster.wrote(self.node_of(request), found, found.id)
         return id_answer(found.id)
 
-    async def delete_profile(request: web.Request) -> web.Response:
-        denied = authorised(request)
+    async def delete_profile(self, request: web.Request) -> web.Response:
+        denied = self.authorised(request)
         if denied is not None:
             return denied
-        found = find(request)
+        found = self.find(request)
         if isinstance(found, web.Response):
             return found
-        if found is None or found.id not in st.profiles:
+        if found is None or found.id not in self.st.profiles:
             return classic_error(404, _NOT_FOUND)
-        del st.profiles[found.id]
-        st.cluster.wrote(node_of(request), None, found.id)
+        del self.st.profiles[found.id]
+        self.st.cluster.wrote(self.node_of(request), None, found.id)
         return id_answer(found.id)
 
-    app.router.add_get(BASE, list_profiles)
-    app.router.add_post(BASE, create_profile)
-    app.router.add_get(BASE + "/{key}/{value}", get_profile)
-    app.router.add_post(BASE + "/{key}/{value}", create_profile)
-    app.router.add_put(BASE + "/{key}/{value}", update_profile)
-    app.router.add_delete(BASE + "/{key}/{value}", delete_profile)
+
+def add_routes(
+    app: web.Application, st: JamfState, authorised: Callable[[web.Request], web.Response | None]
+) -> None:
+    """The profile routes on ``app``."""
+
+    routes = _ProfileRoutes(st, authorised)
+    app.router.add_get(BASE, routes.list_profiles)
+    app.router.add_post(BASE, routes.create_profile)
+    app.router.add_get(BASE + "/{key}/{value}", routes.get_profile)
+    app.router.add_post(BASE + "/{key}/{value}", routes.create_profile)
+    app.router.add_put(BASE + "/{key}/{value}", routes.update_profile)
+    app.router.add_delete(BASE + "/{key}/{value}", routes.delete_profile)
