@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from cavra.routing.grouping import GROUPED_CATEGORIES, categories_of
+from cavra.destinations import categories_of
+from cavra.routing.grouping import GROUPED_CATEGORIES
 
 EVENT_TYPE = "leak.grouped"
 
