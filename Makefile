@@ -8,7 +8,7 @@ PORT ?= 8000
 EMULATOR_PORT ?= 8900
 DEMO_DIR ?= .cavra/demo
 
-.PHONY: install test lint typecheck pytest demo emulate bench bench-quick clean mutation
+.PHONY: install test lint typecheck pytest demo emulate bench bench-quick clean mutation soak
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench-quick: $(STAMP)
 
 # mutation testing of the pure core (classify, policy, redaction, chain) against the fast tests; slow (minutes),
 # so not part of `make test`. Config: [tool.mutmut] in pyproject.toml; survivors explained in docs/mutation.md
+# the long soak of the outbox on PostgreSQL: three worker processes drain 10,000 jobs, each delivered once
+# (make test drains 3,000; about a minute here)
+soak: $(STAMP)
+	CAVRA_PG_JOBS=10000 $(BIN)/pytest tests/queue/test_pg_workers.py -q -p no:cacheprovider --timeout=0
+
 mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2

@@ -1,4 +1,5 @@
-"""Three ``cavra worker`` processes on one PostgreSQL store drain 10,000 jobs: each delivered exactly once.
+"""Three ``cavra worker`` processes on one PostgreSQL store drain 3,000 jobs (``make soak``: 10,000): each
+delivered exactly once.
 
 Workers claim with ``FOR UPDATE SKIP LOCKED``. Nothing crashes here, so a job claimed twice (by two
 workers at once, or after a lease wrongly expired) would show as ``attempts > 1``, as a second delivery
@@ -31,7 +32,7 @@ from cavra.store.jobs import SUCCEEDED, JobFilter
 from .conftest import new_job
 from .test_crash import _worker_cmd
 
-JOBS = int(os.environ.get("CAVRA_PG_JOBS") or 10_000)
+JOBS = int(os.environ.get("CAVRA_PG_JOBS") or 3_000)  # make soak sets 10,000
 WORKERS = 3
 #: no delivery at all for this long while the workers run: they are stuck
 STALL_SECONDS = 90.0
