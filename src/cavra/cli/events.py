@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from cavra.app import Store
+from cavra.app import Cavra
 from cavra.cli.common import EXIT_FAILED, EXIT_OK, console, err_console, handled, print_json
 from cavra.cli.stores import MetadataJsonOption, StoreOption, check_store_options, open_selected
 from cavra.config import LoadedConfig, load_config
@@ -62,8 +62,7 @@ def publish(
         loaded = load_config(config)
         governance.route_table(loaded)  # no routes: an error before the store is opened
         with open_selected(store, metadata_json, create=True) as svc:
-            st = svc.store
-            answer = _publish_all(st, loaded, events, retries=retries, wait=not no_wait)
+            answer = _publish_all(svc, loaded, events, retries=retries, wait=not no_wait)
     if as_json:
         print_json(answer)
     else:
@@ -78,7 +77,7 @@ def publish(
 
 
 def _publish_all(
-    store: Store, config: LoadedConfig, events: Sequence[dict[str, Any]], *, retries: int, wait: bool
+    svc: Cavra, config: LoadedConfig, events: Sequence[dict[str, Any]], *, retries: int, wait: bool
 ) -> dict[str, Any]:
     progress = Progress(
         TextColumn("publishing"),
@@ -98,7 +97,7 @@ def _publish_all(
     try:
         if quiet is not None:
             quiet.setLevel(logging.ERROR)
-        runtime = governance.delivery_runtime()  # the chunks share its access tokens and guard
+        store, runtime = svc.store, svc.delivery  # the chunks share its access tokens and guard
         with progress:
             for start in range(0, len(events), CHUNK):
                 chunk = events[start : start + CHUNK]
